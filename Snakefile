@@ -1,0 +1,46 @@
+# FUSU-style dataset build. Wiring only: config validation, the AOI table, rules, `rule all`.
+# Algorithms live in pipeline/, rule adapters in stages/. See README.md.
+
+from pathlib import Path
+
+from pipeline.config import load_aoi, load_config
+from pipeline.layout import Layout
+
+
+configfile: "config/config.yaml"
+
+
+# Validated once at parse time (config.yaml merged with --config overrides).
+CFG = load_config(config, "configuration (config/config.yaml + --config overrides)")
+AOIS = {a.name: a for a in (load_aoi(p) for p in CFG.aois)}
+if len(AOIS) != len(CFG.aois):
+    raise ValueError("two AOI definition files use the same 'name'; names must be unique")
+L = Layout.of(CFG.results_dir, CFG.dataset)
+ROOT = str(L.root)
+
+
+wildcard_constraints:
+    aoi=r"[a-z0-9][a-z0-9_-]*",
+    month=r"\d{4}-\d{2}",
+    date=r"t[12]",
+
+
+# Each rules file appends its final targets here.
+ALL_TARGETS: list = []
+
+
+def aoi_spec(wildcards):
+    return AOIS[wildcards.aoi]
+
+
+include: "workflow/rules/hr.smk"
+include: "workflow/rules/sentinel.smk"
+include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/expand.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,

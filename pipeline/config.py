@@ -1,0 +1,440 @@
+"""The single configuration schema (pydantic v2).
+
+``config/config.yaml`` documents every default; ``config/schema.json`` is generated from the
+models here (``python -m pipeline.config --write-schema``). Unknown keys are rejected with
+their dotted name, ranges are checked, and the Snakefile validates the merged config
+(``--config`` overrides included) at parse time via :func:`load_config`.
+
+AOI definitions (``aoi/*.yaml``) are validated by :class:`AoiSpec`.
+
+Each Snakemake rule receives only its own section (``cfg.section("tile")``) so that changing,
+say, training settings does not re-run tiling.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_slug(value: str, what: str) -> str:
+    if not SLUG_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a safe name: use lower-case letters, digits, '-' or '_' "
+            "(no spaces or path separators), starting with a letter or digit"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- AOI definitions
+
+
+class AoiDates(_Model):
+    """One path per acquisition date."""
+
+    t1: str
+    t2: str
+
+
+class AoiSpec(_Model):
+    """An area of interest: one co-registered HR image pair plus annotations.
+
+    Paths are relative to the working directory (the repository root when run via Snakemake)
+    unless absolute. Dates are ISO ``YYYY-MM-DD`` acquisition dates of the HR images; the
+    Sentinel series runs over every calendar month from t1's month to t2's month inclusive.
+    """
+
+    name: str = Field(description="Safe slug used in file names (a-z, 0-9, '-', '_').")
+    city: str = Field(description="City / region name, used for per-city splits and stats.")
+    t1: dt.date = Field(description="Acquisition date of the T1 HR image (YYYY-MM-DD).")
+    t2: dt.date = Field(description="Acquisition date of the T2 HR image; must be after t1.")
+    images: AoiDates | None = Field(
+        default=None, description="HR GeoTIFF per date (any CRS). None for plan-only templates."
+    )
+    annotations: AoiDates | None = Field(
+        default=None, description="Annotation polygons per date (GeoPackage, shapefile, GeoJSON)."
+    )
+    class_attribute: str = Field(default="class", description="Polygon attribute holding the class.")
+    class_mapping: str | None = Field(
+        default=None,
+        description="CSV with columns 'source,target' mapping source codes or names to FUSU "
+        "values 0..17. None: the attribute already holds FUSU values (or FUSU class names).",
+    )
+    sentinel_archive: str | None = Field(
+        default=None, description="Scene archive folder for the local Sentinel source."
+    )
+    extent_wgs84: tuple[float, float, float, float] | None = Field(
+        default=None,
+        description="(west, south, east, north) in degrees; informational for templates and "
+        "used by plan-only runs without imagery.",
+    )
+    template: bool = Field(
+        default=False,
+        description="True for templates that need the user's own imagery and annotations: "
+        "building them fails with a message saying what to provide.",
+    )
+    generated: bool = Field(
+        default=False, description="True for the synthetic demo AOI, whose inputs the pipeline makes."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        return _check_slug(v, "AOI name")
+
+    @model_validator(mode="after")
+    def _dates(self) -> AoiSpec:
+        if self.t2 <= self.t1:
+            raise ValueError(
+                f"AOI {self.name!r}: t2 ({self.t2}) must be after t1 ({self.t1}); swap them"
+            )
+        if not self.template and (self.images is None or self.annotations is None):
+            raise ValueError(
+                f"AOI {self.name!r}: 'images' and 'annotations' (t1 and t2 paths) are required "
+                "unless 'template: true'"
+            )
+        return self
+
+    @property
+    def months(self) -> list[str]:
+        """Calendar months ``YYYY-MM`` from t1's month to t2's month inclusive."""
+        return month_range(self.t1, self.t2)
+
+
+def month_range(start: dt.date, end: dt.date) -> list[str]:
+    """Calendar months ``YYYY-MM`` from ``start``'s month to ``end``'s month inclusive."""
+    y, m = start.year, start.month
+    out: list[str] = []
+    while (y, m) <= (end.year, end.month):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class DemoConfig(_Model):
+    """Synthetic demo AOI generated by the pipeline (deterministic)."""
+
+    seed: int = Field(default=20240817, description="Random seed of the generator.")
+    size_m: float = Field(default=3600.0, ge=600.0, le=40000.0, description="Side of the square city (m).")
+    gsd_m: float = Field(default=0.5, gt=0.05, le=5.0, description="HR ground sample distance (m).")
+    change_fraction: float = Field(
+        default=0.2, ge=0.0, le=0.6, description="Target fraction of the area that changes T1->T2."
+    )
+    t2_shift_px: tuple[float, float] = Field(
+        default=(3.0, -2.0), description="T2 grid shift (x, y) in HR pixels, to exercise co-registration."
+    )
+    epsg: int = Field(default=32649, description="CRS of the demo imagery (UTM 49N like Xi'an).")
+    origin: tuple[float, float] = Field(
+        default=(650000.0, 3795000.0), description="Upper-left corner (x, y) of the city in `epsg`."
+    )
+    s2_acquisitions_per_month: tuple[int, int] = Field(
+        default=(2, 6), description="Min/max synthetic S2 acquisitions per month."
+    )
+    s1_acquisitions_per_month: tuple[int, int] = Field(
+        default=(2, 5), description="Min/max synthetic S1 acquisitions per month."
+    )
+
+
+class TileConfig(_Model):
+    patch_size_px: int = Field(default=512, ge=16, le=8192, description="Patch side in HR pixels.")
+    stride_px: int | None = Field(default=None, ge=1, description="Stride; None = patch size (no overlap).")
+    max_nodata_fraction: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Skip patches with more no-data than this in either date."
+    )
+    coregister_resampling: Literal["nearest", "bilinear", "cubic"] = Field(
+        default="bilinear", description="Resampling used to bring T2 onto T1's grid when they differ."
+    )
+    shard_patches: int = Field(
+        default=4096, ge=1, description="Patches per shard for sharded HR jobs at large scale."
+    )
+
+
+class FootprintsConfig(_Model):
+    scale: float = Field(default=5.0, gt=0.0, le=50.0, description="Footprint side / patch side.")
+    res_m: float = Field(default=10.0, gt=0.0, description="Sentinel grid resolution (m).")
+    origin_multiple_m: float = Field(
+        default=60.0, gt=0.0, description="AOI grid origin snapped to a multiple of this (m)."
+    )
+    size_px: int | None = Field(
+        default=None, ge=1, description="Explicit footprint side in grid pixels (overrides scale)."
+    )
+    size_m: float | None = Field(
+        default=None, gt=0.0, description="Explicit footprint side in metres (overrides scale)."
+    )
+    export_shapefile: bool = Field(default=False, description="Also write footprints as ESRI shapefile.")
+
+    @model_validator(mode="after")
+    def _one_override(self) -> FootprintsConfig:
+        if self.size_px is not None and self.size_m is not None:
+            raise ValueError("footprints: give at most one of size_px and size_m")
+        return self
+
+
+class LabelsConfig(_Model):
+    class_schema: str = Field(default="fusu17", description="Class schema id (pipeline/data/<id>.yaml).")
+    overlap_rule: Literal["last", "smallest", "priority"] = Field(
+        default="smallest",
+        description="Where polygons overlap: 'smallest' area wins (ties: later feature), 'last' "
+        "feature in file order wins, or 'priority' = class priority list of the schema.",
+    )
+    unknown_classes: Literal["error", "background"] = Field(
+        default="error", description="Unknown class values: fail listing them, or map to background (0)."
+    )
+    all_touched: bool = Field(default=False, description="rasterio all_touched rasterization.")
+
+
+class ChangeConfig(_Model):
+    ignore_background: bool = Field(
+        default=True, description="Change = 255 where either date is background (0)."
+    )
+
+
+class GeeConfig(_Model):
+    project: str | None = Field(
+        default=None, description="Earth Engine project id; default from $EE_PROJECT / $GOOGLE_CLOUD_PROJECT."
+    )
+    concurrency: int = Field(default=8, ge=1, le=40, description="Concurrent requests per job (<= 40).")
+    max_retries: int = Field(default=6, ge=0, le=20)
+    backoff_base_s: float = Field(default=1.0, gt=0.0)
+    backoff_max_s: float = Field(default=60.0, gt=0.0)
+    timeout_s: float = Field(default=300.0, gt=0.0, description="Per-request timeout.")
+    max_block_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        le=50_331_648,
+        description="Target uncompressed bytes per computePixels response (EE limit 48 MB).",
+    )
+
+
+class SentinelConfig(_Model):
+    source: Literal["local", "gee", "stac"] = Field(default="local", description="Where composites come from.")
+    s2_mask: Literal["s2cloudless", "cloud_score_plus"] = Field(default="s2cloudless")
+    cloud_probability_threshold: int = Field(
+        default=40, ge=0, le=100, description="Mask S2 pixels with s2cloudless probability above this (%)."
+    )
+    cloud_score_plus_threshold: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="Cloud Score+ 'cs' below this is masked."
+    )
+    shadow_mask: bool = Field(default=False, description="Also mask cloud shadows (projected from clouds).")
+    allow_l1c_fallback: bool = Field(
+        default=True, description="Months without L2A scenes use L1C (recorded per month)."
+    )
+    s1_orbit_pass: Literal["ASCENDING", "DESCENDING"] | None = Field(default=None)
+    s1_mean: Literal["linear", "db"] = Field(
+        default="linear", description="Average S1 in linear power then back to dB, or plain dB mean."
+    )
+    s2_resampling: Literal["nearest", "bilinear"] = Field(default="nearest")
+    block_size_px: int | None = Field(
+        default=None, ge=16, description="Block side in grid px; None = derived from gee.max_block_bytes."
+    )
+    gee: GeeConfig = GeeConfig()
+
+
+class SplitRatios(_Model):
+    train: float = Field(default=0.7, ge=0.0, le=1.0)
+    val: float = Field(default=0.1, ge=0.0, le=1.0)
+    test: float = Field(default=0.2, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitRatios:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"splits.ratios must sum to 1 (got train+val+test = {total:.4f}); adjust them"
+            )
+        return self
+
+
+class SplitsConfig(_Model):
+    mode: Literal["block", "random"] = Field(default="block", description="Leakage-free spatial blocks or FUSU-style random.")
+    ratios: SplitRatios = SplitRatios()
+    block_size_patches: int = Field(default=4, ge=1, description="Side of a spatial block in patches.")
+    guard: bool = Field(default=True, description="Drop patches whose footprint would leak across splits.")
+    seed: int = Field(default=0)
+
+
+class ExportConfig(_Model):
+    fusu_layout: bool = Field(default=False, description="Also export the FUSU release layout.")
+    overwrite: bool = Field(default=False, description="Allow exporting into a non-empty directory.")
+
+
+class ReportConfig(_Model):
+    n_samples: int = Field(default=6, ge=1, le=64, description="Sample patches shown in the QA report.")
+
+
+class TrainConfig(_Model):
+    model: Literal["fusunet", "hr_only", "utae"] = Field(default="fusunet")
+    months: int | None = Field(default=None, ge=0, description="Use the last N months (None = all; 0 = HR only).")
+    hrnet: str = Field(default="hrnet_w18_small", description="timm HRNet variant for the HR branch.")
+    pretrained_path: str | None = Field(default=None, description="Local weights for the HR backbone.")
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    hr_size_px: int | None = Field(default=None, ge=32, description="Resize HR inputs (None = native).")
+    num_workers: int = Field(default=2, ge=0)
+    seg_lr: float = Field(default=0.01, gt=0.0)
+    seg_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    seg_weight_decay: float = Field(default=1e-4, ge=0.0)
+    poly_power: float = Field(default=0.9, ge=0.0)
+    change_lr: float = Field(default=3e-4, gt=0.0)
+    change_betas: tuple[float, float] = Field(default=(0.5, 0.999))
+    change_loss_weight: float = Field(default=2.0, ge=0.0)
+    checkpoint_every: int = Field(default=50, ge=1)
+    eval_every: int = Field(default=200, ge=1)
+    bf16: bool = Field(default=True, description="bf16 autocast on GPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto")
+    tensorboard: bool = Field(default=False)
+    seed: int = Field(default=0)
+    tiny: bool = Field(default=False, description="Tiny model widths for CPU demo / tests.")
+
+
+class ExpandConfig(_Model):
+    adapter: Literal["index", "pairs", "oscd", "spacenet7"] | None = Field(
+        default=None, description="Change-dataset adapter; None = FUSU-style build from aois."
+    )
+    path: str | None = Field(default=None, description="Root of the dataset to expand.")
+    plan_only: bool = Field(default=False, description="Write footprints/months/request plan, fetch nothing.")
+    copy_originals: bool = Field(default=False, description="Copy original images instead of referencing them.")
+    group_distance_m: float = Field(default=20000.0, gt=0.0, description="Samples closer than this share an AOI grid.")
+
+
+class DaskConfig(_Model):
+    address: str | None = Field(default=None, description="dask.distributed scheduler address; None = in-process.")
+    threads: int = Field(default=1, ge=1, le=256)
+
+
+class Config(_Model):
+    """Top-level configuration. Every key is documented in config/config.yaml."""
+
+    dataset: str = Field(default="demo", description="Dataset name: outputs go to results_dir/dataset.")
+    results_dir: str = Field(default="results")
+    aois: list[str] = Field(default_factory=lambda: ["aoi/demo.yaml"], description="AOI definition files.")
+    demo: DemoConfig = DemoConfig()
+    tile: TileConfig = TileConfig()
+    footprints: FootprintsConfig = FootprintsConfig()
+    labels: LabelsConfig = LabelsConfig()
+    change: ChangeConfig = ChangeConfig()
+    sentinel: SentinelConfig = SentinelConfig()
+    splits: SplitsConfig = SplitsConfig()
+    export: ExportConfig = ExportConfig()
+    report: ReportConfig = ReportConfig()
+    train: TrainConfig = TrainConfig()
+    expand: ExpandConfig = ExpandConfig()
+    dask: DaskConfig = DaskConfig()
+
+    @field_validator("dataset")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        return _check_slug(v, "dataset name")
+
+    @field_validator("aois")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("aois must list at least one AOI definition file")
+        return v
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The plain-dict form of one section, for a rule's ``params``."""
+        return getattr(self, name).model_dump(mode="json")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.results_dir) / self.dataset
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{loc}': remove it or check its spelling")
+        else:
+            lines.append(f"  - {loc}: {e['msg']} (got {e.get('input')!r})")
+    return f"invalid {where}:\n" + "\n".join(lines)
+
+
+def load_config(raw: dict[str, Any] | None, where: str = "configuration") -> Config:
+    """Validate a merged config dict (config.yaml + --config overrides).
+
+    Raises:
+        ConfigError: naming each offending key.
+    """
+    try:
+        return Config.model_validate(raw or {})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, where)) from None
+
+
+def load_aoi(path: str | Path) -> AoiSpec:
+    """Read and validate one AOI definition YAML file.
+
+    Raises:
+        ConfigError: file missing, not YAML, or invalid (message names the file and key).
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"AOI definition {p} does not exist: check the 'aois' list in the config")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"AOI definition {p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"AOI definition {p} must be a mapping of keys to values")
+    try:
+        return AoiSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, f"AOI definition {p}")) from None
+
+
+def section_model(name: str) -> type[BaseModel]:
+    """The pydantic model of a top-level section (used by stages to re-validate params)."""
+    return Config.model_fields[name].annotation  # type: ignore[return-value]
+
+
+def parse_section(name: str, raw: dict[str, Any]) -> Any:
+    """Validate one section dict as received in a rule's params."""
+    model = section_model(name)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, f"config section '{name}'")) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`Config` (written to config/schema.json)."""
+    return Config.model_json_schema()
+
+
+Month = Annotated[str, Field(pattern=MONTH_RE.pattern)]
+
+
+if __name__ == "__main__":  # pragma: no cover - tiny CLI
+    import sys
+
+    if "--write-schema" in sys.argv:
+        out = Path("config/schema.json")
+        out.write_text(json.dumps(json_schema(), indent=2) + "\n")
+        print(f"wrote {out}")

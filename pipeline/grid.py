@@ -1,0 +1,286 @@
+"""AOI Sentinel grids and 5x centred footprints (pure math, vectorised over patches).
+
+Conventions
+-----------
+* Each AOI has one fixed Sentinel grid (:class:`AoiGrid`): the UTM zone of the AOI centroid
+  (WGS84 / UTM, EPSG 326xx north or 327xx south), square ``res_m`` pixels (default 10 m),
+  north-up, upper-left origin snapped to a multiple of ``origin_multiple_m`` (default 60 m, the
+  coarsest native Sentinel-2 resolution, so native S2 pixels nest in the grid).
+* Because ``origin_multiple_m`` is a multiple of ``res_m``, every AOI grid is a window of the
+  global lattice ``x = i * res_m, y = j * res_m`` of its UTM zone. Footprints are snapped to that
+  lattice first; the AOI grid is then the smallest 60 m-aligned window containing them all, so
+  footprint windows are integer offsets into it (no resampling, ever).
+* Footprint rule: ``size_px = round(scale * patch_side_m / res_m)`` with ``patch_side_m =
+  patch_size_px * gsd_m`` (FUSU: 5 x 512 px x 0.5 m / 10 m = 128 px), unless ``size_px`` or
+  ``size_m`` is given explicitly. The footprint is centred on the patch centre and snapped so its
+  upper-left corner lies on the lattice: ``col0 = floor((cx - x_ref)/res - size/2 + 0.5)``.
+* The patch's exact position inside its footprint is recorded in fractional footprint pixels
+  (``patch_off_x_px`` from the footprint's left edge, ``patch_off_y_px`` from its top edge,
+  and ``patch_w_px`` / ``patch_h_px``) so consumers can centre-crop without guessing.
+
+All coordinates are in metres of the AOI grid CRS unless stated; pixel rows grow southwards.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+
+from pipeline.errors import GridError
+
+
+@dataclass(frozen=True)
+class AoiGrid:
+    """One AOI's fixed Sentinel grid.
+
+    Attributes:
+        epsg: EPSG code of the UTM CRS (326xx / 327xx).
+        res_m: Pixel size (m), square.
+        x0: Easting of the grid's upper-left corner (m), a multiple of ``origin_multiple_m``.
+        y0: Northing of the grid's upper-left corner (m), a multiple of ``origin_multiple_m``.
+        width: Number of columns (px).
+        height: Number of rows (px).
+    """
+
+    epsg: int
+    res_m: float
+    x0: float
+    y0: float
+    width: int
+    height: int
+
+    @property
+    def crs(self) -> str:
+        return f"EPSG:{self.epsg}"
+
+    @property
+    def transform(self) -> Affine:
+        """Affine pixel -> CRS transform of the upper-left corner convention (rasterio)."""
+        return Affine(self.res_m, 0.0, self.x0, 0.0, -self.res_m, self.y0)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) in metres of the grid CRS."""
+        return (
+            self.x0,
+            self.y0 - self.height * self.res_m,
+            self.x0 + self.width * self.res_m,
+            self.y0,
+        )
+
+    def window_transform(self, col0: int, row0: int) -> Affine:
+        """Transform of a window whose upper-left pixel is (col0, row0) of this grid."""
+        return Affine(
+            self.res_m, 0.0, self.x0 + col0 * self.res_m, 0.0, -self.res_m, self.y0 - row0 * self.res_m
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "epsg": self.epsg,
+            "res_m": self.res_m,
+            "x0": self.x0,
+            "y0": self.y0,
+            "width": self.width,
+            "height": self.height,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float | int]) -> AoiGrid:
+        return cls(
+            epsg=int(d["epsg"]),
+            res_m=float(d["res_m"]),
+            x0=float(d["x0"]),
+            y0=float(d["y0"]),
+            width=int(d["width"]),
+            height=int(d["height"]),
+        )
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS84 / UTM zone containing (lon, lat) degrees.
+
+    Uses the standard 6-degree zones (no Norway/Svalbard exceptions, which only matter north of
+    56 deg N and are not used by Earth Engine grids either).
+    """
+    if not (-180.0 <= lon <= 180.0 and -80.0 <= lat <= 84.0):
+        raise GridError(
+            f"({lon:.5f}, {lat:.5f}) is outside the UTM domain (lon -180..180, lat -80..84): "
+            "polar AOIs are not supported"
+        )
+    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def utm_zones_spanned(west: float, east: float) -> list[int]:
+    """UTM zone numbers touched by the longitude interval [west, east] (degrees)."""
+    z0 = min(int((west + 180.0) // 6.0) + 1, 60)
+    z1 = min(int((east + 180.0) // 6.0) + 1, 60)
+    return list(range(z0, z1 + 1))
+
+
+def choose_aoi_epsg(lonlat_bounds: tuple[float, float, float, float], aoi: str = "AOI") -> int:
+    """UTM EPSG of an AOI's centroid; warns when the AOI spans more than one zone.
+
+    Args:
+        lonlat_bounds: (west, south, east, north) in degrees (WGS84).
+        aoi: AOI name used in the warning.
+    """
+    w, s, e, n = lonlat_bounds
+    epsg = utm_epsg((w + e) / 2.0, (s + n) / 2.0)
+    zones = utm_zones_spanned(w, e)
+    if len(zones) > 1:
+        warnings.warn(
+            f"{aoi}: spans UTM zones {zones}; using the centroid's zone (EPSG:{epsg}) for the "
+            "whole AOI grid (distortion at the far edge stays well below one 10 m pixel for "
+            "city-sized AOIs)",
+            stacklevel=2,
+        )
+    return epsg
+
+
+def footprint_size_px(
+    patch_size_px: int,
+    gsd_m: float,
+    scale: float = 5.0,
+    res_m: float = 10.0,
+    size_px: int | None = None,
+    size_m: float | None = None,
+) -> int:
+    """Footprint side in Sentinel grid pixels.
+
+    ``size_px`` wins, then ``size_m / res_m`` (rounded), else ``round(scale * patch_size_px *
+    gsd_m / res_m)``. FUSU: 512 px x 0.5 m x 5 / 10 m = 128 px.
+
+    Raises:
+        GridError: if the result is < 1 px.
+    """
+    if size_px is not None:
+        n = int(size_px)
+    elif size_m is not None:
+        n = int(round(size_m / res_m))
+    else:
+        n = int(round(scale * patch_size_px * gsd_m / res_m))
+    if n < 1:
+        raise GridError(
+            f"footprint size would be {n} px (patch {patch_size_px} px x {gsd_m} m, scale {scale}, "
+            f"grid {res_m} m): raise footprints.scale or set footprints.size_px"
+        )
+    return n
+
+
+@dataclass(frozen=True)
+class Footprints:
+    """Footprints of N patches on an AOI grid (all arrays shape (N,)).
+
+    Attributes:
+        grid: the AOI grid (covers every footprint).
+        size_px: footprint side (px), identical for all patches of the AOI.
+        col0, row0: int64 upper-left pixel of each footprint in ``grid``.
+        patch_off_x_px, patch_off_y_px: float64 offset of the patch's bounding box (in the grid
+            CRS) from the footprint's upper-left corner, in grid pixels (x right, y down).
+        patch_w_px, patch_h_px: float64 patch bounding-box size in grid pixels.
+    """
+
+    grid: AoiGrid
+    size_px: int
+    col0: np.ndarray
+    row0: np.ndarray
+    patch_off_x_px: np.ndarray
+    patch_off_y_px: np.ndarray
+    patch_w_px: np.ndarray
+    patch_h_px: np.ndarray
+
+    def bounds(self) -> np.ndarray:
+        """(N, 4) float64 footprint bounds (minx, miny, maxx, maxy) in the grid CRS (m)."""
+        g = self.grid
+        minx = g.x0 + self.col0 * g.res_m
+        maxy = g.y0 - self.row0 * g.res_m
+        side = self.size_px * g.res_m
+        return np.stack([minx, maxy - side, minx + side, maxy], axis=1)
+
+
+def compute_footprints(
+    patch_bounds: np.ndarray,
+    epsg: int,
+    size_px: int,
+    res_m: float = 10.0,
+    origin_multiple_m: float = 60.0,
+) -> Footprints:
+    """Snap centred square footprints to the global ``res_m`` lattice and build the AOI grid.
+
+    Args:
+        patch_bounds: (N, 4) float array of patch bounding boxes (minx, miny, maxx, maxy) already
+            expressed in the grid CRS ``epsg`` (metres). For HR patches in another CRS pass the
+            bounds of the reprojected patch polygon.
+        epsg: the AOI grid's UTM EPSG code.
+        size_px: footprint side in pixels (see :func:`footprint_size_px`).
+        res_m: grid pixel size (m).
+        origin_multiple_m: grid origin multiple (m); must be a multiple of ``res_m``.
+
+    Returns:
+        :class:`Footprints`, whose grid is the smallest ``origin_multiple_m``-aligned window
+        covering every footprint.
+
+    Raises:
+        GridError: empty input, non-finite bounds, or an origin multiple that is not a multiple
+            of the resolution.
+    """
+    pb = np.asarray(patch_bounds, dtype=np.float64)
+    if pb.ndim != 2 or pb.shape[1] != 4 or len(pb) == 0:
+        raise GridError(f"patch_bounds must be a non-empty (N, 4) array, got shape {pb.shape}")
+    if not np.isfinite(pb).all():
+        raise GridError("patch bounds contain NaN/inf: check the patch index CRS")
+    ratio = origin_multiple_m / res_m
+    if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+        raise GridError(
+            f"footprints.origin_multiple_m ({origin_multiple_m}) must be a whole multiple of "
+            f"footprints.res_m ({res_m})"
+        )
+    cx = (pb[:, 0] + pb[:, 2]) / 2.0
+    cy = (pb[:, 1] + pb[:, 3]) / 2.0
+    # Global lattice indices of each footprint's upper-left pixel (column right, row down from
+    # northing 0 going south = -y/res).
+    gcol = np.floor(cx / res_m - size_px / 2.0 + 0.5).astype(np.int64)
+    grow = np.floor(-cy / res_m - size_px / 2.0 + 0.5).astype(np.int64)
+    om = int(round(ratio))
+    gcol0 = (gcol.min() // om) * om
+    grow0 = (grow.min() // om) * om
+    width = int(gcol.max() - gcol0 + size_px)
+    height = int(grow.max() - grow0 + size_px)
+    # pad to a whole number of origin multiples, so the far edge is aligned too
+    width = int(math.ceil(width / om) * om)
+    height = int(math.ceil(height / om) * om)
+    grid = AoiGrid(
+        epsg=int(epsg),
+        res_m=float(res_m),
+        x0=float(gcol0 * res_m),
+        y0=float(-grow0 * res_m),
+        width=width,
+        height=height,
+    )
+    col0 = gcol - gcol0
+    row0 = grow - grow0
+    fp_minx = grid.x0 + col0 * res_m
+    fp_maxy = grid.y0 - row0 * res_m
+    return Footprints(
+        grid=grid,
+        size_px=int(size_px),
+        col0=col0,
+        row0=row0,
+        patch_off_x_px=(pb[:, 0] - fp_minx) / res_m,
+        patch_off_y_px=(fp_maxy - pb[:, 3]) / res_m,
+        patch_w_px=(pb[:, 2] - pb[:, 0]) / res_m,
+        patch_h_px=(pb[:, 3] - pb[:, 1]) / res_m,
+    )
+
+
+def union_pixel_count(col0: np.ndarray, row0: np.ndarray, size_px: int, grid: AoiGrid) -> int:
+    """Number of distinct grid pixels covered by the union of the footprint windows."""
+    mask = np.zeros((grid.height, grid.width), dtype=bool)
+    for c, r in zip(np.asarray(col0), np.asarray(row0), strict=True):
+        mask[r : r + size_px, c : c + size_px] = True
+    return int(mask.sum())

@@ -1,0 +1,107 @@
+"""Output layout: every path the pipeline writes, in one place (pure path arithmetic).
+
+Native layout under ``<results_dir>/<dataset>/`` (see README "Output layout")::
+
+    aois/<aoi>/patches.parquet        tile index (GeoParquet, HR CRS): one row per patch
+    aois/<aoi>/hr/{t1,t2}/<id>.tif     HR RGB patches (uint8, tiled, deflate)
+    aois/<aoi>/grid.json              the AOI's 10 m Sentinel grid + footprint rule
+    aois/<aoi>/footprints.parquet     tile index + footprint columns
+    aois/<aoi>/footprints.gpkg        footprints as polygons (grid CRS)
+    aois/<aoi>/labels/{t1,t2}/<id>.tif 17-class labels (uint8, 255 = no data, colour table)
+    aois/<aoi>/labels.parquet         per-patch class histograms
+    aois/<aoi>/change/bin/<id>.tif    binary change (uint8 0/1, 255 = ignored)
+    aois/<aoi>/change/fromto/<id>.tif from-to change (uint16 y1*18+y2, 65535 = ignored)
+    aois/<aoi>/change.parquet         per-patch change fraction
+    sentinel/<aoi>.zarr               monthly S2/S1 mosaic cube of the AOI grid
+    sentinel/<aoi>/months/<YYYY-MM>.json  per AOI-month fetch summary (job output)
+    sentinel/<aoi>/ledger/<YYYY-MM>/  per-block completion markers (resume)
+    patches.parquet                   merged index with split column
+    splits/, stats.json, stac/, report/index.html, export/fusu/, train/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one dataset build. ``root`` = ``<results_dir>/<dataset>``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, results_dir: str | Path, dataset: str) -> Layout:
+        return cls(Path(results_dir) / dataset)
+
+    # ---- per AOI, HR side
+    def aoi_dir(self, aoi: str) -> Path:
+        return self.root / "aois" / aoi
+
+    def patches(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "patches.parquet"
+
+    def hr_dir(self, aoi: str, date: str) -> Path:
+        return self.aoi_dir(aoi) / "hr" / date
+
+    def grid(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "grid.json"
+
+    def footprints(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "footprints.parquet"
+
+    def footprints_gpkg(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "footprints.gpkg"
+
+    def labels_dir(self, aoi: str, date: str) -> Path:
+        return self.aoi_dir(aoi) / "labels" / date
+
+    def labels_index(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "labels.parquet"
+
+    def change_dir(self, aoi: str, kind: str) -> Path:
+        return self.aoi_dir(aoi) / "change" / kind
+
+    def change_index(self, aoi: str) -> Path:
+        return self.aoi_dir(aoi) / "change.parquet"
+
+    # ---- Sentinel
+    def mosaic(self, aoi: str) -> Path:
+        return self.root / "sentinel" / f"{aoi}.zarr"
+
+    def month_summary(self, aoi: str, month: str) -> Path:
+        return self.root / "sentinel" / aoi / "months" / f"{month}.json"
+
+    def ledger_dir(self, aoi: str, month: str) -> Path:
+        return self.root / "sentinel" / aoi / "ledger" / month
+
+    def sentinel_summary(self, aoi: str) -> Path:
+        return self.root / "sentinel" / aoi / "summary.json"
+
+    # ---- dataset level
+    def index(self) -> Path:
+        return self.root / "patches.parquet"
+
+    def splits_dir(self) -> Path:
+        return self.root / "splits"
+
+    def stats(self) -> Path:
+        return self.root / "stats.json"
+
+    def stac_dir(self) -> Path:
+        return self.root / "stac"
+
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def export_dir(self) -> Path:
+        return self.root / "export" / "fusu"
+
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+
+def demo_inputs_dir(results_dir: str | Path) -> Path:
+    """Where the synthetic demo AOI's generated inputs live (referenced by aoi/demo.yaml)."""
+    return Path(results_dir) / "demo-inputs"

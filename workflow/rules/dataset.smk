@@ -1,0 +1,1 @@
+# Rules for the dataset part of the pipeline (filled in by its issue).

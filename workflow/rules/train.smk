@@ -1,0 +1,1 @@
+# Rules for the train part of the pipeline (filled in by its issue).
