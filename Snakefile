@@ -33,9 +33,12 @@ def aoi_spec(wildcards):
     return AOIS[wildcards.aoi]
 
 
+include: "workflow/rules/demo.smk"
 include: "workflow/rules/hr.smk"
+include: "workflow/rules/labels.smk"
 include: "workflow/rules/sentinel.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/expand.smk"
 

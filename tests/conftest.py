@@ -1,0 +1,81 @@
+"""Project-wide test configuration.
+
+* Socket guard: any connection to a non-loopback address fails the test (Earth Engine and
+  every other remote must be faked on 127.0.0.1).
+* Markers: ``gee_live`` tests are skipped without Earth Engine credentials, ``gpu`` tests
+  without CUDA.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+    else:  # AF_UNIX path etc.
+        return True
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NetworkAccessError(RuntimeError):
+    pass
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkAccessError(f"test tried a non-loopback connection to {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> object:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkAccessError(f"test tried a non-loopback connection to {address!r}")
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    if host not in (None, "localhost") and not _is_loopback((host,)):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise NetworkAccessError(f"test tried to resolve a remote host {host!r}") from None
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _socket_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    has_ee_creds = bool(
+        os.environ.get("EE_SERVICE_ACCOUNT_KEY") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    ) and bool(os.environ.get("EE_PROJECT"))
+    try:
+        import torch  # noqa: F401
+
+        has_gpu = bool(torch.cuda.is_available())
+    except Exception:
+        has_gpu = False
+    for item in items:
+        if "gee_live" in item.keywords and not has_ee_creds:
+            item.add_marker(pytest.mark.skip(reason="no Earth Engine credentials (EE_PROJECT + key)"))
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))

@@ -1,0 +1,1 @@
+# Rules for the demo part of the pipeline.

@@ -1,0 +1,1 @@
+# Rules for the labels part of the pipeline.

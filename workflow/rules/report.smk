@@ -1,0 +1,1 @@
+# Rules for the report part of the pipeline.
