@@ -1,0 +1,286 @@
+"""HR raster I/O: open/validate scene GeoTIFFs, windowed reads, patch GeoTIFF writer.
+
+Everything that opens a raster file for the HR side of the pipeline lives here (tiling reads
+scenes window by window; labels and change call :func:`write_patch_tif`).
+
+Conventions: arrays are ``(band, y, x)``; windows are ``rasterio.windows.Window`` in pixel
+units of the file read; CRS strings are what ``rasterio.crs.CRS.to_string()`` gives (e.g.
+``"EPSG:32649"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from pipeline.errors import InputError
+from pipeline.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Creation options of every patch GeoTIFF (block size is chosen per patch, see below).
+PATCH_PROFILE: dict[str, Any] = {
+    "driver": "GTiff",
+    "tiled": True,
+    "compress": "deflate",
+    "predictor": 2,
+    "interleave": "pixel",
+}
+
+
+def _block_size(h: int, w: int) -> int:
+    """GeoTIFF tile side: 256 for FUSU-sized patches, a multiple of 16 (TIFF rule) otherwise."""
+    side = min(h, w)
+    if side >= 256:
+        return 256
+    return max(16, (side // 16) * 16)
+
+
+def write_patch_tif(
+    path: str | Path,
+    array: np.ndarray,
+    transform: Affine,
+    crs: str | CRS | None,
+    nodata: float | int | None,
+    colormap: Mapping[int, Sequence[int]] | None = None,
+) -> Path:
+    """Write one patch as a tiled, deflate-compressed, georeferenced GeoTIFF, atomically.
+
+    Args:
+        path: output ``.tif`` path (parent folders are created).
+        array: ``(bands, h, w)`` array (a 2-D ``(h, w)`` array is treated as one band); its
+            dtype is kept (uint8 for HR RGB and labels, uint16 for from-to change).
+        transform: affine pixel -> CRS transform of the patch's upper-left corner.
+        crs: CRS of ``transform`` (e.g. ``"EPSG:32649"``).
+        nodata: the no-data value stored in the file (e.g. 0 for HR RGB, 255 for labels,
+            65535 for from-to change) or None.
+        colormap: optional colour table ``{value: (r, g, b[, a])}`` applied to band 1 (single
+            band uint8/uint16 only), e.g. the FUSU class colours.
+
+    Returns:
+        The final path. A crash never leaves a half-written file under that name.
+    """
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise ValueError(f"write_patch_tif({path}): expected (bands, h, w), got shape {arr.shape}")
+    bands, h, w = arr.shape
+    if colormap is not None and bands != 1:
+        raise ValueError(f"write_patch_tif({path}): a colour table needs 1 band, got {bands}")
+    block = _block_size(h, w)
+    profile = dict(PATCH_PROFILE)
+    profile.update(
+        width=w,
+        height=h,
+        count=bands,
+        dtype=arr.dtype.name,
+        crs=CRS.from_user_input(crs) if crs is not None else None,
+        transform=transform,
+        nodata=nodata,
+        blockxsize=block,
+        blockysize=block,
+    )
+    if arr.dtype.kind == "f":
+        profile["predictor"] = 3
+    if bands == 3 and arr.dtype == np.uint8:
+        profile["photometric"] = "RGB"
+    final = Path(path)
+    with atomic_path(final) as tmp, warnings.catch_warnings():
+        # rasterio warns when a tile is bigger than a tiny test patch; GDAL pads, that's fine
+        warnings.simplefilter("ignore", UserWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr)
+            if colormap is not None:
+                cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}
+                dst.write_colormap(1, cmap)
+    return final
+
+
+# --------------------------------------------------------------------------- scene reading
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """Validated metadata of an HR scene GeoTIFF.
+
+    Attributes:
+        path: the file.
+        crs: its CRS (never None after validation).
+        transform: pixel -> CRS affine (never the identity default after validation).
+        width, height: size in pixels.
+        count: number of bands.
+        dtype: numpy dtype name of band 1.
+        nodata: nodata value or None.
+        has_alpha: True if a band is an alpha band or the file has an internal/dataset mask.
+        res: (x, y) pixel size in CRS units (positive numbers).
+    """
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+    has_alpha: bool
+    res: tuple[float, float]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(minx, miny, maxx, maxy) in CRS units."""
+        return tuple(rasterio.transform.array_bounds(self.height, self.width, self.transform))
+
+    def same_grid(self, other: RasterInfo) -> bool:
+        """True when both rasters share CRS, transform (to 1e-9 px) and shape."""
+        return (
+            self.crs == other.crs
+            and self.width == other.width
+            and self.height == other.height
+            and self.transform.almost_equals(other.transform, precision=1e-9 * max(self.res))
+        )
+
+
+def inspect_raster(path: str | Path, what: str = "image") -> RasterInfo:
+    """Open ``path``, check it is a georeferenced raster and return its metadata.
+
+    Args:
+        path: the GeoTIFF (any GDAL-readable raster).
+        what: description used in error messages (e.g. ``"AOI 'demo' T1 image"``).
+
+    Raises:
+        InputError: missing / unreadable file, no CRS, no geotransform, rotated/skewed grid,
+            or a bandless raster. The message names the file and the fix.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"{what} {p} does not exist: fix the path in the AOI definition (paths are relative "
+            "to the directory snakemake runs in) or generate the inputs first"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as ds:
+                crs = ds.crs
+                transform = ds.transform
+                width, height, count = ds.width, ds.height, ds.count
+                dtype = ds.dtypes[0] if count else ""
+                nodata = ds.nodata
+                has_alpha = ColorInterp.alpha in ds.colorinterp or any(
+                    MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in ds.mask_flag_enums
+                )
+    except RasterioIOError as exc:
+        raise InputError(
+            f"{what} {p} cannot be read as a raster ({exc}): re-export it as GeoTIFF"
+        ) from None
+    if count < 1:
+        raise InputError(f"{what} {p} has no bands: re-export it as an RGB GeoTIFF")
+    if crs is None or not crs.is_valid:
+        raise InputError(
+            f"{what} {p} has no CRS: assign one, e.g. `gdal_edit.py -a_srs EPSG:32649 {p}` "
+            "(use the image's real projection)"
+        )
+    if transform.is_identity or transform == Affine(1, 0, 0, 0, 1, 0):
+        raise InputError(
+            f"{what} {p} has no geotransform (pixel grid is not georeferenced): georeference "
+            "it (e.g. gdal_translate -a_ullr ... or gdalwarp with GCPs) before tiling"
+        )
+    if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
+        raise InputError(
+            f"{what} {p} is rotated or not north-up (transform {tuple(transform)[:6]}): warp it "
+            "to a north-up grid first, e.g. `gdalwarp in.tif out.tif`"
+        )
+    return RasterInfo(
+        path=p,
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtype,
+        nodata=None if nodata is None else float(nodata),
+        has_alpha=bool(has_alpha),
+        res=(abs(transform.a), abs(transform.e)),
+    )
+
+
+@contextlib.contextmanager
+def open_on_grid(
+    path: str | Path,
+    crs: CRS,
+    transform: Affine,
+    width: int,
+    height: int,
+    resampling: str = "bilinear",
+    reproject: bool = True,
+) -> Iterator[Any]:
+    """Open a raster, lazily warped onto a target grid when ``reproject`` is True.
+
+    The returned dataset behaves like a rasterio reader on the target grid (``read(window=...)``,
+    ``read_masks(window=...)``); with ``reproject`` it is a :class:`rasterio.vrt.WarpedVRT`
+    that resamples only the windows that are read (memory stays bounded by the window).
+    Pixels outside the source are no data (mask 0).
+
+    Args:
+        path: the raster.
+        crs, transform, width, height: the target grid (e.g. the T1 image's).
+        resampling: rasterio resampling name (``nearest``, ``bilinear``, ``cubic``).
+        reproject: False opens the file directly (it must already be on the target grid).
+    """
+    with rasterio.open(path) as src:
+        if not reproject:
+            yield src
+            return
+        vrt_kwargs: dict[str, Any] = {
+            "crs": crs,
+            "transform": transform,
+            "width": width,
+            "height": height,
+            "resampling": Resampling[resampling],
+        }
+        if src.nodata is None and not any(
+            MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums
+        ):
+            # ask the warper for an alpha band so areas outside the source are masked
+            vrt_kwargs["add_alpha"] = True
+        with WarpedVRT(src, **vrt_kwargs) as vrt:
+            yield vrt
+
+
+def read_window(
+    ds: Any, window: Window, bands: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one window and its validity mask.
+
+    Args:
+        ds: an open rasterio dataset or WarpedVRT.
+        window: pixel window of ``ds``.
+        bands: 1-based band indexes to read (default: all non-alpha bands).
+
+    Returns:
+        ``(data, valid)``: data ``(len(bands), h, w)`` in the file's dtype; valid ``(h, w)``
+        bool, False where any band is no data (nodata value, alpha = 0, dataset mask = 0, or
+        outside the source for a warped view).
+    """
+    if bands is None:
+        bands = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+    data = ds.read(list(bands), window=window, boundless=False)
+    masks = ds.read_masks(list(bands), window=window)
+    valid = np.all(masks > 0, axis=0)
+    return data, valid
