@@ -68,12 +68,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     has_ee_creds = bool(
         os.environ.get("EE_SERVICE_ACCOUNT_KEY") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     ) and bool(os.environ.get("EE_PROJECT"))
-    try:
-        import torch  # noqa: F401
+    has_gpu = False
+    if any("gpu" in item.keywords for item in items):
+        try:
+            import torch
 
-        has_gpu = bool(torch.cuda.is_available())
-    except Exception:
-        has_gpu = False
+            has_gpu = bool(torch.cuda.is_available())
+        except Exception:
+            has_gpu = False
     for item in items:
         if "gee_live" in item.keywords and not has_ee_creds:
             item.add_marker(pytest.mark.skip(reason="no Earth Engine credentials (EE_PROJECT + key)"))
