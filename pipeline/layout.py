@@ -66,6 +66,14 @@ class Layout:
     def change_index(self, aoi: str) -> Path:
         return self.aoi_dir(aoi) / "change.parquet"
 
+    def labels_state(self, aoi: str) -> Path:
+        """Input fingerprint of the label tifs on disk (resume / stale-output detection)."""
+        return self.aoi_dir(aoi) / "labels" / "_inputs.json"
+
+    def change_state(self, aoi: str) -> Path:
+        """Input fingerprint of the change tifs on disk (resume / stale-output detection)."""
+        return self.aoi_dir(aoi) / "change" / "_inputs.json"
+
     # ---- Sentinel
     def mosaic(self, aoi: str) -> Path:
         return self.root / "sentinel" / f"{aoi}.zarr"
