@@ -1,0 +1,258 @@
+"""Segmentation and change-detection metrics (pure numpy, no torch).
+
+All scores are computed from confusion matrices accumulated over the **whole** evaluation set
+(global, not a mean of per-patch scores), as FUSU and DynamicEarthNet do.
+
+Conventions (FUSU class schema: 0 = background, 1..17 land-use classes, 255 = no data):
+
+* Confusion matrices have rows = ground truth, columns = prediction, dtype int64.
+  Pixels whose ground truth is ``ignore_index`` (255) are skipped.
+* **Segmentation mIoU** (FUSU Tables 3/4): per-class IoU ``TP / (TP + FP + FN)``; the mean is
+  over the 17 land-use classes 1..17 (``FOREGROUND``). Background (0) is a normal class in the
+  confusion matrix (predicting background on a class-c pixel is a false negative of c) but is
+  **not** part of the mean, following the paper's "mIoU across all 17 land use classes".
+  A class whose union is empty in the whole set (absent from ground truth and never
+  predicted) has IoU NaN and is excluded from the mean.
+* **Binary change** (FUSU Table 6): IoU of the changed class, plus F1, precision, recall,
+  overall accuracy, from a 2x2 matrix; change ground truth 255 is ignored.
+* **Semantic change mIoU** (FUSU Table 5, "IoU per class and mIoU over all 17 land use
+  classes" for semantic change detection). The paper does not spell the formula out; we use the
+  SECOND / Bi-SRNet convention its SCD baselines come from: each date's semantic map is masked
+  by change (ground truth: class where the GT change is 1, else 0 = "no change"; prediction:
+  predicted class where predicted change is 1, else 0), both dates are accumulated into one
+  18x18 matrix (from-class and to-class), and per-class IoU / mIoU are reported over the 17
+  land-use classes 1..17 (class 0 here means "unchanged" and is reported separately as
+  ``iou_nochange``). Pixels with GT change 255 or GT label 255 are ignored.
+* **SCS** (DynamicEarthNet, Eq. 2-5): ``SCS = (BC + SC) / 2``. BC = IoU of the changed class
+  (binary change matrix over the whole set). SC = mIoU of the **later** date's (T2) semantic
+  prediction restricted to pixels whose ground truth changed; as in the official DEN evaluator
+  the mean runs over the classes **present in the ground truth of the changed pixels**
+  (``TP + FN > 0``); classes absent from the changed pixels are excluded from the mean. Both
+  matrices are accumulated over the whole set before scoring.
+
+Scores are fractions in [0, 1] (multiply by 100 for the papers' percentages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+N_CLASSES = 18
+IGNORE_INDEX = 255
+FOREGROUND: tuple[int, ...] = tuple(range(1, N_CLASSES))
+
+
+def confusion_matrix(
+    target: np.ndarray,
+    pred: np.ndarray,
+    n_classes: int = N_CLASSES,
+    ignore_index: int = IGNORE_INDEX,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Confusion matrix of one array pair.
+
+    Args:
+        target: ground truth, any integer shape; ``ignore_index`` pixels are skipped.
+        pred: prediction, same shape, values in ``[0, n_classes)``.
+        n_classes: number of classes.
+        ignore_index: ground-truth value to skip.
+        mask: optional bool array of the same shape; only True pixels are counted.
+
+    Returns:
+        ``(n_classes, n_classes)`` int64, rows = ground truth, columns = prediction.
+
+    Raises:
+        ValueError: shapes differ, or a valid pixel holds a value outside ``[0, n_classes)``.
+    """
+    t = np.asarray(target).astype(np.int64, copy=False).ravel()
+    p = np.asarray(pred).astype(np.int64, copy=False).ravel()
+    if t.shape != p.shape:
+        raise ValueError(
+            f"confusion_matrix: target has {t.size} pixels, prediction {p.size}; pass arrays "
+            "of the same shape"
+        )
+    keep = t != ignore_index
+    if mask is not None:
+        keep &= np.asarray(mask, dtype=bool).ravel()
+    t, p = t[keep], p[keep]
+    if t.size and (t.min() < 0 or t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes):
+        raise ValueError(
+            f"confusion_matrix: values outside [0, {n_classes}) in target or prediction "
+            f"(target {t.min()}..{t.max()}, pred {p.min()}..{p.max()}); check n_classes and "
+            "the ignore value"
+        )
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+
+
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU ``TP / (TP + FP + FN)`` from a confusion matrix.
+
+    Returns:
+        float64 ``(n,)``; NaN where the class's union is empty (absent and never predicted).
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+
+
+def mean_iou(cm: np.ndarray, classes: tuple[int, ...] | None = None) -> float:
+    """Mean IoU over ``classes``, skipping classes with an empty union.
+
+    ``classes=None`` means the foreground classes ``1..n-1`` (1..17 for FUSU: background 0 is
+    excluded from the mean). Returns NaN if every selected class has an empty union.
+    """
+    iou = iou_per_class(cm)
+    sel = iou[1:] if classes is None else iou[list(classes)]
+    sel = sel[~np.isnan(sel)]
+    return float(sel.mean()) if sel.size else float("nan")
+
+
+def overall_accuracy(cm: np.ndarray) -> float:
+    """Fraction of counted pixels on the diagonal (NaN for an empty matrix)."""
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else float("nan")
+
+
+def binary_scores(cm2: np.ndarray) -> dict[str, float]:
+    """IoU, F1, precision, recall of the positive (changed) class and OA from a 2x2 matrix.
+
+    Undefined ratios (0 / 0) are NaN.
+    """
+    cm2 = np.asarray(cm2, dtype=np.float64)
+    if cm2.shape != (2, 2):
+        raise ValueError(f"binary_scores expects a 2x2 confusion matrix, got {cm2.shape}")
+    tp, fn, fp = cm2[1, 1], cm2[1, 0], cm2[0, 1]
+
+    def ratio(a: float, b: float) -> float:
+        return float(a / b) if b > 0 else float("nan")
+
+    precision = ratio(tp, tp + fp)
+    recall = ratio(tp, tp + fn)
+    return {
+        "iou": ratio(tp, tp + fp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": precision,
+        "recall": recall,
+        "oa": overall_accuracy(cm2),
+    }
+
+
+def semantic_change_maps(
+    label: np.ndarray, change: np.ndarray, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
+    """Change-masked semantic map: ``label`` where ``change == 1``, 0 where 0, ignore elsewhere.
+
+    Args:
+        label: int class map 0..17 (255 = no data).
+        change: int/bool map 0/1 (255 = ignored).
+    """
+    out = np.where(np.asarray(change) == 1, label, 0).astype(np.int64)
+    out[(np.asarray(change) == ignore_index) | (np.asarray(label) == ignore_index)] = ignore_index
+    return out
+
+
+def sc_class_mean(cm: np.ndarray) -> float:
+    """DEN's SC average: mean IoU over classes present in the ground truth (TP + FN > 0)."""
+    iou = iou_per_class(cm)
+    present = np.asarray(cm).sum(1) > 0
+    vals = np.nan_to_num(iou[present], nan=0.0)
+    return float(vals.mean()) if vals.size else float("nan")
+
+
+@dataclass
+class ChangeSegMetrics:
+    """Accumulates every metric of the training stage over a whole evaluation set.
+
+    Call :meth:`update` once per batch with numpy arrays of shape ``(B, H, W)``:
+    ground-truth ``label1``, ``label2`` (0..17, 255 = no data), ``change`` (0/1, 255 = ignored)
+    and predictions ``pred1``, ``pred2`` (0..17) and ``pred_change`` (0/1). Any prediction may
+    be None (that model has no such output): its metrics are then left out.
+    """
+
+    n_classes: int = N_CLASSES
+    seg: np.ndarray = field(init=False)
+    change: np.ndarray = field(init=False)
+    scd: np.ndarray = field(init=False)
+    sc: np.ndarray = field(init=False)
+    has_seg: bool = field(init=False, default=False)
+    has_change: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        n = self.n_classes
+        self.seg = np.zeros((n, n), np.int64)
+        self.change = np.zeros((2, 2), np.int64)
+        self.scd = np.zeros((n, n), np.int64)
+        self.sc = np.zeros((n, n), np.int64)
+
+    def update(
+        self,
+        label1: np.ndarray,
+        label2: np.ndarray,
+        change: np.ndarray,
+        pred1: np.ndarray | None,
+        pred2: np.ndarray | None,
+        pred_change: np.ndarray | None,
+    ) -> None:
+        n = self.n_classes
+        for lab, pred in ((label1, pred1), (label2, pred2)):
+            if pred is not None:
+                self.seg += confusion_matrix(lab, pred, n)
+                self.has_seg = True
+        if pred_change is not None:
+            pc = np.asarray(pred_change).astype(np.int64)
+            self.change += confusion_matrix(change, pc, 2)
+            self.has_change = True
+            if pred1 is not None and pred2 is not None:
+                for lab, pred in ((label1, pred1), (label2, pred2)):
+                    gt_sem = semantic_change_maps(lab, change)
+                    pr_sem = np.where(pc == 1, pred, 0)
+                    self.scd += confusion_matrix(gt_sem, pr_sem, n)
+        if pred2 is not None:
+            changed = np.asarray(change) == 1
+            self.sc += confusion_matrix(label2, pred2, n, mask=changed)
+
+    def compute(self) -> dict[str, Any]:
+        """All scores as a JSON-ready dict (fractions; NaN for undefined)."""
+        out: dict[str, Any] = {}
+        if self.has_seg:
+            iou = iou_per_class(self.seg)
+            out["seg_miou"] = mean_iou(self.seg)
+            out["seg_iou_per_class"] = {c: _f(iou[c]) for c in range(1, self.n_classes)}
+            out["seg_iou_background"] = _f(iou[0])
+            out["seg_oa"] = overall_accuracy(self.seg)
+        if self.has_change:
+            bc = binary_scores(self.change)
+            out.update({f"change_{k}": v for k, v in bc.items()})
+            if self.scd.any():
+                iou = iou_per_class(self.scd)
+                out["scd_miou"] = mean_iou(self.scd)
+                out["scd_iou_per_class"] = {c: _f(iou[c]) for c in range(1, self.n_classes)}
+                out["scd_iou_nochange"] = _f(iou[0])
+            sc = sc_class_mean(self.sc)
+            out["bc"] = bc["iou"]
+            out["sc"] = sc
+            out["scs"] = 0.5 * (bc["iou"] + sc)
+        return out
+
+    def matrices(self) -> dict[str, np.ndarray]:
+        """The accumulated confusion matrices (rows = ground truth)."""
+        return {"seg": self.seg, "change": self.change, "scd": self.scd, "sc": self.sc}
+
+
+def _f(x: float) -> float | None:
+    """NaN -> None for JSON."""
+    return None if np.isnan(x) else float(x)
+
+
+def scs_score(change_cm: np.ndarray, sc_cm: np.ndarray) -> dict[str, float]:
+    """DynamicEarthNet's SCS from a global 2x2 change matrix and a changed-pixel class matrix."""
+    bc = binary_scores(change_cm)["iou"]
+    sc = sc_class_mean(sc_cm)
+    return {"bc": bc, "sc": sc, "scs": 0.5 * (bc + sc)}
