@@ -74,9 +74,8 @@ class AoiGrid:
 
     def window_transform(self, col0: int, row0: int) -> Affine:
         """Transform of a window whose upper-left pixel is (col0, row0) of this grid."""
-        return Affine(
-            self.res_m, 0.0, self.x0 + col0 * self.res_m, 0.0, -self.res_m, self.y0 - row0 * self.res_m
-        )
+        r = self.res_m
+        return Affine(r, 0.0, self.x0 + col0 * r, 0.0, -r, self.y0 - row0 * r)
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -116,9 +115,15 @@ def utm_epsg(lon: float, lat: float) -> int:
 
 
 def utm_zones_spanned(west: float, east: float) -> list[int]:
-    """UTM zone numbers touched by the longitude interval [west, east] (degrees)."""
+    """UTM zone numbers touched by the longitude interval [west, east] (degrees).
+
+    ``west > east`` means the interval crosses the antimeridian (GeoJSON / STAC convention),
+    e.g. (179.5, -179.5) touches zones [60, 1].
+    """
     z0 = min(int((west + 180.0) // 6.0) + 1, 60)
     z1 = min(int((east + 180.0) // 6.0) + 1, 60)
+    if west > east:
+        return list(range(z0, 61)) + list(range(1, z1 + 1))
     return list(range(z0, z1 + 1))
 
 
@@ -126,11 +131,16 @@ def choose_aoi_epsg(lonlat_bounds: tuple[float, float, float, float], aoi: str =
     """UTM EPSG of an AOI's centroid; warns when the AOI spans more than one zone.
 
     Args:
-        lonlat_bounds: (west, south, east, north) in degrees (WGS84).
+        lonlat_bounds: (west, south, east, north) in degrees (WGS84); ``west > east`` means
+            the AOI crosses the antimeridian.
         aoi: AOI name used in the warning.
     """
     w, s, e, n = lonlat_bounds
-    epsg = utm_epsg((w + e) / 2.0, (s + n) / 2.0)
+    east = e + 360.0 if w > e else e
+    lon_c = (w + east) / 2.0
+    if lon_c >= 180.0:
+        lon_c -= 360.0
+    epsg = utm_epsg(lon_c, (s + n) / 2.0)
     zones = utm_zones_spanned(w, e)
     if len(zones) > 1:
         warnings.warn(
@@ -161,9 +171,9 @@ def footprint_size_px(
     if size_px is not None:
         n = int(size_px)
     elif size_m is not None:
-        n = int(round(size_m / res_m))
+        n = int(np.rint(size_m / res_m))
     else:
-        n = int(round(scale * patch_size_px * gsd_m / res_m))
+        n = int(np.rint(scale * patch_size_px * gsd_m / res_m))
     if n < 1:
         raise GridError(
             f"footprint size would be {n} px (patch {patch_size_px} px x {gsd_m} m, scale {scale}, "
@@ -246,7 +256,7 @@ def compute_footprints(
     # northing 0 going south = -y/res).
     gcol = np.floor(cx / res_m - size_px / 2.0 + 0.5).astype(np.int64)
     grow = np.floor(-cy / res_m - size_px / 2.0 + 0.5).astype(np.int64)
-    om = int(round(ratio))
+    om = int(np.rint(ratio))
     gcol0 = (gcol.min() // om) * om
     grow0 = (grow.min() // om) * om
     width = int(gcol.max() - gcol0 + size_px)

@@ -7,6 +7,7 @@ Native layout under ``<results_dir>/<dataset>/`` (see README "Output layout")::
     aois/<aoi>/grid.json              the AOI's 10 m Sentinel grid + footprint rule
     aois/<aoi>/footprints.parquet     tile index + footprint columns
     aois/<aoi>/footprints.gpkg        footprints as polygons (grid CRS)
+    aois/<aoi>/footprints_shp/        the same as ESRI shapefile (optional)
     aois/<aoi>/labels/{t1,t2}/<id>.tif 17-class labels (uint8, 255 = no data, colour table)
     aois/<aoi>/labels.parquet         per-patch class histograms
     aois/<aoi>/change/bin/<id>.tif    binary change (uint8 0/1, 255 = ignored)
@@ -53,6 +54,10 @@ class Layout:
 
     def footprints_gpkg(self, aoi: str) -> Path:
         return self.aoi_dir(aoi) / "footprints.gpkg"
+
+    def footprints_shp_dir(self, aoi: str) -> Path:
+        """Folder of ``<aoi>_footprints.shp`` (only with footprints.export_shapefile)."""
+        return self.aoi_dir(aoi) / "footprints_shp"
 
     def labels_dir(self, aoi: str, date: str) -> Path:
         return self.aoi_dir(aoi) / "labels" / date

@@ -191,7 +191,7 @@ def inspect_raster(path: str | Path, what: str = "image") -> RasterInfo:
         ) from None
     if count < 1:
         raise InputError(f"{what} {p} has no bands: re-export it as an RGB GeoTIFF")
-    if crs is None or not crs.is_valid:
+    if crs is None or not crs:
         raise InputError(
             f"{what} {p} has no CRS: assign one, e.g. `gdal_edit.py -a_srs EPSG:32649 {p}` "
             "(use the image's real projection)"
@@ -275,12 +275,13 @@ def read_window(
 
     Returns:
         ``(data, valid)``: data ``(len(bands), h, w)`` in the file's dtype; valid ``(h, w)``
-        bool, False where any band is no data (nodata value, alpha = 0, dataset mask = 0, or
-        outside the source for a warped view).
+        bool, False where every band is no data (nodata value, alpha = 0, dataset mask = 0,
+        or outside the source for a warped view). "Every band" follows the usual RGB reading
+        of a per-band nodata value: a dark pixel with one channel equal to nodata stays valid.
     """
     if bands is None:
         bands = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
     data = ds.read(list(bands), window=window, boundless=False)
     masks = ds.read_masks(list(bands), window=window)
-    valid = np.all(masks > 0, axis=0)
+    valid = np.any(masks > 0, axis=0)
     return data, valid
