@@ -1,0 +1,432 @@
+"""PyTorch dataset over the native layout (HR GeoTIFF patches + per-AOI Sentinel mosaics).
+
+``torch`` is imported lazily (inside methods) so that ``import pipeline.dataset`` works without
+it. The dataset object holds only paths, small arrays and plain Python values: it pickles into
+DataLoader workers cheaply and opens files (GeoTIFFs per read, Zarr mosaics once per worker)
+lazily in the process that reads them.
+
+Example::
+
+    from torch.utils.data import DataLoader
+    from pipeline.dataset import FusuDataset, fusu_collate
+
+    ds = FusuDataset("results/demo", split="train", months=12)
+    dl = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=fusu_collate)
+    batch = next(iter(dl))  # t1: (8, 3, 512, 512), sentinel: (8, 12, 14, 128, 128)
+
+Sample (one patch), see :meth:`FusuDataset.__getitem__`::
+
+    t1, t2          float32 (3, H, W)   HR RGB in [0, 1] (or normalised with stats.json)
+    label1, label2  int64   (H, W)      class values 0..17, 255 = no data (ignore_index)
+    change          int64   (H, W)      0/1, 255 = ignored
+    sentinel        float32 (T, 14, h, w) S2 B1..B12 reflectance + S1 VV/VH dB, normalised
+                                        per band (stats.json), NaN -> 0
+    sentinel_valid  bool    (T, h, w)   pixel has a clear S2 or valid S1 observation that month
+    counts          uint8   (T, 2, h, w) clear S2 / valid S1 observations per month
+    month_mask      bool    (T,)        True = real month, False = padding (after collate)
+    patch_box       float32 (4,)        (off_x, off_y, w, h) of the HR patch in footprint px
+    meta            dict                patch_id, aoi, city, split, months (YYYY-MM), t1, t2,
+                                        bands, wavelengths_nm, gsd_m, sentinel_gsd_m,
+                                        footprint (col0, row0, size_px), class_ids, class_names
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import DatasetError
+from pipeline.io import dataset_io
+from pipeline.layout import Layout
+from pipeline.sources.base import ALL_BANDS, S1_BANDS, S1_WAVELENGTH_NM, S2_WAVELENGTHS_NM
+
+LABEL_NODATA = 255
+#: Wavelengths (nm) of the 14 Sentinel bands in :data:`pipeline.sources.base.ALL_BANDS` order.
+WAVELENGTHS_NM: tuple[float, ...] = tuple(S2_WAVELENGTHS_NM) + (S1_WAVELENGTH_NM,) * len(S1_BANDS)
+HR_BANDS: tuple[str, ...] = ("R", "G", "B")
+
+_REQUIRED_COLUMNS = ("patch_id", "aoi", "hr_t1", "hr_t2")
+_FOOTPRINT_COLUMNS = (
+    "fp_col0",
+    "fp_row0",
+    "fp_size_px",
+    "patch_off_x_px",
+    "patch_off_y_px",
+    "patch_w_px",
+    "patch_h_px",
+)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def class_table(schema_id: str = "fusu17") -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Class values and names of a schema (falls back to ``0..17`` if it cannot be loaded)."""
+    try:
+        from pipeline.classes import load_schema
+
+        schema = load_schema(schema_id)
+        return tuple(schema.values), tuple(schema.names)
+    except Exception:  # schema module absent or broken: numbers still work
+        values = tuple(range(18))
+        return values, tuple(f"class {v}" for v in values)
+
+
+def _band_stats(block: Any, names: Sequence[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse per-band mean/std from either ``{"mean": [...], "std": [...]}`` (band order
+    ``names``, or with a ``"bands"`` list) or ``{band: {"mean": m, "std": s}}``."""
+    if isinstance(block, dict) and "mean" in block and "std" in block:
+        mean = block["mean"]
+        std = block["std"]
+        if isinstance(mean, dict):
+            mean = [mean[b] for b in names]
+            std = [std[b] for b in names]
+        elif "bands" in block:
+            order = {str(b): i for i, b in enumerate(block["bands"])}
+            mean = [mean[order[b]] for b in names]
+            std = [std[order[b]] for b in names]
+    elif isinstance(block, dict) and all(b in block for b in names):
+        mean = [block[b]["mean"] for b in names]
+        std = [block[b]["std"] for b in names]
+    else:
+        raise DatasetError(
+            f"{where}: cannot find per-band mean/std for bands {list(names)}; "
+            "rerun the 'dataset' rule to rewrite stats.json or pass normalize=False"
+        )
+    m = np.asarray(mean, dtype=np.float32)
+    s = np.asarray(std, dtype=np.float32)
+    if m.shape != (len(names),) or s.shape != (len(names),):
+        raise DatasetError(f"{where}: expected {len(names)} means/stds, got {m.shape}/{s.shape}")
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0).astype(np.float32)
+    m = np.where(np.isfinite(m), m, 0.0).astype(np.float32)
+    return m, s
+
+
+def parse_stats(stats: dict[str, Any], where: str = "stats.json") -> dict[str, np.ndarray]:
+    """Normalisation constants from ``stats.json``.
+
+    Accepts a ``"sentinel"`` block (14 bands, ALL_BANDS order) and an ``"hr"`` block (RGB);
+    HR statistics in 0..255 DN are rescaled to the [0, 1] range the dataset works in.
+
+    Returns:
+        ``dict(s_mean, s_std)`` float32 (14,) and ``dict(hr_mean, hr_std)`` float32 (3,).
+    """
+    s_block = stats.get("sentinel", stats.get("bands"))
+    hr_block = stats.get("hr", stats.get("hr_rgb"))
+    if s_block is None or hr_block is None:
+        raise DatasetError(
+            f"{where} lacks a 'sentinel' or 'hr' section: rerun the 'dataset' rule "
+            "or pass normalize=False"
+        )
+    s_mean, s_std = _band_stats(s_block, ALL_BANDS, f"{where} (sentinel)")
+    hr_names = (
+        [str(b) for b in hr_block.get("bands", HR_BANDS)] if isinstance(hr_block, dict) else []
+    )
+    hr_mean, hr_std = _band_stats(
+        hr_block, hr_names if len(hr_names) == 3 else HR_BANDS, f"{where} (hr)"
+    )
+    if float(hr_mean.max()) > 1.5:  # statistics in DN (0..255)
+        hr_mean, hr_std = hr_mean / 255.0, hr_std / 255.0
+    return {"s_mean": s_mean, "s_std": s_std, "hr_mean": hr_mean, "hr_std": hr_std}
+
+
+def select_months(
+    n_total: int, months: int | Sequence[str] | None, all_months: Sequence[str]
+) -> np.ndarray:
+    """Indices of the months to keep: all (None), the last ``N`` (int) or the named ones.
+
+    Raises:
+        DatasetError: a named month is not in the mosaic.
+    """
+    if months is None:
+        return np.arange(n_total)
+    if isinstance(months, int):
+        if months < 0:
+            raise DatasetError(f"months={months}: use None (all) or a number >= 0")
+        return np.arange(max(0, n_total - months), n_total)
+    pos = {m: i for i, m in enumerate(all_months)}
+    missing = [m for m in months if m not in pos]
+    if missing:
+        raise DatasetError(
+            f"months {missing} are not in the mosaic (it has {all_months[0]}..{all_months[-1]})"
+        )
+    return np.asarray([pos[m] for m in months], dtype=np.int64)
+
+
+def sentinel_arrays(
+    x: np.ndarray, counts: np.ndarray, mean: np.ndarray | None, std: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise a footprint cube and derive its validity mask.
+
+    Args:
+        x: float32 (T, 14, h, w) reflectance / dB, NaN = no data.
+        counts: uint8 (T, 2, h, w) observation counts (unused for the mask; kept for symmetry).
+        mean, std: float32 (14,) or None (no normalisation).
+
+    Returns:
+        (values float32 (T, 14, h, w) with NaN -> 0, valid bool (T, h, w) = any band finite).
+    """
+    finite = np.isfinite(x)
+    valid = finite.any(axis=1)
+    out = x.astype(np.float32, copy=True)
+    if mean is not None and std is not None:
+        out -= mean[None, :, None, None]
+        out /= std[None, :, None, None]
+    out[~finite] = 0.0
+    return out, valid
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class FusuDataset:
+    """Map-style dataset of one split of a native-layout dataset (usable by ``DataLoader``).
+
+    Args:
+        root: dataset root ``<results_dir>/<dataset>`` (holds ``patches.parquet``).
+        split: ``"train"``, ``"val"``, ``"test"`` (index column ``split``) or None / ``"all"``.
+        months: None = every month of the AOI's series; int N = the last N months (0 = none);
+            or a list of ``YYYY-MM``.
+        normalize: standardise HR RGB and Sentinel bands with ``stats.json``; otherwise HR is in
+            [0, 1] and Sentinel in reflectance / dB (NaN -> 0 either way).
+        with_sentinel: read the Sentinel footprint cube (False: HR only, no ``sentinel*``/
+            ``counts``/``month_mask`` keys).
+        hr_size: resize HR images (bilinear, antialiased) and labels (nearest) to this side (px).
+        class_schema: class schema id for ``meta`` (``pipeline/data/<id>.yaml``).
+
+    Raises:
+        DatasetError: index / stats missing or inconsistent (message names the file and the fix).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = "train",
+        months: int | Sequence[str] | None = None,
+        normalize: bool = True,
+        with_sentinel: bool = True,
+        hr_size: int | None = None,
+        class_schema: str = "fusu17",
+    ) -> None:
+        self.root = Path(root)
+        self.layout = Layout(self.root)
+        self.split = split
+        self.months = months if (months is None or isinstance(months, int)) else tuple(months)
+        self.normalize = normalize
+        self.with_sentinel = with_sentinel
+        self.hr_size = hr_size
+        index_path = self.layout.index()
+        df = dataset_io.read_index_table(index_path)
+        missing = [c for c in _REQUIRED_COLUMNS if c not in df.columns]
+        if with_sentinel:
+            missing += [c for c in _FOOTPRINT_COLUMNS if c not in df.columns]
+        if missing:
+            raise DatasetError(
+                f"{index_path} lacks columns {missing}: rebuild it with the 'dataset' rule"
+            )
+        if split not in (None, "all"):
+            if "split" not in df.columns:
+                raise DatasetError(f"{index_path} has no 'split' column: run the 'splits' step")
+            df = df[df["split"] == split]
+            if len(df) == 0:
+                raise DatasetError(f"split {split!r} is empty in {index_path}")
+        self._records: list[dict[str, Any]] = [
+            _record(r) for r in df.sort_values("patch_id").to_dict("records")
+        ]
+        self._stats: dict[str, np.ndarray] | None = None
+        if normalize:
+            stats = dataset_io.read_json_if_exists(self.layout.stats())
+            if stats is None:
+                raise DatasetError(
+                    f"{self.layout.stats()} does not exist: build the dataset's stats first "
+                    "or pass normalize=False"
+                )
+            self._stats = parse_stats(stats, str(self.layout.stats()))
+        self.class_ids, self.class_names = class_table(class_schema)
+        self._grid_res: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def patch_ids(self) -> list[str]:
+        return [r["patch_id"] for r in self._records]
+
+    def _sentinel_res(self, aoi: str) -> float:
+        if aoi not in self._grid_res:
+            g = dataset_io.read_json_if_exists(self.layout.grid(aoi)) or {}
+            self._grid_res[aoi] = float(g.get("res_m", 10.0))
+        return self._grid_res[aoi]
+
+    def _hr(self, rec: dict[str, Any], key: str) -> np.ndarray:
+        return dataset_io.read_tif(self.root / rec[key], f"HR patch ({key})")
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """One sample (see the module docstring for keys, shapes and dtypes)."""
+        import torch
+
+        if not 0 <= i < len(self._records):
+            raise IndexError(i)
+        rec = self._records[i]
+        aoi, pid = rec["aoi"], rec["patch_id"]
+        lay = self.layout
+        t1 = self._hr(rec, "hr_t1")
+        t2 = self._hr(rec, "hr_t2")
+        lab1 = dataset_io.read_tif(lay.labels_dir(aoi, "t1") / f"{pid}.tif", "T1 label")[0]
+        lab2 = dataset_io.read_tif(lay.labels_dir(aoi, "t2") / f"{pid}.tif", "T2 label")[0]
+        chg = dataset_io.read_tif(lay.change_dir(aoi, "bin") / f"{pid}.tif", "change mask")[0]
+
+        img1 = torch.from_numpy(t1[:3]).float().div_(255.0)
+        img2 = torch.from_numpy(t2[:3]).float().div_(255.0)
+        if self._stats is not None:
+            m = torch.from_numpy(self._stats["hr_mean"])[:, None, None]
+            s = torch.from_numpy(self._stats["hr_std"])[:, None, None]
+            img1 = img1.sub_(m).div_(s)
+            img2 = img2.sub_(m).div_(s)
+        l1 = torch.from_numpy(lab1.astype(np.int64))
+        l2 = torch.from_numpy(lab2.astype(np.int64))
+        ch = torch.from_numpy(chg.astype(np.int64))
+        if self.hr_size is not None and self.hr_size != img1.shape[-1]:
+            img1, img2, l1, l2, ch = _resize(self.hr_size, img1, img2, l1, l2, ch)
+
+        sample: dict[str, Any] = {"t1": img1, "t2": img2, "label1": l1, "label2": l2, "change": ch}
+        months: list[str] = []
+        if self.with_sentinel:
+            cube = dataset_io.read_cube(
+                lay.mosaic(aoi), rec["fp_col0"], rec["fp_row0"], rec["fp_size_px"]
+            )
+            all_months = [str(m) for m in cube["months"]]
+            bands = [str(b) for b in cube.get("bands", ALL_BANDS)]
+            if tuple(bands) != ALL_BANDS:
+                raise DatasetError(
+                    f"mosaic {lay.mosaic(aoi)} has bands {bands}, expected {list(ALL_BANDS)}: "
+                    "rebuild it with the sentinel rules"
+                )
+            keep = select_months(len(all_months), self.months, all_months)
+            months = [all_months[k] for k in keep]
+            x = np.asarray(cube["x"])[keep]
+            counts = np.asarray(cube["counts"], dtype=np.uint8)[keep]
+            st = self._stats
+            vals, valid = sentinel_arrays(
+                x, counts, st["s_mean"] if st else None, st["s_std"] if st else None
+            )
+            sample["sentinel"] = torch.from_numpy(vals)
+            sample["sentinel_valid"] = torch.from_numpy(valid)
+            sample["counts"] = torch.from_numpy(np.ascontiguousarray(counts))
+            sample["month_mask"] = torch.ones(len(months), dtype=torch.bool)
+            sample["patch_box"] = torch.tensor(
+                [
+                    rec["patch_off_x_px"],
+                    rec["patch_off_y_px"],
+                    rec["patch_w_px"],
+                    rec["patch_h_px"],
+                ],
+                dtype=torch.float32,
+            )
+        elif all(c in rec for c in _FOOTPRINT_COLUMNS):
+            sample["patch_box"] = torch.tensor(
+                [
+                    rec["patch_off_x_px"],
+                    rec["patch_off_y_px"],
+                    rec["patch_w_px"],
+                    rec["patch_h_px"],
+                ],
+                dtype=torch.float32,
+            )
+        sample["meta"] = {
+            "patch_id": pid,
+            "aoi": aoi,
+            "city": rec.get("city"),
+            "split": rec.get("split"),
+            "t1": rec.get("t1"),
+            "t2": rec.get("t2"),
+            "months": months,
+            "bands": list(ALL_BANDS),
+            "wavelengths_nm": list(WAVELENGTHS_NM),
+            "gsd_m": rec.get("gsd_m"),
+            "sentinel_gsd_m": self._sentinel_res(aoi) if self.with_sentinel else None,
+            "footprint": (rec.get("fp_col0"), rec.get("fp_row0"), rec.get("fp_size_px")),
+            "class_ids": list(self.class_ids),
+            "class_names": list(self.class_names),
+        }
+        return sample
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """Plain-Python copy of one index row (ints for windows, floats for offsets)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.floating):
+            v = float(v)
+        elif hasattr(v, "isoformat"):
+            v = v.isoformat()[:10]
+        out[k] = v
+    for k in ("fp_col0", "fp_row0", "fp_size_px"):
+        if k in out and out[k] is not None:
+            out[k] = int(out[k])
+    return out
+
+
+def _resize(size: int, img1: Any, img2: Any, *labels: Any) -> tuple[Any, ...]:
+    import torch.nn.functional as F  # noqa: N812
+
+    def img(t: Any) -> Any:
+        return F.interpolate(
+            t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+
+    def lab(t: Any) -> Any:
+        return F.interpolate(t[None, None].float(), size=(size, size), mode="nearest")[0, 0].long()
+
+    return (img(img1), img(img2), *(lab(t) for t in labels))
+
+
+# --------------------------------------------------------------------------- collate
+
+
+def fusu_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch samples whose Sentinel series may differ in length (AOIs with different months).
+
+    Tensors are stacked; ``sentinel`` / ``sentinel_valid`` / ``counts`` / ``month_mask`` are
+    zero-padded at the end of the time axis to the batch's longest series (``month_mask`` is
+    False on padding). ``meta`` becomes a list of the samples' meta dicts.
+
+    Raises:
+        DatasetError: footprints of different pixel sizes in one batch (batch per AOI group
+            or set a common footprint size).
+    """
+    import torch
+
+    if not samples:
+        raise DatasetError("fusu_collate got an empty batch")
+    out: dict[str, Any] = {}
+    keys = samples[0].keys()
+    timed = {"sentinel", "sentinel_valid", "counts", "month_mask"}
+    t_max = max((s["month_mask"].shape[0] for s in samples if "month_mask" in s), default=0)
+    for k in keys:
+        if k == "meta":
+            out[k] = [s["meta"] for s in samples]
+            continue
+        vals = [s[k] for s in samples]
+        if k in timed:
+            shapes = {tuple(v.shape[1:]) for v in vals}
+            if len(shapes) > 1:
+                raise DatasetError(
+                    f"fusu_collate: '{k}' has different footprint shapes {sorted(shapes)} in one "
+                    "batch; use a common footprint size (footprints.size_px) or batch per AOI"
+                )
+            padded = []
+            for v in vals:
+                pad = t_max - v.shape[0]
+                if pad:
+                    v = torch.cat([v, v.new_zeros((pad, *v.shape[1:]))], dim=0)
+                padded.append(v)
+            out[k] = torch.stack(padded)
+        else:
+            out[k] = torch.stack(vals)
+    return out
