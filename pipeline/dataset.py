@@ -264,6 +264,13 @@ class FusuDataset:
     def _hr(self, rec: dict[str, Any], key: str) -> np.ndarray:
         return dataset_io.read_tif(self.root / rec[key], f"HR patch ({key})")
 
+    def _path(self, rec: dict[str, Any], column: str, default_dir: Path, pid: str) -> Path:
+        """Index column ``column`` (path relative to the root) or the layout's default path."""
+        rel = rec.get(column)
+        if isinstance(rel, str) and rel:
+            return self.root / rel
+        return default_dir / f"{pid}.tif"
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         """One sample (see the module docstring for keys, shapes and dtypes)."""
         import torch
@@ -275,9 +282,15 @@ class FusuDataset:
         lay = self.layout
         t1 = self._hr(rec, "hr_t1")
         t2 = self._hr(rec, "hr_t2")
-        lab1 = dataset_io.read_tif(lay.labels_dir(aoi, "t1") / f"{pid}.tif", "T1 label")[0]
-        lab2 = dataset_io.read_tif(lay.labels_dir(aoi, "t2") / f"{pid}.tif", "T2 label")[0]
-        chg = dataset_io.read_tif(lay.change_dir(aoi, "bin") / f"{pid}.tif", "change mask")[0]
+        lab1 = dataset_io.read_tif(
+            self._path(rec, "label_t1", lay.labels_dir(aoi, "t1"), pid), "T1 label"
+        )[0]
+        lab2 = dataset_io.read_tif(
+            self._path(rec, "label_t2", lay.labels_dir(aoi, "t2"), pid), "T2 label"
+        )[0]
+        chg = dataset_io.read_tif(
+            self._path(rec, "change_bin", lay.change_dir(aoi, "bin"), pid), "change mask"
+        )[0]
 
         img1 = torch.from_numpy(t1[:3]).float().div_(255.0)
         img2 = torch.from_numpy(t2[:3]).float().div_(255.0)

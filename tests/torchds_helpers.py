@@ -143,6 +143,10 @@ def make_dataset(
                     "change_fraction": float(change[valid].mean()) if valid.any() else 0.0,
                     "geometry": box(px_x, px_y - patch_px * GSD_M, px_x + patch_px * GSD_M, px_y),
                 }
+                if a.name == "alpha":  # beta exercises the layout's default paths
+                    row["label_t1"] = f"aois/{a.name}/labels/t1/{pid}.tif"
+                    row["label_t2"] = f"aois/{a.name}/labels/t2/{pid}.tif"
+                    row["change_bin"] = f"aois/{a.name}/change/bin/{pid}.tif"
                 for v in range(18):
                     row[f"hist_t1_{v}"] = int((l1 == v).sum())
                     row[f"hist_t2_{v}"] = int((l2 == v).sum())
@@ -199,6 +203,7 @@ def make_dataset(
                 },
             )
     gdf = gpd.GeoDataFrame(pd.DataFrame(rows_all), geometry="geometry", crs=f"EPSG:{EPSG}")
+    gdf = gdf.to_crs("EPSG:4326")  # the merged index is in lon/lat (pipeline.assemble)
     write_geoparquet(gdf, lay.index())
     write_json(
         lay.stats(),
@@ -216,13 +221,22 @@ def make_dataset(
             "class_frequencies": {"train": {str(v): 1.0 / 18 for v in range(18)}},
         },
     )
+    pair = {"fp_overlap_frac": 0.0, "patch_in_fp_frac": 0.0, "n_leaking": 0}
     write_json(
         lay.splits_dir() / "leakage.json",
         {
-            "mode": "block",
-            "guard": True,
-            "dropped_patches": 1,
-            "pairs": [{"split_a": "train", "split_b": "test", "overlapping_footprints": 0}],
+            "definition": "fp_overlap_frac: share of the second split's footprint area ...",
+            "info": {"mode": "block", "guard": True},
+            "overall": {
+                "guard_patches": 1,
+                "train-val": pair,
+                "train-test": pair,
+                "val-test": pair,
+            },
+            "per_city": {
+                "xian": {"guard_patches": 1, "train-val": {**pair, "n_patches": 1}},
+                "wuhan": {"guard_patches": 0, "train-test": {**pair, "n_patches": 1}},
+            },
         },
     )
     return lay
