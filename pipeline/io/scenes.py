@@ -1,0 +1,308 @@
+"""Reading and writing the local Sentinel scene archive (see :mod:`pipeline.sources.local` for
+the layout specification).
+
+Every function that opens a scene file lives here; the local source only does the math.
+Scene bands are read *onto a target grid window* (CRS + affine transform + size, e.g. one block
+of an AOI grid) through :class:`rasterio.vrt.WarpedVRT`, so a scene in any CRS / resolution
+lands on exactly the requested pixels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import SourceError
+
+#: Band files of an L1C scene (13 bands, incl. the cirrus band B10 that s2cloudless needs).
+L1C_FILE_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)
+#: Band files of an L2A scene (12 bands; B10 does not exist in L2A).
+L2A_FILE_BANDS: tuple[str, ...] = tuple(b for b in L1C_FILE_BANDS if b != "B10")
+#: Native resolution (m) of each band file.
+NATIVE_RES_M: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
+    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+}
+S1_FILE_BANDS: tuple[str, ...] = ("VV", "VH")
+SCENE_JSON = "scene.json"
+_TIME_FMT = "%Y%m%dT%H%M%S"
+
+
+def file_band(project_band: str) -> str:
+    """Project band name (``B1``, ``B8A``) -> archive file band name (``B01``, ``B8A``)."""
+    if project_band == "B8A":
+        return "B8A"
+    return f"B{int(project_band[1:]):02d}"
+
+
+@dataclass(frozen=True)
+class S2Scene:
+    """One S2 acquisition folder ``<archive>/s2/<YYYYMMDDTHHMMSS>_<tile>/``."""
+
+    path: Path
+    time: dt.datetime
+    tile: str
+    products: tuple[str, ...]
+    sun_azimuth_deg: float = 150.0
+    sun_zenith_deg: float = 30.0
+    offsets: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class S1Scene:
+    """One S1 acquisition folder ``<archive>/s1/<YYYYMMDDTHHMMSS>[_<suffix>]/``."""
+
+    path: Path
+    time: dt.datetime
+    orbit_pass: str | None
+    units: str  # "db" or "linear"
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+
+def _parse_time(s: str, where: Path) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise SourceError(
+            f"{where}: 'time' {s!r} is not an ISO date-time (e.g. 2019-08-14T03:25:11Z): fix "
+            "scene.json"
+        ) from None
+    return t.replace(tzinfo=None) if t.tzinfo is None else t.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _read_scene_json(folder: Path) -> dict[str, Any]:
+    p = folder / SCENE_JSON
+    try:
+        meta = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SourceError(
+            f"scene {folder} has no {SCENE_JSON}: add one (see pipeline/sources/local.py) or "
+            "remove the folder from the archive"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SourceError(
+            f"scene metadata {p} is corrupt ({exc}): re-create it or remove the scene folder"
+        ) from None
+    if not isinstance(meta, dict) or "time" not in meta:
+        raise SourceError(f"scene metadata {p} lacks 'time': fix it or remove the scene folder")
+    return meta
+
+
+def _month_folders(archive: Path, sensor: str, month: str) -> list[Path]:
+    root = Path(archive) / sensor
+    if not root.is_dir():
+        return []
+    prefix = month.replace("-", "")
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(prefix))
+
+
+def list_s2_scenes(archive: str | Path, month: str) -> list[S2Scene]:
+    """S2 scenes of ``month`` (``YYYY-MM``), sorted by time; empty list if none.
+
+    Raises:
+        SourceError: a scene folder with missing / corrupt ``scene.json`` or no product folder.
+    """
+    out = []
+    for folder in _month_folders(Path(archive), "s2", month):
+        meta = _read_scene_json(folder)
+        products = tuple(
+            lvl for lvl in ("L2A", "L1C")
+            if lvl in meta.get("products", ("L1C", "L2A")) and (folder / lvl).is_dir()
+        )
+        if not products:
+            raise SourceError(
+                f"S2 scene {folder} has neither an L1C/ nor an L2A/ band folder: add them or "
+                "remove the scene folder"
+            )
+        out.append(
+            S2Scene(
+                path=folder,
+                time=_parse_time(meta["time"], folder),
+                tile=str(meta.get("tile", folder.name.partition("_")[2])),
+                products=products,
+                sun_azimuth_deg=float(meta.get("sun_azimuth_deg", 150.0)),
+                sun_zenith_deg=float(meta.get("sun_zenith_deg", 30.0)),
+                offsets={k: float(v) for k, v in meta.get("offsets", {}).items()},
+            )
+        )
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def list_s1_scenes(archive: str | Path, month: str) -> list[S1Scene]:
+    """S1 scenes of ``month``, sorted by time; empty list if none."""
+    out = []
+    for folder in _month_folders(Path(archive), "s1", month):
+        meta = _read_scene_json(folder)
+        units = str(meta.get("units", "db")).lower()
+        if units not in ("db", "linear"):
+            raise SourceError(
+                f"{folder / SCENE_JSON}: 'units' must be 'db' or 'linear', got {units!r}"
+            )
+        out.append(
+            S1Scene(
+                path=folder,
+                time=_parse_time(meta["time"], folder),
+                orbit_pass=meta.get("orbit_pass"),
+                units=units,
+            )
+        )
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def read_on_grid(
+    files: Sequence[Path],
+    crs: str,
+    transform: Any,
+    width: int,
+    height: int,
+    resampling: str = "nearest",
+    nodata: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read single-band rasters warped onto a target grid window.
+
+    Args:
+        files: one single-band GeoTIFF per output band (any CRS / resolution).
+        crs, transform, width, height: the target grid window.
+        resampling: rasterio resampling name (``nearest`` / ``bilinear``).
+        nodata: the files' nodata value when they do not declare one.
+
+    Returns:
+        ``(data, valid)``: float32 (b, h, w) raw values (file units), and bool (b, h, w) valid
+        (inside the file and not nodata).
+
+    Raises:
+        SourceError: a missing or unreadable file (named).
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioError
+    from rasterio.vrt import WarpedVRT
+
+    data = np.empty((len(files), height, width), np.float32)
+    valid = np.empty((len(files), height, width), bool)
+    for i, f in enumerate(files):
+        try:
+            with rasterio.open(f) as src:
+                src_nodata = src.nodata if src.nodata is not None else nodata
+                with WarpedVRT(
+                    src,
+                    crs=crs,
+                    transform=transform,
+                    width=width,
+                    height=height,
+                    resampling=Resampling[resampling],
+                    src_nodata=src_nodata,
+                    nodata=src_nodata,
+                    add_alpha=src_nodata is None,
+                ) as vrt:
+                    arr = vrt.read(1, out_dtype="float32")
+                    m = vrt.read_masks(1) > 0
+        except (RasterioError, OSError) as exc:
+            kind = "missing" if not Path(f).exists() else "corrupt or unreadable"
+            raise SourceError(
+                f"scene file {f} is {kind} ({exc}): re-download the scene or remove its folder "
+                "from the archive"
+            ) from None
+        if src_nodata is not None and np.isnan(src_nodata):
+            m &= np.isfinite(arr)
+        data[i] = arr
+        valid[i] = m
+    return data, valid
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def write_band_tif(
+    path: Path, array: np.ndarray, crs: str, transform: Any, nodata: float | None
+) -> None:
+    """Write one single-band tiled, deflate-compressed GeoTIFF atomically."""
+    import rasterio
+
+    from pipeline.io import atomic_path
+
+    h, w = array.shape
+    profile = {
+        "driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": array.dtype.name,
+        "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate",
+    }
+    if h >= 256 and w >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(array, 1)
+
+
+def write_s2_scene(
+    archive: str | Path,
+    time: dt.datetime,
+    tile: str,
+    crs: str,
+    transforms: Mapping[int, Any],
+    bands: Mapping[str, Mapping[str, np.ndarray]],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one S2 acquisition into the archive.
+
+    Args:
+        time: acquisition time (UTC).
+        tile: tile / granule id used in the folder name.
+        crs: CRS of the band files.
+        transforms: affine transform per native resolution (10, 20, 60 m).
+        bands: ``{"L1C": {"B01": uint16 DN array, ...}, "L2A": {...}}`` at native resolution,
+            DN = reflectance * 10000, 0 = no data.
+        extra: more scene.json keys (sun angles, spacecraft, ...).
+
+    Returns:
+        The scene folder.
+    """
+    folder = Path(archive) / "s2" / f"{time.strftime(_TIME_FMT)}_{tile}"
+    for level, arrays in bands.items():
+        for b, arr in arrays.items():
+            write_band_tif(
+                folder / level / f"{b}.tif", np.asarray(arr, np.uint16), crs,
+                transforms[NATIVE_RES_M[b]], 0,
+            )
+    meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "tile": tile, "crs": crs,
+            "products": sorted(bands), "dn_scale": 10000, "nodata": 0, **(extra or {})}
+    from pipeline.io import write_json
+
+    write_json(folder / SCENE_JSON, meta)
+    return folder
+
+
+def write_s1_scene(
+    archive: str | Path,
+    time: dt.datetime,
+    crs: str,
+    transform: Any,
+    vv: np.ndarray,
+    vh: np.ndarray,
+    units: str = "db",
+    orbit_pass: str | None = "ASCENDING",
+) -> Path:
+    """Write one S1 GRD acquisition (float32 VV / VH, NaN = no data) into the archive."""
+    from pipeline.io import write_json
+
+    suffix = f"_{orbit_pass[:3]}" if orbit_pass else ""
+    folder = Path(archive) / "s1" / f"{time.strftime(_TIME_FMT)}{suffix}"
+    for name, arr in (("VV", vv), ("VH", vh)):
+        write_band_tif(folder / f"{name}.tif", np.asarray(arr, np.float32), crs, transform,
+                       float("nan"))
+    write_json(folder / SCENE_JSON, {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "crs": crs,
+                                     "units": units, "orbit_pass": orbit_pass})
+    return folder
