@@ -158,8 +158,8 @@ def window_polygon(transform: Affine, col0: int, row0: int, size_px: int) -> Any
     """Shapely polygon of a square pixel window in the raster's CRS."""
     from shapely.geometry import box
 
-    x0, y0 = transform * (col0, row0)
-    x1, y1 = transform * (col0 + size_px, row0 + size_px)
+    x0, y0 = transform @ (col0, row0)
+    x1, y1 = transform @ (col0 + size_px, row0 + size_px)
     return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
@@ -285,7 +285,7 @@ def tile_aoi(
             info2.crs, info2.width, info2.height, info2.res, resampling,
         )
     hr_crs = info1.crs.to_string()
-    cx, cy = info1.transform * (info1.width / 2, info1.height / 2)
+    cx, cy = info1.transform @ (info1.width / 2, info1.height / 2)
     from rasterio.warp import transform as warp_transform
 
     lon, lat = warp_transform(info1.crs, "EPSG:4326", [cx], [cy])
@@ -331,7 +331,7 @@ def tile_aoi(
                     skipped += 1
                     continue
                 pid = patch_id(aoi, seg.row, c)
-                tr = info1.transform * Affine.translation(px_col0, px_row0)
+                tr = info1.transform @ Affine.translation(px_col0, px_row0)
                 p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
                 p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
                 write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from pipeline.config import AoiSpec
 
@@ -61,8 +63,10 @@ def write_rgb(
         profile["crs"] = crs
     if transform is not None and transform != Affine.identity():
         profile["transform"] = transform
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data[:count].astype(dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the no-geotransform case
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data[:count].astype(dtype))
     return path
 
 

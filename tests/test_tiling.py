@@ -1,0 +1,454 @@
+"""Tiling: lattice, no-data skipping, ids, co-registration, bad inputs, atomic outputs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from pipeline.config import TileConfig
+from pipeline.errors import ConfigError, InputError, PipelineError
+from pipeline.io import read_geoparquet
+from pipeline.io.raster import inspect_raster, write_patch_tif
+from pipeline.layout import Layout
+from pipeline.tiling import (
+    TilingError,
+    gsd_from_crs,
+    lattice_shape,
+    nodata_fraction,
+    patch_id,
+    strip_plan,
+    tile_aoi,
+)
+from stages import tile as tile_stage
+from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, render, write_rgb
+
+INDEX_COLUMNS = [
+    "patch_id", "aoi", "city", "t1", "t2", "hr_crs", "gsd_m", "px_col0", "px_row0", "size_px",
+    "hr_t1", "hr_t2", "nodata_frac_t1", "nodata_frac_t2", "geometry",
+]
+
+
+def _cfg(**kw: object) -> TileConfig:
+    base = {"patch_size_px": 16, "max_nodata_fraction": 0.05}
+    base.update(kw)
+    return TileConfig.model_validate(base)
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile | {"transform": ds.transform, "crs": ds.crs}
+
+
+def _outputs(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def test_lattice_shape_and_windows() -> None:
+    assert lattice_shape(64, 64, 16, 16) == (4, 4)
+    assert lattice_shape(64, 48, 16, 16) == (3, 4)
+    assert lattice_shape(64, 64, 16, 8) == (7, 7)
+    assert lattice_shape(64, 64, 20, 20) == (3, 3)  # partial windows at the edge are dropped
+    assert lattice_shape(16, 16, 16, 16) == (1, 1)
+    with pytest.raises(TilingError, match="larger than the image"):
+        lattice_shape(64, 15, 16, 16)
+
+
+def test_patch_id_format() -> None:
+    assert patch_id("demo", 0, 0) == "demo_r000_c000"
+    assert patch_id("xian-beilin", 12, 345) == "xian-beilin_r012_c345"
+    assert patch_id("a", 1234, 5) == "a_r1234_c005"
+
+
+def test_strip_plan_covers_each_cell_once() -> None:
+    segs = list(strip_plan(3, 7, 16, 8, max_patches=3))
+    cells = [(s.row, c) for s in segs for c in range(s.col_first, s.col_last + 1)]
+    assert cells == [(r, c) for r in range(3) for c in range(7)]
+    assert all(s.height == 16 for s in segs)
+    assert max(s.col_last - s.col_first + 1 for s in segs) == 3
+    s = segs[1]  # row 0, cols 3..5
+    assert (s.px_col0, s.px_row0, s.width) == (24, 0, 2 * 8 + 16)
+
+
+def test_nodata_fraction() -> None:
+    v = np.ones((16, 16), bool)
+    v[0, :4] = False
+    assert nodata_fraction(v) == pytest.approx(4 / 256)
+    assert nodata_fraction(np.zeros((0, 0), bool)) == 1.0
+
+
+def test_gsd_from_crs_projected_geographic_and_feet() -> None:
+    from rasterio.crs import CRS
+
+    assert gsd_from_crs((0.5, 0.5), CRS.from_epsg(32649), (108.9, 34.2)) == pytest.approx(0.5)
+    # 1e-5 deg at the equator ~ 1.113 m (geodesic)
+    g = gsd_from_crs((1e-5, 1e-5), CRS.from_epsg(4326), (0.0, 0.0))
+    assert g == pytest.approx(1.1, abs=0.02)
+    # NY Long Island state plane in US feet: 1 ft = 0.3048 m
+    assert gsd_from_crs((1.0, 1.0), CRS.from_epsg(2263), (-73.9, 40.7)) == pytest.approx(
+        0.3048, rel=1e-4
+    )
+
+
+def test_write_patch_tif_profile_and_colormap(tmp_path: Path) -> None:
+    tr = Affine(0.5, 0, X0, 0, -0.5, Y0)
+    rgb = np.arange(3 * 32 * 32, dtype=np.uint32).reshape(3, 32, 32).astype(np.uint8)
+    p = write_patch_tif(tmp_path / "a" / "rgb.tif", rgb, tr, f"EPSG:{EPSG}", 0)
+    data, prof = _read(p)
+    assert (data == rgb).all()
+    assert prof["compress"] == "deflate" and prof["blockxsize"] == 32 and prof["dtype"] == "uint8"
+    assert prof["transform"] == tr and prof["crs"].to_epsg() == EPSG and prof["nodata"] == 0
+    lab = np.full((32, 32), 255, np.uint8)
+    lab[:8] = 3
+    p2 = write_patch_tif(tmp_path / "lab.tif", lab, tr, f"EPSG:{EPSG}", 255, {3: (10, 20, 30)})
+    with rasterio.open(p2) as ds:
+        assert ds.count == 1 and ds.nodata == 255
+        assert ds.colormap(1)[3] == (10, 20, 30, 255)
+        assert (ds.read(1) == lab).all()
+    big = np.zeros((1, 512, 512), np.uint16)
+    p3 = write_patch_tif(tmp_path / "big.tif", big, tr, f"EPSG:{EPSG}", 65535)
+    with rasterio.open(p3) as ds:
+        assert ds.block_shapes[0] == (256, 256) and ds.dtypes[0] == "uint16"
+    assert sorted(x.name for x in tmp_path.rglob("*")) == ["a", "big.tif", "lab.tif", "rgb.tif"]
+
+
+# ----------------------------------------------------------------------------- stage: basics
+
+
+def test_tile_same_grid_known_answer(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    img2 = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)[::-1].copy()  # different content, same grid
+    t2 = write_rgb(tmp_path / "t2.tif", data=img2)
+    lay = Layout(tmp_path / "out")
+    res = tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    assert not res.coregistered and (res.n_windows, res.n_kept, res.n_skipped) == (16, 16, 0)
+    idx = read_geoparquet(lay.patches("tst"))
+    assert list(idx.columns) == INDEX_COLUMNS
+    assert idx.crs.to_epsg() == EPSG
+    expected_ids = [f"tst_r{r:03d}_c{c:03d}" for r in range(4) for c in range(4)]
+    assert idx["patch_id"].tolist() == expected_ids
+    row = idx.set_index("patch_id").loc["tst_r002_c001"]
+    assert (row.px_col0, row.px_row0, row.size_px) == (16, 32, 16)
+    assert (row.t1, row.t2, row.city) == ("2019-08-14", "2020-08-18", "testcity")
+    assert row.hr_crs == "EPSG:32649"
+    assert row.gsd_m == pytest.approx(1.0)
+    assert row.hr_t1 == "aois/tst/hr/t1/tst_r002_c001.tif"
+    assert row.geometry.bounds == (X0 + 16, Y0 - 48, X0 + 32, Y0 - 32)
+    full1, _ = _read(t1)
+    p1, prof = _read(lay.root / row.hr_t1)
+    p2, _ = _read(lay.root / row.hr_t2)
+    assert (p1 == full1[:, 32:48, 16:32]).all()
+    assert (p2 == img2[:, 32:48, 16:32]).all()
+    assert prof["transform"] == Affine(1, 0, X0 + 16, 0, -1, Y0 - 32)
+    assert prof["compress"] == "deflate" and prof["dtype"] == "uint8" and prof["count"] == 3
+    assert (lay.root / "aois/tst/hr/t1").is_dir()
+    assert len(list((lay.root / "aois/tst/hr/t2").iterdir())) == 16
+    # no temporaries left behind
+    assert not [p for p in lay.root.rglob("*") if ".tmp" in p.name]
+
+
+def test_stride_overlap_and_partial_edge(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif", width=60, height=40)
+    t2 = write_rgb(tmp_path / "t2.tif", width=60, height=40)
+    lay = Layout(tmp_path / "out")
+    res = tile_stage.run(aoi_spec(t1, t2), _cfg(stride_px=12), lay, progress=False)
+    # rows: (40-16)//12+1 = 3, cols: (60-16)//12+1 = 4
+    assert (res.n_windows, res.n_kept) == (12, 12)
+    idx = res.index
+    assert sorted(set(idx.px_col0)) == [0, 12, 24, 36]
+    assert sorted(set(idx.px_row0)) == [0, 12, 24]
+    assert "tst_r002_c003" in set(idx.patch_id)
+
+
+def test_nodata_skipping_and_fractions(tmp_path: Path) -> None:
+    img1 = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)
+    img1[:, 16:32, 32:48] = 0  # patch r1 c2 entirely no data in T1
+    img1[:, 0, 0:4] = 0  # 4 px in r0 c0: 1.6 % -> kept
+    img1[:, 48:64, 0:2] = 0  # 32 px in r3 c0: 12.5 % -> skipped
+    img1[0, 40, 40] = 0  # one channel 0 is not no data (pixel no data only if all bands are)
+    img2 = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)
+    img2[:, 0:16, 48:64] = 0  # r0 c3 no data in T2 only
+    t1 = write_rgb(tmp_path / "t1.tif", data=img1)
+    t2 = write_rgb(tmp_path / "t2.tif", data=img2)
+    lay = Layout(tmp_path / "out")
+    res = tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    ids = set(res.index.patch_id)
+    assert (res.n_kept, res.n_skipped) == (13, 3)
+    assert {"tst_r001_c002", "tst_r003_c000", "tst_r000_c003"}.isdisjoint(ids)
+    r = res.index.set_index("patch_id")
+    assert r.loc["tst_r000_c000", "nodata_frac_t1"] == pytest.approx(4 / 256)
+    assert r.loc["tst_r000_c000", "nodata_frac_t2"] == 0.0
+    assert r.loc["tst_r002_c002", "nodata_frac_t1"] == 0.0
+    # a looser threshold keeps r3 c0 with the same id
+    lay2 = Layout(tmp_path / "out2")
+    res2 = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay2, progress=False)
+    assert set(res2.index.patch_id) == ids | {"tst_r003_c000"}
+
+
+def test_alpha_band_marks_no_data(tmp_path: Path) -> None:
+    tr = Affine(1, 0, X0, 0, -1, Y0)
+    rgba = np.concatenate([render(tr, 32, 32), np.full((1, 32, 32), 255, np.uint8)])
+    rgba[3, :16, :16] = 0  # alpha 0 -> no data in r0 c0
+    p = tmp_path / "rgba.tif"
+    with rasterio.open(
+        p, "w", driver="GTiff", width=32, height=32, count=4, dtype="uint8",
+        crs=f"EPSG:{EPSG}", transform=tr, photometric="RGB", alpha="YES",
+    ) as dst:
+        dst.write(rgba)
+    assert inspect_raster(p).has_alpha
+    t2 = write_rgb(tmp_path / "t2.tif", width=32, height=32, nodata=None)
+    res = tile_stage.run(aoi_spec(p, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
+    assert sorted(res.index.patch_id) == ["tst_r000_c001", "tst_r001_c000", "tst_r001_c001"]
+
+
+def test_rerun_is_deterministic_and_replaces_outputs(tmp_path: Path) -> None:
+    img1 = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)
+    img1[:, 0:16, 0:8] = 0
+    t1 = write_rgb(tmp_path / "t1.tif", data=img1)
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    a = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
+    files_a = {p.name: _read(p)[0] for p in lay.hr_dir("tst", "t1").iterdir()}
+    b = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
+    assert a.index.drop(columns="geometry").equals(b.index.drop(columns="geometry"))
+    assert all((_read(lay.hr_dir("tst", "t1") / n)[0] == arr).all() for n, arr in files_a.items())
+    # stricter threshold: the dropped patch disappears from disk too
+    c = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.1), lay, progress=False)
+    assert "tst_r000_c000" in set(a.index.patch_id) and "tst_r000_c000" not in set(c.index.patch_id)
+    assert not (lay.hr_dir("tst", "t1") / "tst_r000_c000.tif").exists()
+    assert len(list(lay.hr_dir("tst", "t2").iterdir())) == c.n_kept == 15
+
+
+def test_memory_bound_strip_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.io.raster as raster
+
+    t1 = write_rgb(tmp_path / "t1.tif", width=96, height=48)
+    tr2 = Affine(1, 0, X0 + 2, 0, -1, Y0)
+    t2 = write_rgb(tmp_path / "t2.tif", width=96, height=48, transform=tr2)
+    seen: list[tuple[int, int]] = []
+    real = raster.read_window
+
+    def spy(ds, window, bands=None):  # type: ignore[no-untyped-def]
+        seen.append((int(window.height), int(window.width)))
+        return real(ds, window, bands)
+
+    monkeypatch.setattr(raster, "read_window", spy)
+    kw = dict(aoi="m", city="c", t1_date="2019-01-01", t2_date="2020-01-01", image_t1=t1,
+              image_t2=t2, root=tmp_path / "r", patch_size_px=16, progress=False)
+    small = tile_aoi(**kw, hr_dir_t1=tmp_path / "r/a1", hr_dir_t2=tmp_path / "r/a2",
+                     strip_max_patches=2)
+    assert max(h for h, _ in seen) == 16 and max(w for _, w in seen) == 32
+    assert len(seen) == 2 * 3 * 3  # 2 dates x 3 rows x 3 segments of 2 patches
+    seen.clear()
+    big = tile_aoi(**kw, hr_dir_t1=tmp_path / "r/b1", hr_dir_t2=tmp_path / "r/b2")
+    assert max(w for _, w in seen) == 96
+    assert small.index.patch_id.tolist() == big.index.patch_id.tolist()
+    for pid in small.index.patch_id:
+        for d in ("a2", "b2"):
+            assert (tmp_path / "r" / d / f"{pid}.tif").is_file()
+        a2, b2 = _read(tmp_path / f"r/a2/{pid}.tif")[0], _read(tmp_path / f"r/b2/{pid}.tif")[0]
+        assert (a2 == b2).all()
+
+
+# ----------------------------------------------------------------------------- co-registration
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
+def test_coregistration_of_shifted_t2(
+    tmp_path: Path, resampling: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # T2 on a grid shifted by (+3, -2) px with a different shape: after tiling, T2 patch
+    # pixels show the same ground as T1 pixels (the pattern is a function of ground x, y)
+    t1 = write_rgb(tmp_path / "t1.tif")
+    tr2 = Affine(1, 0, X0 + 3, 0, -1, Y0 - 2)
+    t2 = write_rgb(tmp_path / "t2.tif", transform=tr2, width=70, height=60)
+    lay = Layout(tmp_path / "out")
+    with caplog.at_level(logging.INFO):
+        res = tile_stage.run(aoi_spec(t1, t2), _cfg(coregister_resampling=resampling), lay,
+                             progress=False)
+    assert res.coregistered
+    assert "warping T2 onto T1's grid" in caplog.text
+    # T2 covers T1 columns 3..72 and rows 2..61: lattice column 0 and rows 0 and 3 lack T2 data
+    assert res.n_skipped == 10 and res.n_kept == 6
+    kept = [f"tst_r{r:03d}_c{c:03d}" for r in (1, 2) for c in (1, 2, 3)]
+    assert sorted(res.index.patch_id) == kept
+    for row in res.index.itertuples():
+        a, prof1 = _read(lay.root / row.hr_t1)
+        b, prof2 = _read(lay.root / row.hr_t2)
+        assert prof1["transform"] == prof2["transform"]
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= (0 if resampling == "nearest" else 1)
+
+
+def test_coregistration_from_another_crs(tmp_path: Path) -> None:
+    # T2 = T1 warped to EPSG:4326 (different CRS, ~0.7 m pixels): back on T1's grid, interior
+    # patches match T1 within resampling error; a 4 px misregistration would be much worse
+    tr1 = Affine(1, 0, X0, 0, -1, Y0)
+    img1 = render(tr1, 64, 64)
+    t1 = write_rgb(tmp_path / "t1.tif", data=img1, transform=tr1)
+    dst_tr, w, h = calculate_default_transform(
+        f"EPSG:{EPSG}", "EPSG:4326", 64, 64, X0, Y0 - 64, X0 + 64, Y0, resolution=7e-6
+    )
+    img2 = np.zeros((3, h, w), np.uint8)
+    reproject(img1, img2, src_transform=tr1, src_crs=f"EPSG:{EPSG}", dst_transform=dst_tr,
+              dst_crs="EPSG:4326", resampling=Resampling.bilinear, src_nodata=0, dst_nodata=0)
+    t2 = write_rgb(tmp_path / "t2.tif", data=img2, transform=dst_tr, crs="EPSG:4326")
+    lay = Layout(tmp_path / "out")
+    res = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.5), lay, progress=False)
+    assert res.coregistered and res.hr_crs == f"EPSG:{EPSG}"
+    inner = res.index[res.index.patch_id == "tst_r001_c001"].iloc[0]
+    a = _read(lay.root / inner.hr_t1)[0].astype(float)
+    b = _read(lay.root / inner.hr_t2)[0].astype(float)
+    err = np.abs(a - b).mean()
+    shifted = np.abs(img1[:, 16:32, 20:36].astype(float) - a).mean()
+    assert err < 4.0
+    assert shifted > 4 * err
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _assert_no_outputs(lay: Layout) -> None:
+    assert _outputs(lay.root) in ([], ["aois"], ["aois", "aois/tst"]), _outputs(lay.root)
+
+
+def test_missing_image(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(InputError, match=r"T2 image .*nope\.tif does not exist"):
+        tile_stage.run(aoi_spec(t1, tmp_path / "nope.tif"), _cfg(), lay, progress=False)
+    with pytest.raises(InputError, match=r"'tst' T1 image .*nope\.tif does not exist.*fix the"):
+        tile_stage.run(aoi_spec(tmp_path / "nope.tif", t1), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_unreadable_image(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    t1 = write_rgb(tmp_path / "t1.tif")
+    with pytest.raises(InputError, match="cannot be read as a raster"):
+        tile_stage.run(aoi_spec(t1, bad), _cfg(), Layout(tmp_path / "o"), progress=False)
+
+
+def test_no_crs(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif", crs=None)
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(InputError, match=r"T1 image .*t1\.tif has no CRS: assign one"):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_no_geotransform(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t2 = write_rgb(tmp_path / "t2.tif", transform=Affine.identity())
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(InputError, match=r"T2 image .*t2\.tif has no geotransform"):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_rotated_grid(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif", transform=Affine(1, 0.2, X0, 0.2, -1, Y0))
+    t2 = write_rgb(tmp_path / "t2.tif")
+    with pytest.raises(InputError, match="not north-up"):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
+
+
+def test_no_overlap(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t2 = write_rgb(tmp_path / "t2.tif", transform=Affine(1, 0, X0 + 5000, 0, -1, Y0))
+    lay = Layout(tmp_path / "out")
+    msg = r"'tst': T1 image .*t1\.tif and T2 image .*t2\.tif do not overlap"
+    with pytest.raises(TilingError, match=msg):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_patch_larger_than_image(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    msg = r"t1\.tif: patch size 128 px is larger than the image \(64 x 64"
+    with pytest.raises(TilingError, match=msg):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(patch_size_px=128), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_wrong_dtype_and_band_count(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t16 = write_rgb(tmp_path / "t16.tif", dtype="uint16")
+    with pytest.raises(TilingError, match=r"uint16.*gdal_translate -ot Byte"):
+        tile_stage.run(aoi_spec(t1, t16), _cfg(), Layout(tmp_path / "o"), progress=False)
+    gray = write_rgb(tmp_path / "gray.tif", count=1)
+    with pytest.raises(TilingError, match="1 colour band"):
+        tile_stage.run(aoi_spec(gray, t1), _cfg(), Layout(tmp_path / "o"), progress=False)
+
+
+def test_everything_no_data(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif", data=np.zeros((3, 64, 64), np.uint8))
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(TilingError, match=r"none of the 16 windows.*tile\.max_nodata_fraction"):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+
+
+def test_template_aoi_refused(tmp_path: Path) -> None:
+    spec = aoi_spec(tmp_path / "a.tif", tmp_path / "b.tif", name="tmpl", template=True)
+    with pytest.raises(ConfigError, match=r"'tmpl' is a template.*template: true"):
+        tile_stage.run(spec, _cfg(), Layout(tmp_path / "o"), progress=False)
+
+
+def test_failure_mid_write_leaves_previous_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.io.raster as raster
+
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    before = _outputs(lay.root)
+    index_bytes = lay.patches("tst").read_bytes()
+    real = raster.write_patch_tif
+    calls = {"n": 0}
+
+    def flaky(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError("disk full")
+        return real(*a, **k)
+
+    monkeypatch.setattr(raster, "write_patch_tif", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(stride_px=8), lay, progress=False)
+    assert _outputs(lay.root) == before
+    assert lay.patches("tst").read_bytes() == index_bytes
+    # a fresh failure on a clean root leaves nothing at all
+    lay2 = Layout(tmp_path / "out2")
+    calls["n"] = 0
+    with pytest.raises(OSError):
+        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay2, progress=False)
+    _assert_no_outputs(lay2)
+
+
+def test_tiling_error_is_a_pipeline_error() -> None:
+    assert issubclass(TilingError, InputError) and issubclass(TilingError, PipelineError)
+
+
+def test_stage_main_params_roundtrip(tmp_path: Path) -> None:
+    spec = aoi_spec(tmp_path / "a.tif", tmp_path / "b.tif")
+    keys = {"name", "city", "t1", "t2", "images", "template"}
+    narrow = spec.model_dump(mode="json", include=keys)
+    back = tile_stage.aoi_from_params(narrow)
+    assert (back.name, back.city, back.t1, back.t2, back.images) == (
+        spec.name, spec.city, spec.t1, spec.t2, spec.images,
+    )
