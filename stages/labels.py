@@ -15,7 +15,6 @@ made from the same inputs (fingerprint in ``aois/<aoi>/labels/_inputs.json``) an
 them when the inputs or settings changed.
 """
 
-from __future__ import annotations
 
 import logging
 from pathlib import Path
