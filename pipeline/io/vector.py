@@ -5,6 +5,7 @@ Annotation polygon *reading* lives in :mod:`pipeline.io.annotations`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,16 @@ SHAPEFILE_FIELDS: dict[str, str] = {
 def write_gpkg(gdf: Any, path: str | Path, layer: str = "footprints") -> Path:
     """Write a GeoDataFrame as a one-layer GeoPackage, atomically (replaces an old file)."""
     final = Path(path)
-    with atomic_path(final) as tmp:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # keep the .gpkg extension on the temporary (GDAL warns otherwise)
+    tmp = final.parent / f".{final.stem}.tmp-{os.getpid()}{final.suffix}"
+    try:
+        tmp.unlink(missing_ok=True)
         gdf.to_file(tmp, driver="GPKG", layer=layer)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return final
 
 
