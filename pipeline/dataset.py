@@ -96,8 +96,8 @@ def _band_stats(block: Any, names: Sequence[str], where: str) -> tuple[np.ndarra
             f"{where}: cannot find per-band mean/std for bands {list(names)}; "
             "rerun the 'dataset' rule to rewrite stats.json or pass normalize=False"
         )
-    m = np.asarray(mean, dtype=np.float32)
-    s = np.asarray(std, dtype=np.float32)
+    m = np.asarray([np.nan if v is None else v for v in mean], dtype=np.float32)
+    s = np.asarray([np.nan if v is None else v for v in std], dtype=np.float32)
     if m.shape != (len(names),) or s.shape != (len(names),):
         raise DatasetError(f"{where}: expected {len(names)} means/stds, got {m.shape}/{s.shape}")
     s = np.where(np.isfinite(s) & (s > 0), s, 1.0).astype(np.float32)
@@ -109,7 +109,8 @@ def parse_stats(stats: dict[str, Any], where: str = "stats.json") -> dict[str, n
     """Normalisation constants from ``stats.json``.
 
     Accepts a ``"sentinel"`` block (14 bands, ALL_BANDS order) and an ``"hr"`` block (RGB);
-    HR statistics in 0..255 DN are rescaled to the [0, 1] range the dataset works in.
+    HR statistics in 0..255 DN are rescaled to the [0, 1] range the dataset works in. Bands
+    without statistics (``null``: no clear pixel in train) get mean 0, std 1.
 
     Returns:
         ``dict(s_mean, s_std)`` float32 (14,) and ``dict(hr_mean, hr_std)`` float32 (3,).
@@ -128,7 +129,8 @@ def parse_stats(stats: dict[str, Any], where: str = "stats.json") -> dict[str, n
     hr_mean, hr_std = _band_stats(
         hr_block, hr_names if len(hr_names) == 3 else HR_BANDS, f"{where} (hr)"
     )
-    if float(hr_mean.max()) > 1.5:  # statistics in DN (0..255)
+    units = str(hr_block.get("units", "")) if isinstance(hr_block, dict) else ""
+    if "DN" in units or float(hr_mean.max()) > 1.5:  # statistics in DN (0..255)
         hr_mean, hr_std = hr_mean / 255.0, hr_std / 255.0
     return {"s_mean": s_mean, "s_std": s_std, "hr_mean": hr_mean, "hr_std": hr_std}
 

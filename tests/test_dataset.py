@@ -186,5 +186,11 @@ def test_parse_stats_formats() -> None:
         }
     )
     assert st["hr_mean"].tolist() == pytest.approx([0.4, 0.5, 0.6])
+    nulls = {"bands": list(ALL_BANDS), "mean": [None] * 14, "std": [None] * 14}
+    st = parse_stats(
+        {"sentinel": nulls, "hr": {"mean": [0.5] * 3, "std": [0.1] * 3, "units": "DN 0..255"}}
+    )
+    assert st["s_mean"].tolist() == [0.0] * 14 and st["s_std"].tolist() == [1.0] * 14
+    assert st["hr_mean"][0] == pytest.approx(0.5 / 255)
     with pytest.raises(DatasetError, match=r"stats\.json"):
         parse_stats({"hr": {}})
