@@ -1,12 +1,32 @@
-"""Fake Earth Engine REST server for offline tests and benchmarks (plus AOI factories)."""
+"""Fake Earth Engine REST server for offline tests and benchmarks (plus AOI factories).
+
+The real earthengine-api client talks to :class:`FakeEarthEngine` (``ee.Initialize(url=...)``).
+The fake parses each request's expression graph (collection ids, the month's filterDate
+range), its ``bandIds`` and exact ``grid`` and answers values that are a known function of
+band, month and pixel-centre coordinates (:func:`fake_values`), so a wrong grid, flipped axis,
+one-pixel offset or wrong month fails a test. It injects faults (:class:`Fault`) and counts
+requests, pixels and bytes (:class:`FakeCounters`).
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import io as _io
+import json as _json
+import os as _os
+import re as _re
+import threading as _threading
+import time as _time
 from collections.abc import Callable
+from dataclasses import dataclass as _dataclass
+from dataclasses import field as _field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import numpy as np
 
 from pipeline.grid import Footprints, compute_footprints
+from pipeline.sources.base import S1_BANDS, S2_BANDS
 
 
 def fusu_like_footprints(
@@ -36,3 +56,455 @@ def fusu_like_footprints(
         if keep is None or keep(i, j)
     ]
     return compute_footprints(np.array(pb, dtype=np.float64), epsg, size_px)
+
+
+# =========================================================================== fake EE server
+
+
+MAX_REQUEST_BYTES = 50_331_648
+S2_L2A = "COPERNICUS/S2_SR_HARMONIZED"
+S2_L1C = "COPERNICUS/S2_HARMONIZED"
+S1_GRD = "COPERNICUS/S1_GRD"
+_DATE_RE = _re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def month_index(month: str) -> int:
+    """Months since 2000-01 (``YYYY-MM``)."""
+    y, m = (int(v) for v in month.split("-"))
+    return (y - 2000) * 12 + (m - 1)
+
+
+def pixel_indices(x_c: np.ndarray, y_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Global 10 m lattice indices (column, row-from-north) of pixel centres (m)."""
+    xi = np.floor(x_c / 10.0).astype(np.int64)
+    yi = np.floor(-y_c / 10.0).astype(np.int64)
+    return xi, yi
+
+
+def fake_values(band: str, month: str, x_c: np.ndarray, y_c: np.ndarray, product: str = "L2A"
+                ) -> np.ndarray:
+    """The fake's value of ``band`` at pixel centres (x_c, y_c) (float64, before dtype cast).
+
+    S2 reflectance: (1000*(b+1) + 37*m + xi%200 + 7*(yi%100)) / 10000 (+0.5 for L1C);
+    S1 dB: VV = -5 - 0.1*m - 0.01*(xi%100) - 0.05*(yi%50), VH = VV - 7;
+    s2_count = 1 + (m + xi + yi) % 4, but 0 where (xi + 2*yi) % 13 == 0 (cloudy all month);
+    s1_count = 2 + m % 3. Any one-pixel shift, flipped axis or wrong month changes values.
+    """
+    m = month_index(month)
+    xi, yi = pixel_indices(x_c, y_c)
+    if band in S2_BANDS:
+        b = S2_BANDS.index(band)
+        v = (1000 * (b + 1) + 37 * m + xi % 200 + 7 * (yi % 100)) / 10000.0
+        return v + (0.5 if product == "L1C" else 0.0)
+    if band == "s2_count":
+        c = 1 + (m + xi + yi) % 4
+        return np.where((xi + 2 * yi) % 13 == 0, 0, c).astype(np.float64)
+    if band == "VV":
+        return -5.0 - 0.1 * m - 0.01 * (xi % 100) - 0.05 * (yi % 50)
+    if band == "VH":
+        return -12.0 - 0.1 * m - 0.01 * (xi % 100) - 0.05 * (yi % 50)
+    if band == "s1_count":
+        return np.full(np.shape(x_c), 2 + m % 3, dtype=np.float64)
+    raise KeyError(band)
+
+
+def grid_centres(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(x_c, y_c) (h, w) pixel-centre coordinates of a computePixels grid."""
+    a = grid["affineTransform"]
+    w, h = int(grid["dimensions"]["width"]), int(grid["dimensions"]["height"])
+    j, i = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    x = a.get("translateX", 0.0) + j * a.get("scaleX", 0.0) + i * a.get("shearX", 0.0)
+    y = a.get("translateY", 0.0) + j * a.get("shearY", 0.0) + i * a.get("scaleY", 0.0)
+    return x, y
+
+
+def expected_block(grid_dict: dict[str, Any], month: str, product: str | None = "L2A",
+                   with_s1: bool = True) -> dict[str, np.ndarray]:
+    """What a correct source returns for a block: s2 (12,h,w) f32 NaN-masked, counts, s1."""
+    x, y = grid_centres(grid_dict)
+    h, w = x.shape
+    out = {
+        "s2": np.full((12, h, w), np.nan, np.float32),
+        "s2_count": np.zeros((h, w), np.uint8),
+        "s1": np.full((2, h, w), np.nan, np.float32),
+        "s1_count": np.zeros((h, w), np.uint8),
+    }
+    if product is not None:
+        cnt = fake_values("s2_count", month, x, y)
+        out["s2_count"] = cnt.astype(np.uint8)
+        for k, b in enumerate(S2_BANDS):
+            v = fake_values(b, month, x, y, product).astype(np.float32)
+            out["s2"][k] = np.where(cnt > 0, v, np.nan)
+    if with_s1:
+        out["s1_count"] = fake_values("s1_count", month, x, y).astype(np.uint8)
+        for k, b in enumerate(S1_BANDS):
+            out["s1"][k] = fake_values(b, month, x, y).astype(np.float32)
+    return out
+
+
+def inline_graph(expr: dict[str, Any]) -> Any:
+    """A serialized expression ({"result", "values"}) with every valueReference inlined."""
+    values = expr.get("values", {})
+
+    def res(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"valueReference"}:
+                return res(values[node["valueReference"]])
+            fdv = node.get("functionDefinitionValue")
+            if isinstance(fdv, dict) and isinstance(fdv.get("body"), str):
+                body = res(values[fdv["body"]])
+                return {"functionDefinitionValue": {**fdv, "body": body}}
+            return {k: res(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [res(v) for v in node]
+        return node
+
+    if "result" in expr:
+        return res(values[expr["result"]])
+    return res(expr)
+
+
+def find_calls(tree: Any, function_name: str) -> list[dict[str, Any]]:
+    """Arguments of every invocation of ``function_name`` in an inlined graph."""
+    out: list[dict[str, Any]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            fiv = node.get("functionInvocationValue")
+            if isinstance(fiv, dict) and fiv.get("functionName") == function_name:
+                out.append(fiv.get("arguments", {}))
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(tree)
+    return out
+
+
+def constant(node: Any) -> Any:
+    """The constant value of an inlined argument node (or None)."""
+    return node.get("constantValue") if isinstance(node, dict) else None
+
+
+def walk_graph(expr: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """(function names, ImageCollection ids, date strings) found in a serialized expression."""
+    tree = inline_graph(expr)
+    funcs: list[str] = []
+    dates: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            fiv = node.get("functionInvocationValue")
+            if isinstance(fiv, dict):
+                funcs.append(fiv.get("functionName", ""))
+            c = node.get("constantValue")
+            if isinstance(c, str) and _DATE_RE.match(c):
+                dates.append(c[:10])
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(tree)
+    ids = [constant(a.get("id")) for a in find_calls(tree, "ImageCollection.load")]
+    return funcs, [i for i in ids if isinstance(i, str)], dates
+
+
+@_dataclass
+class Fault:
+    """One injected failure, consumed by the next computePixels (or value:compute) request.
+
+    kind: "429" | "500" | "503" | "400" | "quota" | "memory" | "slow" | "truncate" | "drop".
+    """
+
+    kind: str
+    message: str | None = None
+    delay_s: float = 2.0
+    endpoint: str = "computePixels"
+
+
+@_dataclass
+class FakeCounters:
+    requests: int = 0  # computePixels requests (all, failed included)
+    ok_requests: int = 0
+    pixels: int = 0  # pixels of successful computePixels answers
+    bytes: int = 0  # NPY bytes of successful answers
+    value_requests: int = 0
+    log: list[dict[str, Any]] = _field(default_factory=list)
+
+
+class FakeEarthEngine:
+    """A fake Earth Engine REST server on 127.0.0.1 (random port) in a daemon thread.
+
+    Serves the discovery document and algorithm list shipped in the ``ee`` wheel, answers
+    ``image:computePixels`` from the request (collections, month, bands, exact grid; values from
+    :func:`fake_values`) and ``value:compute`` for the per-month scene-count dictionary.
+
+    Args:
+        scenes: month -> {"L2A": n, "L1C": n, "S1": n}; default 5 / 5 / 3 for every month.
+        masked_form: how pixels with count 0 are encoded: "nan" (NaN values), "zero" (0 values),
+            "mask_fields" (extra uint8 ``<band>_mask`` fields, values 0).
+        value_dtype: numpy dtype of value fields ("<f4", "<f8"); counts are ``count_dtype``.
+        max_request_pixels: bigger requests -> 400 "User memory limit exceeded."
+        cheap: answer constant-per-band arrays (benchmarks; skips the value function).
+    """
+
+    def __init__(
+        self,
+        scenes: Callable[[str], dict[str, int]] | None = None,
+        masked_form: str = "nan",
+        value_dtype: str = "<f4",
+        count_dtype: str = "u1",
+        max_request_pixels: int | None = None,
+        cheap: bool = False,
+    ) -> None:
+        import ee
+
+        base = _os.path.dirname(ee.__file__)
+        with open(_os.path.join(base, "tests", "cloud_api_discovery_document.json"), "rb") as f:
+            self._discovery = f.read()
+        with open(_os.path.join(base, "tests", "algorithms.json"), "rb") as f:
+            self._algorithms = f.read()
+        self.scenes = scenes or (lambda month: {"L2A": 5, "L1C": 5, "S1": 3})
+        self.masked_form = masked_form
+        self.value_dtype = value_dtype
+        self.count_dtype = count_dtype
+        self.max_request_pixels = max_request_pixels
+        self.cheap = cheap
+        self.faults: list[Fault] = []
+        self.persistent_fault: Fault | None = None
+        self.counters = FakeCounters()
+        self._lock = _threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: _threading.Thread | None = None
+
+    # ---- lifecycle
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("fake EE server not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeEarthEngine:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = _threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeEarthEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.counters = FakeCounters()
+
+    # ---- HTTP plumbing
+    def _send(self, h: BaseHTTPRequestHandler, code: int, body: bytes,
+              ctype: str = "application/json", declared_len: int | None = None) -> None:
+        try:
+            h.send_response(code)
+            h.send_header("Content-Type", ctype)
+            n = len(body) if declared_len is None else declared_len
+            h.send_header("Content-Length", str(n))
+            h.end_headers()
+            h.wfile.write(body)
+            h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _error(self, h: BaseHTTPRequestHandler, code: int, message: str) -> None:
+        status = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                  503: "UNAVAILABLE", 404: "NOT_FOUND"}.get(code, "UNKNOWN")
+        body = _json.dumps({"error": {"code": code, "message": message, "status": status}})
+        self._send(h, code, body.encode())
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        path = h.path.split("?")[0]
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            if method == "GET" and path.endswith("/$discovery/rest"):
+                return self._send(h, 200, self._discovery)
+            if method == "GET" and path.endswith("/algorithms"):
+                return self._send(h, 200, self._algorithms)
+            if method == "POST" and path.endswith("/image:computePixels"):
+                return self._compute_pixels(h, _json.loads(raw or b"{}"))
+            if method == "POST" and path.endswith("/value:compute"):
+                return self._value_compute(h, _json.loads(raw or b"{}"))
+            return self._error(h, 404, f"fake EE: {method} {path} is not supported here")
+        except Exception as exc:  # a fake must always answer
+            return self._error(h, 400, f"fake EE could not handle the request: {exc}")
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            for i, f in enumerate(self.faults):
+                if f.endpoint == endpoint:
+                    return self.faults.pop(i)
+            if self.persistent_fault and self.persistent_fault.endpoint == endpoint:
+                return self.persistent_fault
+        return None
+
+    def _apply_fault(self, h: BaseHTTPRequestHandler, f: Fault) -> bool:
+        """Answer with the fault; True if the request is finished (not slow)."""
+        k = f.kind
+        if k == "429":
+            self._error(h, 429, f.message or "Too many concurrent aggregations.")
+        elif k == "quota":
+            self._error(h, 429, f.message or "Quota exceeded: Earth Engine quota exhausted "
+                        "for project test (RESOURCE_EXHAUSTED).")
+        elif k in ("500", "503"):
+            self._error(h, int(k), f.message or "An internal error has occurred.")
+        elif k == "400":
+            self._error(h, 400, f.message or "Image.select: Pattern 'B99' did not match any bands.")
+        elif k == "memory":
+            self._error(h, 400, f.message or "User memory limit exceeded.")
+        elif k == "slow":
+            _time.sleep(f.delay_s)
+            return False
+        else:
+            return False
+        return True
+
+    # ---- endpoints
+    def _value_compute(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.counters.value_requests += 1
+        f = self._take_fault("value")
+        if f is not None and self._apply_fault(h, f):
+            return
+        funcs, ids, dates = walk_graph(body.get("expression", {}))
+        month = _check_month(dates)
+        if S1_GRD in ids and any(fn.endswith(".size") for fn in funcs):
+            return self._send(h, 200, _json.dumps({"result": dict(self.scenes(month))}).encode())
+        return self._error(h, 400, "fake EE: only the scene-count dictionary is supported")
+
+    def _compute_pixels(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.counters.requests += 1
+        _funcs, ids, dates = walk_graph(body.get("expression", {}))
+        grid = body.get("grid") or {}
+        bands = body.get("bandIds") or []
+        entry = {"grid": grid, "bands": list(bands), "ids": sorted(set(ids)), "dates": dates,
+                 "ok": False}
+        with self._lock:
+            self.counters.log.append(entry)
+        f = self._take_fault("computePixels")
+        if f is not None and self._apply_fault(h, f):
+            return
+        if body.get("fileFormat") != "NPY":
+            return self._error(h, 400, f"fake EE: fileFormat {body.get('fileFormat')!r} != NPY")
+        if not grid.get("affineTransform") or not grid.get("crsCode") or "region" in body:
+            return self._error(h, 400, "fake EE: an exact grid (affineTransform + crsCode + "
+                               "dimensions) is required")
+        if not bands:
+            return self._error(h, 400, "fake EE: bandIds required")
+        month = _check_month(dates)
+        w, hh = int(grid["dimensions"]["width"]), int(grid["dimensions"]["height"])
+        vdt, cdt = np.dtype(self.value_dtype), np.dtype(self.count_dtype)
+        fields = []
+        for b in bands:
+            fields.append((b, cdt if b.endswith("_count") else vdt))
+            if self.masked_form == "mask_fields":
+                fields.append((f"{b}_mask", np.dtype("u1")))
+        dtype = np.dtype(fields)
+        nbytes = dtype.itemsize * w * hh
+        if nbytes > MAX_REQUEST_BYTES:
+            return self._error(h, 400, f"Total request size ({nbytes} bytes) must be less than "
+                               f"or equal to {MAX_REQUEST_BYTES} bytes.")
+        if self.max_request_pixels is not None and w * hh > self.max_request_pixels:
+            return self._error(h, 400, "User memory limit exceeded.")
+        product = "L2A" if S2_L2A in ids else "L1C" if S2_L1C in ids else None
+        sc = self.scenes(month)
+        s2_avail = product is not None and sc.get(product, 0) > 0
+        s1_avail = S1_GRD in ids and sc.get("S1", 0) > 0
+        arr = np.zeros((hh, w), dtype=dtype)
+        if self.cheap:
+            for b in bands:
+                arr[b] = 1
+        else:
+            x, y = grid_centres(grid)
+            s2c = fake_values("s2_count", month, x, y) if s2_avail else np.zeros((hh, w))
+            s1c = fake_values("s1_count", month, x, y) if s1_avail else np.zeros((hh, w))
+            for b in bands:
+                if b == "s2_count":
+                    v, valid = s2c, np.ones((hh, w), bool)
+                elif b == "s1_count":
+                    v, valid = s1c, np.ones((hh, w), bool)
+                elif b in S2_BANDS:
+                    v = fake_values(b, month, x, y, product or "L2A")
+                    valid = s2c > 0
+                else:
+                    v = fake_values(b, month, x, y)
+                    valid = s1c > 0
+                if self.masked_form == "nan" and vdt.kind == "f":
+                    v = np.where(valid, v, np.nan)
+                elif self.masked_form in ("zero", "mask_fields"):
+                    v = np.where(valid, v, 0)
+                arr[b] = v
+                if self.masked_form == "mask_fields":
+                    arr[f"{b}_mask"] = valid
+        buf = _io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        data = buf.getvalue()
+        if f is not None and f.kind == "truncate":
+            return self._send(h, 200, data[: len(data) // 2], "application/octet-stream")
+        if f is not None and f.kind == "drop":
+            # announce the full length, send half, close: a short read for the client
+            self._send(h, 200, data[: len(data) // 2], "application/octet-stream",
+                       declared_len=len(data))
+            h.close_connection = True
+            return
+        with self._lock:
+            self.counters.ok_requests += 1
+            self.counters.pixels += w * hh
+            self.counters.bytes += len(data)
+            entry["ok"] = True
+        self._send(h, 200, data, "application/octet-stream")
+
+
+def _check_month(dates: list[str]) -> str:
+    """The calendar month of a [first day, first day of next month) filterDate range."""
+    if len(set(dates)) != 2:
+        raise ValueError(f"expected one month's filterDate range, got dates {sorted(set(dates))}")
+    d0, d1 = sorted(set(dates))
+    a = _dt.date.fromisoformat(d0)
+    b = _dt.date.fromisoformat(d1)
+    nxt = _dt.date(a.year + (a.month == 12), a.month % 12 + 1, 1)
+    if a.day != 1 or b != nxt:
+        raise ValueError(f"date range {d0}..{d1} is not one calendar month")
+    return f"{a.year:04d}-{a.month:02d}"
+
+
+def patch_ee_offline(monkeypatch: Any) -> None:
+    """Stop ``ee`` from fetching the deprecated-assets catalog from Google's storage host."""
+    import ee.deprecation
+
+    monkeypatch.setattr(ee.deprecation, "_FetchDataCatalogStac", lambda: {})

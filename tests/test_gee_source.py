@@ -1,0 +1,423 @@
+"""GeeSource against the fake Earth Engine server, with the real earthengine-api client."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ee = pytest.importorskip("ee")
+
+from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError  # noqa: E402
+from pipeline.grid import AoiGrid  # noqa: E402
+from pipeline.sources import gee as gee_mod  # noqa: E402
+from pipeline.sources.base import S2_BANDS, Block, Recipe  # noqa: E402
+from pipeline.sources.gee import (  # noqa: E402
+    CLOUD_SCORE_PLUS,
+    S1_GRD,
+    S2_CLOUD_PROB,
+    S2_L1C,
+    S2_L2A,
+    GeeSource,
+    block_grid,
+    block_image,
+    decode_npy,
+)
+from tests.fake_ee import (  # noqa: E402
+    FakeEarthEngine,
+    Fault,
+    constant,
+    expected_block,
+    find_calls,
+    inline_graph,
+)
+
+GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795060.0, width=256, height=192)
+BLOCK = Block(col0=64, row0=128, width=128, height=64)
+MONTH = "2019-02"
+
+
+@pytest.fixture(scope="module")
+def fake():
+    import ee.deprecation
+
+    orig = ee.deprecation._FetchDataCatalogStac
+    ee.deprecation._FetchDataCatalogStac = lambda: {}
+    server = FakeEarthEngine().start()
+    yield server
+    server.stop()
+    ee.deprecation._FetchDataCatalogStac = orig
+
+
+@pytest.fixture
+def srv(fake):
+    fake.reset_counters()
+    fake.faults.clear()
+    fake.persistent_fault = None
+    fake.max_request_pixels = None
+    fake.masked_form, fake.value_dtype, fake.count_dtype = "nan", "<f4", "u1"
+    fake.scenes = lambda month: {"L2A": 5, "L1C": 5, "S1": 3}
+    return fake
+
+
+def make_source(fake, **kw):
+    sleeps: list[float] = []
+    kw.setdefault("sleep", sleeps.append)
+    kw.setdefault("max_retries", 5)
+    kw.setdefault("backoff_base_s", 0.01)
+    kw.setdefault("seed", 0)
+    src = GeeSource(project="test", api_url=fake.url, **kw)
+    src.sleeps = sleeps  # type: ignore[attr-defined]
+    return src
+
+
+def assert_matches(res, exp):
+    np.testing.assert_array_equal(res.s2, exp["s2"])
+    np.testing.assert_array_equal(res.s2_count, exp["s2_count"])
+    np.testing.assert_array_equal(res.s1, exp["s1"])
+    np.testing.assert_array_equal(res.s1_count, exp["s1_count"])
+
+
+def offline_graph(recipe=None, product="L2A", with_s1=True):
+    recipe = recipe or Recipe()
+    img, bands = block_image(ee, GRID, BLOCK, MONTH, recipe, product, with_s1)
+    tree = inline_graph(ee.serializer.encode(img))
+    return tree, json.dumps(tree), bands
+
+
+# --------------------------------------------------------------------------- values and grid
+
+
+def test_block_values_and_exact_grid(srv):
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    assert res.s2.dtype == np.float32 and res.s2_count.dtype == np.uint8
+    assert np.isnan(res.s2).any() and (res.s2_count == 0).any()  # the cloudy pattern
+    (entry,) = srv.counters.log
+    assert entry["grid"] == {
+        "dimensions": {"width": 128, "height": 64},
+        "affineTransform": {
+            "scaleX": 10.0, "shearX": 0.0, "translateX": 650040.0 + 640.0,
+            "shearY": 0.0, "scaleY": -10.0, "translateY": 3795060.0 - 1280.0,
+        },
+        "crsCode": "EPSG:32649",
+    }
+    assert entry["bands"] == [*S2_BANDS, "s2_count", "VV", "VH", "s1_count"]
+    assert res.meta["s2_product"] == "L2A" and res.meta["requests"] == 1
+    assert res.meta["pixels"] == BLOCK.n_pixels and res.meta["bytes"] == srv.counters.bytes
+    assert src.stats["size_queries"] == 1 and srv.counters.value_requests == 1
+
+
+def test_one_pixel_shift_or_wrong_month_would_be_detected(srv):
+    """The known-answer function is sensitive to every grid / month mistake."""
+    good = expected_block(block_grid(GRID, BLOCK), MONTH)
+    for other in (Block(65, 128, 128, 64), Block(64, 129, 128, 64)):
+        assert not np.array_equal(expected_block(block_grid(GRID, other), MONTH)["s2"],
+                                  good["s2"], equal_nan=True)
+    assert not np.array_equal(expected_block(block_grid(GRID, BLOCK), "2019-03")["s2"],
+                              good["s2"], equal_nan=True)
+    flipped = block_grid(GRID, BLOCK)
+    flipped["affineTransform"]["scaleY"] = 10.0
+    assert not np.array_equal(expected_block(flipped, MONTH)["s1"], good["s1"])
+
+
+@pytest.mark.parametrize(
+    ("masked_form", "value_dtype", "count_dtype"),
+    [("zero", "<f8", "<i4"), ("mask_fields", "<f4", "<f8"), ("nan", ">f4", "<u2")],
+)
+def test_decoding_is_tolerant_of_mask_forms_and_dtypes(srv, masked_form, value_dtype,
+                                                        count_dtype):
+    srv.masked_form, srv.value_dtype, srv.count_dtype = masked_form, value_dtype, count_dtype
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+
+
+def test_decode_npy_plain_arrays_and_truncation():
+    a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)  # (bands, h, w)
+    buf = io.BytesIO()
+    np.save(buf, a)
+    d = decode_npy(buf.getvalue(), ["A", "B"], 3, 4)
+    np.testing.assert_array_equal(d["B"], a[1])
+    buf = io.BytesIO()
+    np.save(buf, np.moveaxis(a, 0, -1))  # (h, w, bands)
+    np.testing.assert_array_equal(decode_npy(buf.getvalue(), ["A", "B"], 3, 4)["A"], a[0])
+    with pytest.raises(ValueError):
+        decode_npy(buf.getvalue()[:-10], ["A", "B"], 3, 4)
+    with pytest.raises(ValueError):
+        decode_npy(buf.getvalue(), ["A", "B"], 4, 3)
+
+
+# --------------------------------------------------------------------------- expression graph
+
+
+def test_graph_default_recipe():
+    tree, text, bands = offline_graph()
+    ids = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
+    assert ids == {S2_L2A, S2_CLOUD_PROB, S1_GRD}
+    assert {constant(a["matchKey"]) for a in find_calls(tree, "Join.saveFirst")} == {"s2cloudless"}
+    eq = [(constant(a.get("leftField")), constant(a.get("rightField")))
+          for a in find_calls(tree, "Filter.equals")]
+    assert ("system:index", "system:index") in eq
+    assert {(constant(a.get("leftField")), constant(a.get("rightValue")))
+            for a in find_calls(tree, "Filter.equals")} >= {("instrumentMode", "IW")}
+    pols = {constant(a["rightValue"]) for a in find_calls(tree, "Filter.listContains")}
+    assert pols == {"VV", "VH"}
+    assert "orbitProperties_pass" not in text
+    gts = find_calls(tree, "Image.gt")
+    assert any("40" in json.dumps(a) for a in gts)
+    assert "reduce.mean" in text and "reduce.median" not in text
+    assert "Image.exp" in text and "Image.log10" in text  # linear-power S1 mean
+    assert "directionalDistanceTransform" not in text
+    assert "2019-02-01" in text and "2019-03-01" in text
+    assert bands == [*S2_BANDS, "s2_count", "VV", "VH", "s1_count"]
+
+
+def test_graph_recipe_options():
+    tree, text, _ = offline_graph(Recipe(cloud_probability_threshold=25, shadow_mask=True,
+                                         s1_orbit_pass="DESCENDING", s1_mean="db"))
+    assert any("25" in json.dumps(a) for a in find_calls(tree, "Image.gt"))
+    assert "Image.directionalDistanceTransform" in text and "MEAN_SOLAR_AZIMUTH_ANGLE" in text
+    assert "SCL" in text  # water excluded from dark pixels (L2A)
+    assert ("orbitProperties_pass", "DESCENDING") in {
+        (constant(a.get("leftField")), constant(a.get("rightValue")))
+        for a in find_calls(tree, "Filter.equals")}
+    assert "Image.exp" not in text and "Image.log10" not in text  # plain dB mean
+    tree, text, _ = offline_graph(Recipe(s2_mask="cloud_score_plus",
+                                         cloud_score_plus_threshold=0.55), product="L1C",
+                                  with_s1=False)
+    ids = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
+    assert ids == {S2_L1C, CLOUD_SCORE_PLUS}
+    assert any("0.55" in json.dumps(a) for a in find_calls(tree, "Image.gte"))
+    assert '"cs"' in text
+
+
+# --------------------------------------------------------------------------- product per month
+
+
+def test_l1c_fallback_empty_months_and_cached_size_query(srv):
+    table = {
+        "2019-01": {"L2A": 0, "L1C": 4, "S1": 2},
+        "2019-02": {"L2A": 0, "L1C": 0, "S1": 2},
+        "2019-03": {"L2A": 0, "L1C": 0, "S1": 0},
+    }
+    srv.scenes = lambda m: table[m]
+    src = make_source(srv)
+    g = block_grid(GRID, BLOCK)
+    r1 = src.fetch_block("xian", GRID, BLOCK, "2019-01", Recipe())
+    assert r1.meta["s2_product"] == "L1C" and r1.meta["s2_scenes"] == 4
+    assert_matches(r1, expected_block(g, "2019-01", product="L1C"))
+    assert S2_L1C in srv.counters.log[-1]["ids"] and S2_L2A not in srv.counters.log[-1]["ids"]
+    r2 = src.fetch_block("xian", GRID, BLOCK, "2019-02", Recipe())
+    assert r2.meta["s2_product"] is None
+    assert_matches(r2, expected_block(g, "2019-02", product=None))
+    assert srv.counters.log[-1]["bands"] == ["VV", "VH", "s1_count"]
+    n = srv.counters.requests
+    r3 = src.fetch_block("xian", GRID, BLOCK, "2019-03", Recipe())
+    assert srv.counters.requests == n  # nothing to fetch: no request
+    assert np.isnan(r3.s2).all() and not r3.s1_count.any()
+    # a second block of a known month reuses the cached size query
+    src.fetch_block("xian", GRID, Block(0, 0, 64, 64), "2019-01", Recipe())
+    assert srv.counters.value_requests == 3
+    no_fb = make_source(srv)
+    assert no_fb.s2_product("xian", GRID, "2019-01", Recipe(allow_l1c_fallback=False)) is None
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_transient_faults_are_retried_with_capped_backoff(srv):
+    srv.faults += [Fault("429"), Fault("500"), Fault("slow", delay_s=1.5), Fault("truncate"),
+                   Fault("drop"), Fault("503")]
+    src = make_source(srv, max_retries=6, timeout_s=0.5, backoff_base_s=0.5, backoff_max_s=2.0)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    assert res.meta["retries"] == 6 and res.meta["requests"] == 7
+    assert srv.counters.requests == 7 and srv.counters.ok_requests == 1
+    assert len(src.sleeps) == 6
+    caps = [min(2.0, 0.5 * 2**i) for i in range(6)]
+    assert all(c * 0.5 <= s <= c for s, c in zip(src.sleeps, caps, strict=True))
+
+
+def test_bad_request_is_not_retried(srv):
+    srv.faults.append(Fault("400"))
+    src = make_source(srv)
+    with pytest.raises(SourceError, match=r"xian.*2019-02.*r000128_c000064") as ei:
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert not isinstance(ei.value, QuotaExhaustedError)
+    assert srv.counters.requests == 1 and src.sleeps == []
+
+
+def test_memory_limit_splits_and_stitches(srv):
+    srv.max_request_pixels = BLOCK.n_pixels // 3
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    ok = [e for e in srv.counters.log if e["ok"]]
+    assert len(ok) == 4 and res.meta["splits"] == 3  # 128x64 -> 2 x 64x64 -> 4 x 32x64
+    assert srv.counters.pixels == BLOCK.n_pixels
+    assert src.sleeps == []  # splitting is not a retry
+
+
+def test_oversize_response_is_split(srv):
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 1000, 1000)
+    big = Block(0, 0, 1000, 1000)  # 58 B/px * 1000^2 > 48 MB
+    src = make_source(srv)
+    res = src.fetch_block("xian", grid, big, MONTH, Recipe())
+    assert srv.counters.log[0]["ok"] is False and srv.counters.ok_requests == 2
+    exp = expected_block(block_grid(grid, big), MONTH)
+    np.testing.assert_array_equal(res.s1, exp["s1"])
+    np.testing.assert_array_equal(res.s2_count, exp["s2_count"])
+
+
+def test_quota_errors(srv):
+    srv.persistent_fault = Fault("quota", message="Earth Engine quota exceeded for project test.")
+    src = make_source(srv)
+    with pytest.raises(QuotaExhaustedError, match="rerun"):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.counters.requests == 1
+    srv.reset_counters()
+    srv.persistent_fault = Fault("429", message="Resource has been exhausted (e.g. check quota).")
+    with pytest.raises(QuotaExhaustedError):
+        make_source(srv, max_retries=3).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.counters.requests == 4
+    srv.persistent_fault = Fault("429")  # plain rate limiting that never clears
+    with pytest.raises(SourceError) as ei:
+        make_source(srv, max_retries=2).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert not isinstance(ei.value, QuotaExhaustedError)
+
+
+def test_concurrent_fetches_are_thread_safe(srv):
+    blocks = [Block(c, r, 64, 64) for r in (0, 64, 128) for c in (0, 64, 128, 192)]
+    srv.faults += [Fault("429") for _ in range(3)]
+    src = make_source(srv)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda b: src.fetch_block("xian", GRID, b, MONTH, Recipe()),
+                                blocks))
+    for b, r in zip(blocks, results, strict=True):
+        assert_matches(r, expected_block(block_grid(GRID, b), MONTH))
+    st = src.stats
+    assert st["retries"] == 3 and st["pixels"] == 12 * 64 * 64
+    assert st["requests"] == srv.counters.requests + srv.counters.value_requests
+    assert srv.counters.value_requests == 1
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_no_credentials_message(monkeypatch, tmp_path):
+    for var in ("EE_SERVICE_ACCOUNT_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "EE_API_URL",
+                "EE_PROJECT", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    with pytest.raises(CredentialsError) as ei:
+        GeeSource(project="p")
+    msg = str(ei.value)
+    assert "earthengine authenticate" in msg and "EE_SERVICE_ACCOUNT_KEY" in msg
+    assert "source: local" in msg
+    monkeypatch.setenv("EE_SERVICE_ACCOUNT_KEY", str(tmp_path / "missing.json"))
+    with pytest.raises(CredentialsError, match=r"EE_SERVICE_ACCOUNT_KEY.*missing\.json"):
+        GeeSource(project="p")
+    bad = tmp_path / "key.json"
+    bad.write_text('{"type": "service_account", "private_key": "SECRET-DO-NOT-PRINT"}')
+    monkeypatch.setenv("EE_SERVICE_ACCOUNT_KEY", str(bad))
+    with pytest.raises(CredentialsError) as ei:
+        GeeSource(project="p")
+    assert "SECRET" not in str(ei.value)
+
+
+def test_from_config_and_env_url(srv, monkeypatch):
+    from pipeline.config import GeeConfig, SentinelConfig
+
+    monkeypatch.setenv("EE_API_URL", srv.url)
+    monkeypatch.delenv("EE_PROJECT", raising=False)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    with pytest.raises(CredentialsError, match=r"sentinel\.gee\.project"):
+        GeeSource.from_config(SentinelConfig(source="gee"))
+    monkeypatch.setenv("EE_PROJECT", "from-env")
+    cfg = SentinelConfig(source="gee", gee=GeeConfig(max_retries=2, backoff_base_s=0.01))
+    src = GeeSource.from_config(cfg, sleep=lambda s: None)
+    assert src.project == "from-env" and src.max_retries == 2 and src.api_url == srv.url
+    src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe.from_config(cfg))
+    assert srv.counters.ok_requests == 1
+
+
+# --------------------------------------------------------------------------- resume with the driver
+
+_CHILD = r"""
+import sys, json
+import ee.deprecation
+ee.deprecation._FetchDataCatalogStac = lambda: {}
+from pipeline.sources.gee import GeeSource
+from pipeline.sources.base import Block, Recipe
+from pipeline.grid import AoiGrid
+from pipeline.sentinel import run_month
+a = json.loads(sys.argv[1])
+src = GeeSource(project="test", max_retries=0)
+run_month(src, "xian", AoiGrid.from_dict(a["grid"]), [Block(*b) for b in a["blocks"]],
+          a["month"], Recipe(), a["store"], a["ledger"], concurrency=1)
+"""
+
+
+def _store_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_kill_mid_run_and_rerun_is_byte_identical(srv, tmp_path):
+    sentinel = pytest.importorskip("pipeline.sentinel")
+    from pipeline.io.mosaic import init_mosaic
+
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 192, 128)
+    blocks = [Block(c, r, 64, 64) for r in (0, 64) for c in (0, 64, 128)]
+    months = ["2019-01", MONTH]
+    for name in ("a", "b"):
+        init_mosaic(tmp_path / f"{name}.zarr", grid, months, chunk_px=64, aoi="xian")
+    # reference: one uninterrupted run
+    src = make_source(srv)
+    sentinel.run_month(src, "xian", grid, blocks, MONTH, Recipe(), tmp_path / "a.zarr",
+                       tmp_path / "ledger_a", concurrency=2)
+    # interrupted run in a child process: SIGKILL while the 4th block is in flight
+    srv.reset_counters()
+    srv.faults = [Fault("none"), Fault("none"), Fault("none"), Fault("slow", delay_s=60)]
+    args = {"grid": grid.to_dict(), "blocks": [[b.col0, b.row0, b.width, b.height] for b in blocks],
+            "month": MONTH, "store": str(tmp_path / "b.zarr"), "ledger": str(tmp_path / "ledger_b")}
+    env = {**os.environ, "EE_API_URL": srv.url, "PYTHONPATH": str(Path(__file__).parents[1])}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while srv.counters.requests < 4 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.poll() is None, child.stdout.read().decode() if child.stdout else ""
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done_before = [e for e in srv.counters.log if e["ok"]]
+    assert len(done_before) == 3
+    finished = {(e["grid"]["affineTransform"]["translateX"],
+                 e["grid"]["affineTransform"]["translateY"]) for e in done_before}
+    # rerun in-process: only the 3 unfinished blocks are requested
+    srv.reset_counters()
+    srv.faults.clear()
+    sentinel.run_month(make_source(srv), "xian", grid, blocks, MONTH, Recipe(),
+                       tmp_path / "b.zarr", tmp_path / "ledger_b", concurrency=2)
+    again = {(e["grid"]["affineTransform"]["translateX"],
+              e["grid"]["affineTransform"]["translateY"]) for e in srv.counters.log}
+    assert srv.counters.requests == 3 and not (again & finished)
+    a, b = _store_bytes(tmp_path / "a.zarr"), _store_bytes(tmp_path / "b.zarr")
+    assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+
+
+def test_module_has_no_toplevel_ee_import():
+    src = Path(gee_mod.__file__).read_text()
+    assert "\nimport ee" not in src and "\nfrom ee" not in src
