@@ -14,7 +14,6 @@ where either date is background (0). Streams patch by patch; reruns reuse raster
 interrupted run with the same inputs (fingerprint in ``aois/<aoi>/change/_inputs.json``).
 """
 
-
 import logging
 from pathlib import Path
 from typing import Any

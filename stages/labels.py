@@ -15,7 +15,6 @@ made from the same inputs (fingerprint in ``aois/<aoi>/labels/_inputs.json``) an
 them when the inputs or settings changed.
 """
 
-
 import logging
 from pathlib import Path
 from typing import Any
@@ -112,23 +111,29 @@ def run(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True) 
 
     # read + validate + map both dates before writing anything
     crs_values = sorted(set(map(str, patches["hr_crs"]))) if len(patches) else []
+    gdfs: dict[str, Any] = {}
     polys: dict[tuple[str, str], PolygonSet] = {}
-    for date in DATES:
-        what = f"AOI {name!r} {date.upper()} annotations"
-        where = f"{what} {ann_paths[date]}"
-        gdf = read_annotations(ann_paths[date], aoi.class_attribute, what=what)
-        for crs in crs_values:
+
+    def polygons(date: str, crs: str) -> PolygonSet:
+        """Polygons of ``date`` on ``crs`` (prepared once per CRS)."""
+        if (date, crs) not in polys:
             polys[(date, crs)] = prepare_polygons(
-                gdf,
+                gdfs[date],
                 aoi.class_attribute,
                 crs,
                 schema,
                 mapping=mapping,
                 overlap_rule=cfg.overlap_rule,
                 unknown=cfg.unknown_classes,
-                where=where,
+                where=f"AOI {name!r} {date.upper()} annotations {ann_paths[date]}",
             )
-        del gdf
+        return polys[(date, crs)]
+
+    for date in DATES:
+        what = f"AOI {name!r} {date.upper()} annotations"
+        gdfs[date] = read_annotations(ann_paths[date], aoi.class_attribute, what=what)
+        for crs in crs_values or [gdfs[date].crs.to_string()]:
+            polygons(date, crs)
 
     out_dirs = {d: layout.labels_dir(name, d) for d in DATES}
     if read_fingerprint(state) != fp:
@@ -172,7 +177,7 @@ def run(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True) 
                         "patch grid: rerun the tile stage (T2 must be co-registered to T1)"
                     )
                 label = label_patch(
-                    polys[(date, str(row.hr_crs))],
+                    polygons(date, grid_t1.crs),
                     grid_t1.transform,
                     grid.valid,
                     nodata=schema.nodata,

@@ -480,3 +480,26 @@ def test_stage_empty_annotation_file(tmp_path: Path) -> None:
     gpd.read_file(aoi.annotations.t2).iloc[:0].to_file(aoi.annotations.t2, driver="GPKG")
     with pytest.raises(InputError, match=r"labels_t2\.gpkg has no features"):
         labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+
+
+def test_stage_t2_patch_off_grid(tmp_path: Path) -> None:
+    from pipeline.io.raster import write_patch_tif
+
+    t1, t2 = _features()
+    aoi, layout = make_tiny_aoi(tmp_path, t1, t2, patches=((0, 0),))
+    hr = layout.hr_dir("tiny", "t2") / "tiny_r000_c000.tif"
+    shifted = patch_transform(0, 0) @ Affine.translation(0.5, 0)
+    write_patch_tif(hr, np.ones((3, SIZE, SIZE), np.uint8), shifted, EPSG, 0)
+    with pytest.raises(InputError, match="not on the T1 patch grid"):
+        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+
+
+def test_stage_no_patches_still_validates_classes(tmp_path: Path) -> None:
+    t1, t2 = _features()
+    aoi, layout = make_tiny_aoi(tmp_path, [*t1, (box_px(0, 0, 1, 1), 99)], t2)
+    idx = gpd.read_parquet(layout.patches("tiny")).iloc[:0]
+    idx.to_parquet(layout.patches("tiny"))
+    with pytest.raises(LabelError, match=r"'?99'? \(1 features\)"):
+        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    labels_stage.run(aoi, LabelsConfig(unknown_classes="background"), layout, progress=False)
+    assert len(pd.read_parquet(layout.labels_index("tiny"))) == 0
