@@ -30,14 +30,15 @@ from pipeline.sources.base import S1_BANDS, S2_BANDS, Block
 
 #: Mosaic spatial chunk (px): blocks are aligned to it.
 CHUNK_PX: int = 64
-#: Uncompressed bytes per pixel of one S2 computePixels response of the GEE source: 12 float32
-#: reflectances + a uint8 clear count, plus one mask byte per band (counted conservatively, in
-#: case the server encodes masks alongside values).
+#: Uncompressed bytes per pixel of the S2 part of a GEE response: 12 float32 reflectances + a
+#: uint8 clear count, plus one mask byte per band (counted conservatively, in case the server
+#: encodes masks alongside values).
 S2_REQUEST_BYTES_PER_PX: int = len(S2_BANDS) * (4 + 1) + (1 + 1)
-#: Same for S1: 2 float32 dB bands + uint8 count, plus mask bytes.
+#: Same for the S1 part: 2 float32 dB bands + uint8 count, plus mask bytes.
 S1_REQUEST_BYTES_PER_PX: int = len(S1_BANDS) * (4 + 1) + (1 + 1)
-#: The block size must fit the larger of the two responses.
-REQUEST_BYTES_PER_PX: int = max(S2_REQUEST_BYTES_PER_PX, S1_REQUEST_BYTES_PER_PX)
+#: The GEE source fetches S2 and S1 of a (block, month) in ONE computePixels request, so the
+#: block size must fit both parts together (74 B/px -> 640 px blocks at 32 MiB).
+REQUEST_BYTES_PER_PX: int = S2_REQUEST_BYTES_PER_PX + S1_REQUEST_BYTES_PER_PX
 #: Bytes reserved for the NPY header / structured-array padding of a response.
 _HEADER_BYTES = 4096
 #: Safety factor applied to ``max_bytes`` (server-side accounting may differ slightly).

@@ -45,11 +45,13 @@ def _check_plan(fp, blocks, block_px, chunk_px=64):
 
 
 def test_block_size_known_answers():
-    # 62 B/px at 32 MiB: sqrt(0.95*32 MiB/62) = 716 -> 704
-    assert REQUEST_BYTES_PER_PX == 62
+    # 74 B/px (S2 + S1 in one response, mask bytes counted) at 32 MiB:
+    # sqrt((0.95 * 32 MiB - 4096) / 74) = 656 -> 640
+    assert REQUEST_BYTES_PER_PX == 74
+    assert block_size_px(74, 32 * 1024 * 1024) == 640
     assert block_size_px(62, 32 * 1024 * 1024) == 704
-    k = block_size_px(62, 50_331_648)
-    assert k % 64 == 0 and k * k * 62 <= 50_331_648 and (k + 64) ** 2 * 62 > 0.95 * 50_331_648
+    k = block_size_px(74, 50_331_648)
+    assert k % 64 == 0 and k * k * 74 <= 50_331_648 and (k + 64) ** 2 * 74 > 0.95 * 50_331_648
     assert block_size_px(1, 64 * 64 + 10_000, chunk_px=64) == 64
     with pytest.raises(GridError, match="max_block_bytes"):
         block_size_px(62, 100_000)
@@ -79,7 +81,7 @@ def test_fusu_like_square_aoi_ratio_and_invariants():
     blocks = plan_blocks(fp.grid, fp.col0, fp.row0, fp.size_px, k)
     ratio = _check_plan(fp, blocks, k)
     assert ratio <= 1.15
-    assert len(blocks) == 4
+    assert len(blocks) == 4  # 2 x 2 lattice cells of 640 px over a 1134 x 1128 px grid
     # deterministic
     assert plan_blocks(fp.grid, fp.col0, fp.row0, fp.size_px, k) == blocks
     assert blocks == sorted(blocks, key=lambda b: (b.row0, b.col0))
