@@ -5,7 +5,6 @@ Outputs: ``Layout.footprints(aoi)`` (tile index + footprint columns), ``Layout.g
 ``footprints.export_shapefile``). See :mod:`pipeline.footprints`.
 """
 
-from __future__ import annotations
 
 import logging
 from pathlib import Path

@@ -4,7 +4,6 @@ Outputs: ``Layout.hr_dir(aoi, "t1"|"t2")/<id>.tif`` and ``Layout.patches(aoi)`` 
 atomically). See :func:`pipeline.tiling.tile_aoi` for the algorithm and the index columns.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import logging
