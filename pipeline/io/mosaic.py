@@ -111,9 +111,9 @@ def init_mosaic(
             "s2_product": (("time",), da.zeros((T,), dtype=np.uint8, chunks=(1,))),
         },
         coords={
-            "time": np.array(list(months), dtype="U7"),
-            "band_s2": np.array(S2_BANDS, dtype="U3"),
-            "band_s1": np.array(S1_BANDS, dtype="U2"),
+            "time": np.array(list(months), dtype=object),
+            "band_s2": np.array(S2_BANDS, dtype=object),
+            "band_s1": np.array(S1_BANDS, dtype=object),
             "wavelength_s2_nm": ("band_s2", np.array(S2_WAVELENGTHS_NM, np.float64)),
             "x": x,
             "y": y,

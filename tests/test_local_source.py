@@ -1,0 +1,173 @@
+"""Local scene-archive source: reprojection onto the AOI grid, s2cloudless masking, compositing,
+product fallback, S1 units, corrupt files, empty months, and the demo scenes' cloud realism."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from pyproj import Transformer
+from scipy import ndimage
+
+from pipeline.demo_scenes import synth_s2
+from pipeline.errors import SourceError
+from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
+from pipeline.sources.base import S2_BANDS, Block, Recipe
+from pipeline.sources.local import S2CLOUDLESS_BANDS, CloudDetector, LocalSource
+from tests.sentinel_helpers import GRID, SX0, SY0, transforms, write_scene
+
+BLOCK = Block(col0=0, row0=0, width=64, height=64)
+
+
+def test_band_order_matches_s2cloudless() -> None:
+    from s2cloudless.utils import MODEL_BANDS
+
+    assert tuple(MODEL_BANDS) == S2CLOUDLESS_BANDS
+
+
+def test_cloud_masked_mean_and_counts(tmp_path: Path) -> None:
+    write_scene(tmp_path, 3, 0.1)
+    write_scene(tmp_path, 13, 0.3)
+    write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
+    src = LocalSource(tmp_path)
+    res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    # scene x 649800..651000, cloud west of 650400 -> grid columns < 36; stay 8 px from the edge
+    west, east = (slice(None), slice(0, 28)), (slice(None), slice(44, 64))
+    assert (res.s2_count[west] == 2).all() and (res.s2_count[east] == 3).all()
+    np.testing.assert_allclose(res.s2[(slice(None), *west)], 0.2, atol=1e-4)
+    np.testing.assert_allclose(res.s2[(slice(None), *east)], 0.3, atol=1e-4)
+    assert res.meta["s2_product"] == "L2A" and res.meta["s2_scenes"] == 3
+    assert res.s2.dtype == np.float32 and res.s2.shape == (12, 64, 64)
+
+
+def test_month_without_scenes_is_nodata(tmp_path: Path) -> None:
+    write_scene(tmp_path, 3, 0.1)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-04", Recipe())
+    assert np.isnan(res.s2).all() and np.isnan(res.s1).all()
+    assert (res.s2_count == 0).all() and (res.s1_count == 0).all()
+    assert res.meta["s2_product"] is None
+
+
+def test_l1c_fallback_and_its_switch(tmp_path: Path) -> None:
+    write_scene(tmp_path, 5, None)  # L1C only
+    src = LocalSource(tmp_path)
+    res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res.meta["s2_product"] == "L1C"
+    assert res.s2[S2_BANDS.index("B8")] == pytest.approx(0.37, abs=1e-4)
+    assert (res.s2_count == 1).all()
+    res2 = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(allow_l1c_fallback=False))
+    assert res2.meta["s2_product"] is None and (res2.s2_count == 0).all()
+
+
+def test_l2a_wins_over_l1c_only_scenes(tmp_path: Path) -> None:
+    write_scene(tmp_path, 5, None)
+    write_scene(tmp_path, 9, 0.25)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res.meta["s2_product"] == "L2A"
+    np.testing.assert_allclose(res.s2, 0.25, atol=1e-4)
+    assert (res.s2_count == 1).all()
+
+
+def _encoded_scene(tmp_path: Path, crs: str, x0: float, y0: float, res: float, n: int) -> None:
+    """L2A bands whose value encodes the source pixel: DN = 1 + row * n + col."""
+    folder = write_scene(tmp_path, 7, 0.2)
+    rr, cc = np.mgrid[0:n, 0:n]
+    dn = (1 + rr * n + cc).astype(np.uint16)
+    for b in L2A_FILE_BANDS:
+        write_band_tif(folder / "L2A" / f"{b}.tif", dn, crs, Affine(res, 0, x0, 0, -res, y0), 0)
+
+
+def test_reprojection_from_another_crs_lands_on_the_right_pixels(tmp_path: Path) -> None:
+    # the scene is in the neighbouring UTM zone (EPSG:32650) at 20 m
+    to50 = Transformer.from_crs("EPSG:32649", "EPSG:32650", always_xy=True)
+    cx, cy = to50.transform(GRID.x0 + 320, GRID.y0 - 320)
+    n, r = 60, 20.0
+    x0, y0 = np.floor(cx - n * r / 2), np.ceil(cy + n * r / 2)
+    _encoded_scene(tmp_path, "EPSG:32650", x0, y0, r, n)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    dn = np.rint(res.s2[S2_BANDS.index("B2")] * 10000).astype(int)
+    rows, cols = np.mgrid[0:64, 0:64]
+    gx = GRID.x0 + (cols + 0.5) * 10
+    gy = GRID.y0 - (rows + 0.5) * 10
+    sx, sy = to50.transform(gx, gy)
+    exp_col = np.floor((sx - x0) / r).astype(int)
+    exp_row = np.floor((y0 - sy) / r).astype(int)
+    got_row, got_col = (dn - 1) // n, (dn - 1) % n
+    assert np.abs(got_row - exp_row).max() <= 1 and np.abs(got_col - exp_col).max() <= 1
+    assert ((got_row == exp_row) & (got_col == exp_col)).mean() > 0.97
+
+
+def test_native_20m_band_nests_exactly(tmp_path: Path) -> None:
+    _encoded_scene(tmp_path, GRID.crs, SX0, SY0, 20.0, 60)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, Block(32, 0, 32, 64), "2020-03", Recipe())
+    dn = np.rint(res.s2[S2_BANDS.index("B5")] * 10000).astype(int)
+    rows, cols = np.mgrid[0:64, 32:64]
+    # grid pixel (r, c) centre is 240 m east / south of the scene corner + 10*(c, r) + 5
+    exp = 1 + ((240 + rows * 10 + 5) // 20) * 60 + (240 + cols * 10 + 5) // 20
+    np.testing.assert_array_equal(dn, exp)
+
+
+def test_s1_units_and_linear_mean(tmp_path: Path) -> None:
+    tr = transforms()[10]
+    shape = (120, 120)
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 2), GRID.crs, tr, np.full(shape, -10.0),
+                   np.full(shape, -20.0), units="db", orbit_pass="ASCENDING")
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 14), GRID.crs, tr, np.full(shape, 0.01),
+                   np.full(shape, 0.01), units="linear", orbit_pass="DESCENDING")
+    src = LocalSource(tmp_path)
+    res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    np.testing.assert_allclose(res.s1[0], 10 * np.log10((0.1 + 0.01) / 2), atol=1e-4)
+    np.testing.assert_allclose(res.s1[1], -20.0, atol=1e-4)
+    assert (res.s1_count == 2).all()
+    res_db = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
+    np.testing.assert_allclose(res_db.s1[0], -15.0, atol=1e-4)
+    res_asc = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_orbit_pass="ASCENDING"))
+    np.testing.assert_allclose(res_asc.s1[0], -10.0, atol=1e-4)
+    assert (res_asc.s1_count == 1).all()
+
+
+def test_corrupt_scene_file_is_named(tmp_path: Path) -> None:
+    folder = write_scene(tmp_path, 3, 0.1)
+    bad = folder / "L2A" / "B04.tif"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(SourceError, match=r"B04\.tif"):
+        LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+
+
+def test_corrupt_scene_json_is_named(tmp_path: Path) -> None:
+    folder = write_scene(tmp_path, 3, 0.1)
+    (folder / "scene.json").write_text("{not json")
+    with pytest.raises(SourceError, match=r"scene\.json"):
+        LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+
+
+def test_missing_archive(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="sentinel_archive"):
+        LocalSource(tmp_path / "nope")
+
+
+def test_demo_clouds_are_detected_by_s2cloudless() -> None:
+    """IoU of the generated cloud truth vs the s2cloudless mask (threshold 0.4)."""
+    rng = np.random.default_rng(7)
+    classes = ndimage.zoom(rng.integers(0, 18, (8, 8)), 20, order=0).astype(np.uint8)
+    det = CloudDetector()
+    idx = [L1C_FILE_BANDS.index(b) for b in S2CLOUDLESS_BANDS]
+    inter = union = 0
+    false_clear = 0
+    for month, cover in ((1, 0.3), (7, 0.5)):
+        s = synth_s2(classes, month, cover, rng)
+        mask = det.probability(s.toa[idx], np.ones(classes.shape, bool)) > 0.4
+        inter += int((mask & s.cloud).sum())
+        union += int((mask | s.cloud).sum())
+        false_clear += int((s.cloud & ~mask).sum())
+    clear = synth_s2(classes, 7, 0.0, rng)
+    fp = (det.probability(clear.toa[idx], np.ones(classes.shape, bool)) > 0.4).mean()
+    iou = inter / union
+    print(f"demo cloud IoU (s2cloudless vs truth) = {iou:.3f}; clear-scene false positives = "
+          f"{fp:.3%}")
+    assert iou > 0.5
+    assert false_clear / max(inter, 1) < 0.05  # opaque clouds are (almost) never missed
+    assert fp < 0.05

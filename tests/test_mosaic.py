@@ -1,0 +1,106 @@
+"""AOI Zarr mosaic: init, chunk-aligned block writes, window reader, xarray view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import GridError, InputError
+from pipeline.grid import AoiGrid
+from pipeline.io.mosaic import (
+    finalize_mosaic,
+    init_mosaic,
+    open_mosaic,
+    read_footprint_cube,
+    write_block,
+    write_month_product,
+)
+from pipeline.sources.base import Block, BlockResult
+
+GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=160, height=128)
+MONTHS = ["2019-08", "2019-09", "2019-10"]
+
+
+def _result(block: Block, seed: int) -> BlockResult:
+    rng = np.random.default_rng(seed)
+    h, w = block.height, block.width
+    r = BlockResult.empty(h, w)
+    r.s2 = rng.uniform(0, 0.6, (12, h, w)).astype(np.float32)
+    r.s2[:, :3, :3] = np.nan  # a cloudy corner
+    r.s2_count = np.full((h, w), 4, np.uint8)
+    r.s2_count[:3, :3] = 0
+    r.s1 = rng.uniform(-25, -5, (2, h, w)).astype(np.float32)
+    r.s1_count = np.full((h, w), 2, np.uint8)
+    return r
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Path:
+    p = tmp_path / "demo.zarr"
+    init_mosaic(p, GRID, MONTHS, chunk_px=32, aoi="demo")
+    return p
+
+
+def test_roundtrip_and_window_reader(store: Path) -> None:
+    b = Block(col0=32, row0=64, width=128, height=64)  # reaches the right grid edge
+    res = _result(b, 1)
+    write_block(store, 1, b, res)
+    cube = read_footprint_cube(store, 30, 60, 40)
+    assert cube["x"].shape == (3, 14, 40, 40) and cube["x"].dtype == np.float32
+    assert cube["counts"].shape == (3, 2, 40, 40) and cube["counts"].dtype == np.uint8
+    assert cube["months"] == MONTHS
+    assert cube["bands"][:2] == ["B1", "B2"] and cube["bands"][-2:] == ["VV", "VH"]
+    # window (row 60.., col 30..) -> block offset (row 64-60=4, col 32-30=2)
+    got = cube["x"][1, :12, 4:, 2:]
+    # stored as uint16 reflectance * 10000: within half a DN
+    np.testing.assert_allclose(got, res.s2[:, :36, :38], atol=0.5e-4 + 1e-7, equal_nan=True)
+    np.testing.assert_array_equal(cube["x"][1, 12:, 4:, 2:], res.s1[:, :36, :38])
+    assert np.isnan(cube["x"][1, :12, 4:7, 2:5]).all()  # cloudy corner stays no data
+    np.testing.assert_array_equal(cube["counts"][1, 0, 4:, 2:][3:, 3:], 4)
+    # outside the block and other months: NaN with count 0, never zeros
+    assert np.isnan(cube["x"][1, :, :4]).all() and (cube["counts"][1, :, :4] == 0).all()
+    assert np.isnan(cube["x"][0]).all() and (cube["counts"][[0, 2]] == 0).all()
+
+
+def test_misaligned_block_rejected(store: Path) -> None:
+    b = Block(col0=16, row0=0, width=32, height=32)
+    with pytest.raises(GridError, match="not aligned"):
+        write_block(store, 0, b, _result(b, 0))
+    b = Block(col0=0, row0=0, width=48, height=32)
+    with pytest.raises(GridError, match="not aligned"):
+        write_block(store, 0, b, _result(b, 0))
+
+
+def test_window_outside_grid(store: Path) -> None:
+    with pytest.raises(GridError, match="leaves"):
+        read_footprint_cube(store, 150, 0, 20)
+
+
+def test_xarray_view_crs_and_attrs(store: Path) -> None:
+    b = Block(col0=0, row0=0, width=32, height=32)
+    res = _result(b, 2)
+    write_block(store, 2, b, res)
+    write_month_product(store, 2, "L2A")
+    finalize_mosaic(store, {"2019-08": "none", "2019-09": "none", "2019-10": "L2A"})
+    ds = open_mosaic(store)
+    assert ds.rio.crs.to_epsg() == 32649
+    assert tuple(ds.rio.transform())[:6] == tuple(GRID.transform)[:6]
+    assert [str(t) for t in ds.time.values] == MONTHS
+    assert ds.s2.dims == ("time", "band_s2", "y", "x")
+    assert float(ds.x[0]) == GRID.x0 + 5.0 and float(ds.y[0]) == GRID.y0 - 5.0
+    assert ds.wavelength_s2_nm.values[7] == pytest.approx(832.8)
+    assert ds.attrs["grid"] == GRID.to_dict()
+    assert ds.attrs["s2_product"]["2019-10"] == "L2A"
+    assert list(ds.s2_product.values) == [0, 0, 2]
+    assert ds.s2_count.dtype == np.uint8 and int(ds.s2_count[0, 0, 0]) == 0
+    v = ds.s2.isel(time=2, band_s2=3, y=10, x=10).values
+    assert v == pytest.approx(float(res.s2[3, 10, 10]), abs=0.5e-4 + 1e-7)
+    assert np.isnan(ds.s2.isel(time=0, band_s2=0, y=0, x=0).values)
+
+
+def test_reinit_is_idempotent_but_rejects_other_grid(store: Path) -> None:
+    init_mosaic(store, GRID, MONTHS, chunk_px=32, aoi="demo")  # same: no-op
+    with pytest.raises(InputError, match="another grid"):
+        init_mosaic(store, GRID, MONTHS[:2], chunk_px=32)

@@ -1,0 +1,142 @@
+"""Sentinel driver: block fan-out, ledger resume, crash safety, quota handling, summary."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.blocks import plan_blocks
+from pipeline.errors import QuotaExhaustedError, SourceError
+from pipeline.grid import AoiGrid
+from pipeline.io import read_json
+from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+from pipeline.sentinel import run_month
+from pipeline.sources.base import Block, BlockResult, Recipe
+
+GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=192, height=160)
+MONTHS = ["2020-01", "2020-02"]
+CHUNK = 32
+
+
+class FakeSource:
+    """Deterministic values from grid coordinates; fails after ``fail_after`` blocks."""
+
+    name = "fake"
+
+    def __init__(self, fail_after: int | None = None, exc: type[Exception] = RuntimeError):
+        self.fail_after = fail_after
+        self.exc = exc
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        with self._lock:
+            if self.fail_after is not None and len(self.calls) >= self.fail_after:
+                raise self.exc(f"simulated failure at block {block.id}")
+            self.calls.append(block.id)
+        h, w = block.height, block.width
+        rr, cc = np.mgrid[block.row0 : block.row0 + h, block.col0 : block.col0 + w]
+        m = MONTHS.index(month) + 1
+        r = BlockResult.empty(h, w)
+        r.s2 = np.stack([(rr * 7 + cc * 3 + b + m) % 5000 / 10000.0 for b in range(12)]).astype(
+            np.float32
+        )
+        cloudy = (rr + cc) % 11 == 0
+        r.s2[:, cloudy] = np.nan
+        r.s2_count = np.where(cloudy, 0, 3).astype(np.uint8)
+        r.s1 = np.stack([-10.0 - rr / 100.0, -16.0 - cc / 100.0]).astype(np.float32)
+        r.s1_count = np.full((h, w), 2, np.uint8)
+        r.meta = {"s2_product": "L2A", "s2_scenes": 3, "s1_scenes": 2, "requests": 2,
+                  "bytes": h * w * 56, "pixels": h * w, "retries": 1}
+        return r
+
+    def close(self) -> None:
+        pass
+
+
+def _blocks() -> list[Block]:
+    col0 = np.array([0, 40, 100, 130])
+    row0 = np.array([0, 30, 60, 90])
+    blocks = plan_blocks(GRID, col0, row0, 64, 64, chunk_px=CHUNK)
+    assert len(blocks) >= 4
+    return blocks
+
+
+def _store_digest(store: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*")) if p.is_file()
+    }
+
+
+def _setup(tmp: Path) -> tuple[Path, Path]:
+    store = tmp / "demo.zarr"
+    init_mosaic(store, GRID, MONTHS, chunk_px=CHUNK, aoi="demo")
+    return store, tmp / "ledger" / "2020-02"
+
+
+def test_uninterrupted_run_summary_and_values(tmp_path: Path) -> None:
+    store, ledger = _setup(tmp_path)
+    blocks = _blocks()
+    src = FakeSource()
+    summ_path = tmp_path / "months" / "2020-02.json"
+    s = run_month(src, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, concurrency=3,
+                  summary_path=summ_path)
+    assert s == read_json(summ_path) | {"seconds": s["seconds"]}
+    assert s["blocks_done"] == len(blocks) and s["blocks_skipped"] == 0
+    assert s["requests"] == 2 * len(blocks) and s["retries"] == len(blocks)
+    assert s["pixels"] == sum(b.n_pixels for b in blocks)
+    assert s["s2_product"] == "L2A" and s["n_scenes"] == {"s2": 3, "s1": 2}
+    assert sorted(src.calls) == sorted(b.id for b in blocks)
+    b = blocks[0]
+    cube = read_footprint_cube(store, b.col0, b.row0, (b.height, b.width))
+    want = src.fetch_block("demo", GRID, b, "2020-02", Recipe())
+    np.testing.assert_allclose(cube["x"][1, :12], want.s2, atol=0.5e-4 + 1e-7, equal_nan=True)
+    np.testing.assert_array_equal(cube["counts"][1, 0], want.s2_count)
+    assert np.isnan(cube["x"][0]).all()  # other month untouched
+
+
+def test_resume_after_crash_is_byte_identical(tmp_path: Path) -> None:
+    blocks = _blocks()
+    ref_store, ref_ledger = _setup(tmp_path / "ref")
+    run_month(FakeSource(), "demo", GRID, blocks, "2020-02", Recipe(), ref_store, ref_ledger)
+
+    store, ledger = _setup(tmp_path / "crash")
+    k = 2
+    with pytest.raises(SourceError, match="rerun resumes"):
+        run_month(FakeSource(fail_after=k), "demo", GRID, blocks, "2020-02", Recipe(), store,
+                  ledger, concurrency=1)
+    assert len(list(ledger.glob("*.json"))) == k
+    src2 = FakeSource()
+    s = run_month(src2, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, concurrency=2)
+    assert s["blocks_skipped"] == k and s["blocks_done"] == len(blocks) - k
+    assert len(src2.calls) == len(blocks) - k  # only the rest was fetched
+    assert s["requests"] == 2 * len(blocks)  # totals cover every block of the month
+    assert _store_digest(store) == _store_digest(ref_store)
+
+    # a third run fetches nothing
+    src3 = FakeSource()
+    s3 = run_month(src3, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger)
+    assert src3.calls == [] and s3["blocks_skipped"] == len(blocks)
+
+
+def test_quota_exhausted_keeps_finished_blocks(tmp_path: Path) -> None:
+    store, ledger = _setup(tmp_path)
+    blocks = _blocks()
+    with pytest.raises(QuotaExhaustedError, match="resumes") as ei:
+        run_month(FakeSource(fail_after=1, exc=QuotaExhaustedError), "demo", GRID, blocks,
+                  "2020-02", Recipe(), store, ledger)
+    assert "demo" in str(ei.value) and "2020-02" in str(ei.value)
+    assert len(list(ledger.glob("*.json"))) == 1
+
+
+def test_month_not_in_store(tmp_path: Path) -> None:
+    store, ledger = _setup(tmp_path)
+    with pytest.raises(Exception, match="sentinel_init"):
+        run_month(FakeSource(), "demo", GRID, _blocks(), "2021-05", Recipe(), store, ledger)
