@@ -334,8 +334,11 @@ def tile_aoi(
                 tr = info1.transform @ Affine.translation(px_col0, px_row0)
                 p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
                 p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
-                write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1)
-                write_patch_tif(tmp2 / f"{pid}.tif", p2, tr, info1.crs, nodata2)
+                # no nodata value (alpha / mask source): keep the validity as a mask band
+                mk1 = m1 if nodata1 is None else None
+                mk2 = m2 if nodata2 is None else None
+                write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1, mask=mk1)
+                write_patch_tif(tmp2 / f"{pid}.tif", p2, tr, info1.crs, nodata2, mask=mk2)
                 records.append(
                     {
                         "patch_id": pid,

@@ -500,3 +500,19 @@ def test_snakemake_rules_dry_run_and_template_request(tmp_path: Path) -> None:
     bad = _snakemake(tmp_path, [str(aoi_file), "aoi/fusu-beilin.yaml"], target)
     assert bad.returncode != 0
     assert "'fusu-beilin' is a template and cannot be built" in bad.stdout + bad.stderr
+
+
+def test_masked_patch_keeps_validity_without_nodata(tmp_path: Path) -> None:
+    # sources without a nodata value: masked pixels survive as an internal mask band, so
+    # downstream readers (labels) see them as no data
+    t1 = write_rgb(tmp_path / "t1.tif", nodata=None)
+    t2 = write_rgb(tmp_path / "t2.tif", nodata=None, transform=Affine(1, 0, X0 + 2, 0, -1, Y0))
+    lay = Layout(tmp_path / "o")
+    res = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay, progress=False)
+    row = res.index.set_index("patch_id").loc["tst_r000_c000"]
+    assert row.nodata_frac_t2 == pytest.approx(2 / 16)
+    with rasterio.open(lay.root / row.hr_t2) as ds:
+        assert ds.nodata is None
+        valid = ds.read_masks(1) > 0
+    assert not valid[:, :2].any() and valid[:, 2:].all()
+    assert sorted(p.name for p in lay.hr_dir("tst", "t2").iterdir() if p.suffix != ".tif") == []

@@ -57,6 +57,7 @@ def write_patch_tif(
     crs: str | CRS | None,
     nodata: float | int | None,
     colormap: Mapping[int, Sequence[int]] | None = None,
+    mask: np.ndarray | None = None,
 ) -> Path:
     """Write one patch as a tiled, deflate-compressed, georeferenced GeoTIFF, atomically.
 
@@ -70,6 +71,9 @@ def write_patch_tif(
             65535 for from-to change) or None.
         colormap: optional colour table ``{value: (r, g, b[, a])}`` applied to band 1 (single
             band uint8/uint16 only), e.g. the FUSU class colours.
+        mask: optional ``(h, w)`` bool validity (True = data) stored as an internal GDAL
+            mask band; for files without a nodata value whose source had an alpha band or
+            mask. Ignored when everything is valid.
 
     Returns:
         The final path. A crash never leaves a half-written file under that name.
@@ -100,11 +104,17 @@ def write_patch_tif(
     if bands == 3 and arr.dtype == np.uint8:
         profile["photometric"] = "RGB"
     final = Path(path)
-    with atomic_path(final) as tmp, warnings.catch_warnings():
+    with (
+        atomic_path(final) as tmp,
+        warnings.catch_warnings(),
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+    ):
         # rasterio warns when a tile is bigger than a tiny test patch; GDAL pads, that's fine
         warnings.simplefilter("ignore", UserWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr)
+            if mask is not None and not np.all(mask):
+                dst.write_mask(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))
             if colormap is not None:
                 cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}
                 dst.write_colormap(1, cmap)
