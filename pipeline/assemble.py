@@ -12,10 +12,10 @@ Inputs per AOI (read by :mod:`stages.assemble`):
 * ``aois/<aoi>/grid.json``: the AOI grid (its ``epsg`` is the footprint CRS).
 
 Output: one GeoDataFrame, one row per patch (``patches.parquet``). AOIs may lie in different
-CRSs, so the ``geometry`` column is the HR patch polygon in **EPSG:4326** (lon/lat degrees,
-densified edges so the reprojection stays within centimetres); the exact polygon is kept as
-``hr_geometry_wkb`` in the patch's own ``hr_crs``, and the footprint as ``fp_geometry_wkb`` in
-``grid_crs`` (the AOI's 10 m UTM grid) with its window ``fp_col0, fp_row0, fp_size_px``.
+CRSs, so the ``geometry`` column is the HR patch polygon in **EPSG:4326** (lon/lat degrees;
+corners reprojected, edges straight: sub-millimetre error for patch-sized polygons); the
+exact polygon is kept as ``hr_geometry_wkb`` in the patch's own ``hr_crs``, and the footprint
+as ``fp_geometry_wkb`` in ``grid_crs`` (the AOI's 10 m UTM grid) with its window ``fp_col0, fp_row0, fp_size_px``.
 Class histograms are the columns ``hist_t1_<v>`` / ``hist_t2_<v>`` (v = 0..n-1 class pixel
 counts) plus ``nodata_px_t1`` / ``nodata_px_t2``.
 """
@@ -147,14 +147,8 @@ def merge_aoi(t: AoiTables, n_classes: int = N_CLASSES) -> Any:
     hr_geoms = fp.geometry.to_numpy()
     df["hr_geometry_wkb"] = shapely.to_wkb(hr_geoms)
     df["grid_crs"] = f"EPSG:{int(t.grid['epsg'])}" if t.grid and "epsg" in t.grid else str(fp.crs)
-    hr = gpd.GeoSeries(shapely.segmentize(hr_geoms, _seg_len(hr_geoms)), crs=fp.crs)
+    hr = gpd.GeoSeries(hr_geoms, crs=fp.crs)
     return gpd.GeoDataFrame(df, geometry=hr.to_crs(INDEX_CRS).to_numpy(), crs=INDEX_CRS)
-
-
-def _seg_len(geoms: np.ndarray) -> float:
-    if len(geoms) == 0:
-        return 1.0
-    return max(float(np.median(np.sqrt(shapely.area(geoms)))) / 8.0, 1e-9)
 
 
 def metric_geometries(index: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ Writes (see :mod:`pipeline.assemble`, :mod:`pipeline.splits`):
 counts) and ``splits/leakage.json``.
 """
 
-from __future__ import annotations
 
 import logging
 from collections.abc import Sequence

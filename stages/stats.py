@@ -4,7 +4,6 @@ See :mod:`pipeline.stats` for what is computed. Before reading anything, every A
 must exist and hold every month of its T1..T2 range, else a DatasetError lists what is missing.
 """
 
-from __future__ import annotations
 
 import functools
 import logging

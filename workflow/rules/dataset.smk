@@ -1,1 +1,96 @@
-# Rules for the dataset part of the pipeline (filled in by its issue).
+# Rules for the dataset part of the pipeline: merge the AOIs into the dataset index with
+# leakage-free splits, then statistics, STAC metadata and the optional FUSU-layout export.
+# Dataset-level jobs (one each), never per patch.
+
+# AOIs that are built (templates are not).
+_DATASET_AOIS = [name for name, spec in AOIS.items() if not spec.template]
+_SPLIT_FILES = [
+    f"{L.splits_dir()}/{name}"
+    for name in ("train.txt", "val.txt", "test.txt", "leakage.json", "summary.json")
+]
+
+
+_DATASET_AOI_PARAMS = [AOIS[a].model_dump(mode="json") for a in _DATASET_AOIS]
+
+
+# The Sentinel mosaics are complete when every (AOI, month) job wrote its month summary.
+# (Only declared when some rule produces them; otherwise the stats / export stages check the
+# mosaics themselves and fail with a message listing the missing AOIs / months.)
+_SENTINEL_DONE = [str(L.month_summary(a, m)) for a in _DATASET_AOIS for m in AOIS[a].months]
+if _SENTINEL_DONE and not any(r.is_producer(_SENTINEL_DONE[0]) for r in workflow.rules):
+    _SENTINEL_DONE = []
+
+
+rule assemble:
+    input:
+        footprints=[L.footprints(a) for a in _DATASET_AOIS],
+        labels=[L.labels_index(a) for a in _DATASET_AOIS],
+        change=[L.change_index(a) for a in _DATASET_AOIS],
+    output:
+        index=L.index(),
+        splits=_SPLIT_FILES,
+    params:
+        cfg=CFG.section("splits"),
+        aois=_DATASET_AOI_PARAMS,
+        root=ROOT,
+    log:
+        f"{ROOT}/logs/dataset/assemble.log",
+    script:
+        "../../stages/assemble.py"
+
+
+rule stats:
+    input:
+        index=L.index(),
+        sentinel=_SENTINEL_DONE,
+    output:
+        L.stats(),
+    params:
+        aois=_DATASET_AOI_PARAMS,
+        root=ROOT,
+    log:
+        f"{ROOT}/logs/dataset/stats.log",
+    script:
+        "../../stages/stats.py"
+
+
+rule stac:
+    input:
+        index=L.index(),
+    output:
+        f"{L.stac_dir()}/collection.json",
+    params:
+        aois=_DATASET_AOI_PARAMS,
+        root=ROOT,
+        dataset=CFG.dataset,
+        class_schema=CFG.labels.class_schema,
+    log:
+        f"{ROOT}/logs/dataset/stac.log",
+    script:
+        "../../stages/stac.py"
+
+
+# Target: `snakemake export_fusu` (or export.fusu_layout: true to include it in `all`).
+# The manifest is the declared output so Snakemake never deletes the export folder itself;
+# the stage refuses a non-empty folder unless export.overwrite.
+rule export_fusu:
+    input:
+        index=L.index(),
+        sentinel=_SENTINEL_DONE,
+    output:
+        f"{L.export_dir().parent}/fusu_manifest.json",
+    params:
+        cfg=CFG.section("export"),
+        aois=_DATASET_AOI_PARAMS,
+        root=ROOT,
+        class_schema=CFG.labels.class_schema,
+    log:
+        f"{ROOT}/logs/dataset/export_fusu.log",
+    script:
+        "../../stages/export_fusu.py"
+
+
+if _DATASET_AOIS:
+    ALL_TARGETS.extend([L.index(), L.stats(), f"{L.stac_dir()}/collection.json"])
+    if CFG.export.fusu_layout:
+        ALL_TARGETS.append(f"{L.export_dir().parent}/fusu_manifest.json")
