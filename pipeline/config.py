@@ -273,6 +273,11 @@ class SplitsConfig(_Model):
 class ExportConfig(_Model):
     fusu_layout: bool = Field(default=False, description="Also export the FUSU release layout.")
     overwrite: bool = Field(default=False, description="Allow exporting into a non-empty directory.")
+    bin_ignore_value: Literal[0, 255] = Field(
+        default=0,
+        description="label_bin value of ignored change pixels (FUSU code trains BCE on 0/1: 0; "
+        "255 keeps the ignore mask).",
+    )
 
 
 class ReportConfig(_Model):
