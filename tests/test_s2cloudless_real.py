@@ -1,0 +1,87 @@
+"""Real-data check: our cloud-masking path on the real Sentinel-2 L1C chip shipped in the
+s2cloudless 1.1.0 source distribution (``s2cloudless/TestInputs/input_arrays.npz``:
+``s2_im`` (1, 856, 512, 13) float32 TOA reflectance of all 13 L1C bands, ``cl_probs`` (1, 856,
+512) float64 reference probabilities and ``cl_mask`` int8 reference mask made with threshold
+0.4, a radius-1 disk average and a radius-1 disk dilation).
+
+The sdist (22 MB) is fetched once with ``pip download --no-deps --no-binary :all:`` into
+``$FUSU_TEST_CACHE`` (default ``~/.cache/fusu-pipeline``); the test is skipped if it cannot be
+obtained (offline).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pipeline.composite import cloud_clear_mask
+from pipeline.io.scenes import L1C_FILE_BANDS
+from pipeline.sources.local import S2CLOUDLESS_BANDS, CloudDetector
+
+pytestmark = pytest.mark.slow
+
+SDIST = "s2cloudless-1.1.0.tar.gz"
+MEMBER = "s2cloudless-1.1.0/s2cloudless/TestInputs/input_arrays.npz"
+
+
+def _reference_npz() -> Path:
+    cache = Path(os.environ.get("FUSU_TEST_CACHE", Path.home() / ".cache" / "fusu-pipeline"))
+    npz = cache / "s2cloudless-1.1.0-input_arrays.npz"
+    if npz.is_file():
+        return npz
+    cache.mkdir(parents=True, exist_ok=True)
+    if not (cache / SDIST).is_file():
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                 "s2cloudless==1.1.0", "-d", str(cache)],
+                check=True, capture_output=True, timeout=300,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"cannot download the s2cloudless 1.1.0 sdist: {exc}")
+    with tarfile.open(cache / SDIST) as tf:
+        data = tf.extractfile(MEMBER)
+        if data is None:
+            pytest.skip(f"{MEMBER} not found in {SDIST}")
+        tmp = npz.with_suffix(".tmp")
+        tmp.write_bytes(data.read())
+        tmp.replace(npz)
+    return npz
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    d = np.load(_reference_npz())
+    return {k: d[k] for k in d.files}
+
+
+def test_probabilities_match_reference(reference: dict[str, np.ndarray]) -> None:
+    im = reference["s2_im"][0]  # (h, w, 13), TOA reflectance = DN / 10000
+    # our path: (band, y, x) in S2CLOUDLESS_BANDS order, picked by name from the 13 L1C bands
+    bands = np.stack([im[..., L1C_FILE_BANDS.index(b)] for b in S2CLOUDLESS_BANDS])
+    valid = np.ones(im.shape[:2], bool)
+    prob = CloudDetector().probability(bands, valid)
+    ref = reference["cl_probs"][0]
+    diff = np.abs(prob - ref)
+    print(f"max |p - p_ref| = {diff.max():.2e}; cloudy fraction {np.mean(ref > 0.4):.3f}")
+    np.testing.assert_allclose(prob, ref, atol=1e-5)
+
+    # GEE-style mask (threshold only) agrees with the thresholded reference probabilities
+    ours = ~cloud_clear_mask(prob, 40, valid)
+    assert np.array_equal(ours, ref > 0.4)
+
+    # with s2cloudless 1.1.0's post-processing (radius-1 disk mean, radius-1 disk dilation,
+    # scipy 'reflect' borders) the reference mask is reproduced
+    disk = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], float)
+    smooth = ndimage.convolve(prob.astype(np.float64), disk / disk.sum(), mode="reflect") > 0.4
+    mask = ndimage.binary_dilation(smooth, structure=disk.astype(bool))
+    n_diff = int(np.sum(mask != reference["cl_mask"][0].astype(bool)))
+    print(f"pixels differing from the 1.1.0 reference mask: {n_diff} of {mask.size}")
+    assert n_diff == 0
