@@ -114,6 +114,15 @@ class Layout:
     def train_dir(self) -> Path:
         return self.root / "train"
 
+    # ---- Sentinel (appended by the sentinel stages)
+    def mosaic_marker(self, aoi: str) -> Path:
+        """sentinel_init's output: store shape/chunking + planned-block count (JSON)."""
+        return self.root / "sentinel" / aoi / "mosaic.json"
+
+    def sentinel_blocks(self, aoi: str) -> Path:
+        """The AOI's block plan (JSON list of blocks), shared by every month job."""
+        return self.root / "sentinel" / aoi / "blocks.json"
+
 
 def demo_inputs_dir(results_dir: str | Path) -> Path:
     """Where the synthetic demo AOI's generated inputs live (referenced by aoi/demo.yaml)."""
