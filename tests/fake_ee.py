@@ -217,7 +217,11 @@ def walk_graph(expr: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
 class Fault:
     """One injected failure, consumed by the next computePixels (or value:compute) request.
 
-    kind: "429" | "500" | "503" | "400" | "quota" | "memory" | "slow" | "truncate" | "drop".
+    kind: an HTTP status ("429", "500", "503", "400", "403", ...) answered with Google's JSON
+    error shape; "quota" (429 quota message); "memory" (400 user memory limit); "slow" (HTTP
+    504 after ``delay_s``, beyond the client's timeout); "truncate" (half an NPY body with a
+    consistent length); "drop" (half a body, full Content-Length, connection closed); "none"
+    (answer normally; a placeholder).
     """
 
     kind: str
@@ -375,20 +379,25 @@ class FakeEarthEngine:
     def _apply_fault(self, h: BaseHTTPRequestHandler, f: Fault) -> bool:
         """Answer with the fault; True if the request is finished (not slow)."""
         k = f.kind
-        if k == "429":
-            self._error(h, 429, f.message or "Too many concurrent aggregations.")
+        defaults = {
+            "429": "Too many concurrent aggregations.",
+            "500": "An internal error has occurred.",
+            "503": "The service is currently unavailable.",
+            "400": "Image.select: Pattern 'B99' did not match any bands.",
+            "403": "Permission denied: Earth Engine API not enabled for project test.",
+        }
+        if k.isdigit():
+            self._error(h, int(k), f.message or defaults.get(k, "fake EE fault"))
         elif k == "quota":
             self._error(h, 429, f.message or "Quota exceeded: Earth Engine quota exhausted "
                         "for project test (RESOURCE_EXHAUSTED).")
-        elif k in ("500", "503"):
-            self._error(h, int(k), f.message or "An internal error has occurred.")
-        elif k == "400":
-            self._error(h, 400, f.message or "Image.select: Pattern 'B99' did not match any bands.")
         elif k == "memory":
             self._error(h, 400, f.message or "User memory limit exceeded.")
         elif k == "slow":
+            # the client has usually given up by now: answer an error so that a late reply never
+            # counts as a served request (counters stay per test)
             _time.sleep(f.delay_s)
-            return False
+            self._error(h, 504, "fake EE: deadline exceeded (slow fault)")
         else:
             return False
         return True

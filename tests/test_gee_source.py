@@ -257,6 +257,22 @@ def test_bad_request_is_not_retried(srv):
     assert srv.counters.requests == 1 and src.sleeps == []
 
 
+def test_permission_denied_is_a_credentials_error(srv):
+    srv.faults.append(Fault("403"))
+    src = make_source(srv)
+    with pytest.raises(CredentialsError, match="earthengine authenticate"):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.counters.requests == 1
+
+
+def test_computation_timeout_splits(srv):
+    srv.faults.append(Fault("400", message="Computation timed out."))
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    assert res.meta["splits"] == 1 and srv.counters.ok_requests == 2
+
+
 def test_memory_limit_splits_and_stitches(srv):
     srv.max_request_pixels = BLOCK.n_pixels // 3
     src = make_source(srv)

@@ -80,7 +80,13 @@ AUTH_HELP = (
     "To build without Earth Engine use the offline source: --config sentinel='{source: local}' "
     "(sentinel.source: local in the config)."
 )
-_MEMORY_MARKERS = ("memory limit exceeded", "must be less than or equal to", "too large")
+#: Errors that a smaller request avoids: split the block instead of retrying it.
+_SPLIT_MARKERS = (
+    "memory limit exceeded",
+    "must be less than or equal to",
+    "too large",
+    "computation timed out",
+)
 _QUOTA_MARKERS = ("quota", "exhausted")
 
 
@@ -241,8 +247,13 @@ def block_image(
     product: str | None,
     with_s1: bool,
 ) -> tuple[Any, list[str]]:
-    """The image fetched for one block and its band ids (S2 part only if ``product``)."""
-    region = _region(ee, grid, block)
+    """The image fetched for one block and its band ids (S2 part only if ``product``).
+
+    Collections are filtered by the whole AOI grid (the same filter as the per-month scene
+    count), so a block is never asked to composite an empty collection (a zero-band image);
+    the exact block window is pinned by the request grid instead.
+    """
+    region = _region(ee, grid)
     parts, bands = [], []
     if product is not None:
         parts.append(s2_image(ee, region, month, recipe, product))
@@ -647,8 +658,10 @@ class GeeSource:
                 status = None
         if "earth engine quota" in low:
             return _FetchError("quota", msg, status)
-        if any(m in low for m in _MEMORY_MARKERS):
+        if any(m in low for m in _SPLIT_MARKERS):
             return _FetchError("split", msg, status)
+        if status in (401, 403) and "quota" not in low:
+            return _FetchError("auth", msg, status)
         if status == 429 or (status is None and ("too many" in low or "rate" in low)):
             return _FetchError("retry", msg, 429)
         if status is not None and status >= 500:
@@ -673,6 +686,11 @@ class GeeSource:
                 ) from None
             if err.kind == "split":
                 raise err
+            if err.kind == "auth":
+                raise CredentialsError(
+                    f"{where}: Earth Engine refused the credentials or project {self.project!r} "
+                    f"(HTTP {err.status}: {err}). {AUTH_HELP}"
+                ) from None
             if err.kind == "fatal":
                 raise SourceError(
                     f"{where}: Earth Engine rejected the request ({err}); check the recipe "

@@ -1,0 +1,113 @@
+"""Request-cost benchmark of the GEE block strategy vs naive per-footprint fetching.
+
+FUSU-like AOI: a 40 x 40 lattice of contiguous 256 m patches (512 px x 0.5 m), 128 px (1280 m)
+footprints on the 10 m grid, 25 months (2018-08..2020-08). The real :class:`GeeSource` (real
+earthengine-api client) fetches every planned block of every month from the fake Earth Engine
+server (``tests/fake_ee.py``, cheap constant answers), whose counters give the requested pixels
+and requests. The naive strategy (one request per footprint per month) is computed
+analytically and verified on a small subset through the same fake.
+
+Run: ``python -m benchmarks.sentinel_requests [--months N] [--side N] [--concurrency N]``.
+Goals: requested / union pixels <= 1.15; >= 20x fewer pixels and >= 100x fewer requests than
+naive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from pipeline.blocks import (
+    REQUEST_BYTES_PER_PX,
+    block_size_px,
+    footprint_union_mask,
+    plan_blocks,
+    requested_pixels,
+)
+from pipeline.config import month_range
+from pipeline.sources.base import Block, Recipe
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--side", type=int, default=40, help="patches per AOI side (40)")
+    ap.add_argument("--months", type=int, default=25, help="months (25 = 2018-08..2020-08)")
+    ap.add_argument("--max-block-bytes", type=int, default=32 * 1024 * 1024)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--subset", type=int, default=12, help="footprints in the naive check")
+    args = ap.parse_args(argv)
+
+    import datetime as dt
+
+    import ee.deprecation
+
+    from pipeline.sources.gee import GeeSource
+    from tests.fake_ee import FakeEarthEngine, fusu_like_footprints
+
+    ee.deprecation._FetchDataCatalogStac = lambda: {}  # offline: no catalog fetch
+    months = month_range(dt.date(2018, 8, 1), dt.date(2030, 1, 1))[: args.months]
+    fp = fusu_like_footprints(args.side, args.side)
+    n_fp = len(fp.col0)
+    grid = fp.grid
+    block_px = block_size_px(REQUEST_BYTES_PER_PX, args.max_block_bytes)
+    t0 = time.perf_counter()
+    blocks = plan_blocks(grid, fp.col0, fp.row0, fp.size_px, block_px)
+    t_plan = time.perf_counter() - t0
+    union = int(footprint_union_mask(grid, fp.col0, fp.row0, fp.size_px).sum())
+    recipe = Recipe()
+
+    with FakeEarthEngine(cheap=True) as fake:
+        src = GeeSource(project="bench", api_url=fake.url, sleep=lambda s: None)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(lambda bm: src.fetch_block("bench", grid, bm[0], bm[1], recipe),
+                          [(b, m) for m in months for b in blocks]))
+        t_fetch = time.perf_counter() - t0
+        c = fake.counters
+        block_pixels, block_requests = c.pixels, c.requests + c.value_requests
+        block_bytes = c.bytes
+        assert c.requests == c.ok_requests == len(blocks) * len(months)
+        assert c.pixels == requested_pixels(blocks) * len(months)
+
+        # naive: one request per footprint per month (analytic), checked on a subset
+        naive_requests = n_fp * len(months)
+        naive_pixels = n_fp * fp.size_px**2 * len(months)
+        fake.reset_counters()
+        sub_months = months[:2]
+        sub = [Block(int(c0), int(r0), fp.size_px, fp.size_px)
+               for c0, r0 in zip(fp.col0[: args.subset], fp.row0[: args.subset], strict=True)]
+        naive_src = GeeSource(project="bench", api_url=fake.url, sleep=lambda s: None)
+        for m in sub_months:
+            for b in sub:
+                naive_src.fetch_block("bench", grid, b, m, recipe)
+        assert fake.counters.requests == len(sub) * len(sub_months)
+        assert fake.counters.pixels == len(sub) * fp.size_px**2 * len(sub_months)
+
+    ratio_union = block_pixels / (union * len(months))
+    px_gain = naive_pixels / block_pixels
+    rq_gain = naive_requests / block_requests
+    print(f"AOI: {args.side}x{args.side} patches (256 m), {n_fp} footprints of {fp.size_px} px, "
+          f"grid {grid.width}x{grid.height} px, {len(months)} months")
+    print(f"blocks: {len(blocks)} of <= {block_px} px ({REQUEST_BYTES_PER_PX} B/px, "
+          f"max {args.max_block_bytes} B), planned in {t_plan * 1e3:.1f} ms")
+    print(f"block strategy: {block_requests} requests ({len(blocks) * len(months)} computePixels "
+          f"+ {block_requests - len(blocks) * len(months)} size queries), "
+          f"{block_pixels:,} px, {block_bytes / 1e9:.2f} GB, fetched in {t_fetch:.1f} s")
+    print(f"naive strategy: {naive_requests} requests, {naive_pixels:,} px "
+          f"(subset of {len(sub)} footprints x {len(sub_months)} months verified via the fake)")
+    goals = [
+        ("requested / union pixels", ratio_union, "<=", 1.15),
+        ("naive / block pixels", px_gain, ">=", 20.0),
+        ("naive / block requests", rq_gain, ">=", 100.0),
+    ]
+    ok = True
+    for name, val, op, goal in goals:
+        good = val <= goal if op == "<=" else val >= goal
+        ok &= good
+        print(f"  {name:28s} {val:9.3f}  (goal {op} {goal:g})  {'PASS' if good else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
