@@ -506,7 +506,7 @@ class GeeSource:
                 ee.data.setMaxRetries(0)
             except CredentialsError:
                 raise
-            except Exception as exc:  # truncated / garbled body
+            except Exception as exc:  # any client or transport error
                 raise CredentialsError(
                     f"Earth Engine initialisation failed for project {project!r} "
                     f"({type(exc).__name__}: {_short(exc)}). {AUTH_HELP}"
@@ -612,7 +612,7 @@ class GeeSource:
             ctr.bytes += len(data)
             try:
                 return decode_npy(bytes(data), bands, block.height, block.width)
-            except Exception as exc:  # - truncated / garbled body
+            except Exception as exc:  # truncated / garbled body
                 raise _FetchError("retry", f"undecodable response ({_short(exc)})") from None
 
         try:
@@ -662,7 +662,7 @@ class GeeSource:
             return _FetchError("split", msg, status)
         if status in (401, 403) and "quota" not in low:
             return _FetchError("auth", msg, status)
-        if status == 429 or (status is None and ("too many" in low or "rate" in low)):
+        if status == 429 or (status is None and ("too many" in low or "rate limit" in low)):
             return _FetchError("retry", msg, 429)
         if status is not None and status >= 500:
             return _FetchError("retry", msg, status)
@@ -677,7 +677,7 @@ class GeeSource:
             ctr.requests += 1
             try:
                 return fn()
-            except Exception as exc:  # - classified below
+            except Exception as exc:  # classified below
                 err = self._classify(exc)
             if err.kind == "quota":
                 raise QuotaExhaustedError(
