@@ -246,7 +246,13 @@ def tile_aoi(
     from tqdm import tqdm
 
     from pipeline.io import atomic_path
-    from pipeline.io.raster import inspect_raster, open_on_grid, read_window, write_patch_tif
+    from pipeline.io.raster import (
+        bounded_gdal_cache,
+        inspect_raster,
+        open_on_grid,
+        read_window,
+        write_patch_tif,
+    )
 
     size = int(patch_size_px)
     stride = int(stride_px or size)
@@ -303,6 +309,7 @@ def tile_aoi(
     n_windows = rows * cols
     skipped = 0
     with (
+        bounded_gdal_cache(),
         atomic_path(d1) as tmp1,
         atomic_path(d2) as tmp2,
         open_on_grid(image_t1, info1.crs, info1.transform, info1.width, info1.height,

@@ -123,6 +123,15 @@ def write_patch_tif(
 
 # --------------------------------------------------------------------------- scene reading
 
+#: GDAL block cache (MiB) while streaming a scene: GDAL's default (5 % of RAM) would let the
+#: cache, not the data, set the memory of a tile job.
+SCENE_CACHE_MB = 128
+
+
+def bounded_gdal_cache(cache_mb: int = SCENE_CACHE_MB) -> Any:
+    """Context manager capping GDAL's block cache, so memory stays flat as scenes grow."""
+    return rasterio.Env(GDAL_CACHEMAX=int(cache_mb))
+
 
 @dataclass(frozen=True)
 class RasterInfo:
