@@ -215,29 +215,6 @@ def plan_months(
     return plan
 
 
-def rasterize_classes(
-    gdf: Any, class_attribute: str, x0: float, y0: float, width: int, height: int,
-    res_m: float = 10.0,
-) -> np.ndarray:
-    """Rasterise class polygons (FUSU values 0..17) onto a north-up grid; uncovered = 0.
-
-    Polygons are burnt largest first, so small features stay visible at 10 m.
-    """
-    from affine import Affine
-    from rasterio import features
-
-    g = gdf.assign(_area=gdf.geometry.area).sort_values("_area", ascending=False)
-    shapes = [
-        (geom, int(v)) for geom, v in zip(g.geometry, g[class_attribute], strict=True)
-        if geom is not None and not geom.is_empty
-    ]
-    if not shapes:
-        return np.zeros((height, width), np.uint8)
-    tr = Affine(res_m, 0.0, x0, 0.0, -res_m, y0)
-    return features.rasterize(shapes, out_shape=(height, width), transform=tr, fill=0,
-                              dtype="uint8")
-
-
 def scene_extent(bounds: tuple[float, float, float, float], margin_m: float = 1000.0,
                  multiple_m: float = 60.0) -> tuple[float, float, int, int]:
     """(x0, y0, width_px, height_px) at 10 m: ``bounds`` + margin, snapped outward to 60 m."""

@@ -1,1 +1,98 @@
-# Rules for the sentinel part of the pipeline (filled in by its issue).
+# Rules for the Sentinel part of the pipeline (DESIGN.md section 3).
+#
+# demo_scenes     per generated AOI (local source): synthetic S1/S2 scene archive
+# sentinel_init   per AOI: block plan over the union of footprints + empty Zarr mosaic
+# sentinel_month  per (AOI, month): fetch the month's blocks into the mosaic (resumable ledger)
+# sentinel        per AOI: aggregate month summaries, finalise the mosaic attrs
+# Jobs are per AOI or per AOI x month, never per patch. With source 'gee' every month job
+# holds one unit of the `gee` resource, so `--resources gee=N` caps concurrent EE jobs.
+
+_SENTINEL_AOIS = [name for name, spec in AOIS.items() if not spec.template]
+_SENTINEL_GEE = CFG.sentinel.source == "gee"
+
+
+def _demo_scenes_done(name):
+    return f"{AOIS[name].sentinel_archive}/done.json"
+
+
+for _name, _spec in AOIS.items():
+    if not (_spec.generated and _spec.sentinel_archive and CFG.sentinel.source == "local"):
+        continue
+
+    rule:
+        name:
+            "demo_scenes" if _name == "demo" else f"demo_scenes_{_name}"
+        output:
+            _demo_scenes_done(_name),
+        params:
+            cfg=CFG.section("demo"),
+            aoi=_spec.model_dump(mode="json"),
+        log:
+            f"{CFG.results_dir}/logs/demo_scenes/{_name}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+        script:
+            "../../stages/demo_scenes.py"
+
+
+def _sentinel_archive_input(wildcards):
+    spec = AOIS[wildcards.aoi]
+    if CFG.sentinel.source == "local" and spec.generated and spec.sentinel_archive:
+        return [_demo_scenes_done(wildcards.aoi)]
+    return []
+
+
+rule sentinel_init:
+    input:
+        grid=L.grid("{aoi}"),
+        footprints=L.footprints("{aoi}"),
+    output:
+        marker=L.mosaic_marker("{aoi}"),
+        blocks=L.sentinel_blocks("{aoi}"),
+    params:
+        cfg=CFG.section("sentinel"),
+        months=lambda wc: AOIS[wc.aoi].months,
+        root=ROOT,
+    log:
+        f"{ROOT}/logs/sentinel_init/{{aoi}}.log",
+    script:
+        "../../stages/sentinel_init.py"
+
+
+rule sentinel_month:
+    input:
+        marker=L.mosaic_marker("{aoi}"),
+        blocks=L.sentinel_blocks("{aoi}"),
+        archive=_sentinel_archive_input,
+    output:
+        L.month_summary("{aoi}", "{month}"),
+    params:
+        cfg=CFG.section("sentinel"),
+        archive=lambda wc: AOIS[wc.aoi].sentinel_archive,
+        root=ROOT,
+    log:
+        f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.log",
+    threads: 2
+    resources:
+        mem_mb=3000,
+        **({"gee": 1} if _SENTINEL_GEE else {}),
+    script:
+        "../../stages/sentinel_month.py"
+
+
+rule sentinel:
+    input:
+        lambda wc: [L.month_summary(wc.aoi, m) for m in AOIS[wc.aoi].months],
+    output:
+        L.sentinel_summary("{aoi}"),
+    params:
+        months=lambda wc: AOIS[wc.aoi].months,
+        root=ROOT,
+    log:
+        f"{ROOT}/logs/sentinel/{{aoi}}.log",
+    script:
+        "../../stages/sentinel_summary.py"
+
+
+ALL_TARGETS.extend(L.sentinel_summary(name) for name in _SENTINEL_AOIS)
