@@ -9,8 +9,8 @@ means the RSS ratio stays near 1 while the scene ratio grows 4x per doubling of 
 remaining growth is bounded by the GDAL block cache cap (pipeline.io.raster.SCENE_CACHE_MB).
 
 Measured (2 shared cores, 256 px patches): 1024 px 172 MB, 2048 px 178 MB, 4096 px 189 MB,
-8192 px 247 MB peak RSS for 1x / 4x / 16x / 64x the pixels (before the cache cap, 8192 px
-reached ~350 MB at 4096 px already and kept growing with the scene).
+8192 px 247 MB peak RSS for 1x / 4x / 16x / 64x the pixels. Without the cache cap (GDAL's
+default is 5 % of RAM) the 4096 px run already peaked at 349 MB and kept growing.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -405,9 +404,3 @@ def _rel(path: Path, root: Path) -> str:
     except ValueError:  # different drives (Windows)
         return Path(path).as_posix()
 
-
-def remove_tree(path: str | Path) -> None:
-    """Remove a folder tree if it exists (used to clean partial outputs)."""
-    p = Path(path)
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
