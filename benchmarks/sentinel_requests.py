@@ -101,6 +101,19 @@ def main(argv: list[str] | None = None) -> int:
         ("naive / block pixels", px_gain, ">=", 20.0),
         ("naive / block requests", rq_gain, ">=", 100.0),
     ]
+    print("planner only, irregular AOIs of the same lattice (requested / union pixels):")
+    shapes = {
+        "disc": lambda i, j: (i - args.side / 2) ** 2 + (j - args.side / 2) ** 2
+        < (args.side / 2) ** 2,
+        "L-shape": lambda i, j: i < args.side // 4 or j < args.side // 4,
+        "holes": lambda i, j: (i // 8 + j // 8) % 3 != 0,
+    }
+    for name, keep in shapes.items():
+        f = fusu_like_footprints(args.side, args.side, keep=keep)
+        bl = plan_blocks(f.grid, f.col0, f.row0, f.size_px, block_px)
+        u = int(footprint_union_mask(f.grid, f.col0, f.row0, f.size_px).sum())
+        print(f"  {name:8s} {len(f.col0):5d} footprints  {len(bl):3d} blocks  "
+              f"{requested_pixels(bl) / u:.3f}")
     ok = True
     for name, val, op, goal in goals:
         good = val <= goal if op == "<=" else val >= goal

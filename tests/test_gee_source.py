@@ -160,7 +160,8 @@ def test_decode_npy_plain_arrays_and_truncation():
 # --------------------------------------------------------------------------- expression graph
 
 
-def test_graph_default_recipe():
+def test_graph_default_recipe(srv):
+    make_source(srv)  # initialises the client (algorithm signatures)
     tree, text, bands = offline_graph()
     ids = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
     assert ids == {S2_L2A, S2_CLOUD_PROB, S1_GRD}
@@ -182,7 +183,8 @@ def test_graph_default_recipe():
     assert bands == [*S2_BANDS, "s2_count", "VV", "VH", "s1_count"]
 
 
-def test_graph_recipe_options():
+def test_graph_recipe_options(srv):
+    make_source(srv)
     tree, text, _ = offline_graph(Recipe(cloud_probability_threshold=25, shadow_mask=True,
                                          s1_orbit_pass="DESCENDING", s1_mean="db"))
     assert any("25" in json.dumps(a) for a in find_calls(tree, "Image.gt"))
@@ -192,6 +194,9 @@ def test_graph_recipe_options():
         (constant(a.get("leftField")), constant(a.get("rightValue")))
         for a in find_calls(tree, "Filter.equals")}
     assert "Image.exp" not in text and "Image.log10" not in text  # plain dB mean
+    assert "Image.resample" not in text  # nearest (FUSU) is the default
+    _, text, _ = offline_graph(Recipe(s2_resampling="bilinear"))
+    assert "Image.resample" in text and "bilinear" in text
     tree, text, _ = offline_graph(Recipe(s2_mask="cloud_score_plus",
                                          cloud_score_plus_threshold=0.55), product="L1C",
                                   with_s1=False)
