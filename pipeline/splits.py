@@ -141,11 +141,30 @@ def conflict_pairs(
     keep = fi != pj
     fi, pj = fi[keep], pj[keep]
     if len(fi):
-        area = shapely.area(shapely.intersection(fp_geoms[fi], patch_geoms[pj]))
+        area = overlap_area(fp_geoms, patch_geoms, fi, pj)
         tol = area_tol * float(np.median(shapely.area(patch_geoms)))
         keep = area > tol
         fi, pj = fi[keep], pj[keep]
     return fi.astype(np.int64), pj.astype(np.int64)
+
+
+def _is_box(geoms: np.ndarray) -> np.ndarray:
+    b = shapely.bounds(geoms)
+    box_area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return np.abs(shapely.area(geoms) - box_area) <= 1e-9 * np.maximum(box_area, 1e-300)
+
+
+def overlap_area(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """Area of ``a[ia] & b[ib]`` per pair: exact axis-aligned-box arithmetic where both are
+    boxes (the usual case: same CRS), shapely intersection otherwise."""
+    ba, bb = shapely.bounds(a)[ia], shapely.bounds(b)[ib]
+    w = np.clip(np.minimum(ba[:, 2], bb[:, 2]) - np.maximum(ba[:, 0], bb[:, 0]), 0, None)
+    h = np.clip(np.minimum(ba[:, 3], bb[:, 3]) - np.maximum(ba[:, 1], bb[:, 1]), 0, None)
+    area = w * h
+    slow = ~(_is_box(a)[ia] & _is_box(b)[ib])
+    if slow.any():
+        area[slow] = shapely.area(shapely.intersection(a[ia[slow]], b[ib[slow]]))
+    return area
 
 
 def _neighbours(n: int, fi: np.ndarray, pj: np.ndarray) -> list[np.ndarray]:
@@ -290,25 +309,30 @@ def _peel(
     code: dict[str, int],
     tol: float = PEEL_TOL,
 ) -> None:
-    """Drop (in place) boundary patches of the over-represented side (train or held-out) until
-    its share of the kept patches is within ``tol`` of its ratio. Dropping never creates
-    leakage; the dropped patch is the one with the most non-kept neighbours (the cluster edge),
-    ties to the lowest index."""
+    """Drop (in place) edge patches of the over-represented side (train or held-out) until its
+    share of the kept patches is within ``tol`` of its ratio. Dropping never creates leakage;
+    the dropped patch is the one with the most dropped neighbours (ties: lowest index)."""
     is_train = assigned == code["train"]
     r_train = ratios["train"]
-    for _ in range(len(assigned)):
-        n_kept = int(kept.sum())
-        if n_kept == 0:
-            return
-        share = int(np.count_nonzero(kept & is_train)) / n_kept
+    n_train = int(np.count_nonzero(kept & is_train))
+    n_held = int(np.count_nonzero(kept & ~is_train))
+    edge = np.array([np.count_nonzero(~kept[nb]) for nb in nbrs], dtype=np.int64)
+    while n_train + n_held > 0:
+        share = n_train / (n_train + n_held)
         if abs(share - r_train) <= tol:
             return
-        side = kept & (is_train if share > r_train else ~is_train)
-        cand = np.flatnonzero(side)
-        if len(cand) <= 1:
+        side_train = share > r_train
+        if (n_train if side_train else n_held) <= 1:
             return
-        edge = np.array([np.count_nonzero(~kept[nbrs[i]]) for i in cand])
-        kept[int(cand[np.argmax(edge)])] = False
+        cand = np.flatnonzero(kept & (is_train if side_train else ~is_train))
+        i = int(cand[np.argmax(edge[cand])])
+        kept[i] = False
+        edge[nbrs[i]] += 1
+        if side_train:
+            n_train -= 1
+        else:
+            n_held -= 1
+
 
 
 def _carve_guard(
@@ -353,34 +377,32 @@ def _balance_val_test(
     ratios: dict[str, float],
     code: dict[str, int],
 ) -> None:
-    """Move kept patches between val and test (in place) until counts match their ratios."""
+    """Move kept patches between val and test (in place) until counts match their ratios: the
+    over-full split's patches closest to the other split move first (ties: lowest index)."""
+    from scipy.spatial import cKDTree
+
     rv, rt = ratios["val"], ratios["test"]
     if rv <= 0 or rt <= 0:
         return
     v, t = code["val"], code["test"]
-    for _ in range(len(assigned)):
-        nv = int(np.count_nonzero(kept & (assigned == v)))
-        nt = int(np.count_nonzero(kept & (assigned == t)))
-        want_v = (nv + nt) * rv / (rv + rt)
-        if abs(nv - want_v) <= 0.5 + 1e-9:
-            return
-        src, dst = (v, t) if nv > want_v else (t, v)
-        srcs = np.flatnonzero(kept & (assigned == src))
-        dsts = np.flatnonzero(kept & (assigned == dst))
-        if len(srcs) <= 1:
-            return
-        if len(dsts):
-            d = np.min(
-                np.hypot(
-                    centres[srcs, 0, None] - centres[None, dsts, 0],
-                    centres[srcs, 1, None] - centres[None, dsts, 1],
-                ),
-                axis=1,
-            )
-            pick = int(srcs[np.argmin(d)])
-        else:
-            pick = int(srcs[0])
-        assigned[pick] = dst
+    nv = int(np.count_nonzero(kept & (assigned == v)))
+    nt = int(np.count_nonzero(kept & (assigned == t)))
+    want_v = round((nv + nt) * rv / (rv + rt))
+    if nv == want_v or nv + nt < 2:
+        return
+    src, dst, k = (v, t, nv - want_v) if nv > want_v else (t, v, want_v - nv)
+    srcs = np.flatnonzero(kept & (assigned == src))
+    dsts = np.flatnonzero(kept & (assigned == dst))
+    k = min(k, len(srcs) - 1)
+    if k <= 0:
+        return
+    if len(dsts):
+        d, _ = cKDTree(centres[dsts]).query(centres[srcs])
+        pick = srcs[np.lexsort((srcs, d))[:k]]
+    else:
+        pick = srcs[:k]
+    assigned[pick] = dst
+
 
 
 def _split_city_random(n: int, ratios: dict[str, float], rng: np.random.Generator) -> np.ndarray:
@@ -533,7 +555,7 @@ def leakage_report(
         idx = np.flatnonzero(cities_a == city)
         sp, pg, fg = split[idx], patch_geoms[idx], fp_geoms[idx]
         fi, pj = conflict_pairs(pg, fg)
-        inter = shapely.area(shapely.intersection(fg[fi], pg[pj])) if len(fi) else np.zeros(0)
+        inter = overlap_area(fg, pg, fi, pj)
         city_out: dict[str, Any] = {"guard_patches": int(np.count_nonzero(sp == GUARD))}
         for a, b in pairs:
             key = f"{a}-{b}"
@@ -547,9 +569,14 @@ def leakage_report(
             # (2) patches of b inside footprints of a: footprints overlap, so use a union
             m2 = (sp[fi] == a) & (sp[pj] == b)
             patch_in = 0.0
-            for j in np.unique(pj[m2]):
-                fps = fg[fi[m2 & (pj == j)]]
-                patch_in += float(shapely.area(shapely.intersection(pg[j], shapely.union_all(fps))))
+            f2, p2 = fi[m2], pj[m2]
+            order = np.argsort(p2, kind="stable")
+            f2, p2 = f2[order], p2[order]
+            uniq, starts = np.unique(p2, return_index=True)
+            groups = np.split(f2, starts[1:]) if len(uniq) else []
+            for j, f_grp in zip(uniq, groups, strict=True):
+                union = shapely.union_all(fg[f_grp])
+                patch_in += float(shapely.area(shapely.intersection(pg[j], union)))
                 leaking.add(int(j))
             city_out[key] = {
                 "fp_overlap_frac": fp_overlap / fp_area if fp_area else 0.0,
