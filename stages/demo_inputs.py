@@ -80,8 +80,6 @@ if __name__ == "__main__":
     from stages._common import smk_main
 
     def _main(smk: Any) -> None:
-        from pipeline.config import load_aoi
-
-        run(load_aoi(smk.params.aoi_file), parse_section("demo", smk.params.cfg))
+        run(AoiSpec.model_validate(smk.params.aoi), parse_section("demo", smk.params.cfg))
 
     smk_main(snakemake, _main)  # noqa: F821

@@ -4,8 +4,6 @@
 # One rule per AOI marked `generated: true`; outputs are the paths its definition names. The
 # rule for the AOI named "demo" is called `demo_inputs`, others `demo_inputs_<name>`.
 
-_DEMO_AOI_FILES = {load_aoi(p).name: str(p) for p in CFG.aois}
-
 for _name, _spec in AOIS.items():
     if not _spec.generated:
         continue
@@ -20,7 +18,7 @@ for _name, _spec in AOIS.items():
             labels_t2=_spec.annotations.t2,
         params:
             cfg=CFG.section("demo"),
-            aoi_file=_DEMO_AOI_FILES[_name],
+            aoi=_spec.model_dump(mode="json"),
         log:
             f"{CFG.results_dir}/logs/demo_inputs/{_name}.log",
         threads: 2
