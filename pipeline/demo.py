@@ -22,12 +22,14 @@ Geometry
 Annotation defects (in the GeoPackages, on purpose, so the labels stage's repair and overlap
 rules are exercised; :func:`annotation_polygons`, column ``defect``):
 
-* ``bowtie`` (self-intersecting, invalid): T1 has a grass (17) bow-tie inside a cropland field,
-  T2 a blank (6) bow-tie inside another cropland field. ``shapely.make_valid`` repairs each
+* ``bowtie`` (self-intersecting, invalid): T1 has a grass (17) bow-tie, T2 a blank (6) bow-tie,
+  each inside an unchanged field (cropland preferred). ``shapely.make_valid`` repairs each
   into two triangles (a MultiPolygon). Note an unrepaired bow-tie has signed area ~0.
-* ``overlap``: (a) a pond (inland water, 2) lying on top of an un-holed park polygon, (b) a
-  pocket park (9) on top of an un-holed residential parcel, (c) one urban parcel grown by 6 m
-  into its neighbours within the same block. Both dates carry (a)-(c).
+* ``overlap``: (a) a pond (inland water, 2) lying on top of an un-holed park polygon (or grass
+  / forest), (b) a 30 m pocket park (9) on top of an un-holed residential parcel (or
+  commercial / public), (c) one urban parcel grown by 6 m into its non-road neighbours. Both
+  dates carry (a)-(c). With the default overlap rule (smallest area wins) the pond, the pocket
+  park and, inside the grown band, the smaller of the two parcels win.
 
 The rendering truth applies the labels stage's default rules: make_valid, then where polygons
 overlap the smallest (repaired) area wins, ties to the later feature
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -538,66 +540,61 @@ def annotation_polygons(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataF
     same = t1["class"].to_numpy() == t2["class"].to_numpy()
     areas = t1.geometry.area.to_numpy()
 
-    def pick(cls: int, min_area: float, exclude: set[int]) -> int | None:
-        idx = [
-            i
-            for i in np.flatnonzero(same & (t1["class"].to_numpy() == cls) & (areas >= min_area))
-            if i not in exclude
-        ]
-        if not idx:
-            return None
-        return int(idx[int(rng.integers(0, len(idx)))])
+    cls_arr = t1["class"].to_numpy()
+
+    def pick(
+        classes: tuple[int, ...], min_area: float, ok: Callable[[int], bool] | None = None
+    ) -> int | None:
+        """A random unchanged, unused parcel of the first class in ``classes`` that has one."""
+        for cls in classes:
+            idx = np.flatnonzero(same & (cls_arr == cls) & (areas >= min_area))
+            for i in rng.permutation(idx).tolist():
+                if i not in used and (ok is None or ok(i)):
+                    used.add(i)
+                    return int(i)
+        return None
+
+    def inner_point(i: int, margin: float) -> Point:
+        g = t1.geometry.iloc[i]
+        inner = g.buffer(-margin)
+        return (inner if not inner.is_empty else g).representative_point()
+
+    def neighbours(i: int) -> gpd.GeoDataFrame:
+        g = t1.geometry.iloc[i]
+        nb = t1[t1.geometry.intersects(g.buffer(1.0)) & (t1["class"] != 1)]
+        return nb[nb.index != t1.index[i]]
 
     used: set[int] = set()
     extra1: list[tuple[shapely.Geometry, int, str]] = []
     extra2: list[tuple[shapely.Geometry, int, str]] = []
     replace: dict[int, shapely.Geometry] = {}
-    # bow-ties in two unchanged cropland fields
+    # bow-ties in two unchanged fields (cropland preferred)
     for cls, target in ((17, extra1), (6, extra2)):
-        i = pick(4, 4000.0, used)
+        i = pick((4, 8, 14, 17, 6, 3, 11), 1500.0)
         if i is not None:
-            used.add(i)
-            g = t1.geometry.iloc[i]
-            inner = g.buffer(-18.0)
-            p = (inner if not inner.is_empty else g).representative_point()
+            p = inner_point(i, 18.0)
             target.append((_bowtie(p.x, p.y, 30.0, 24.0), cls, "bowtie"))
-    # (a) pond on an un-holed park
-    i = pick(9, 6000.0, used)
+    # (a) pond on an un-holed park (or grass / forest)
+    i = pick((9, 17, 14), 3000.0)
     if i is not None:
-        used.add(i)
-        g = t1.geometry.iloc[i]
-        p = (
-            g.buffer(-25.0).representative_point()
-            if not g.buffer(-25.0).is_empty
-            else g.representative_point()
-        )
+        p = inner_point(i, 25.0)
         pond = shapely.affinity.scale(p.buffer(14.0, quad_segs=12), 1.4, 0.8)
         for t in (extra1, extra2):
             t.append((pond, 2, "overlap"))
-    # (b) pocket park on an un-holed residential parcel
-    i = pick(3, 5000.0, used)
+    # (b) pocket park on an un-holed residential (or commercial / public) parcel
+    i = pick((3, 11, 10), 2500.0)
     if i is not None:
-        used.add(i)
-        g = t1.geometry.iloc[i]
-        p = (
-            g.buffer(-20.0).representative_point()
-            if not g.buffer(-20.0).is_empty
-            else g.representative_point()
-        )
+        p = inner_point(i, 20.0)
         park = box(p.x - 15.0, p.y - 15.0, p.x + 15.0, p.y + 15.0)
         for t in (extra1, extra2):
             t.append((park, 9, "overlap"))
-    # (c) one urban parcel grown by 6 m into its neighbours within the block
-    for cls in (11, 3, 10):
-        i = pick(cls, 3000.0, used)
-        if i is not None:
-            used.add(i)
-            g = t1.geometry.iloc[i]
-            nb = t1[t1.geometry.intersects(g.buffer(1.0)) & (t1["class"] != 1)]
-            replace[i] = g.buffer(6.0, join_style="mitre").intersection(
-                shapely.union_all(nb.geometry.values)
-            )
-            break
+    # (c) one urban parcel grown by 6 m into its (non-road) neighbours
+    i = pick((11, 3, 10, 12, 7), 2000.0, ok=lambda j: len(neighbours(j)) > 0)
+    if i is not None:
+        g = t1.geometry.iloc[i]
+        replace[i] = g.buffer(6.0, join_style="mitre").intersection(
+            shapely.union_all([g, *neighbours(i).geometry.values])
+        )
 
     out = []
     for gdf, extra in ((t1, extra1), (t2, extra2)):
