@@ -260,3 +260,21 @@ def test_stage_rejects_non_generated_aoi(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="generated"):
         demo_inputs.run(_aoi(tmp_path, generated=False), SMALL)
     assert not (tmp_path / "hr_t1.tif").exists()
+
+
+def test_t2_content_is_shifted_by_the_configured_pixels(stage_outputs) -> None:
+    """T2 pixel (c, r) shows T1 pixel (c + dx, r + dy): aligning by the shift matches best."""
+    aoi, _ = stage_outputs
+    assert SMALL.t2_shift_px == (3.0, -2.0)
+    with rasterio.open(aoi.images.t1) as a, rasterio.open(aoi.images.t2) as b:
+        x = a.read().astype(float).mean(0)
+        y = b.read().astype(float).mean(0)
+
+    def corr(p: np.ndarray, q: np.ndarray) -> float:
+        m = (p > 0) & (q > 0)
+        return float(np.corrcoef(p[m], q[m])[0, 1])
+
+    aligned = corr(y[2:, :-3], x[:-2, 3:])
+    assert aligned > 0.7
+    assert aligned > corr(x, y) + 0.1
+    assert aligned > corr(y[:-2, 3:], x[2:, :-3]) + 0.1
