@@ -68,9 +68,14 @@ def build_collection(
         stac_dir: where the catalogue will be saved (default ``root/stac``); asset hrefs are
             written relative to each item's JSON (``<stac_dir>/<id>/<id>.json``).
     """
+    import warnings
+
     import pystac
-    from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
     from pystac.extensions.projection import ProjectionExtension
+
+    with warnings.catch_warnings():  # pystac flags the (pilot-maturity) label extension
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 
     root = Path(root).resolve()
     stac_dir = Path(stac_dir).resolve() if stac_dir is not None else root / "stac"
