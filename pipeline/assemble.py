@@ -15,7 +15,8 @@ Output: one GeoDataFrame, one row per patch (``patches.parquet``). AOIs may lie 
 CRSs, so the ``geometry`` column is the HR patch polygon in **EPSG:4326** (lon/lat degrees;
 corners reprojected, edges straight: sub-millimetre error for patch-sized polygons); the
 exact polygon is kept as ``hr_geometry_wkb`` in the patch's own ``hr_crs``, and the footprint
-as ``fp_geometry_wkb`` in ``grid_crs`` (the AOI's 10 m UTM grid) with its window ``fp_col0, fp_row0, fp_size_px``.
+as ``fp_geometry_wkb`` in ``grid_crs`` (the AOI's 10 m UTM grid) with its window
+``fp_col0, fp_row0, fp_size_px``.
 Class histograms are the columns ``hist_t1_<v>`` / ``hist_t2_<v>`` (v = 0..n-1 class pixel
 counts) plus ``nodata_px_t1`` / ``nodata_px_t2``.
 """
