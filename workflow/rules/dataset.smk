@@ -13,10 +13,10 @@ _SPLIT_FILES = [
 _DATASET_AOI_PARAMS = [AOIS[a].model_dump(mode="json") for a in _DATASET_AOIS]
 
 
-# The Sentinel mosaics are complete when every (AOI, month) job wrote its month summary.
-# (Only declared when some rule produces them; otherwise the stats / export stages check the
-# mosaics themselves and fail with a message listing the missing AOIs / months.)
-_SENTINEL_DONE = [str(L.month_summary(a, m)) for a in _DATASET_AOIS for m in AOIS[a].months]
+# The Sentinel mosaics are complete (every month fetched, attrs finalised) when the per-AOI
+# `sentinel` rule wrote its summary. (Only declared when some rule produces it; otherwise the
+# stats / export stages check the mosaics themselves and fail listing missing AOIs / months.)
+_SENTINEL_DONE = [str(L.sentinel_summary(a)) for a in _DATASET_AOIS]
 if _SENTINEL_DONE and not any(r.is_producer(_SENTINEL_DONE[0]) for r in workflow.rules):
     _SENTINEL_DONE = []
 
