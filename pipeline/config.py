@@ -273,11 +273,18 @@ class SplitsConfig(_Model):
 class ExportConfig(_Model):
     fusu_layout: bool = Field(default=False, description="Also export the FUSU release layout.")
     overwrite: bool = Field(default=False, description="Allow exporting into a non-empty directory.")
-    bin_ignore_value: Literal[0, 255] = Field(
+    bin_ignore_value: int = Field(
         default=0,
         description="label_bin value of ignored change pixels (FUSU code trains BCE on 0/1: 0; "
         "255 keeps the ignore mask).",
     )
+
+    @field_validator("bin_ignore_value")
+    @classmethod
+    def _bin_ignore(cls, v: int) -> int:
+        if v not in (0, 255):
+            raise ValueError("export.bin_ignore_value must be 0 or 255")
+        return v
 
 
 class ReportConfig(_Model):
