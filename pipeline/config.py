@@ -318,13 +318,64 @@ class TrainConfig(_Model):
 
 
 class ExpandConfig(_Model):
-    adapter: Literal["index", "pairs", "oscd", "spacenet7"] | None = Field(
-        default=None, description="Change-dataset adapter; None = FUSU-style build from aois."
+    """Expansion paradigm: monthly Sentinel-1/2 series around the samples of another change
+    dataset (OSCD, SpaceNet 7, a georeferenced pair folder, or a generic patch index).
+
+    Outputs go to ``<results_dir>/<dataset>/expand/`` (see README "Expand your own change
+    dataset"); original images and labels are referenced, not copied."""
+
+    adapter: Literal["index", "pairs", "oscd", "spacenet7", "aoi"] | None = Field(
+        default=None,
+        description="Change-dataset adapter: 'index' (GeoParquet/GeoJSON/GPKG/CSV patch index), "
+        "'pairs' (folder of georeferenced T1/T2 GeoTIFF pairs + dates file), 'oscd' (OSCD "
+        "layout), 'spacenet7' (SpaceNet 7 monthly mosaics), 'aoi' (plan-only synthetic tiling "
+        "of AOI templates with extent_wgs84, e.g. aoi/fusu-*.yaml). None = FUSU-style build "
+        "from 'aois' (no expansion rules).",
     )
-    path: str | None = Field(default=None, description="Root of the dataset to expand.")
-    plan_only: bool = Field(default=False, description="Write footprints/months/request plan, fetch nothing.")
-    copy_originals: bool = Field(default=False, description="Copy original images instead of referencing them.")
-    group_distance_m: float = Field(default=20000.0, gt=0.0, description="Samples closer than this share an AOI grid.")
+    path: str | None = Field(
+        default=None,
+        description="Dataset root (folder) or index file; for adapter 'aoi' an AOI YAML file, "
+        "folder or glob (e.g. 'aoi/fusu-*.yaml').",
+    )
+    plan_only: bool = Field(
+        default=False,
+        description="Write footprints, months and the request plan (blocks, requests, pixels, "
+        "EE cost proxy, naive per-footprint numbers) and fetch nothing.",
+    )
+    copy_originals: bool = Field(
+        default=False, description="Copy the original images/labels into expand/originals/."
+    )
+    group_distance_m: float = Field(
+        default=20000.0,
+        gt=0.0,
+        description="Samples of one UTM zone whose centroids are closer than this (single "
+        "linkage) share an AOI grid (and its block fetches).",
+    )
+    max_group_extent_m: float = Field(
+        default=50000.0,
+        gt=0.0,
+        description="A group wider or taller than this is cut into square cells of this size "
+        "(keeps each AOI grid small).",
+    )
+    sentinel_archive: str | None = Field(
+        default=None, description="Scene archive folder for sentinel.source 'local'."
+    )
+    dates_file: str | None = Field(
+        default=None,
+        description="Adapter 'pairs': dates CSV/JSON (default: dates.csv or dates.json in the "
+        "folder). CSV columns id,t1,t2 (id '*' = every pair).",
+    )
+    oscd_change_encoding: Literal["auto", "0-1", "1-2"] = Field(
+        default="auto",
+        description="OSCD change labels: '1-2' = public release (1 no change, 2 change), "
+        "'0-1' = README (0 no change, 1 change), 'auto' = detect from the label values.",
+    )
+    template_patch_px: int = Field(
+        default=512, ge=1, description="Adapter 'aoi': synthetic patch side (px)."
+    )
+    template_gsd_m: float = Field(
+        default=0.5, gt=0.0, description="Adapter 'aoi': synthetic patch GSD (m)."
+    )
 
 
 class DaskConfig(_Model):

@@ -124,6 +124,34 @@ class Layout:
         return self.root / "sentinel" / aoi / "blocks.json"
 
 
+    # ---- expansion of another change dataset (expand.adapter); the native layout again,
+    # rooted at <root>/expand: expand_layout().footprints(group), .mosaic(group), ...
+    def expand_dir(self) -> Path:
+        return self.root / "expand"
+
+    def expand_layout(self) -> Layout:
+        """Native layout of the expansion outputs (AOI = sample group), under ``expand/``."""
+        return Layout(self.expand_dir())
+
+    def expand_samples(self) -> Path:
+        """Sample index of the expanded dataset (GeoParquet, WGS84)."""
+        return self.expand_dir() / "samples.parquet"
+
+    def expand_plan(self) -> Path:
+        """Request plan (groups, months, blocks, requests, pixels, cost proxy)."""
+        return self.expand_dir() / "plan.json"
+
+    def expand_mosaic_ready(self, group: str) -> Path:
+        """Marker written once the group's mosaic store exists (job output)."""
+        return self.expand_dir() / "sentinel" / group / "init.json"
+
+    def expand_summary(self) -> Path:
+        return self.expand_dir() / "summary.json"
+
+    def expand_originals_dir(self) -> Path:
+        return self.expand_dir() / "originals"
+
+
 def demo_inputs_dir(results_dir: str | Path) -> Path:
     """Where the synthetic demo AOI's generated inputs live (referenced by aoi/demo.yaml)."""
     return Path(results_dir) / "demo-inputs"

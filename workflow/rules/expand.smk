@@ -1,1 +1,87 @@
-# Rules for the expand part of the pipeline (filled in by its issue).
+# Rules for the expansion paradigm (config `expand.adapter`): monthly Sentinel-1/2 series
+# around the samples of another change dataset (OSCD, SpaceNet 7, GeoTIFF pairs, an index).
+# Nothing is added when expand.adapter is None. Jobs: one index/plan job per dataset (a
+# checkpoint: groups and months are known only after reading the dataset), one init job per
+# group, one fetch job per group x month (never per sample), one stats job per dataset.
+# Outputs: the native layout rooted at <results>/<dataset>/expand/ (see README).
+
+if CFG.expand.adapter is not None:
+    from pipeline.expand.plan import block_px_for as _expand_block_px_for
+
+    _XL = L.expand_layout()
+    _EXPAND_BLOCK_PX = _expand_block_px_for(CFG.sentinel)
+
+    checkpoint expand_index:
+        output:
+            samples=str(L.expand_samples()),
+            plan=str(L.expand_plan()),
+        params:
+            cfg=CFG.section("expand"),
+            fp=CFG.section("footprints"),
+            block_px=_EXPAND_BLOCK_PX,
+            root=ROOT,
+            dataset=CFG.dataset,
+        log:
+            f"{ROOT}/logs/expand/index.log",
+        script:
+            "../../stages/expand_index.py"
+
+    rule expand_sentinel_init:
+        input:
+            plan=str(L.expand_plan()),
+        output:
+            str(L.expand_mosaic_ready("{aoi}")),
+        params:
+            mode="init",
+            root=ROOT,
+        log:
+            f"{ROOT}/logs/expand/sentinel_init/{{aoi}}.log",
+        script:
+            "../../stages/expand_sentinel.py"
+
+    rule expand_sentinel_month:
+        input:
+            ready=str(L.expand_mosaic_ready("{aoi}")),
+        output:
+            str(_XL.month_summary("{aoi}", "{month}")),
+        params:
+            mode="month",
+            cfg=CFG.section("expand"),
+            sentinel=CFG.section("sentinel"),
+            block_px=_EXPAND_BLOCK_PX,
+            root=ROOT,
+        resources:
+            gee_jobs=1,
+        log:
+            f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.log",
+        script:
+            "../../stages/expand_sentinel.py"
+
+    def _expand_month_summaries(wildcards):
+        import json
+
+        plan = json.loads(Path(checkpoints.expand_index.get().output.plan).read_text())
+        return [
+            str(_XL.month_summary(g["group"], m)) for g in plan["groups"] for m in g["months"]
+        ]
+
+    rule expand_stats:
+        input:
+            samples=str(L.expand_samples()),
+            plan=str(L.expand_plan()),
+            months=_expand_month_summaries,
+        output:
+            stats=str(_XL.stats()),
+            summary=str(L.expand_summary()),
+        params:
+            cfg=CFG.section("expand"),
+            root=ROOT,
+            dataset=CFG.dataset,
+        log:
+            f"{ROOT}/logs/expand/stats.log",
+        script:
+            "../../stages/expand_stats.py"
+
+    ALL_TARGETS.extend([str(L.expand_samples()), str(L.expand_plan())])
+    if not CFG.expand.plan_only:
+        ALL_TARGETS.extend([str(_XL.stats()), str(L.expand_summary())])

@@ -1,0 +1,98 @@
+"""Tiny self-made fixtures in each layout the expansion adapters read (seeded, a few KB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+#: Inside the scene extent of tests.sentinel_helpers (EPSG:32649, x 649800..651000,
+#: y 3794040..3795240), so the local-source archive covers every footprint.
+E2E_CRS = "EPSG:32649"
+E2E_PAIRS = {
+    # id: (x0, y0, t1, t2)  (2 m GSD, 20 x 20 px = 40 m patches -> 20 px footprints)
+    "p1": (650300.0, 3794700.0, "2020-03-02", "2020-03-25"),  # shorter than a month
+    "p2": (650520.0, 3794640.0, "2020-02-10", "2020-03-28"),
+}
+
+
+def write_tif(path: Path, crs: str | None, x0: float, y0: float, res: float, w: int, h: int,
+              count: int = 3, value: int | np.ndarray = 7, dtype: str = "uint8") -> Path:
+    """A small GeoTIFF (or a non-georeferenced one with ``crs=None``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kw = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": dtype}
+    if crs is not None:
+        kw.update(crs=crs, transform=Affine(res, 0.0, x0, 0.0, -res, y0))
+    data = np.broadcast_to(np.asarray(value, dtype=dtype), (count, h, w))
+    with rasterio.open(path, "w", **kw) as dst:
+        dst.write(data)
+    return path
+
+
+def write_png(path: Path, w: int = 8, h: int = 8, count: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="PNG", width=w, height=h, count=count,
+                       dtype="uint8") as dst:
+        dst.write(np.zeros((count, h, w), np.uint8))
+    return path
+
+
+def make_pairs(root: Path, pairs: dict | None = None, crs: str = E2E_CRS, res: float = 2.0,
+               size: int = 20, dates: str = "csv") -> Path:
+    """``root/t1|t2|label/<id>.tif`` + dates.csv (or dates.json with ``dates='json'``)."""
+    pairs = pairs or E2E_PAIRS
+    for sid, (x0, y0, *_rest) in pairs.items():
+        write_tif(root / "t1" / f"{sid}.tif", crs, x0, y0, res, size, size)
+        write_tif(root / "t2" / f"{sid}.tif", crs, x0 + 1.0, y0, res, size, size)
+        write_tif(root / "label" / f"{sid}.tif", crs, x0, y0, res, size, size, count=1, value=1)
+    if dates == "csv":
+        lines = ["id,t1,t2"] + [f"{k},{v[2]},{v[3]}" for k, v in pairs.items()]
+        (root / "dates.csv").write_text("\n".join(lines) + "\n")
+    elif dates == "json":
+        (root / "dates.json").write_text(json.dumps({k: {"t1": v[2], "t2": v[3]}
+                                                     for k, v in pairs.items()}))
+    return root
+
+
+def make_oscd(root: Path, label_values: tuple[int, ...] = (1, 2)) -> Path:
+    """Two OSCD cities (10 m, 12 x 10 px, bands B02/B03/B08 + a 60 m B01), dates.txt, cm/."""
+    cities = {"abudhabi": ("EPSG:32640", 230000.0, 2700000.0, "20160120", "20180328"),
+              "lasvegas": ("EPSG:32611", 660000.0, 4000000.0, "20150707", "20170917")}
+    for city, (crs, x0, y0, d1, d2) in cities.items():
+        c = root / city
+        for k in (1, 2):
+            for b in ("B02", "B03", "B08"):
+                write_tif(c / f"imgs_{k}" / f"S2A_{city}_{b}.tif", crs, x0, y0, 10.0, 12, 10,
+                          count=1, dtype="uint16", value=1000)
+            write_tif(c / f"imgs_{k}" / f"S2A_{city}_B01.tif", crs, x0, y0, 60.0, 2, 2,
+                      count=1, dtype="uint16", value=1000)
+        (c / "dates.txt").write_text(f"date_1: {d1}\ndate_2: {d2}\n")
+        lab = np.full((1, 10, 12), label_values[0], np.uint8)
+        lab[0, :3, :4] = label_values[-1]
+        write_tif(c / "cm" / f"{city}-cm.tif", crs, x0, y0, 10.0, 12, 10, count=1, value=lab)
+    return root
+
+
+def make_spacenet7(root: Path, months: tuple[str, ...] = ("2018_01", "2018_02", "2019_06")
+                   ) -> Path:
+    """One SpaceNet 7 AOI (EPSG:3857 mosaics, 16 x 16 px at ~4.78 m) with building labels."""
+    aoi = "L15-0331E-1257N_1327_3160_13"
+    d = root / "train" / aoi
+    x0, y0 = 13412000.0, 3580000.0  # Web Mercator, ~120.5 E, 30.5 N
+    for m in months:
+        stem = f"global_monthly_{m}_mosaic_{aoi}"
+        write_tif(d / "images" / f"{stem}.tif", "EPSG:3857", x0, y0, 4.777, 16, 16, count=4)
+        (d / "labels").mkdir(parents=True, exist_ok=True)
+        (d / "labels" / f"{stem}_Buildings.geojson").write_text(json.dumps(
+            {"type": "FeatureCollection", "features": []}))
+    return root
+
+
+def make_levir(root: Path) -> Path:
+    """LEVIR-CD style A/B/label PNG chips (no georeferencing)."""
+    for sub in ("A", "B", "label"):
+        write_png(root / sub / "train_1.png", count=1 if sub == "label" else 3)
+    return root
