@@ -159,26 +159,57 @@ def select_months(
 
 
 def sentinel_arrays(
-    x: np.ndarray, counts: np.ndarray, mean: np.ndarray | None, std: np.ndarray | None
+    x: np.ndarray,
+    counts: np.ndarray | None,
+    mean: np.ndarray | None,
+    std: np.ndarray | None,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalise a footprint cube and derive its validity mask.
 
     Args:
         x: float32 (T, 14, h, w) reflectance / dB, NaN = no data.
-        counts: uint8 (T, 2, h, w) observation counts (unused for the mask; kept for symmetry).
+        counts: uint8 (T, 2, h, w) clear S2 / valid S1 observation counts, or None.
         mean, std: float32 (14,) or None (no normalisation).
+        inplace: overwrite ``x`` (saves a copy of the cube when the caller owns it).
 
     Returns:
-        (values float32 (T, 14, h, w) with NaN -> 0, valid bool (T, h, w) = any band finite).
+        (values float32 (T, 14, h, w) with NaN -> 0; valid bool (T, h, w): any count > 0,
+        or any band finite when ``counts`` is None).
     """
-    finite = np.isfinite(x)
-    valid = finite.any(axis=1)
-    out = x.astype(np.float32, copy=True)
+    if counts is not None:
+        valid = (np.asarray(counts) > 0).any(axis=1)
+    else:
+        valid = ~np.isnan(x).all(axis=1)
+    out = (
+        x
+        if (inplace and x.dtype == np.float32 and x.flags.writeable)
+        else x.astype(np.float32, copy=True)
+    )
     if mean is not None and std is not None:
         out -= mean[None, :, None, None]
-        out /= std[None, :, None, None]
-    out[~finite] = 0.0
+        out *= (1.0 / std)[None, :, None, None]
+    np.putmask(out, np.isnan(out), np.float32(0.0))
     return out, valid
+
+
+def hr_lut(mean: np.ndarray | None, std: np.ndarray | None) -> np.ndarray:
+    """float32 (3, 256) look-up table uint8 DN -> ``(DN / 255 - mean) / std`` per channel
+    (``DN / 255`` without statistics): one gather per pixel instead of three passes."""
+    dn = np.arange(256, dtype=np.float64) / 255.0
+    if mean is None or std is None:
+        return np.tile(dn, (3, 1)).astype(np.float32)
+    return (
+        (dn[None, :] - np.asarray(mean, np.float64)[:, None]) / np.asarray(std, np.float64)[:, None]
+    ).astype(np.float32)
+
+
+def apply_hr_lut(img: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """uint8 (3, H, W) -> float32 (3, H, W) through :func:`hr_lut`."""
+    out = np.empty(img[:3].shape, np.float32)
+    for c in range(3):
+        np.take(lut[c], img[c], out=out[c])
+    return out
 
 
 # --------------------------------------------------------------------------- dataset
@@ -247,6 +278,8 @@ class FusuDataset:
                     "or pass normalize=False"
                 )
             self._stats = parse_stats(stats, str(self.layout.stats()))
+        st = self._stats
+        self._hr_lut = hr_lut(st["hr_mean"], st["hr_std"]) if st else hr_lut(None, None)
         self.class_ids, self.class_names = class_table(class_schema)
         self._grid_res: dict[str, float] = {}
 
@@ -294,13 +327,8 @@ class FusuDataset:
             self._path(rec, "change_bin", lay.change_dir(aoi, "bin"), pid), "change mask"
         )[0]
 
-        img1 = torch.from_numpy(t1[:3]).float().div_(255.0)
-        img2 = torch.from_numpy(t2[:3]).float().div_(255.0)
-        if self._stats is not None:
-            m = torch.from_numpy(self._stats["hr_mean"])[:, None, None]
-            s = torch.from_numpy(self._stats["hr_std"])[:, None, None]
-            img1 = img1.sub_(m).div_(s)
-            img2 = img2.sub_(m).div_(s)
+        img1 = torch.from_numpy(apply_hr_lut(t1, self._hr_lut))
+        img2 = torch.from_numpy(apply_hr_lut(t2, self._hr_lut))
         l1 = torch.from_numpy(lab1.astype(np.int64))
         l2 = torch.from_numpy(lab2.astype(np.int64))
         ch = torch.from_numpy(chg.astype(np.int64))
@@ -322,11 +350,18 @@ class FusuDataset:
                 )
             keep = select_months(len(all_months), self.months, all_months)
             months = [all_months[k] for k in keep]
-            x = np.asarray(cube["x"])[keep]
-            counts = np.asarray(cube["counts"], dtype=np.uint8)[keep]
+            sel = slice(int(keep[0]), int(keep[-1]) + 1) if len(keep) else slice(0, 0)
+            if len(keep) and not np.array_equal(keep, np.arange(sel.start, sel.stop)):
+                sel = keep  # named, non-contiguous months: fancy indexing (copy)
+            x = np.asarray(cube["x"])[sel]  # a view for all / last-N months
+            counts = np.asarray(cube["counts"], dtype=np.uint8)[sel]
             st = self._stats
             vals, valid = sentinel_arrays(
-                x, counts, st["s_mean"] if st else None, st["s_std"] if st else None
+                x,
+                counts,
+                st["s_mean"] if st else None,
+                st["s_std"] if st else None,
+                inplace=True,  # the cube was read for this sample only
             )
             sample["sentinel"] = torch.from_numpy(vals)
             sample["sentinel_valid"] = torch.from_numpy(valid)

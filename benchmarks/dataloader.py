@@ -1,0 +1,583 @@
+"""Data-loading benchmark: native layout vs FUSU release layout vs the raw page-cache limit.
+
+One command::
+
+    python -m benchmarks.dataloader            # 5,000 patches (a few minutes on 2 cores)
+    python -m benchmarks.dataloader --n 500    # quicker
+
+It generates a synthetic dataset at the real sizes (512 x 512 px HR patches at 0.5 m, T1/T2 RGB,
+two label rasters and a change mask as deflate GeoTIFFs, footprints of 128 x 128 px at 10 m on
+one AOI grid, a 25-month Sentinel mosaic ``sentinel/<aoi>.zarr`` written with
+:mod:`pipeline.io.mosaic`), exports a subset of ``--measure`` patches to the FUSU release layout
+(PNGs + one 14-band float32 GeoTIFF per month and patch, via :mod:`pipeline.io.export`) and dumps
+the same subset as raw uncompressed arrays in their stored dtypes. After reading every file
+once (page cache warm), it measures ``DataLoader`` samples/s over the subset in a fixed
+shuffled order with 1 and 2 workers for
+
+* ``native``: :class:`pipeline.dataset.FusuDataset` (GeoTIFFs + footprint windows of the mosaic),
+* ``fusu``: a minimal FUSU-layout reader (PIL PNGs + rasterio per-month GeoTIFFs) producing the
+  same tensors,
+* ``raw``: ``np.fromfile`` of the pre-dumped arrays (no decoding, no conversion: the limit),
+
+and prints native/raw (goal >= 0.5) and native/fusu, plus the bytes on disk per patch of the
+Sentinel part: native (mosaic size / all patches) vs FUSU (month GeoTIFFs per patch) (goal
+<= 1/10). Synthetic content is textured (class-coloured blocks + noise, smooth S2 fields with
+noise and cloud gaps) so compression ratios are plausible, not those of real scenes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PATCH_PX = 512
+GSD_M = 0.5
+RES_M = 10.0
+FP_PX = 128
+EPSG = 32649
+X0, Y0 = 600000.0, 3800020.0
+MONTHS = [f"{2018 + (7 + k) // 12}-{(7 + k) % 12 + 1:02d}" for k in range(25)]  # 2018-08..2020-08
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def _lattice(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _geometry(n: int) -> dict[str, Any]:
+    rows, cols = _lattice(n)
+    pg = PATCH_PX * GSD_M / RES_M  # 25.6 grid px per patch
+    margin = (FP_PX - pg) / 2  # 51.2
+    width = math.ceil((cols * pg + 2 * margin) / 64) * 64
+    height = math.ceil((rows * pg + 2 * margin) / 64) * 64
+    return {
+        "rows": rows,
+        "cols": cols,
+        "pg": pg,
+        "margin": margin,
+        "width": width,
+        "height": height,
+    }
+
+
+def _patch_rows(n: int) -> list[dict[str, Any]]:
+    g = _geometry(n)
+    out = []
+    for k in range(n):
+        r, c = divmod(k, g["cols"])
+        # patch upper-left in grid px (fractional), footprint centred and snapped to the grid
+        px, py = g["margin"] + c * g["pg"], g["margin"] + r * g["pg"]
+        cx, cy = px + g["pg"] / 2, py + g["pg"] / 2
+        col0, row0 = round(cx - FP_PX / 2), round(cy - FP_PX / 2)
+        pid = f"bench_r{r:03d}_c{c:03d}"
+        out.append(
+            {
+                "patch_id": pid,
+                "aoi": "bench",
+                "city": "bench",
+                "split": "train",
+                "t1": "2018-08-15",
+                "t2": "2020-08-15",
+                "gsd_m": GSD_M,
+                "hr_crs": f"EPSG:{EPSG}",
+                "px_col0": c * PATCH_PX,
+                "px_row0": r * PATCH_PX,
+                "size_px": PATCH_PX,
+                "hr_t1": f"aois/bench/hr/t1/{pid}.tif",
+                "hr_t2": f"aois/bench/hr/t2/{pid}.tif",
+                "label_t1": f"aois/bench/labels/t1/{pid}.tif",
+                "label_t2": f"aois/bench/labels/t2/{pid}.tif",
+                "change_bin": f"aois/bench/change/bin/{pid}.tif",
+                "fp_col0": col0,
+                "fp_row0": row0,
+                "fp_size_px": FP_PX,
+                "patch_off_x_px": px - col0,
+                "patch_off_y_px": py - row0,
+                "patch_w_px": g["pg"],
+                "patch_h_px": g["pg"],
+                "change_fraction": 0.0,
+            }
+        )
+    return out
+
+
+_PALETTE = np.random.default_rng(7).integers(40, 220, (18, 3)).astype(np.int16)
+
+
+def _hr_arrays(k: int) -> tuple[np.ndarray, ...]:
+    """Synthetic T1/T2 RGB (3, 512, 512) uint8, labels (512, 512) uint8, change uint8."""
+    rng = np.random.default_rng(1000 + k)
+    cells = rng.integers(1, 18, (16, 16)).astype(np.uint8)
+    l1 = np.kron(cells, np.ones((32, 32), np.uint8))
+    cells2 = cells.copy()
+    flip = rng.random((16, 16)) < 0.2
+    cells2[flip] = rng.integers(1, 18, int(flip.sum()))
+    l2 = np.kron(cells2, np.ones((32, 32), np.uint8))
+
+    def rgb(lab: np.ndarray) -> np.ndarray:
+        base = _PALETTE[lab].transpose(2, 0, 1)
+        noise = rng.integers(-10, 11, base.shape, dtype=np.int16)
+        return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+    change = (l1 != l2).astype(np.uint8)
+    return rgb(l1), rgb(l2), l1, l2, change
+
+
+def _write_hr(job: tuple[str, list[tuple[int, dict[str, Any]]]]) -> None:
+    from affine import Affine
+
+    from pipeline.io.raster import write_patch_tif
+
+    root, items = job
+    r = Path(root)
+    crs = f"EPSG:{EPSG}"
+    for k, row in items:
+        t1, t2, l1, l2, ch = _hr_arrays(k)
+        tr = Affine(GSD_M, 0, X0 + row["px_col0"] * GSD_M, 0, -GSD_M, Y0 - row["px_row0"] * GSD_M)
+        for key, arr, nd in (
+            ("hr_t1", t1, 0),
+            ("hr_t2", t2, 0),
+            ("label_t1", l1, 255),
+            ("label_t2", l2, 255),
+            ("change_bin", ch, 255),
+        ):
+            p = r / row[key]
+            if not p.exists():
+                write_patch_tif(p, arr, tr, crs, nd)
+
+
+def _s2_month(t: int, h: int, w: int) -> tuple[np.ndarray, ...]:
+    """Month t: S2 reflectance (12, h, w) float32 NaN gaps, S1 dB (2, h, w), counts."""
+    rng = np.random.default_rng(50 + t)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    field = 0.5 + 0.25 * np.sin(xx / 37.0 + t) * np.cos(yy / 53.0 - t / 3)
+    s2 = np.empty((12, h, w), np.float32)
+    for b in range(12):
+        s2[b] = (0.05 + 0.02 * b) * field + rng.normal(0, 0.004, (h, w)).astype(np.float32)
+    cloud = np.kron(rng.random((h // 64 + 1, w // 64 + 1)) < 0.25, np.ones((64, 64), bool))
+    cloud = cloud[:h, :w]
+    s2[:, cloud] = np.nan
+    s1 = np.stack([-12 + 3 * field, -18 + 3 * field]) + rng.normal(0, 0.3, (2, h, w))
+    c2 = rng.integers(1, 7, (h, w)).astype(np.uint8)
+    c2[cloud] = 0
+    c1 = rng.integers(2, 6, (h, w)).astype(np.uint8)
+    return s2, s1.astype(np.float32), c2, c1
+
+
+def generate_native(root: Path, n: int, workers: int) -> list[dict[str, Any]]:
+    """Write the native layout of ``n`` patches under ``root`` (skips what exists)."""
+    import pandas as pd
+
+    from pipeline.grid import AoiGrid
+    from pipeline.io import write_json
+    from pipeline.io.mosaic import init_mosaic, write_block
+    from pipeline.layout import Layout
+    from pipeline.sources.base import ALL_BANDS, Block, BlockResult
+
+    lay = Layout(root)
+    rows = _patch_rows(n)
+    g = _geometry(n)
+    items = list(enumerate(rows))
+    chunks = [(str(root), items[i :: workers * 8]) for i in range(workers * 8)]
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(workers) as pool:
+        pool.map(_write_hr, chunks)
+    print(f"  HR/labels/change GeoTIFFs: {n} patches in {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    mos = lay.mosaic("bench")
+    done = mos.parent / ".bench-mosaic-done"
+    if not done.exists():
+        grid = AoiGrid(EPSG, RES_M, X0, Y0, g["width"], g["height"])
+        init_mosaic(mos, grid, MONTHS, aoi="bench", overwrite=True)
+        for t in range(len(MONTHS)):
+            s2, s1, c2, c1 = _s2_month(t, g["height"], g["width"])
+            write_block(
+                mos,
+                t,
+                Block(0, 0, g["width"], g["height"]),
+                BlockResult(s2=s2, s2_count=c2, s1=s1, s1_count=c1),
+            )
+        done.write_text("ok")
+    print(
+        f"  mosaic {g['width']}x{g['height']} px x {len(MONTHS)} months in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+    pd.DataFrame(rows).to_parquet(lay.index(), index=False)
+    write_json(
+        lay.stats(),
+        {
+            "sentinel": {
+                "bands": list(ALL_BANDS),
+                "mean": [0.05 + 0.01 * b for b in range(12)] + [-12.0, -18.0],
+                "std": [0.03] * 12 + [3.0, 3.0],
+            },
+            "hr": {
+                "bands": ["R", "G", "B"],
+                "mean": [128.0] * 3,
+                "std": [50.0] * 3,
+                "units": "DN 0..255",
+            },
+        },
+    )
+    return rows
+
+
+def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
+    from pipeline.grid import AoiGrid
+    from pipeline.io.dataset_io import read_tif
+    from pipeline.io.export import write_png, write_times_tif
+    from pipeline.io.mosaic import read_footprint_cube
+    from pipeline.sources.base import ALL_BANDS
+
+    native, fusu, rows = job
+    nr, fr = Path(native), Path(fusu)
+    meta = json.loads((nr / ".bench-grid.json").read_text())
+    grid = AoiGrid(**meta)
+    for row in rows:
+        pid = row["patch_id"]
+        for d, key in (
+            ("im1", "hr_t1"),
+            ("im2", "hr_t2"),
+            ("label1", "label_t1"),
+            ("label2", "label_t2"),
+            ("label_bin", "change_bin"),
+        ):
+            p = fr / "train" / d / f"{pid}.png"
+            if not p.exists():
+                a = read_tif(nr / row[key])
+                write_png(p, a if a.shape[0] == 3 else a[0])
+        cube = read_footprint_cube(
+            nr / "sentinel" / "bench.zarr", row["fp_col0"], row["fp_row0"], FP_PX
+        )
+        tr = grid.window_transform(row["fp_col0"], row["fp_row0"])
+        for k in range(cube["x"].shape[0]):
+            p = fr / "train" / "Times" / f"{pid}_{k + 1}.tif"
+            if not p.exists():
+                write_times_tif(p, cube["x"][k], tr, grid.crs, ALL_BANDS)
+
+
+def _raw_dump(job: tuple[str, str, list[dict[str, Any]]]) -> None:
+    from pipeline.io.dataset_io import read_tif
+    from pipeline.io.mosaic import _open_arrays
+
+    native, raw, rows = job
+    nr, rr = Path(native), Path(raw)
+    arrays, _ = _open_arrays(str(nr / "sentinel" / "bench.zarr"), "r")
+    for row in rows:
+        p = rr / f"{row['patch_id']}.raw"
+        if p.exists():
+            continue
+        ys = slice(row["fp_row0"], row["fp_row0"] + FP_PX)
+        xs = slice(row["fp_col0"], row["fp_col0"] + FP_PX)
+        parts = [
+            read_tif(nr / row[k]) for k in ("hr_t1", "hr_t2", "label_t1", "label_t2", "change_bin")
+        ]
+        parts += [
+            np.asarray(arrays["s2"][:, :, ys, xs]),
+            np.asarray(arrays["s1"][:, :, ys, xs]),
+            np.stack([arrays["s2_count"][:, ys, xs], arrays["s1_count"][:, ys, xs]], 1),
+        ]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "wb") as fh:
+            for a in parts:
+                fh.write(np.ascontiguousarray(a).tobytes())
+
+
+# --------------------------------------------------------------------------- readers
+
+
+class FusuLayoutDataset:
+    """Minimal FUSU-release-layout reader producing the native dataset's main tensors."""
+
+    def __init__(self, root: Path, ids: list[str], months: int, stats: dict[str, Any]) -> None:
+        from pipeline.dataset import parse_stats
+
+        self.root, self.ids, self.months = root, ids, months
+        self.st = parse_stats(stats)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import rasterio
+        import torch
+        from PIL import Image
+
+        from pipeline.dataset import sentinel_arrays
+
+        pid, d = self.ids[i], self.root / "train"
+
+        def png(sub: str) -> np.ndarray:
+            with Image.open(d / sub / f"{pid}.png") as im:
+                return np.asarray(im)
+
+        m, s = self.st["hr_mean"][:, None, None], self.st["hr_std"][:, None, None]
+        t1 = (torch.from_numpy(png("im1")).permute(2, 0, 1).float() / 255 - m) / s
+        t2 = (torch.from_numpy(png("im2")).permute(2, 0, 1).float() / 255 - m) / s
+        x = np.empty((self.months, 14, FP_PX, FP_PX), np.float32)
+        for k in range(self.months):
+            with rasterio.open(d / "Times" / f"{pid}_{k + 1}.tif") as src:
+                x[k] = src.read()
+        vals, valid = sentinel_arrays(x, None, self.st["s_mean"], self.st["s_std"], inplace=True)
+        return {
+            "t1": t1,
+            "t2": t2,
+            "label1": torch.from_numpy(png("label1").astype(np.int64)),
+            "label2": torch.from_numpy(png("label2").astype(np.int64)),
+            "change": torch.from_numpy(png("label_bin").astype(np.int64)),
+            "sentinel": torch.from_numpy(vals),
+            "sentinel_valid": torch.from_numpy(valid),
+            "month_mask": torch.ones(self.months, dtype=torch.bool),
+        }
+
+
+class RawDataset:
+    """The limit: ``np.fromfile`` of one pre-dumped sample (stored dtypes, no decoding)."""
+
+    def __init__(self, root: Path, ids: list[str], months: int) -> None:
+        self.root, self.ids, T = root, ids, months
+        P, F = PATCH_PX, FP_PX
+        self.layout = [
+            ("t1", np.uint8, (3, P, P)),
+            ("t2", np.uint8, (3, P, P)),
+            ("label1", np.uint8, (P, P)),
+            ("label2", np.uint8, (P, P)),
+            ("change", np.uint8, (P, P)),
+            ("s2", np.uint16, (T, 12, F, F)),
+            ("s1", np.float32, (T, 2, F, F)),
+            ("counts", np.uint8, (T, 2, F, F)),
+        ]
+        # label rasters are stored as (1, P, P)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        buf = np.fromfile(self.root / f"{self.ids[i]}.raw", dtype=np.uint8)
+        out, off = {}, 0
+        for name, dt, shape in self.layout:
+            nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
+            out[name] = torch.from_numpy(buf[off : off + nbytes].view(dt).reshape(shape))
+            off += nbytes
+        return out
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _du(path: Path) -> int:
+    """Bytes on disk (allocated blocks) under ``path``."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            total += st.st_blocks * 512
+    return total
+
+
+def _warm(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir():
+            for dirpath, _, files in os.walk(p):
+                for f in files:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        while fh.read(1 << 22):
+                            pass
+        elif p.exists():
+            with open(p, "rb") as fh:
+                while fh.read(1 << 22):
+                    pass
+
+
+def measure(ds: Any, order: list[int], workers: int, batch: int, collate: Any) -> float:
+    """Samples/s of a DataLoader over ``order`` (first batch excluded: worker start-up)."""
+    from torch.utils.data import DataLoader
+
+    sampler = order  # a fixed shuffled order (list of indices) is a valid sampler
+    dl = DataLoader(
+        ds,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+    )
+    it = iter(dl)
+    first = next(it)
+    n = 0
+    t0 = time.perf_counter()
+    for b in it:
+        n += int(b["t1"].shape[0])
+        del b
+    dt = time.perf_counter() - t0
+    del first
+    return n / dt if dt > 0 else float("nan")
+
+
+def cpu_ms_per_sample(ds: Any, order: list[int]) -> float:
+    """CPU time (ms, this process and its threads) per sample read in-process: less sensitive
+    than wall time to other jobs sharing the machine."""
+    ds[order[0]]
+    t0 = time.process_time()
+    for i in order[1:]:
+        ds[i]
+    return 1000.0 * (time.process_time() - t0) / max(1, len(order) - 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=5000, help="patches in the synthetic dataset")
+    ap.add_argument(
+        "--measure",
+        type=int,
+        default=96,
+        help="patches read per measurement (also exported to the FUSU layout and dumped raw)",
+    )
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--gen-workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="work folder (kept and reused if given; default: a temp folder)",
+    )
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from pipeline.dataset import FusuDataset, fusu_collate
+    from pipeline.io.mosaic import _open_arrays
+
+    torch.set_num_threads(1)
+    work = args.dir or Path(tempfile.mkdtemp(prefix="fusu-bench-"))
+    native, fusu, raw = work / "native", work / "fusu", work / "raw"
+    native.mkdir(parents=True, exist_ok=True)
+    print(
+        f"benchmark folder {work}: {args.n} patches, {len(MONTHS)} months, "
+        f"{PATCH_PX} px HR, {FP_PX} px footprints"
+    )
+    t_all = time.perf_counter()
+    try:
+        rows = generate_native(native, args.n, args.gen_workers)
+        g = _geometry(args.n)
+        (native / ".bench-grid.json").write_text(
+            json.dumps(
+                {
+                    "epsg": EPSG,
+                    "res_m": RES_M,
+                    "x0": X0,
+                    "y0": Y0,
+                    "width": g["width"],
+                    "height": g["height"],
+                }
+            )
+        )
+        rng = np.random.default_rng(0)
+        sub_idx = sorted(rng.choice(len(rows), size=min(args.measure, len(rows)), replace=False))
+        sub = [rows[i] for i in sub_idx]
+        t0 = time.perf_counter()
+        jobs = [
+            (str(native), str(fusu), sub[i :: args.gen_workers]) for i in range(args.gen_workers)
+        ]
+        _open_arrays.cache_clear()
+        with mp.get_context("fork").Pool(args.gen_workers) as pool:
+            pool.map(_fusu_export, jobs)
+            pool.map(_raw_dump, [(str(native), str(raw), j[2]) for j in jobs])
+        print(
+            f"  FUSU layout + raw dumps of {len(sub)} patches in {time.perf_counter() - t0:.0f} s"
+        )
+
+        # ---- bytes on disk
+        fusu_times = _du(fusu / "train" / "Times") / len(sub)
+        native_s = _du(native / "sentinel") / len(rows)
+        hr_native = _du(native / "aois") / len(rows)
+        hr_fusu = sum(
+            _du(fusu / "train" / d) for d in ("im1", "im2", "label1", "label2", "label_bin")
+        ) / len(sub)
+        raw_sample = (raw / f"{sub[0]['patch_id']}.raw").stat().st_size
+
+        # ---- throughput
+        stats = json.loads((native / "stats.json").read_text())
+        nat_all = FusuDataset(native, split=None)
+        pos = {pid: i for i, pid in enumerate(nat_all.patch_ids)}
+        ids = [r["patch_id"] for r in sub]
+        order = [int(i) for i in rng.permutation(len(sub))]
+        nat = torch.utils.data.Subset(nat_all, [pos[p] for p in ids])
+        datasets = {
+            "native": (nat, fusu_collate),
+            "fusu": (FusuLayoutDataset(fusu, ids, len(MONTHS), stats), None),
+            "raw": (RawDataset(raw, ids, len(MONTHS)), None),
+        }
+        _warm(
+            [native / "sentinel", fusu, raw]
+            + [
+                native / r[k]
+                for r in sub
+                for k in ("hr_t1", "hr_t2", "label_t1", "label_t2", "change_bin")
+            ]
+        )
+        res: dict[tuple[str, int], float] = {}
+        cpu = {
+            name: cpu_ms_per_sample(ds, order[: max(2, len(order) // 3)])
+            for name, (ds, _c) in datasets.items()
+        }
+        print("  CPU ms/sample (in-process): " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        for w in args.workers:
+            for name, (ds, coll) in datasets.items():
+                res[(name, w)] = measure(ds, order, w, args.batch, coll)
+                print(f"  {name:6s} workers={w}: {res[(name, w)]:7.1f} samples/s")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    print(
+        f"RESULTS ({args.n} patches, measured on {len(sub)} patches x {len(MONTHS)} months, "
+        f"batch {args.batch}, {os.cpu_count()} CPUs, total {time.perf_counter() - t_all:.0f} s)"
+    )
+    print(
+        f"{'workers':>8} {'native/s':>9} {'fusu/s':>8} {'raw/s':>8} {'native/raw':>11} "
+        f"{'native/fusu':>12}"
+    )
+    for w in args.workers:
+        nv, fu, rw = res[("native", w)], res[("fusu", w)], res[("raw", w)]
+        print(
+            f"{w:>8} {nv:9.1f} {fu:8.1f} {rw:8.1f} {nv / rw:11.2f} {nv / fu:12.2f}"
+            f"   (goal native/raw >= 0.5)"
+        )
+    print(
+        f"CPU time per sample (in-process, 0 workers): native {cpu['native']:.0f} ms, fusu "
+        f"{cpu['fusu']:.0f} ms, raw {cpu['raw']:.0f} ms: raw/native = "
+        f"{cpu['raw'] / cpu['native']:.2f} (same goal, >= 0.5), fusu/native = "
+        f"{cpu['fusu'] / cpu['native']:.2f}"
+    )
+    print(
+        f"Sentinel bytes on disk per patch: native {native_s / 1e6:.2f} MB (mosaic / "
+        f"{len(rows)} patches) vs FUSU {fusu_times / 1e6:.2f} MB (25 month GeoTIFFs): "
+        f"native/fusu = {native_s / fusu_times:.3f}   (goal <= 0.100)"
+    )
+    print(
+        f"HR + labels + change bytes per patch: native GeoTIFF {hr_native / 1e6:.2f} MB vs "
+        f"FUSU PNG {hr_fusu / 1e6:.2f} MB; raw sample {raw_sample / 1e6:.2f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
