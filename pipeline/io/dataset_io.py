@@ -38,7 +38,7 @@ def read_index_table(path: str | Path) -> Any:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(p)
-    drop = {"geometry", "fp_geometry_wkb"}
+    drop = {"geometry", "fp_geometry_wkb", "hr_geometry_wkb"}
     cols = [c for c in schema.names if c not in drop]
     return pd.read_parquet(p, columns=cols)
 
