@@ -8,9 +8,9 @@ child's peak RSS, the scene size, and the ratios (RSS growth vs. scene growth). 
 means the RSS ratio stays near 1 while the scene ratio grows 4x per doubling of the side; the
 remaining growth is bounded by the GDAL block cache cap (pipeline.io.raster.SCENE_CACHE_MB).
 
-Measured (2 shared cores, 256 px patches): 1024 px 172 MB, 2048 px 178 MB, 4096 px 189 MB,
-8192 px 247 MB peak RSS for 1x / 4x / 16x / 64x the pixels. Without the cache cap (GDAL's
-default is 5 % of RAM) the 4096 px run already peaked at 349 MB and kept growing.
+Measured (2 busy shared cores, 256 px patches, 64 MiB cache cap): 1024 px 182 MB, 2048 px
+218 MB, 4096 px 258 MB, 8192 px 279 MB peak RSS for 1x / 4x / 16x / 64x the pixels (the
+growth is the cache filling up to its cap; 4096 -> 8192 px adds 21 MB for 4x the pixels).
 """
 
 from __future__ import annotations

@@ -125,12 +125,16 @@ def write_patch_tif(
 
 #: GDAL block cache (MiB) while streaming a scene: GDAL's default (5 % of RAM) would let the
 #: cache, not the data, set the memory of a tile job.
-SCENE_CACHE_MB = 128
+SCENE_CACHE_MB = 64
 
 
 def bounded_gdal_cache(cache_mb: int = SCENE_CACHE_MB) -> Any:
-    """Context manager capping GDAL's block cache, so memory stays flat as scenes grow."""
-    return rasterio.Env(GDAL_CACHEMAX=int(cache_mb))
+    """Context manager capping GDAL's block cache, so memory stays flat as scenes grow.
+
+    Note: rasterio passes ``GDAL_CACHEMAX`` to ``GDALSetCacheMax64``, i.e. in **bytes**
+    (a bare 128 would be a 128-byte cache and make warped reads ~5x slower).
+    """
+    return rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 1024 * 1024)
 
 
 @dataclass(frozen=True)
