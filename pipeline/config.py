@@ -315,6 +315,16 @@ class TrainConfig(_Model):
     tensorboard: bool = Field(default=False)
     seed: int = Field(default=0)
     tiny: bool = Field(default=False, description="Tiny model widths for CPU demo / tests.")
+    resume: bool = Field(
+        default=True, description="Resume from train/checkpoints/last.pt when it exists."
+    )
+    augment: bool = Field(
+        default=True, description="Random horizontal/vertical flips (both dates, series, box)."
+    )
+    log_every: int = Field(default=10, ge=1, description="Steps between CSV log rows.")
+    max_eval_batches: int | None = Field(
+        default=None, ge=1, description="Cap on batches per evaluation (None = whole split)."
+    )
 
 
 class ExpandConfig(_Model):

@@ -7,60 +7,60 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import metrics as M
+from pipeline import metrics as pm
 
 
 def test_confusion_matrix_counts_and_ignore() -> None:
     t = np.array([[0, 1, 1], [2, 255, 2]])
     p = np.array([[0, 1, 2], [2, 0, 1]])
-    cm = M.confusion_matrix(t, p, n_classes=3)
+    cm = pm.confusion_matrix(t, p, n_classes=3)
     expected = np.array([[1, 0, 0], [0, 1, 1], [0, 1, 1]])
     np.testing.assert_array_equal(cm, expected)
     assert cm.dtype == np.int64
     # mask restricts further
-    cm2 = M.confusion_matrix(t, p, 3, mask=np.array([[1, 1, 0], [0, 1, 0]], bool))
+    cm2 = pm.confusion_matrix(t, p, 3, mask=np.array([[1, 1, 0], [0, 1, 0]], bool))
     np.testing.assert_array_equal(cm2, [[1, 0, 0], [0, 1, 0], [0, 0, 0]])
 
 
 def test_confusion_matrix_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="outside"):
-        M.confusion_matrix(np.array([0, 5]), np.array([0, 1]), n_classes=3)
+        pm.confusion_matrix(np.array([0, 5]), np.array([0, 1]), n_classes=3)
     with pytest.raises(ValueError, match="same shape"):
-        M.confusion_matrix(np.array([0, 1]), np.array([0]), n_classes=3)
+        pm.confusion_matrix(np.array([0, 1]), np.array([0]), n_classes=3)
 
 
 def test_iou_and_miou_foreground_only() -> None:
     # 3 classes: 0 background, 1, 2
     cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 0]])
-    iou = M.iou_per_class(cm)
+    iou = pm.iou_per_class(cm)
     assert iou[0] == pytest.approx(5 / (5 + 2 + 1))
     assert iou[1] == pytest.approx(3 / (3 + 1 + 3))
     assert iou[2] == pytest.approx(0 / 1)  # predicted once, never true -> 0
-    assert M.mean_iou(cm, classes=(1, 2)) == pytest.approx((3 / 7 + 0) / 2)
+    assert pm.mean_iou(cm, classes=(1, 2)) == pytest.approx((3 / 7 + 0) / 2)
     # a class never present nor predicted is excluded (NaN), not counted as 0
     cm3 = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
-    assert math.isnan(M.iou_per_class(cm3)[2])
-    assert M.mean_iou(cm3, classes=(1, 2)) == pytest.approx(3 / 6)
+    assert math.isnan(pm.iou_per_class(cm3)[2])
+    assert pm.mean_iou(cm3, classes=(1, 2)) == pytest.approx(3 / 6)
 
 
 def test_global_accumulation_differs_from_mean_of_patches() -> None:
     # patch A: class 1 perfect (1 px); patch B: class 1 with 1 TP, 3 FN -> global 2/5
-    a = M.confusion_matrix(np.array([1]), np.array([1]), 2)
-    b = M.confusion_matrix(np.array([1, 1, 1, 1]), np.array([1, 0, 0, 0]), 2)
-    assert M.iou_per_class(a + b)[1] == pytest.approx(2 / 5)
+    a = pm.confusion_matrix(np.array([1]), np.array([1]), 2)
+    b = pm.confusion_matrix(np.array([1, 1, 1, 1]), np.array([1, 0, 0, 0]), 2)
+    assert pm.iou_per_class(a + b)[1] == pytest.approx(2 / 5)
 
 
 def test_binary_scores() -> None:
     t = np.array([1, 1, 1, 0, 0, 0, 255])
     p = np.array([1, 1, 0, 1, 0, 0, 1])
-    s = M.binary_scores(M.confusion_matrix(t, p, 2))
+    s = pm.binary_scores(pm.confusion_matrix(t, p, 2))
     # tp=2 fn=1 fp=1 tn=2
     assert s["iou"] == pytest.approx(2 / 4)
     assert s["precision"] == pytest.approx(2 / 3)
     assert s["recall"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(4 / 6)
     assert s["oa"] == pytest.approx(4 / 6)
-    empty = M.binary_scores(np.zeros((2, 2), np.int64))
+    empty = pm.binary_scores(np.zeros((2, 2), np.int64))
     assert math.isnan(empty["iou"])
 
 
@@ -70,7 +70,7 @@ def test_scs_known_answer() -> None:
     change = np.array([1, 1, 1, 0])
     pred2 = np.array([1, 2, 1, 3])
     pred_change = np.array([1, 0, 1, 1])
-    mt = M.ChangeSegMetrics(n_classes=4)
+    mt = pm.ChangeSegMetrics(n_classes=4)
     mt.update(label2, label2, change, None, pred2, pred_change)
     out = mt.compute()
     # BC: tp=2 (px0, px2), fn=1 (px1), fp=1 (px3) -> 2/4
@@ -79,7 +79,7 @@ def test_scs_known_answer() -> None:
     # class 3 is not among GT-changed pixels -> excluded from the mean
     assert out["sc"] == pytest.approx(0.5)
     assert out["scs"] == pytest.approx(0.5)
-    direct = M.scs_score(mt.change, mt.sc)
+    direct = pm.scs_score(mt.change, mt.sc)
     assert direct["scs"] == pytest.approx(0.5)
 
 
@@ -91,7 +91,7 @@ def test_semantic_change_miou_known_answer() -> None:
     pred1 = np.array([[1, 1, 1, 0]])
     pred2 = np.array([[1, 3, 3, 0]])
     pred_change = np.array([[0, 1, 0, 1]])
-    mt = M.ChangeSegMetrics(n_classes=n)
+    mt = pm.ChangeSegMetrics(n_classes=n)
     mt.update(label1, label2, change, pred1, pred2, pred_change)
     # masked GT  d1: [0,1,2,ign] d2: [0,3,3,ign]; masked pred d1: [0,1,0,-] d2: [0,3,0,-]
     np.testing.assert_array_equal(
@@ -107,6 +107,6 @@ def test_semantic_change_miou_known_answer() -> None:
     assert out["scd_iou_nochange"] == pytest.approx(2 / 4)
     # segmentation over both dates, 7 valid px (label1 has one 255)
     assert mt.seg.sum() == 7
-    assert out["seg_miou"] == pytest.approx(M.mean_iou(mt.seg, classes=(1, 2, 3)))
+    assert out["seg_miou"] == pytest.approx(pm.mean_iou(mt.seg, classes=(1, 2, 3)))
     # binary change: tp1 fn1 fp0 (px3 is ignored)
     assert out["change_iou"] == pytest.approx(0.5)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from pipeline.models.utae import UTAE, _gn
@@ -169,13 +169,12 @@ def load_backbone_weights(body: nn.Module, path: str) -> None:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    missing, unexpected = body.load_state_dict(state, strict=False)
-    own = set(body.state_dict())
-    if not own - set(missing):
+    if not isinstance(state, dict) or not set(state) & set(body.state_dict()):
         raise TrainingError(
             f"train.pretrained_path {p}: no parameter name matches the backbone; check that the "
             "weights belong to the configured train.hrnet model"
         )
+    body.load_state_dict(state, strict=False)
 
 
 class FusuNet(nn.Module):

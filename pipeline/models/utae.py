@@ -15,11 +15,12 @@ decoder merges the aggregated skips. Padded months get exactly zero attention.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 
@@ -34,7 +35,7 @@ class ConvBlock(nn.Module):
     def __init__(self, widths: Sequence[int], groups: int = 4) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
+        for a, b in itertools.pairwise(widths):
             layers += [nn.Conv2d(a, b, 3, padding=1, padding_mode="reflect"), _gn(b, groups),
                        nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
@@ -111,7 +112,7 @@ class LTAE2d(nn.Module):
         self.query = nn.Parameter(torch.randn(n_head, d_k) * math.sqrt(2.0 / d_k))
         self.fc_k = nn.Linear(d_model, n_head * d_k)
         layers: list[nn.Module] = []
-        for a, b in zip(mlp[:-1], mlp[1:], strict=True):
+        for a, b in itertools.pairwise(mlp):
             layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
         self.mlp = nn.Sequential(*layers) if layers else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -122,7 +123,8 @@ class LTAE2d(nn.Module):
                 positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, C, h, w = x.shape
         seq = x.permute(0, 3, 4, 1, 2).reshape(B * h * w, T, C)  # (N, T, C)
-        seq = self.in_norm(seq.transpose(1, 2)).transpose(1, 2)
+        # normalise each date on its own so padded months cannot leak into real ones
+        seq = self.in_norm(seq.reshape(-1, C)).view(-1, T, C)
         seq = self.inconv(seq.transpose(1, 2)).transpose(1, 2)  # (N, T, d_model)
         pos = positions.repeat_interleave(h * w, dim=0)  # (N, T)
         seq = seq + positional_encoding(pos, self.d_model, self.period).to(seq.dtype)

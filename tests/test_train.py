@@ -1,0 +1,164 @@
+"""Training-loop tests on CPU with tiny synthetic batches (FusuDataset dict form)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from pipeline.config import TrainConfig  # noqa: E402
+from pipeline.errors import TrainingError  # noqa: E402
+from pipeline.train import EpochSampler, Trainer, compute_losses, flip_batch  # noqa: E402
+from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI box is small and shared; oversubscription is slow."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(tiny=True, batch_size=2, num_workers=0, checkpoint_every=1000, eval_every=1000,
+                log_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ds() -> SyntheticFusu:
+    return SyntheticFusu(n=4, hr=64, fp=16, t=4)
+
+
+@pytest.mark.parametrize("model,months", [("fusunet", None), ("fusunet", 0), ("utae", None)])
+def test_one_step_per_variant_finite(tmp_path, ds, model, months) -> None:
+    tr = Trainer(_cfg(model=model, months=months, max_steps=1), ds, tmp_path, collate,
+                 progress=False)
+    batch = next(iter(tr._train_loader(0, 0)))
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    terms = tr.train_step(batch)
+    assert all(math.isfinite(v) for v in terms.values())
+    assert terms["loss"] > 0
+    assert (terms["loss_ts"] > 0) == (model == "fusunet" and months is None)
+    assert (terms["loss_change"] > 0) == (model != "utae")
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters(),
+                                                          strict=True))
+    assert changed > 0
+    assert len(tr.optimizers) == (1 if model == "utae" else 2)
+
+
+def test_loss_ignores_255_and_weights_change() -> None:
+    B, H = 1, 4
+    seg = torch.zeros(B, 18, H, H)
+    lab = torch.full((B, H, H), 255, dtype=torch.long)
+    lab[0, 0, 0] = 3
+    out = {"seg1": seg, "seg2": seg, "change": torch.zeros(B, 1, H, H)}
+    chg = torch.full((B, H, H), 255, dtype=torch.long)
+    chg[0, 0, 0] = 1
+    t = compute_losses(out, {"label1": lab, "label2": lab, "change": chg}, change_weight=2.0)
+    assert t["loss_seg1"].item() == pytest.approx(math.log(18), rel=1e-5)
+    assert t["loss_change"].item() == pytest.approx(math.log(2), rel=1e-5)
+    assert t["loss"].item() == pytest.approx(2 * math.log(18) + 2 * math.log(2), rel=1e-5)
+    # all-ignored batch: zero loss, not NaN
+    t0 = compute_losses(out, {"label1": torch.full_like(lab, 255), "label2": lab,
+                              "change": torch.full_like(chg, 255)}, 2.0)
+    assert t0["loss_seg1"].item() == 0.0 and t0["loss_change"].item() == 0.0
+
+
+def test_flip_batch_keeps_patch_box_geometry() -> None:
+    s = SyntheticFusu(n=1, hr=64, fp=20, t=2)[0]
+    b = collate([s])
+    b["patch_box"] = torch.tensor([[3.0, 5.0, 4.0, 6.0]])
+    g = torch.Generator().manual_seed(0)
+    while True:  # find a draw with both flips
+        state = g.get_state()
+        if bool((torch.rand(1, 2, generator=g) < 0.5).all()):
+            break
+    g.set_state(state)
+    out = flip_batch(b, generator=g)
+    torch.testing.assert_close(out["patch_box"][0], torch.tensor([20 - 3 - 4.0, 20 - 5 - 6.0,
+                                                                 4.0, 6.0]))
+    torch.testing.assert_close(out["t1"][0], torch.flip(b["t1"][0], dims=(-1, -2)))
+    torch.testing.assert_close(out["sentinel"][0], torch.flip(b["sentinel"][0], dims=(-1, -2)))
+
+
+def test_epoch_sampler_is_resumable() -> None:
+    full = list(EpochSampler(10, seed=3, epoch=1))
+    assert sorted(full) == list(range(10))
+    assert list(EpochSampler(10, seed=3, epoch=1, start=4)) == full[4:]
+    assert full != list(EpochSampler(10, seed=3, epoch=2))
+
+
+def test_tiny_model_overfits(tmp_path, ds) -> None:
+    small = SyntheticFusu(n=4, hr=32, fp=16, t=3)
+    cfg = _cfg(batch_size=4, max_steps=60, seg_lr=0.05, change_lr=3e-3, augment=False)
+    tr = Trainer(cfg, small, tmp_path, collate, val_ds=small, test_ds=small, progress=False)
+    res = tr.fit()
+    with (tmp_path / "log.csv").open() as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh)]
+    assert len(losses) == 60
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert res["test"]["seg_miou"] > 0.3
+    assert res["test"]["change_iou"] > 0.8
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"val", "test", "model", "step"}
+    for key in ("seg_miou", "change_iou", "change_f1", "scd_miou", "scs", "bc", "sc"):
+        assert key in metrics["test"]
+    assert (tmp_path / "confusion_test.png").stat().st_size > 0
+    assert (tmp_path / "model.pt").exists()
+
+
+def _params(tr: Trainer) -> list:
+    return [p.detach().clone() for p in tr.model.parameters()]
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, ds) -> None:
+    # 3 samples, batch 2 -> 2 steps per epoch: the kill at step 3 is mid-epoch
+    data = SyntheticFusu(n=3, hr=64, fp=16, t=3)
+    cfg = _cfg(max_steps=5, checkpoint_every=3, augment=True, seed=7)
+    a = Trainer(cfg, data, tmp_path / "a", collate, progress=False)
+    a.fit()
+    ref = _params(a)
+
+    b = Trainer(cfg, data, tmp_path / "b", collate, progress=False)
+    assert b.fit(stop_at=3) == {}
+    assert b.step == 3 and (tmp_path / "b" / "checkpoints" / "last.pt").exists()
+    torch.manual_seed(999)  # the "new process" has a different RNG state until resumed
+    c = Trainer(cfg, data, tmp_path / "b", collate, progress=False)
+    assert c.step == 0
+    c.load_checkpoint()
+    assert c.step == 3
+    # optimizer and scheduler state restored
+    assert c.schedulers[0].last_epoch == 3
+    assert c.optimizers[0].state_dict()["state"]
+    torch.manual_seed(999)
+    c2 = Trainer(cfg, data, tmp_path / "b", collate, progress=False)
+    c2.fit()
+    assert c2.step == 5
+    for p, q in zip(ref, _params(c2), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with (tmp_path / "b" / "log.csv").open() as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh)]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_resume_refuses_other_model(tmp_path, ds) -> None:
+    Trainer(_cfg(max_steps=1), ds, tmp_path, collate, progress=False).fit()
+    other = Trainer(_cfg(max_steps=2, model="utae"), ds, tmp_path, collate, progress=False)
+    with pytest.raises(TrainingError, match="checkpoint"):
+        other.fit()
+
+
+def test_cuda_requested_without_gpu(tmp_path, ds) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    with pytest.raises(TrainingError, match="no CUDA GPU"):
+        Trainer(_cfg(device="cuda"), ds, tmp_path, collate, progress=False)
