@@ -1,1 +1,26 @@
-# Rules for the train part of the pipeline (filled in by its issue).
+# Rules for the train part of the pipeline: FUSU-Net (or a baseline) on the built dataset.
+# Not part of `all`: run it explicitly, e.g.
+#   snakemake --cores 8 --resources gpu=1 train
+#   snakemake --cores 2 train --config 'train={"tiny": true, "hr_size_px": 128, "max_steps": 20}'
+# The job declares `gpu=1` (so a cluster profile / `--resources gpu=1` limits concurrent
+# training jobs); it falls back to CPU when no GPU is visible (train.device: auto).
+# Killing and re-running resumes from train/checkpoints/last.pt.
+
+
+rule train:
+    input:
+        index=L.index(),
+        stats=L.stats(),
+    output:
+        metrics=f"{L.train_dir()}/metrics.json",
+        model=f"{L.train_dir()}/model.pt",
+    params:
+        cfg=CFG.section("train"),
+        root=ROOT,
+    threads: CFG.train.num_workers + 1
+    resources:
+        gpu=1,
+    log:
+        f"{ROOT}/logs/train/train.log",
+    script:
+        "../../stages/train.py"
