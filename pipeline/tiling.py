@@ -122,35 +122,47 @@ def nodata_fraction(valid: np.ndarray) -> float:
     return float(1.0 - v.mean()) if v.size else 1.0
 
 
-def gsd_from_crs(res: tuple[float, float], crs: Any, center_lonlat: tuple[float, float]) -> float:
-    """Ground sample distance (m) of a raster pixel.
+def gsd_from_crs(
+    res: tuple[float, float], crs: Any, center_lonlat: tuple[float, float], span_px: int = 100
+) -> float:
+    """Pixel size (m) as measured on the AOI's Sentinel grid: WGS84 / UTM of the scene centre.
 
-    Projected CRS: the pixel size times the CRS's linear unit (metres, US feet, ...);
-    geographic CRS: the geodesic size of one pixel at ``center_lonlat``. Non-square pixels give
-    the geometric mean of the two sides.
+    This is the GSD the footprint rule needs (patch side in grid metres). An image already in
+    that UTM zone gives its pixel size exactly; any other CRS (another UTM zone, Web Mercator,
+    US feet, geographic degrees) is measured by projecting a ``span_px`` pixel cross at the
+    scene centre into that zone (Web Mercator 0.5 m at 34 deg N -> 0.41 m; 1e-5 deg at the
+    equator -> 1.11 m). Non-square pixels give the geometric mean of the two sides.
 
     Args:
         res: (x, y) pixel size in CRS units (positive).
         crs: a rasterio / pyproj CRS.
         center_lonlat: scene centre (lon, lat) in degrees.
+        span_px: length of the measured cross (pixels), to average out rounding.
     """
     from pyproj import CRS as PCRS
-    from pyproj import Geod
+    from pyproj import Transformer
+
+    from pipeline.errors import GridError
+    from pipeline.grid import utm_epsg
 
     pcrs = PCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
     rx, ry = float(res[0]), float(res[1])
-    if pcrs.is_geographic:
-        lon, lat = center_lonlat
-        g = Geod(ellps="WGS84")
-        _, _, dx = g.inv(lon - rx / 2, lat, lon + rx / 2, lat)
-        _, _, dy = g.inv(lon, lat - ry / 2, lon, lat + ry / 2)
-        return float(math.sqrt(dx * dy))
-    unit = 1.0
+    lon, lat = center_lonlat
     try:
-        unit = float(pcrs.axis_info[0].unit_conversion_factor)
-    except (IndexError, AttributeError, TypeError):
-        unit = 1.0
-    return float(math.sqrt(rx * ry) * unit)
+        epsg = utm_epsg(lon, lat)
+    except GridError:  # polar scene: fall back to the CRS's own linear unit
+        factor = 1.0 if pcrs.is_geographic else float(pcrs.axis_info[0].unit_conversion_factor)
+        return float(math.sqrt(rx * ry) * factor)
+    if pcrs.to_epsg() == epsg:
+        return float(math.sqrt(rx * ry))
+    cx, cy = Transformer.from_crs("EPSG:4326", pcrs, always_xy=True).transform(lon, lat)
+    h = span_px / 2.0
+    xs = [cx - h * rx, cx + h * rx, cx, cx]
+    ys = [cy, cy, cy - h * ry, cy + h * ry]
+    ux, uy = Transformer.from_crs(pcrs, f"EPSG:{epsg}", always_xy=True).transform(xs, ys)
+    dx = math.hypot(ux[1] - ux[0], uy[1] - uy[0]) / span_px
+    dy = math.hypot(ux[3] - ux[2], uy[3] - uy[2]) / span_px
+    return float(math.sqrt(dx * dy))
 
 
 def window_polygon(transform: Affine, col0: int, row0: int, size_px: int) -> Any:

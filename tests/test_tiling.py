@@ -87,16 +87,26 @@ def test_nodata_fraction() -> None:
     assert nodata_fraction(np.zeros((0, 0), bool)) == 1.0
 
 
-def test_gsd_from_crs_projected_geographic_and_feet() -> None:
+def test_gsd_from_crs_measured_on_the_local_utm_grid() -> None:
+    import math
+
     from rasterio.crs import CRS
 
-    assert gsd_from_crs((0.5, 0.5), CRS.from_epsg(32649), (108.9, 34.2)) == pytest.approx(0.5)
-    # 1e-5 deg at the equator ~ 1.113 m (geodesic)
+    # already in the AOI's UTM zone: exact pixel size
+    assert gsd_from_crs((0.5, 0.5), CRS.from_epsg(32649), (108.9, 34.2)) == 0.5
+    # 1e-5 deg at the equator ~ 1.113 m east-west, 1.106 m north-south
     g = gsd_from_crs((1e-5, 1e-5), CRS.from_epsg(4326), (0.0, 0.0))
-    assert g == pytest.approx(1.1, abs=0.02)
-    # NY Long Island state plane in US feet: 1 ft = 0.3048 m
+    assert g == pytest.approx(1.11, abs=0.01)
+    # NY Long Island state plane in US feet: 1 ft = 0.3048 m (up to grid scale factors)
     assert gsd_from_crs((1.0, 1.0), CRS.from_epsg(2263), (-73.9, 40.7)) == pytest.approx(
-        0.3048, rel=1e-4
+        0.3048, rel=2e-3
+    )
+    # Web Mercator "0.5 m" pixels at 34 deg N are 0.5 * cos(34 deg) = 0.41 m on the ground
+    g = gsd_from_crs((0.5, 0.5), CRS.from_epsg(3857), (108.9, 34.0))
+    assert g == pytest.approx(0.5 * math.cos(math.radians(34.0)), rel=2e-3)
+    # neighbouring UTM zone: nearly the nominal size
+    assert gsd_from_crs((0.5, 0.5), CRS.from_epsg(32648), (108.01, 34.0)) == pytest.approx(
+        0.5, rel=2e-3
     )
 
 
