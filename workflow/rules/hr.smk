@@ -42,6 +42,9 @@ rule tile:
         root=ROOT,
     log:
         f"{ROOT}/logs/tile/{{aoi}}.log",
+    resources:
+        # strip-wise reads: bounded by 64 patches x 2 dates + a 64 MiB GDAL cache, not the AOI
+        mem_mb=1500,
     script:
         "../../stages/tile.py"
 
