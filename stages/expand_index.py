@@ -3,7 +3,8 @@ footprints and the request plan (expansion paradigm, ``expand.adapter``).
 
 Outputs (under ``Layout.expand_dir()``): ``samples.parquet`` (sample index, WGS84 geometry,
 group + footprint columns), per group ``aois/<group>/footprints.parquet`` (rows of the group,
-geometry = sample box in the grid CRS) and ``aois/<group>/grid.json``, and ``plan.json``
+geometry = sample box in the grid CRS), ``aois/<group>/grid.json`` and
+``aois/<group>/footprints.gpkg`` (footprint polygons, grid CRS), and ``plan.json``
 (written last: the declared output of the Snakemake checkpoint). Nothing is fetched.
 """
 
@@ -12,12 +13,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
+import shapely
+
 from pipeline.config import ExpandConfig, FootprintsConfig, parse_section
 from pipeline.errors import ConfigError
 from pipeline.expand.adapters import build_sample_index
-from pipeline.expand.build import Expansion, build_expansion
+from pipeline.expand.build import FP_COLUMNS, Expansion, build_expansion
 from pipeline.io import write_geoparquet, write_json
 from pipeline.io.expand_io import read_samples
+from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 
 log = logging.getLogger("pipeline.stages.expand_index")
@@ -46,6 +51,13 @@ def run(
     for g, table in exp.tables.items():
         write_geoparquet(table, xl.footprints(g))
         write_json(xl.grid(g), exp.grid_docs[g])
+        polys = gpd.GeoDataFrame(
+            table[["patch_id", *FP_COLUMNS, "month_first", "month_last"]],
+            geometry=shapely.from_wkb(table["fp_geometry_wkb"].to_numpy()),
+            crs=exp.grids[g].crs,
+        )
+        shp = xl.footprints_shp_dir(g) if fp.export_shapefile else None
+        write_footprints_vector(polys, xl.footprints_gpkg(g), shp, g)
     write_geoparquet(exp.index, layout.expand_samples())
     plan = {**exp.plan, "adapter": cfg.adapter, "path": cfg.path, "plan_only": cfg.plan_only}
     write_json(layout.expand_plan(), plan)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 #: Inside the scene extent of tests.sentinel_helpers (EPSG:32649, x 649800..651000,
 #: y 3794040..3795240), so the local-source archive covers every footprint.
@@ -27,16 +29,20 @@ def write_tif(path: Path, crs: str | None, x0: float, y0: float, res: float, w: 
     if crs is not None:
         kw.update(crs=crs, transform=Affine(res, 0.0, x0, 0.0, -res, y0))
     data = np.broadcast_to(np.asarray(value, dtype=dtype), (count, h, w))
-    with rasterio.open(path, "w", **kw) as dst:
-        dst.write(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **kw) as dst:
+            dst.write(data)
     return path
 
 
 def write_png(path: Path, w: int = 8, h: int = 8, count: int = 3) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="PNG", width=w, height=h, count=count,
-                       dtype="uint8") as dst:
-        dst.write(np.zeros((count, h, w), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="PNG", width=w, height=h, count=count,
+                           dtype="uint8") as dst:
+            dst.write(np.zeros((count, h, w), np.uint8))
     return path
 
 

@@ -48,6 +48,7 @@ def test_plan_only_writes_plan_and_no_mosaic(tmp_path: Path) -> None:
     assert g["per_month"]["2020-02"]["samples"] == 1 and g["per_month"]["2020-03"]["samples"] == 2
     assert g["footprint_size_px"] == [20]
     assert (layout.expand_layout().footprints("ds-g000")).is_file()
+    assert (layout.expand_layout().footprints_gpkg("ds-g000")).is_file()
     assert not (layout.expand_dir() / "sentinel").exists()
     idx = read_geoparquet(layout.expand_samples())
     assert list(idx["aoi"]) == ["ds-g000", "ds-g000"]
@@ -118,6 +119,8 @@ def test_end_to_end_fake_earth_engine_mixed_crs_index(tmp_path: Path, fake_ee) -
     layout = Layout(tmp_path / "out")
     cfg = ExpandConfig(adapter="index", path=str(tmp_path / "index.csv"))
     summary = expand_all(cfg, SentinelConfig(source="gee"), layout)
+    assert summary["originals"] == "referenced"
+    assert not layout.expand_originals_dir().exists()
     g = summary["groups"]["ds-g000"]
     assert g["months"] == ["2019-05", "2019-06"] and g["samples"] == 2
     # blocked requests: one per (block, month); the fake saw exactly those
@@ -166,3 +169,12 @@ def test_snakemake_plan_only_and_dag(tmp_path: Path) -> None:
     counts = dict(re.findall(r"^(expand_\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
     assert counts == {"expand_sentinel_init": "1", "expand_sentinel_month": "2",
                       "expand_stats": "1"}
+
+
+def test_no_expand_rules_without_adapter(tmp_path: Path) -> None:
+    r = _snakemake(tmp_path, {"adapter": None}, "--list-rules")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "expand" not in r.stdout
+    r = _snakemake(tmp_path, {"adapter": "pairs", "path": str(tmp_path)}, "--list-rules")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {"expand_index", "expand_sentinel_month", "expand_stats"} <= set(r.stdout.split())

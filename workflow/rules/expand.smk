@@ -11,7 +11,17 @@ if CFG.expand.adapter is not None:
     _XL = L.expand_layout()
     _EXPAND_BLOCK_PX = _expand_block_px_for(CFG.sentinel)
 
+    # An index file is tracked as input; folder layouts are re-read with
+    # `snakemake --forcerun expand_index` after their contents change.
+    _EXPAND_INPUT = (
+        [CFG.expand.path]
+        if CFG.expand.adapter == "index" and CFG.expand.path and Path(CFG.expand.path).is_file()
+        else []
+    )
+
     checkpoint expand_index:
+        input:
+            _EXPAND_INPUT,
         output:
             samples=str(L.expand_samples()),
             plan=str(L.expand_plan()),
