@@ -76,6 +76,7 @@ def run_month(
     layout: Layout,
     source: SentinelSource | None = None,
     chunk_px: int = DEFAULT_CHUNK_PX,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Fetch one (group, month) into the group mosaic; returns the month summary.
 
@@ -98,7 +99,8 @@ def run_month(
     try:
         summary = drive_month(
             src, group, grid, blocks, month, Recipe.from_config(sentinel), xl.mosaic(group),
-            xl.ledger_dir(group, month), concurrency=sentinel.gee.concurrency,
+            xl.ledger_dir(group, month),
+            concurrency=sentinel.gee.concurrency if sentinel.source == "gee" else max(1, threads),
             summary_path=xl.month_summary(group, month),
         )
     finally:
@@ -119,7 +121,7 @@ def _main(smk: Any) -> None:
             smk.wildcards.aoi, smk.wildcards.month,
             parse_section("sentinel", dict(smk.params.sentinel)),
             parse_section("expand", dict(smk.params.cfg)),
-            int(smk.params.block_px), layout,
+            int(smk.params.block_px), layout, threads=int(smk.threads),
         )
 
 

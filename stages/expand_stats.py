@@ -29,16 +29,21 @@ log = logging.getLogger("pipeline.stages.expand_stats")
 _SUM = ("requests", "pixels", "bytes", "retries", "blocks")
 
 
-def _windows(index: Any, layout: Layout) -> Iterator[dict[str, Any]]:
+def _windows(index: Any, layout: Layout, tile_px: int = 256) -> Iterator[dict[str, Any]]:
+    """Footprint windows of every sample over its own months, read in tiles of at most
+    ``tile_px`` px (memory stays flat for large footprints, e.g. 1536 px)."""
     from pipeline.expand.plan import months_of
 
     xl = layout.expand_layout()
     for row in index.itertuples(index=False):
-        cube = read_footprint_cube(xl.mosaic(row.aoi), int(row.fp_col0), int(row.fp_row0),
-                                   int(row.fp_size_px))
         want = set(months_of(row.month_first, row.month_last))
-        t = [i for i, m in enumerate(cube["months"]) if m in want]
-        yield {"x": cube["x"][t], "counts": cube["counts"][t]}
+        c0, r0, n = int(row.fp_col0), int(row.fp_row0), int(row.fp_size_px)
+        for dr in range(0, n, tile_px):
+            for dc in range(0, n, tile_px):
+                h, w = min(tile_px, n - dr), min(tile_px, n - dc)
+                cube = read_footprint_cube(xl.mosaic(row.aoi), c0 + dc, r0 + dr, (h, w))
+                t = [i for i, m in enumerate(cube["months"]) if m in want]
+                yield {"x": cube["x"][t], "counts": cube["counts"][t]}
 
 
 def run(cfg: ExpandConfig, layout: Layout, dataset: str) -> dict[str, Any]:

@@ -184,35 +184,60 @@ def _transformer(crs: str) -> Any:
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
-def bounds_polygon_wgs84(crs: str, bounds: Sequence[float], segments: int = 8) -> Any:
-    """The sample's bounding box in ``crs`` as a densified polygon in EPSG:4326 (lon/lat)."""
+def _ring(b: np.ndarray, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4*(segments+1)) x and y of the densified outlines of (N, 4) boxes."""
+    t = np.linspace(0.0, 1.0, segments + 1)[None, :]
+    minx, miny, maxx, maxy = (b[:, k : k + 1] for k in range(4))
+    one = np.ones_like(t)
+    xs = np.concatenate([minx + (maxx - minx) * t, maxx * one, maxx - (maxx - minx) * t,
+                         minx * one], axis=1)
+    ys = np.concatenate([miny * one, miny + (maxy - miny) * t, maxy * one,
+                         maxy - (maxy - miny) * t], axis=1)
+    return xs, ys
+
+
+def bounds_polygons_wgs84(crs: Sequence[str], bounds: np.ndarray, segments: int = 8) -> Any:
+    """Bounding boxes (N, 4) given in per-row CRSs as densified EPSG:4326 polygons (lon/lat).
+
+    Returns:
+        (N,) numpy array of shapely Polygons.
+    """
     import shapely
 
-    minx, miny, maxx, maxy = (float(v) for v in bounds)
-    t = np.linspace(0.0, 1.0, segments + 1)
-    xs = np.concatenate([minx + (maxx - minx) * t, np.full_like(t, maxx),
-                         maxx - (maxx - minx) * t, np.full_like(t, minx)])
-    ys = np.concatenate([np.full_like(t, miny), miny + (maxy - miny) * t,
-                         np.full_like(t, maxy), maxy - (maxy - miny) * t])
-    lon, lat = _transformer(crs).transform(xs, ys)
-    return shapely.Polygon(np.column_stack([lon, lat]))
+    b = np.asarray(bounds, np.float64).reshape(-1, 4)
+    crs_arr = np.asarray(crs, dtype=object)
+    out = np.empty(len(b), dtype=object)
+    for c in dict.fromkeys(crs_arr):
+        sel = np.flatnonzero(crs_arr == c)
+        xs, ys = _ring(b[sel], segments)
+        lon, lat = _transformer(str(c)).transform(xs.ravel(), ys.ravel())
+        coords = np.stack([np.asarray(lon).reshape(xs.shape), np.asarray(lat).reshape(xs.shape)],
+                          axis=-1)
+        out[sel] = shapely.polygons(coords)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _normalize_crs(crs: str) -> str:
+    from pyproj import CRS
+
+    c = CRS.from_user_input(crs)
+    epsg = c.to_epsg()
+    return f"EPSG:{epsg}" if epsg else c.to_wkt()
 
 
 def _check_crs(crs: str | None, rec: SampleRecord) -> str:
-    from pyproj import CRS
     from pyproj.exceptions import CRSError
 
     if not crs:
         raise no_georef_error(rec.where or rec.sample_id, "sample")
     try:
-        c = CRS.from_user_input(crs)
+        return _normalize_crs(str(crs))
     except CRSError:
         raise InputError(
             f"{rec.where or rec.sample_id}: sample {rec.sample_id!r} has an unknown CRS "
             f"{crs!r}: use an EPSG code such as EPSG:32650"
         ) from None
-    epsg = c.to_epsg()
-    return f"EPSG:{epsg}" if epsg else c.to_wkt()
 
 
 def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
@@ -242,7 +267,7 @@ def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
             "give every sample a unique id"
         )
     rows: list[dict[str, Any]] = []
-    geoms = []
+    all_bounds = []
     for r in records:
         crs = _check_crs(r.crs, r)
         b = tuple(float(v) for v in r.bounds)
@@ -265,7 +290,7 @@ def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
         months = month_range(dates[0], dates[-1])
         files = dict(r.files)
         size = max(r.width_px or 0, r.height_px or 0)
-        geoms.append(bounds_polygon_wgs84(crs, b))
+        all_bounds.append(b)
         rows.append({
             "patch_id": r.sample_id,
             "sample_id": r.sample_id,
@@ -288,7 +313,8 @@ def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
             "files": json.dumps(files, sort_keys=True, default=str),
             "label_encoding": r.label_encoding,
         })
-    gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
+    geoms = bounds_polygons_wgs84([r["hr_crs"] for r in rows], np.array(all_bounds))
+    gdf = gpd.GeoDataFrame(rows, geometry=list(geoms), crs="EPSG:4326")
     return gdf.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 

@@ -135,20 +135,15 @@ def patch_bounds_utm(index: Any, epsg: int, segments: int = 8) -> np.ndarray:
 
     from pyproj import Transformer
 
+    from pipeline.expand.adapters import _ring
+
     b = np.array([json.loads(v) for v in index["hr_bounds"]], dtype=np.float64)
     out = np.empty_like(b)
-    t = np.linspace(0.0, 1.0, segments + 1)
     crs = index["hr_crs"].to_numpy()
     for c in np.unique(crs):
         sel = np.flatnonzero(crs == c)
         tr = Transformer.from_crs(c, f"EPSG:{int(epsg)}", always_xy=True)
-        minx, miny, maxx, maxy = (b[sel, k][:, None] for k in range(4))
-        xs = np.concatenate([minx + (maxx - minx) * t, np.broadcast_to(maxx, (len(sel), len(t))),
-                             maxx - (maxx - minx) * t, np.broadcast_to(minx, (len(sel), len(t)))],
-                            axis=1)
-        ys = np.concatenate([np.broadcast_to(miny, (len(sel), len(t))), miny + (maxy - miny) * t,
-                             np.broadcast_to(maxy, (len(sel), len(t))), maxy - (maxy - miny) * t],
-                            axis=1)
+        xs, ys = _ring(b[sel], segments)
         x, y = tr.transform(xs.ravel(), ys.ravel())
         x = np.asarray(x).reshape(xs.shape)
         y = np.asarray(y).reshape(ys.shape)

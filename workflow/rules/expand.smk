@@ -3,6 +3,7 @@
 # Nothing is added when expand.adapter is None. Jobs: one index/plan job per dataset (a
 # checkpoint: groups and months are known only after reading the dataset), one init job per
 # group, one fetch job per group x month (never per sample), one stats job per dataset.
+# With source 'gee' each month job holds one unit of the `gee` resource (profiles cap it).
 # Outputs: the native layout rooted at <results>/<dataset>/expand/ (see README).
 
 if CFG.expand.adapter is not None:
@@ -60,8 +61,10 @@ if CFG.expand.adapter is not None:
             sentinel=CFG.section("sentinel"),
             block_px=_EXPAND_BLOCK_PX,
             root=ROOT,
+        threads: 2
         resources:
-            gee_jobs=1,
+            mem_mb=3000,
+            **({"gee": 1} if CFG.sentinel.source == "gee" else {}),
         log:
             f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.log",
         script:
