@@ -293,13 +293,22 @@ class ReportConfig(_Model):
 
 class TrainConfig(_Model):
     model: Literal["fusunet", "hr_only", "utae"] = Field(default="fusunet")
-    months: int | None = Field(default=None, ge=0, description="Use the last N months (None = all; 0 = HR only).")
-    hrnet: str = Field(default="hrnet_w18_small", description="timm HRNet variant for the HR branch.")
-    pretrained_path: str | None = Field(default=None, description="Local weights for the HR backbone.")
+    months: int | None = Field(
+        default=None, ge=0, description="Use the last N months (None = all; 0 = HR only)."
+    )
+    hrnet: str = Field(
+        default="hrnet_w18_small",
+        description="timm backbone of the HR branch (any features_only model; HRNet default).",
+    )
+    pretrained_path: str | None = Field(
+        default=None, description="Local weights for the HR backbone (None = random init)."
+    )
     epochs: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)
-    hr_size_px: int | None = Field(default=None, ge=32, description="Resize HR inputs (None = native).")
+    hr_size_px: int | None = Field(
+        default=None, ge=32, description="Resize HR inputs (None = native)."
+    )
     num_workers: int = Field(default=2, ge=0)
     seg_lr: float = Field(default=0.01, gt=0.0)
     seg_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)

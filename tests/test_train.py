@@ -162,3 +162,27 @@ def test_cuda_requested_without_gpu(tmp_path, ds) -> None:
         pytest.skip("has a GPU")
     with pytest.raises(TrainingError, match="no CUDA GPU"):
         Trainer(_cfg(device="cuda"), ds, tmp_path, collate, progress=False)
+
+
+@pytest.mark.parametrize("model,months", [("fusunet", None), ("fusunet", 0)])
+def test_stage_on_native_dataset(tmp_path, model, months) -> None:
+    """stages.train.run on a tiny native-layout dataset read by pipeline.dataset (2 AOIs with
+    3 and 2 months: variable T, padded by fusu_collate)."""
+    pytest.importorskip("pipeline.dataset")
+    from stages.train import run
+    from tests.torchds_helpers import make_dataset
+
+    layout = make_dataset(tmp_path / "ds")
+    cfg = _cfg(model=model, months=months, max_steps=2, eval_every=1, checkpoint_every=1)
+    res = run(cfg, layout, threads=1, progress=False)
+    out = layout.train_dir()
+    assert res["step"] == 2
+    assert res["model"] == ("hr_only" if months == 0 else "fusunet")
+    for name in ("metrics.json", "model.pt", "log.csv", "val_log.csv", "confusion_test.png",
+                 "checkpoints/last.pt"):
+        assert (out / name).exists(), name
+    assert 0.0 <= res["test"]["seg_oa"] <= 1.0
+    # a rerun resumes from the final checkpoint: no extra steps, same metrics
+    again = run(cfg, layout, threads=1, progress=False)
+    assert again["step"] == 2
+    assert again["test"]["seg_oa"] == res["test"]["seg_oa"]
