@@ -191,7 +191,9 @@ def read_index(path: str | Path) -> list[SampleRecord]:
         where = f"{p} row {i + 1} (id {sid!r})"
         if not sid or sid.lower() == "nan":
             raise InputError(f"{p} row {i + 1}: empty id: give every sample an id")
-        crs = str(row.get(cols.get("crs", ""), "") or "").strip() or file_crs
+        row_crs = str(row.get(cols.get("crs", ""), "") or "").strip()
+        # polygons of a geo file are in the file's CRS; bounds / WKT columns in the row's
+        crs = file_crs if (file_crs and not has_bounds) else (row_crs or file_crs)
         if crs and crs.isdigit():
             crs = f"EPSG:{crs}"
         if has_bounds:

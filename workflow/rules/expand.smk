@@ -11,6 +11,13 @@ if CFG.expand.adapter is not None:
 
     _XL = L.expand_layout()
     _EXPAND_BLOCK_PX = _expand_block_px_for(CFG.sentinel)
+    # each rule gets only the expand keys it reads (no reruns for unrelated edits)
+    _EXPAND_INDEX_CFG = {
+        k: v
+        for k, v in CFG.section("expand").items()
+        if k not in ("sentinel_archive", "copy_originals")
+    }
+    _EXPAND_FETCH_CFG = {"sentinel_archive": CFG.expand.sentinel_archive}
 
     # An index file is tracked as input; folder layouts are re-read with
     # `snakemake --forcerun expand_index` after their contents change.
@@ -27,7 +34,7 @@ if CFG.expand.adapter is not None:
             samples=str(L.expand_samples()),
             plan=str(L.expand_plan()),
         params:
-            cfg=CFG.section("expand"),
+            cfg=_EXPAND_INDEX_CFG,
             fp=CFG.section("footprints"),
             block_px=_EXPAND_BLOCK_PX,
             root=ROOT,
@@ -57,7 +64,7 @@ if CFG.expand.adapter is not None:
             str(_XL.month_summary("{aoi}", "{month}")),
         params:
             mode="month",
-            cfg=CFG.section("expand"),
+            cfg=_EXPAND_FETCH_CFG,
             sentinel=CFG.section("sentinel"),
             block_px=_EXPAND_BLOCK_PX,
             root=ROOT,
