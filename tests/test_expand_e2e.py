@@ -80,6 +80,15 @@ def test_end_to_end_local_source(tmp_path: Path) -> None:
     assert summary["originals"] == "copied"
     assert (layout.expand_originals_dir() / "p1" / "t1" / "p1.tif").is_file()
     assert (layout.expand_originals_dir() / "p2" / "label" / "p2.tif").is_file()
+    # the per-sample reader keeps each sample's own months
+    from pipeline.io.expand_io import read_sample_cube
+
+    c1, c2 = read_sample_cube(layout, "p1"), read_sample_cube(layout, "p2")
+    assert c1["months"] == ["2020-03"] and c2["months"] == ["2020-02", "2020-03"]
+    assert c1["x"].shape == (1, 14, 20, 20) and c1["crs"] == "EPSG:32649"
+    np.testing.assert_array_equal(c1["x"][0], mar)
+    off_x, off_y, w, h = c1["patch_box_px"]
+    assert (w, h) == (4.0, 4.0) and 0 < off_x < 16 and 0 < off_y < 16
     # a rerun resumes from the ledger: nothing is fetched again
     s = expand_sentinel.run_month("ds-g000", "2020-03", SentinelConfig(source="local"), cfg, 64,
                                   layout)

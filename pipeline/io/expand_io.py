@@ -523,3 +523,54 @@ def copy_originals(files_json: dict[str, str], dest: str | Path) -> int:
                         shutil.copy2(s, d)
         n += 1
     return n
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def read_sample_cube(layout: Any, sample_id: str, index: Any = None) -> dict[str, Any]:
+    """The monthly Sentinel-1/2 cube of one expanded sample over its own months.
+
+    Args:
+        layout: the dataset's :class:`pipeline.layout.Layout` (``results/<dataset>``).
+        sample_id: the dataset's sample id.
+        index: the sample index (``layout.expand_samples()``), to avoid re-reading it per call.
+
+    Returns:
+        :func:`pipeline.io.mosaic.read_footprint_cube` dict restricted to the months
+        ``month_first..month_last`` of the sample (``x`` (T, 14, S, S) float32, NaN = no data;
+        ``counts`` (T, 2, S, S) uint8; ``months``; ``bands``) plus ``group``, ``crs`` (grid
+        CRS), ``transform`` (affine of the footprint window, 6-tuple) and ``patch_box_px``
+        (off_x, off_y, w, h: the sample inside the footprint, grid px).
+
+    Raises:
+        InputError: unknown sample id or missing mosaic.
+    """
+    from pipeline.grid import AoiGrid
+    from pipeline.io import read_geoparquet, read_json
+    from pipeline.io.mosaic import read_footprint_cube
+
+    idx = index if index is not None else read_geoparquet(layout.expand_samples())
+    rows = idx[idx["sample_id"].astype(str) == str(sample_id)]
+    if len(rows) != 1:
+        raise InputError(f"sample {sample_id!r} is not in {layout.expand_samples()}: check the id")
+    r = rows.iloc[0]
+    xl = layout.expand_layout()
+    store = xl.mosaic(r["aoi"])
+    if not store.exists():
+        raise InputError(f"{store} does not exist: run the expansion without expand.plan_only")
+    c0, r0, n = int(r["fp_col0"]), int(r["fp_row0"]), int(r["fp_size_px"])
+    cube = read_footprint_cube(store, c0, r0, n)
+    t = [i for i, m in enumerate(cube["months"]) if r["month_first"] <= m <= r["month_last"]]
+    grid = AoiGrid.from_dict(read_json(xl.grid(r["aoi"])))
+    return {
+        "x": cube["x"][t],
+        "counts": cube["counts"][t],
+        "months": [cube["months"][i] for i in t],
+        "bands": cube["bands"],
+        "group": str(r["aoi"]),
+        "crs": grid.crs,
+        "transform": tuple(grid.window_transform(c0, r0))[:6],
+        "patch_box_px": (float(r["patch_off_x_px"]), float(r["patch_off_y_px"]),
+                         float(r["patch_w_px"]), float(r["patch_h_px"])),
+    }
