@@ -93,7 +93,7 @@ def surface_reflectance(classes: np.ndarray, month: int, rng: np.random.Generato
     h, w = classes.shape
     texture = 1.0 + 0.06 * ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0) / 0.28
     gain = 1.0 + 0.03 * rng.standard_normal((13, 1, 1))
-    return (refl * texture[None] * gain + 0.004 * rng.standard_normal((13, h, w))).clip(
+    return (refl * texture[None] * gain + 0.0015 * rng.standard_normal((13, h, w))).clip(
         0.001, 1.2
     ).astype(np.float32)
 
@@ -215,7 +215,7 @@ def plan_months(
     return plan
 
 
-def scene_extent(bounds: tuple[float, float, float, float], margin_m: float = 1000.0,
+def scene_extent(bounds: tuple[float, float, float, float], margin_m: float = 900.0,
                  multiple_m: float = 60.0) -> tuple[float, float, int, int]:
     """(x0, y0, width_px, height_px) at 10 m: ``bounds`` + margin, snapped outward to 60 m."""
     minx, miny, maxx, maxy = bounds

@@ -1,7 +1,7 @@
 """Stage ``demo_scenes``: synthetic Sentinel-1/2 scene archive of a generated demo AOI.
 
 Rasterises the demo city's T1 / T2 class polygons (:func:`pipeline.demo.city_polygons`) at
-10 m over their extent + 1 km margin and simulates every month of the AOI
+10 m over their extent + 900 m margin and simulates every month of the AOI
 (:mod:`pipeline.demo_scenes`) into ``aoi.sentinel_archive``; the output is the done marker
 ``<archive>/done.json`` (summary: change month, scenes per month, cloud covers).
 """

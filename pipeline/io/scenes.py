@@ -240,6 +240,7 @@ def write_band_tif(
     profile = {
         "driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": array.dtype.name,
         "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate",
+        "predictor": 3 if array.dtype.kind == "f" else 2,
     }
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
