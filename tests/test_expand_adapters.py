@@ -65,7 +65,8 @@ def test_index_csv_mixed_crs_and_paths(tmp_path: Path) -> None:
 def test_index_geojson_and_geoparquet_multi_date(tmp_path: Path) -> None:
     g = gpd.GeoDataFrame(
         {"id": ["x1", "x2"], "t1": ["2018-06-01", "2018-01-15"], "t2": ["2018-08-30", ""],
-         "dates": ["", "2018-01-15;2018-04-01;2018-12-31"]},
+         "dates": ["", "2018-01-15;2018-04-01;2018-12-31"],
+         "crs": ["EPSG:4326", ""]},  # a stray crs column never overrides the file's CRS
         geometry=[shapely.box(651000, 3795000, 651100, 3795100),
                   shapely.box(652000, 3795000, 652100, 3795100)],
         crs="EPSG:32649",
