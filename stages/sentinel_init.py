@@ -1,7 +1,9 @@
 """Stage ``sentinel_init`` (one job per AOI): plan the fetch blocks and create the mosaic store.
 
 Inputs: ``Layout.grid(aoi)`` (grid.json) and ``Layout.footprints(aoi)`` (fp_col0 / fp_row0 /
-fp_size_px). Outputs: ``Layout.sentinel_blocks(aoi)`` (the block plan every month job uses) and
+fp_size_px). Block side: ``sentinel.block_size_px`` if set, else derived from
+``sentinel.gee.max_block_bytes`` (gee) or 256 px (local). Outputs:
+``Layout.sentinel_blocks(aoi)`` (the block plan every month job uses) and
 ``Layout.mosaic_marker(aoi)`` (store summary); the store itself is ``Layout.mosaic(aoi)``
 (created once, kept across reruns when grid, months and chunking are unchanged).
 """
@@ -19,6 +21,9 @@ from pipeline.io.mosaic import init_mosaic
 from pipeline.layout import Layout
 
 log = logging.getLogger("pipeline.stages.sentinel_init")
+
+#: Default block side (px) of the local source (``sentinel.block_size_px`` overrides it).
+LOCAL_BLOCK_PX: int = 4 * CHUNK_PX
 
 
 def run(aoi: str, months: list[str], cfg: SentinelConfig, layout: Layout) -> dict[str, Any]:
@@ -44,6 +49,10 @@ def run(aoi: str, months: list[str], cfg: SentinelConfig, layout: Layout) -> dic
                 f"sentinel.block_size_px = {block_px} must be a multiple of the mosaic chunk "
                 f"({CHUNK_PX} px), e.g. {max(CHUNK_PX, block_px // CHUNK_PX * CHUNK_PX)}"
             )
+    elif cfg.source == "local":
+        # no response-size limit offline: smaller blocks let the month job's threads share
+        # the work (and bound memory); one block = 4 x 4 chunks
+        block_px = LOCAL_BLOCK_PX
     else:
         block_px = block_size_px(REQUEST_BYTES_PER_PX, cfg.gee.max_block_bytes, CHUNK_PX)
     blocks = plan_blocks(grid, fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy(), size, block_px,

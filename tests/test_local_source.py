@@ -171,3 +171,27 @@ def test_demo_clouds_are_detected_by_s2cloudless() -> None:
     assert iou > 0.5
     assert false_clear / max(inter, 1) < 0.05  # opaque clouds are (almost) never missed
     assert fp < 0.05
+
+
+def test_shadow_mask_removes_dark_pixels_down_sun(tmp_path: Path) -> None:
+    import json
+
+    from tests.sentinel_helpers import band_array
+
+    write_scene(tmp_path, 3, 0.1)
+    write_scene(tmp_path, 13, 0.3)
+    folder = write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
+    meta = json.loads((folder / "scene.json").read_text())
+    meta["sun_azimuth_deg"] = 270.0  # sun in the west: shadows fall east of the cloud
+    (folder / "scene.json").write_text(json.dumps(meta))
+    nir = np.full((120, 120), 0.37)
+    nir[:, 60:] = 0.05  # dark east half (shadowed surface)
+    write_band_tif(folder / "L1C" / "B08.tif", band_array(nir, "B08"), GRID.crs,
+                   transforms()[10], 0)
+    src = LocalSource(tmp_path)
+    plain = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    shadow = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(shadow_mask=True))
+    east = (slice(None), slice(44, 64))
+    assert (plain.s2_count[east] == 3).all()
+    assert (shadow.s2_count[east] == 2).all()
+    np.testing.assert_allclose(shadow.s2[(slice(None), *east)], 0.2, atol=1e-4)

@@ -140,3 +140,38 @@ def test_month_not_in_store(tmp_path: Path) -> None:
     store, ledger = _setup(tmp_path)
     with pytest.raises(Exception, match="sentinel_init"):
         run_month(FakeSource(), "demo", GRID, _blocks(), "2021-05", Recipe(), store, ledger)
+
+
+def test_stages_init_month_summary(tmp_path: Path) -> None:
+    """sentinel_init -> sentinel_month (fake source) -> sentinel aggregate, via stage run()."""
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.io import write_geoparquet, write_json
+    from pipeline.layout import Layout
+    from stages import sentinel_init, sentinel_month, sentinel_summary
+
+    lay = Layout(tmp_path / "demo")
+    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
+    fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [10, 120],
+                       "fp_row0": [5, 90], "fp_size_px": [64, 64]})
+    write_geoparquet(fp, lay.footprints("a"))
+    cfg = SentinelConfig(source="local", block_size_px=64)
+    marker = sentinel_init.run("a", MONTHS, cfg, lay)
+    plan = read_json(lay.sentinel_blocks("a"))
+    assert marker["n_blocks"] == len(plan["blocks"]) > 0 and plan["chunk_px"] == 64
+    for m in MONTHS:
+        s = sentinel_month.run("a", m, cfg, lay, None, threads=2, source=FakeSource())
+        assert s["blocks_done"] == marker["n_blocks"]
+        assert read_json(lay.month_summary("a", m))["month"] == m
+    total = sentinel_summary.run("a", MONTHS, lay)
+    assert total["s2_product"] == {"2020-01": "L2A", "2020-02": "L2A"}
+    assert total["totals"]["requests"] == 2 * 2 * marker["n_blocks"]
+    # every footprint window is fully covered by fetched data
+    for c0, r0 in zip(fp.fp_col0, fp.fp_row0, strict=True):
+        cube = read_footprint_cube(lay.mosaic("a"), int(c0), int(r0), 64)
+        assert (cube["counts"][:, 1] == 2).all()
+    # a rerun of sentinel_init keeps the store; the local source needs an archive path
+    sentinel_init.run("a", MONTHS, cfg, lay)
+    with pytest.raises(Exception, match="sentinel_archive"):
+        sentinel_month.make_source(cfg, None, "a")
