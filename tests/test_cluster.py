@@ -1,0 +1,79 @@
+"""The workflow on a (fake) cluster: snakemake-executor-plugin-cluster-generic submitting every
+job through tests/cluster/submit.sh, which starts it as a detached process in its own session
+with a scrubbed environment, so jobs share nothing but files (as on SLURM / Kubernetes).
+
+The build is the tiny two-AOI demo workspace (tests/cluster_helpers.py); its checksums are
+also the reference of tests/test_resume_workflow.py (one build serves both, session fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+
+from tests.cluster_helpers import (
+    DATASET,
+    RESULTS,
+    TWO_AOIS,
+    parse_jobs,
+    run_snakemake,
+    shared_cluster_build,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def cluster_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """(workspace, snakemake output, fake-cluster state) of the tiny two-AOI cluster build."""
+    return shared_cluster_build(tmp_path_factory)
+
+
+def test_every_job_runs_as_a_separate_cluster_job(cluster_build: tuple[Path, str, Path]) -> None:
+    _, log, state = cluster_build
+    started, finished = parse_jobs(log)
+    assert finished == set(started), "some jobs did not finish"
+    local = {r for r, _ in started.values() if re.search(rf"localrule {r}:", log)}
+    assert local <= {"all"}, f"rules ran inside the submitting process: {local}"
+    remote = [r for r, _ in started.values() if r not in local]
+    # every non-local job went through submit.sh exactly once and exited 0 there
+    submitted = re.findall(r"Submitted job \d+ with external jobid '(\w+)'", log)
+    assert len(submitted) == len(remote) == len(set(submitted))
+    scripts = sorted(state.glob("*.sh"))
+    assert len(scripts) == len(remote)
+    assert all((state / f"{i}.rc").read_text().strip() == "0" for i in submitted)
+    pids = {(state / f"{i}.pid").read_text().strip() for i in submitted}
+    assert len(pids) == len(submitted)  # one process (session) per job
+    ran = {}
+    for s in scripts:
+        text = s.read_text()
+        rule = json.loads(text.splitlines()[1].split("properties = ", 1)[1])["rule"]
+        ran[rule] = ran.get(rule, 0) + 1
+        assert "--mode 'remote'" in text or "--mode remote" in text
+    for rule in ("tile", "footprints", "labels", "change", "sentinel_init", "sentinel_month"):
+        assert ran.get(rule) == len(TWO_AOIS), (rule, ran)
+    for rule in ("assemble", "stats", "stac", "report"):
+        assert ran.get(rule) == 1, (rule, ran)
+
+
+def test_cluster_build_outputs_and_nothing_left_to_do(
+    cluster_build: tuple[Path, str, Path],
+) -> None:
+    folder, _, _ = cluster_build
+    root = folder / RESULTS / DATASET
+    index = gpd.read_parquet(root / "patches.parquet")
+    assert sorted(index["aoi"].unique()) == sorted(TWO_AOIS)
+    assert len(index) == 4 * len(TWO_AOIS)  # 600 m at 2 m = 300 px -> 2 x 2 patches of 128
+    assert set(index["split"]) <= {"train", "val", "test"}
+    for aoi in TWO_AOIS:
+        assert (root / "sentinel" / f"{aoi}.zarr").is_dir()
+        summary = json.loads((root / "sentinel" / aoi / "months" / "2019-08.json").read_text())
+        assert summary  # the month job of the AOI ran to completion on its own node
+        assert len(list((root / "aois" / aoi / "change" / "bin").glob("*.tif"))) == 4
+    # a second (dry) run finds nothing to do: the cluster jobs' outputs are complete
+    dry = run_snakemake(folder, "-n")
+    assert "Nothing to be done" in dry, dry[-2000:]
