@@ -186,3 +186,11 @@ def test_stage_on_native_dataset(tmp_path, model, months) -> None:
     again = run(cfg, layout, threads=1, progress=False)
     assert again["step"] == 2
     assert again["test"]["seg_oa"] == res["test"]["seg_oa"]
+
+
+@pytest.mark.gpu
+def test_bf16_step_on_gpu(tmp_path, ds) -> None:
+    tr = Trainer(_cfg(device="cuda", max_steps=2), ds, tmp_path, collate, progress=False)
+    assert tr.autocast and tr.device.type == "cuda"
+    terms = tr.train_step(next(iter(tr._train_loader(0, 0))))
+    assert all(math.isfinite(v) for v in terms.values())
