@@ -195,3 +195,38 @@ def test_shadow_mask_removes_dark_pixels_down_sun(tmp_path: Path) -> None:
     assert (plain.s2_count[east] == 3).all()
     assert (shadow.s2_count[east] == 2).all()
     np.testing.assert_allclose(shadow.s2[(slice(None), *east)], 0.2, atol=1e-4)
+
+
+def test_demo_archive_is_deterministic_and_readable(tmp_path: Path) -> None:
+    import hashlib
+
+    from pipeline.demo_scenes import generate_archive, plan_months
+    from pipeline.grid import AoiGrid
+
+    c1 = np.full((60, 60), 4, np.uint8)  # cropland
+    c2 = c1.copy()
+    c2[:, 30:] = 11  # becomes commercial (impervious) on the east half
+    months = ["2020-05", "2020-06", "2020-07"]
+    plan = plan_months(months, 3, (2, 3), (2, 2))
+    kw = dict(crs="EPSG:32649", x0=650040.0, y0=3795000.0, months=months, seed=3,
+              s2_per_month=(2, 3), s1_per_month=(2, 2))
+    s_a = generate_archive(tmp_path / "a", c1, c2, **kw)
+    generate_archive(tmp_path / "b", c1, c2, **kw)
+
+    def digest(root: Path) -> list[str]:
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.tif"))]
+
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert s_a["change_month"] == plan["change_month"] == "2020-06"
+    assert s_a["months"]["2020-05"]["products"] == ["L1C"]  # first month: L1C fallback
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795000.0, 60, 60)
+    src = LocalSource(tmp_path / "a")
+    b = Block(0, 0, 60, 60)
+    r5 = src.fetch_block("t", grid, b, "2020-05", Recipe())
+    r7 = src.fetch_block("t", grid, b, "2020-07", Recipe())
+    assert r5.meta["s2_product"] == "L1C" and r7.meta["s2_product"] == "L2A"
+    b8, b4 = S2_BANDS.index("B8"), S2_BANDS.index("B4")
+    ndvi = (r7.s2[b8] - r7.s2[b4]) / (r7.s2[b8] + r7.s2[b4])
+    # after the change the east half is built up: NDVI drops from crop (> 0.5) to < 0.3
+    assert np.nanmedian(ndvi[:, :24]) > 0.5 and np.nanmedian(ndvi[:, 36:]) < 0.3
+    assert (r7.s1_count == 2).all() and np.isfinite(r7.s1).all()

@@ -163,6 +163,7 @@ def init_mosaic(
     with atomic_path(p) as tmp:
         ds.to_zarr(tmp, mode="w", compute=False, zarr_format=3, consolidated=False,
                    encoding=encoding)
+    _open_arrays.cache_clear()  # a re-created store must not be served from stale handles
 
 
 def _root_attrs(path: Path) -> dict[str, Any]:
