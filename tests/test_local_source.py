@@ -230,3 +230,16 @@ def test_demo_archive_is_deterministic_and_readable(tmp_path: Path) -> None:
     # after the change the east half is built up: NDVI drops from crop (> 0.5) to < 0.3
     assert np.nanmedian(ndvi[:, :24]) > 0.5 and np.nanmedian(ndvi[:, 36:]) < 0.3
     assert (r7.s1_count == 2).all() and np.isfinite(r7.s1).all()
+
+
+def test_cloud_probabilities_are_cached_per_scene(tmp_path: Path) -> None:
+    write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
+    recipe = Recipe(shadow_mask=True)  # blocks read a 1 km halo: neighbours share pixels
+    whole = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", recipe)
+    src = LocalSource(tmp_path)
+    halves = [src.fetch_block("t", GRID, Block(c, 0, 32, 64), "2020-03", recipe) for c in (0, 32)]
+    # the scene covers 120 x 120 px: every valid pixel is classified exactly once
+    assert src.classified_pixels == 120 * 120
+    np.testing.assert_array_equal(np.concatenate([h.s2_count for h in halves], axis=1),
+                                  whole.s2_count)
+    np.testing.assert_array_equal(np.concatenate([h.s2 for h in halves], axis=2), whole.s2)

@@ -209,6 +209,7 @@ def read_on_grid(
                     src_nodata=src_nodata,
                     nodata=src_nodata,
                     add_alpha=src_nodata is None,
+                    tolerance=1e-6,  # ~exact transformer: values independent of the window
                 ) as vrt:
                     arr = vrt.read(1, out_dtype="float32")
                     m = vrt.read_masks(1) > 0

@@ -33,11 +33,13 @@ Recipe (identical to the Earth Engine path, pixel by pixel)
    bands ``B01 B02 B04 B05 B08 B8A B09 B10 B11 B12`` (TOA reflectance = DN / 10000, the order
    of ``s2cloudless.utils.MODEL_BANDS``), every band **bilinearly resampled to the 10 m AOI
    grid** first -- exactly how Earth Engine's COPERNICUS/S2_CLOUD_PROBABILITY is computed, so
-   both paths mask the same pixels. The classifier is per pixel (no convolution/dilation, as in
-   GEE), so computing it block by block equals computing it once per scene: blocks are
-   disjoint, no pixel's probability is ever computed twice. An acquisition without L1C bands
-   cannot be cloud-masked and is skipped with a warning.
-3. Clear = probability * 100 <= ``recipe.cloud_probability_threshold`` and all bands valid;
+   both paths mask the same pixels. Like that collection, the probability is kept as a uint8
+   percentage (rounded). The classifier is per pixel (no convolution/dilation, as in GEE);
+   probabilities are cached per scene on the AOI grid (uint8, one array per acquisition of
+   the month being processed), so pixels shared by a block's shadow halo and its neighbour are
+   never classified twice. An acquisition without L1C bands cannot be cloud-masked and is
+   skipped with a warning.
+3. Clear = probability % <= ``recipe.cloud_probability_threshold`` and all bands valid;
    optional shadows (``recipe.shadow_mask``): dark-NIR pixels inside the clouds' projection
    away from the sun (up to 1 km; clouds are detected on a block + 1 km halo so shadows of
    clouds just outside the block are found).
@@ -126,6 +128,10 @@ class LocalSource:
         self._lock = threading.Lock()
         self._s2: dict[str, list[S2Scene]] = {}
         self._s1: dict[str, list[S1Scene]] = {}
+        # per-scene cloud probability cache (uint8 %, 255 = not computed) for one month at a time
+        self._prob_month: str | None = None
+        self._prob: dict[str, tuple[threading.Lock, np.ndarray]] = {}
+        self.classified_pixels = 0  # s2cloudless predictions made (for tests / benchmarks)
 
     # scene listings are cached per month (every block of the month shares them)
     def s2_scenes(self, month: str) -> list[S2Scene]:
@@ -227,7 +233,8 @@ class LocalSource:
         if not ok[inner].any():
             return None
         refl = (dn + off) / np.float32(10000.0)
-        prob = self.detector.probability(refl, ok)
+        pct = self._probability_pct(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok)
+        prob = np.where(pct == 255, np.nan, pct / np.float32(100.0))
         clear = cloud_clear_mask(prob, recipe.cloud_probability_threshold, ok)
         if recipe.shadow_mask:
             cloud = ok & ~clear
@@ -237,6 +244,34 @@ class LocalSource:
             clear &= ~project_shadows(cloud, nir, scene.sun_azimuth_deg, grid.res_m,
                                       SHADOW_DISTANCE_M, water=water)
         return clear[inner]
+
+    def _probability_pct(
+        self, scene: S2Scene, grid: AoiGrid, col0: int, row0: int, refl: np.ndarray,
+        ok: np.ndarray,
+    ) -> np.ndarray:
+        """Cloud probability (uint8 %, 255 = invalid) of a window whose upper-left pixel is
+        (col0, row0) of ``grid`` (may start outside it by up to the shadow halo), computing
+        only pixels not classified before for this scene."""
+        m = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m))
+        month = scene.time.strftime("%Y-%m")
+        with self._lock:
+            if self._prob_month != month:
+                self._prob_month, self._prob = month, {}
+            if scene.id not in self._prob:
+                self._prob[scene.id] = (
+                    threading.Lock(),
+                    np.full((grid.height + 2 * m, grid.width + 2 * m), 255, np.uint8),
+                )
+            lock, cache = self._prob[scene.id]
+        h, w = ok.shape
+        win = cache[row0 + m : row0 + m + h, col0 + m : col0 + m + w]
+        with lock:
+            need = ok & (win == 255)
+            if need.any():
+                p = self.detector.probability(refl, need)
+                win[need] = np.clip(np.rint(p[need] * 100.0), 0, 100).astype(np.uint8)
+                self.classified_pixels += int(need.sum())
+            return np.where(ok, win, 255).astype(np.uint8)
 
     def _read_s2(
         self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe,
