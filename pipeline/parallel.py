@@ -1,0 +1,151 @@
+"""Run a stage's blocks in-process or on a dask.distributed cluster (config section ``dask``).
+
+Snakemake spreads *jobs* (AOIs, AOI-months) over machines; inside one job the compute-heavy
+loops (local-source compositing with s2cloudless, one call per mosaic block) can in turn be
+spread over an existing dask.distributed cluster: set ``dask.address`` (e.g.
+``tcp://scheduler:8786``) and every such loop submits its blocks there. With no address (the
+default) the same loop runs on a thread pool of ``dask.threads`` (or the rule's threads) in the
+job's own process. We do not run a scheduler of our own: start one with ``dask scheduler`` /
+``dask worker``, dask-jobqueue (SLURM, PBS), dask-kubernetes or Coiled.
+
+Workers read and write the same files as the job (the AOI mosaic, block ledgers), so they need
+the shared file system a Snakemake cluster run needs anyway. Tasks must be picklable: wrap
+objects holding locks, open files or caches (e.g. a Sentinel source) in :class:`PerProcess`,
+which ships only how to build the object and builds it once per worker process.
+
+Public API: :func:`get_client`, :func:`executor`, :func:`map_blocks`, :class:`PerProcess`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pipeline.config import DaskConfig
+from pipeline.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_client(cfg: DaskConfig | None, timeout_s: float = 30.0) -> Any | None:
+    """A ``distributed.Client`` connected to ``cfg.address``, or None (run in-process).
+
+    Raises:
+        ConfigError: the address is set but no scheduler answers there (names it and the fix).
+    """
+    if cfg is None or not cfg.address:
+        return None
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - distributed is a core dependency
+        raise ConfigError(
+            f"dask.address is {cfg.address!r} but dask.distributed is not installed: "
+            "pip install 'distributed' or set dask.address: null"
+        ) from exc
+    try:
+        return Client(cfg.address, timeout=timeout_s, set_as_default=False)
+    except OSError as exc:
+        raise ConfigError(
+            f"no dask scheduler answers at dask.address {cfg.address!r} ({exc}): start one "
+            "(`dask scheduler` + `dask worker ADDRESS`) or set dask.address: null to run "
+            "in-process"
+        ) from exc
+
+
+@contextlib.contextmanager
+def executor(cfg: DaskConfig | None, threads: int = 1) -> Iterator[Executor]:
+    """A ``concurrent.futures.Executor`` for a job's blocks.
+
+    With ``cfg.address`` set: the dask cluster's executor (futures are standard
+    ``concurrent.futures.Future`` objects; submitted callables and arguments must be
+    picklable). Otherwise a ``ThreadPoolExecutor`` of ``max(threads, cfg.threads)`` workers.
+    The client / pool is closed on exit.
+    """
+    client = get_client(cfg)
+    if client is None:
+        n = max(1, int(threads), int(cfg.threads) if cfg is not None else 1)
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            yield pool
+        return
+    try:
+        with client.get_executor(pure=False) as ex:
+            yield ex
+    finally:
+        client.close()
+
+
+def map_blocks(
+    fn: Callable[[T], R], items: Iterable[T], cfg: DaskConfig | None = None, threads: int = 1
+) -> list[R]:
+    """``[fn(x) for x in items]`` on the configured executor; results in input order.
+
+    The first exception is re-raised (after the other submitted items finished or were
+    cancelled).
+    """
+    todo: Sequence[T] = list(items)
+    with executor(cfg, threads) as ex:
+        futures = [ex.submit(fn, x) for x in todo]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+@dataclass(frozen=True)
+class PerProcess:
+    """A picklable recipe for an object built once per process: ``factory(*args)``.
+
+    Pickling ships only ``factory`` (a top-level callable, e.g. a class) and ``args``;
+    :meth:`get` builds the object on first use in each process (worker) and reuses it, so
+    thread-safe objects with locks and caches (a :class:`~pipeline.sources.local.LocalSource`)
+    can be used from dask tasks. Attribute access is forwarded to the built object, so a
+    ``PerProcess(LocalSource, (archive,))`` can stand in for the source itself.
+    """
+
+    factory: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    _key: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (getattr(self.factory, "__module__", ""), getattr(self.factory, "__qualname__",
+               repr(self.factory)), tuple(str(a) for a in self.args))
+        object.__setattr__(self, "_key", key)
+
+    def get(self) -> Any:
+        """The object of this process (built on first call)."""
+        with _CACHE_LOCK:
+            obj = _CACHE.get(self._key)
+            if obj is None:
+                obj = self.factory(*self.args)
+                _CACHE[self._key] = obj
+            return obj
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("factory", "args", "_key"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"factory": self.factory, "args": self.args}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "factory", state["factory"])
+        object.__setattr__(self, "args", state["args"])
+        self.__post_init__()
+
+    def close(self) -> None:
+        """Close and forget this process's object (if built)."""
+        with _CACHE_LOCK:
+            obj = _CACHE.pop(self._key, None)
+        if obj is not None and hasattr(obj, "close"):
+            obj.close()

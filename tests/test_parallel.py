@@ -1,0 +1,100 @@
+"""pipeline.parallel: block loops in-process (thread pool) or on a dask.distributed cluster."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pytest
+
+from pipeline.config import DaskConfig
+from pipeline.errors import ConfigError
+from pipeline.parallel import PerProcess, executor, get_client, map_blocks
+
+
+def _square_and_thread(x: int) -> tuple[int, str]:
+    return x * x, threading.current_thread().name
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("block 3 is bad")
+    return x
+
+
+class _Counter:
+    """Stand-in for a source: holds a lock (unpicklable) and counts builds."""
+
+    built = 0
+
+    def __init__(self, base: int) -> None:
+        type(self).built += 1
+        self.base = base
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def add(self, x: int) -> int:
+        with self.lock:
+            return self.base + x
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _use_counter(args: tuple[PerProcess, int]) -> int:
+    ref, x = args
+    return ref.add(x)
+
+
+@pytest.fixture(scope="module")
+def local_cluster():  # type: ignore[no-untyped-def]
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
+        dashboard_address=None,
+    )
+    yield cluster
+    cluster.close()
+
+
+def test_in_process_default_keeps_order_on_a_thread_pool() -> None:
+    out = map_blocks(_square_and_thread, range(10), DaskConfig(), threads=3)
+    assert [v for v, _ in out] == [x * x for x in range(10)]
+    assert all(name.startswith("ThreadPoolExecutor") for _, name in out)
+    with executor(None, threads=2) as ex:
+        assert ex.submit(_square_and_thread, 4).result()[0] == 16
+
+
+def test_dask_cluster_runs_the_blocks(local_cluster) -> None:  # type: ignore[no-untyped-def]
+    cfg = DaskConfig(address=local_cluster.scheduler_address)
+    assert cfg.address.startswith("tcp://127.0.0.1:")
+    out = map_blocks(_square_and_thread, range(10), cfg)
+    assert [v for v, _ in out] == [x * x for x in range(10)]
+    # the tasks ran in the dask worker's threads, not a pool of ours
+    assert not any(name.startswith("ThreadPoolExecutor") for _, name in out)
+    with pytest.raises(ValueError, match="block 3 is bad"):
+        map_blocks(_fail_on_three, range(6), cfg)
+
+
+def test_per_process_objects_are_built_once_and_pickle_without_state(
+    local_cluster,  # type: ignore[no-untyped-def]
+) -> None:
+    _Counter.built = 0
+    ref = PerProcess(_Counter, (100,))
+    clone = pickle.loads(pickle.dumps(ref))  # the lock is not shipped, only the recipe
+    assert clone == ref and _Counter.built == 0
+    assert clone.add(5) == 105 and ref.add(1) == 101
+    assert _Counter.built == 1  # one object per process, shared by equal recipes
+    cfg = DaskConfig(address=local_cluster.scheduler_address)
+    assert map_blocks(_use_counter, [(ref, i) for i in range(4)], cfg) == [100, 101, 102, 103]
+    assert _Counter.built == 1  # in-process worker (processes=False) reuses it
+    obj = ref.get()
+    ref.close()
+    assert obj.closed and ref.get() is not obj
+
+
+def test_unreachable_scheduler_names_the_address_and_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9.*dask.address: null"):
+        get_client(DaskConfig(address="tcp://127.0.0.1:9"), timeout_s=1.0)
+    assert get_client(DaskConfig()) is None
