@@ -130,7 +130,7 @@ class LocalSource:
         self._s1: dict[str, list[S1Scene]] = {}
         # per-scene cloud probability cache (uint8 %, 255 = not computed) for one month at a time
         self._prob_month: str | None = None
-        self._prob: dict[str, tuple[threading.Lock, np.ndarray]] = {}
+        self._prob: dict[tuple[str, AoiGrid], tuple[threading.Lock, np.ndarray]] = {}
         self.classified_pixels = 0  # s2cloudless predictions made (for tests / benchmarks)
 
     # scene listings are cached per month (every block of the month shares them)
@@ -257,12 +257,13 @@ class LocalSource:
         with self._lock:
             if self._prob_month != month:
                 self._prob_month, self._prob = month, {}
-            if scene.id not in self._prob:
-                self._prob[scene.id] = (
+            key = (scene.id, grid)
+            if key not in self._prob:
+                self._prob[key] = (
                     threading.Lock(),
                     np.full((grid.height + 2 * m, grid.width + 2 * m), 255, np.uint8),
                 )
-            lock, cache = self._prob[scene.id]
+            lock, cache = self._prob[key]
         h, w = ok.shape
         win = cache[row0 + m : row0 + m + h, col0 + m : col0 + m + w]
         with lock:
