@@ -61,8 +61,8 @@ def _geometry(n: int) -> dict[str, Any]:
     rows, cols = _lattice(n)
     pg = PATCH_PX * GSD_M / RES_M  # 25.6 grid px per patch
     margin = (FP_PX - pg) / 2  # 51.2
-    width = math.ceil((cols * pg + 2 * margin) / 64) * 64
-    height = math.ceil((rows * pg + 2 * margin) / 64) * 64
+    width = math.ceil((cols * pg + 2 * margin) / 64 - 1e-9) * 64
+    height = math.ceil((rows * pg + 2 * margin) / 64 - 1e-9) * 64
     return {
         "rows": rows,
         "cols": cols,
