@@ -17,11 +17,13 @@ import pytest
 
 from tests.cluster_helpers import (
     DATASET,
+    REPO,
     RESULTS,
     TWO_AOIS,
     parse_jobs,
     run_snakemake,
     shared_cluster_build,
+    write_workspace,
 )
 
 pytestmark = pytest.mark.slow
@@ -77,3 +79,24 @@ def test_cluster_build_outputs_and_nothing_left_to_do(
     # a second (dry) run finds nothing to do: the cluster jobs' outputs are complete
     dry = run_snakemake(folder, "-n")
     assert "Nothing to be done" in dry, dry[-2000:]
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_are_valid_for_this_snakemake(tmp_path: Path, profile: str) -> None:
+    # the slurm plugin is not installed here: validate every other key of the profile by
+    # swapping its executor for the dry-run one; the resources must reach the jobs
+    text = (REPO / "profiles" / profile / "config.yaml").read_text()
+    assert (profile != "slurm") or re.search(r"^executor: slurm$", text, re.M)
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "config.yaml").write_text(re.sub(r"^executor: slurm$", "executor: dryrun", text,
+                                             flags=re.M))
+    folder = tmp_path / "ws"
+    write_workspace(folder, ("pa",))
+    out = run_snakemake(folder, "--profile", str(prof), "-n")
+    assert "sentinel_month" in out
+    if profile == "slurm":
+        month_jobs = re.findall(r"rule sentinel_month:.*?resources: ([^\n]+)", out, re.S)
+        assert month_jobs and all("slurm_partition=io" in r and "constraint=internet" in r
+                                  for r in month_jobs)
+        assert re.search(r"rule tile:.*?resources: [^\n]*slurm_partition=cpu", out, re.S)
