@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 TRAIN_LOG_FIELDS = ("step", "epoch", "loss", "loss_seg1", "loss_seg2", "loss_ts", "loss_change",
                     "lr_seg", "lr_change", "samples_per_s")
+#: Settings that may differ between a checkpoint and the resuming run.
+RESUME_SAFE_KEYS = frozenset({"resume", "max_eval_batches", "num_workers", "eval_every",
+                              "log_every", "tensorboard", "checkpoint_every", "device"})
 VAL_LOG_FIELDS = ("step", "seg_miou", "change_iou", "change_f1", "scd_miou", "scs")
 
 
@@ -272,6 +275,15 @@ class Trainer:
             raise TrainingError(
                 f"checkpoint {path} is for model {state.get('kind')!r}, config asks for "
                 f"{self.kind!r}: delete {path.parent} or set train.resume: false"
+            )
+        saved = state.get("config", {})
+        now = self.cfg.model_dump(mode="json")
+        changed = sorted(k for k in now if k not in RESUME_SAFE_KEYS and saved.get(k) != now[k])
+        if changed:
+            raise TrainingError(
+                f"checkpoint {path} was written with different train settings {changed}: "
+                f"delete {path.parent} (or set train.resume: false) to start over with the new "
+                "settings, or restore the old ones to resume"
             )
         self.model.load_state_dict(state["model"])
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):

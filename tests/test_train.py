@@ -155,6 +155,12 @@ def test_resume_refuses_other_model(tmp_path, ds) -> None:
     other = Trainer(_cfg(max_steps=2, model="utae"), ds, tmp_path, collate, progress=False)
     with pytest.raises(TrainingError, match="checkpoint"):
         other.fit()
+    lr = Trainer(_cfg(max_steps=2, seg_lr=0.5), ds, tmp_path, collate, progress=False)
+    with pytest.raises(TrainingError, match=r"different train settings \['max_steps', 'seg_lr'\]"):
+        lr.fit()
+    ok = Trainer(_cfg(max_steps=1, log_every=5, num_workers=0), ds, tmp_path, collate,
+                 progress=False)
+    assert ok.fit()["step"] == 1
 
 
 def test_cuda_requested_without_gpu(tmp_path, ds) -> None:
