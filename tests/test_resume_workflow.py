@@ -1,0 +1,110 @@
+"""Resumability at scale: a multi-AOI build killed at three different points (SIGKILL of the
+whole process group, jobs included, as a node failure or a scheduler pre-emption would) and
+resumed with ``--rerun-incomplete`` converges to the outputs of an uninterrupted build
+(checksums), and no job that had finished before a kill runs again.
+
+The uninterrupted reference is the fake-cluster build of tests/test_cluster.py (same tiny
+two-AOI workspace, built once per session), so this also shows the cluster and local
+executors produce identical datasets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_helpers import (
+    TWO_AOIS,
+    checksums,
+    output_files,
+    parse_jobs,
+    run_snakemake,
+    shared_cluster_build,
+    snakemake_cmd,
+    snakemake_env,
+    write_workspace,
+)
+
+pytestmark = pytest.mark.slow
+
+# Kill points: cumulative number of finished jobs after which the run is killed, and a delay
+# (s) after reaching it, so that kills land both between jobs and in the middle of one.
+KILL_POINTS = ((2, 0.0), (7, 1.5), (13, 3.0))
+
+
+@pytest.fixture(scope="session")
+def cluster_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    return shared_cluster_build(tmp_path_factory)
+
+
+def _run_until(folder: Path, log_path: Path, n_finished: int, delay_s: float) -> tuple[str, bool]:
+    """Start snakemake; SIGKILL its process group once ``n_finished`` jobs finished.
+
+    Returns (its output, whether it was killed before completing).
+    """
+    with log_path.open("w") as fh:
+        proc = subprocess.Popen(
+            snakemake_cmd(folder, "--rerun-incomplete"), cwd=folder, env=snakemake_env(),
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        killed = False
+        deadline = time.monotonic() + 400
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log_path.read_text().count("Finished jobid") >= n_finished:
+                time.sleep(delay_s)
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    killed = True
+                break
+            time.sleep(0.2)
+        proc.wait(timeout=60)
+    text = log_path.read_text()
+    if not killed and proc.returncode != 0:
+        raise AssertionError(f"interrupted build failed on its own:\n{text[-4000:]}")
+    return text, killed
+
+
+def test_killed_build_resumes_to_identical_outputs(
+    tmp_path: Path, cluster_build: tuple[Path, str, Path]
+) -> None:
+    ref_folder, _, _ = cluster_build
+    reference = checksums(ref_folder)
+    folder = tmp_path / "ws"
+    write_workspace(folder, TWO_AOIS)
+
+    done_outputs: dict[str, int] = {}  # outputs of finished jobs -> mtime_ns at the time
+    n_done = 0
+    kills = 0
+    for i, (target, delay) in enumerate(KILL_POINTS):
+        text, killed = _run_until(folder, tmp_path / f"run{i}.log", target - n_done, delay)
+        started, finished = parse_jobs(text)
+        redone = {o for jid in started for o in started[jid][1]} & set(done_outputs)
+        assert not redone, f"run {i} redid finished jobs: {sorted(redone)}"
+        for jid in finished:
+            for out in started[jid][1]:
+                p = folder / out
+                if p.exists():
+                    done_outputs[out] = p.stat().st_mtime_ns
+        n_done += len(finished - {j for j, (r, _) in started.items() if r == "all"})
+        kills += killed
+        if killed:  # a killed run leaves its lock behind, as after a node failure
+            run_snakemake(folder, "--unlock")
+    assert kills >= 2, "the build finished before most kill points: lower KILL_POINTS"
+
+    final = run_snakemake(folder, "--rerun-incomplete")
+    started, _ = parse_jobs(final)
+    redone = {o for jid in started for o in started[jid][1]} & set(done_outputs)
+    assert not redone, f"the final run redid finished jobs: {sorted(redone)}"
+    for out, mtime in done_outputs.items():
+        assert (folder / out).stat().st_mtime_ns == mtime, f"{out} was rewritten"
+
+    resumed = checksums(folder, output_files(folder))
+    assert set(resumed) == set(reference), set(resumed) ^ set(reference)
+    differ = sorted(k for k in reference if reference[k] != resumed[k])
+    assert not differ, f"outputs differ from the uninterrupted build: {differ}"
+    assert "Nothing to be done" in run_snakemake(folder, "-n")
