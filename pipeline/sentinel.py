@@ -16,10 +16,9 @@ earlier runs'): requests, pixels, bytes, retries, seconds, s2_product, scenes, b
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ def run_month(
     concurrency: int = 1,
     summary_path: str | Path | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
 
@@ -65,6 +65,11 @@ def run_month(
         concurrency: threads fetching blocks at once (>= 1).
         summary_path: where to write the summary JSON atomically (``Layout.month_summary``).
         progress: show a tqdm progress bar.
+        executor: run the blocks on this ``concurrent.futures.Executor`` instead of a pool of
+            ``concurrency`` threads, e.g. a dask.distributed cluster's
+            (:func:`pipeline.parallel.executor`); each block is one picklable call of
+            :func:`fetch_block_into_mosaic`, so ``source`` must pickle (wrap it in
+            :class:`pipeline.parallel.PerProcess`) and the workers must see ``store_path``.
 
     Returns:
         The summary dict (also written to ``summary_path``).
@@ -88,27 +93,19 @@ def run_month(
     if skipped:
         log.info("%s %s: %d of %d blocks already done (resume)", aoi, month, skipped, len(blocks))
 
-    lock = threading.Lock()
-    done: list[str] = []
-
-    def one(block: Block) -> None:
-        tb = time.monotonic()
-        result = source.fetch_block(aoi, grid, block, month, recipe)
-        write_block(store_path, t, block, result)
-        meta = {k: v for k, v in result.meta.items() if isinstance(v, int | float | str | None)}
-        meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3))
-        write_json(_marker(ledger, block), meta)  # marker strictly after the data
-        with lock:
-            done.append(block.id)
-
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{aoi} {month}", unit="block")
     error: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
-        futures: list[Future[None]] = [pool.submit(one, b) for b in todo]
+    own_pool = executor is None
+    pool = ThreadPoolExecutor(max_workers=max(1, int(concurrency))) if own_pool else executor
+    try:
+        futures: list[Future[str]] = []
+        for b in todo:
+            futures.append(pool.submit(fetch_block_into_mosaic, source, aoi, grid, b, month,
+                                       recipe, store_path, t, ledger))
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -121,6 +118,11 @@ def run_month(
                     f.cancel()
                 wait(pending)  # blocks already running finish (data + marker)
                 break
+    finally:
+        if own_pool:
+            pool.shutdown(wait=True)
+    # blocks written by this run (data + marker), whether or not another block failed
+    done = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
     if bar is not None:
         bar.close()
     if error is not None:
@@ -145,6 +147,31 @@ def run_month(
     if summary_path is not None:
         write_json(summary_path, summary)
     return summary
+
+
+def fetch_block_into_mosaic(
+    source: SentinelSource,
+    aoi: str,
+    grid: AoiGrid,
+    block: Block,
+    month: str,
+    recipe: Recipe,
+    store_path: str | Path,
+    t: int,
+    ledger: Path,
+) -> str:
+    """Fetch one block, write it into time slice ``t`` of the mosaic, then its ledger marker.
+
+    One task of :func:`run_month` (top-level, so it pickles for a dask cluster). Returns the
+    block id.
+    """
+    tb = time.monotonic()
+    result = source.fetch_block(aoi, grid, block, month, recipe)
+    write_block(store_path, t, block, result)
+    meta = {k: v for k, v in result.meta.items() if isinstance(v, int | float | str | None)}
+    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3))
+    write_json(_marker(ledger, block), meta)  # marker strictly after the data
+    return block.id
 
 
 def summarize_month(

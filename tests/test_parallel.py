@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,52 @@ def test_unreachable_scheduler_names_the_address_and_the_fix() -> None:
     with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9.*dask.address: null"):
         get_client(DaskConfig(address="tcp://127.0.0.1:9"), timeout_s=1.0)
     assert get_client(DaskConfig()) is None
+
+
+def _store_digest(store: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*")) if p.is_file()
+    }
+
+
+def test_sentinel_month_on_a_dask_cluster_equals_in_process(
+    tmp_path: Path, local_cluster  # type: ignore[no-untyped-def]
+) -> None:
+    """Local source (real s2cloudless) blocks run as dask tasks: identical mosaic bytes."""
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.grid import AoiGrid
+    from pipeline.io import read_json, write_geoparquet, write_json
+    from pipeline.layout import Layout
+    from stages import sentinel_init, sentinel_month
+    from tests.sentinel_helpers import GRID as SCENE_GRID
+    from tests.sentinel_helpers import write_scene
+
+    # two 64 px blocks (the mosaic chunk); the scenes cover the west one and part of the east
+    grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 128}))
+
+    archive = tmp_path / "scenes"
+    write_scene(archive, 3, 0.1)
+    write_scene(archive, 13, 0.3, cloud_left_half=True)
+    cfg = SentinelConfig(source="local", block_size_px=64)
+    months = ["2020-03"]
+    stores = {}
+    for mode, dask_cfg in (("inproc", DaskConfig()),
+                           ("dask", DaskConfig(address=local_cluster.scheduler_address))):
+        lay = Layout(tmp_path / mode)
+        write_json(lay.grid("a"), grid.to_dict() | {"rule": "t", "size_px": 64, "scale": 5.0})
+        fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [0, 64],
+                           "fp_row0": [0, 0], "fp_size_px": [64, 64]})
+        write_geoparquet(fp, lay.footprints("a"))
+        marker = sentinel_init.run("a", months, cfg, lay)
+        s = sentinel_month.run("a", "2020-03", cfg, lay, str(archive), threads=2, dask=dask_cfg)
+        assert s["blocks_done"] == marker["n_blocks"] == 2 and s["s2_product"] == "L2A"
+        assert read_json(lay.month_summary("a", "2020-03"))["blocks"] == 2
+        stores[mode] = _store_digest(lay.mosaic("a"))
+    assert stores["dask"] == stores["inproc"]
+    # the blocks were tasks of the dask scheduler (one per block), not threads of ours
+    prefixes = local_cluster.scheduler.task_prefixes
+    assert "fetch_block_into_mosaic" in prefixes
+    assert sum(prefixes["fetch_block_into_mosaic"].state_counts.values()) >= 2
