@@ -100,3 +100,23 @@ def test_profiles_are_valid_for_this_snakemake(tmp_path: Path, profile: str) -> 
         assert month_jobs and all("slurm_partition=io" in r and "constraint=internet" in r
                                   for r in month_jobs)
         assert re.search(r"rule tile:.*?resources: [^\n]*slurm_partition=cpu", out, re.S)
+
+
+def test_fusu_scale_dry_run_jobs_scale_with_aois_and_months_not_patches(tmp_path: Path) -> None:
+    from benchmarks.scale_dryrun import dry_run, write_config
+
+    n_aois, months = 5, 25
+    counts = {}
+    for side in (113, 7):  # 63,845 patches vs 245: the same DAG
+        folder = tmp_path / str(side)
+        folder.mkdir()
+        cfg, patches, _ = write_config(folder, n_aois, side, months)
+        assert patches >= 63_000 if side == 113 else patches == 5 * 49
+        _, counts[side] = dry_run(cfg, folder)
+    assert counts[113] == counts[7]
+    jobs = counts[113]
+    assert jobs["sentinel_month"] == n_aois * months
+    for rule in ("tile", "footprints", "labels", "change", "sentinel_init", "sentinel"):
+        assert jobs[rule] == n_aois, (rule, jobs)
+    assert all(v in (1, n_aois, n_aois * months) for k, v in jobs.items() if k != "total")
+    assert jobs["total"] <= n_aois * (months + 15) + 15
