@@ -398,8 +398,21 @@ class ExpandConfig(_Model):
 
 
 class DaskConfig(_Model):
-    address: str | None = Field(default=None, description="dask.distributed scheduler address; None = in-process.")
-    threads: int = Field(default=1, ge=1, le=256)
+    """Where the blocks of a Sentinel month job (local source) run: see pipeline/parallel.py.
+
+    An execution setting: stages read it from the workflow config, not from rule params, so
+    changing it never reruns finished jobs."""
+
+    address: str | None = Field(
+        default=None,
+        description="dask.distributed scheduler address (e.g. tcp://host:8786) that runs the "
+        "blocks of local-source Sentinel month jobs; None = the job's own thread pool.",
+    )
+    threads: int = Field(
+        default=1, ge=1, le=256,
+        description="Minimum in-process threads per job when address is None (the rule's "
+        "threads are used when larger).",
+    )
 
 
 class Config(_Model):
