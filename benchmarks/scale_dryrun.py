@@ -134,7 +134,7 @@ def main() -> None:
               f"{r['patches']:>9}{r['jobs']:>6}{r['sentinel_month']:>10}{r['seconds']:>10.2f}")
     big, small, dbl = rows
     print(f"jobs per 1000 patches at FUSU scale: {1000 * big['jobs'] / big['patches']:.2f}")
-    print(f"job ratio fusu-scale / demo-size cities: {big['jobs'] / small['jobs']:.2f} "
+    print(f"job ratio fusu-scale / small cities: {big['jobs'] / small['jobs']:.2f} "
           f"(patch ratio {big['patches'] / small['patches']:.0f}x)")
     print(f"job ratio 2x AOIs / fusu-scale: {dbl['jobs'] / big['jobs']:.2f}")
     if args.json:

@@ -1,0 +1,185 @@
+"""HR-stage throughput and memory as the city grows, vs. a naive per-patch baseline.
+
+    python -m benchmarks.hr_stages [--size-m 2560] [--baseline-patches 40] [--keep DIR]
+
+Generates the synthetic demo city (``pipeline.demo``) at side ``s`` and ``2s`` (1x and 4x the
+area; 0.5 m GSD, 512 px patches: 100 and 400 patches at the default 2560 m), then runs the
+HR stages ``tile``, ``labels`` and ``change`` (stages.X.run, the code Snakemake runs) each in
+a fresh subprocess, recording wall time and the child's peak RSS (ru_maxrss). It prints
+patches/s of tile + labels + change, peak RSS per stage, and the 4x / 1x ratios (flat memory:
+RSS ratio near 1 while the area grows 4x; runtime ratio near 4).
+
+Baseline (the obvious script, written here): for each patch of the same lattice, read the
+patch window of T1 and of T2 (through a rasterio WarpedVRT onto T1's grid, bilinear, as the
+tile stage co-registers) with plain rasterio, rasterize **all** annotation
+polygons of each date on the patch grid (``rasterio.features.rasterize`` on every polygon,
+no spatial index), derive binary change and write the same five GeoTIFFs (HR t1/t2, labels
+t1/t2, change). It runs on ``--baseline-patches`` patches spread over the lattice (per-patch
+cost does not depend on the order) and is reported in patches/s on both city sizes.
+
+Not run in CI (minutes). Measured figures: README "Running on a cluster" (Scale benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, logging, resource, sys, time
+a = json.loads(sys.argv[1])
+from pipeline.config import AoiSpec, DemoConfig, LabelsConfig, ChangeConfig, TileConfig
+from pipeline.layout import Layout
+aoi = AoiSpec.model_validate(a["aoi"])
+lay = Layout(__import__("pathlib").Path(a["root"]))
+t = time.perf_counter()
+n = None
+if a["stage"] == "demo":
+    import stages.demo_inputs as st
+    st.run(aoi, DemoConfig(**a["demo"]))
+elif a["stage"] == "tile":
+    import stages.tile as st
+    n = st.run(aoi, TileConfig(**a["tile"]), lay, progress=False).n_kept
+elif a["stage"] == "labels":
+    import stages.labels as st
+    st.run(aoi, LabelsConfig(), lay, progress=False)
+elif a["stage"] == "change":
+    import stages.change as st
+    st.run(aoi, ChangeConfig(), lay, progress=False)
+elif a["stage"] == "naive":
+    from benchmarks.hr_stages import naive_baseline
+    n = naive_baseline(a["aoi"], a["root"], a["n"])
+print(json.dumps({"s": time.perf_counter() - t, "n": n,
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def naive_baseline(aoi: dict, root: str, n_patches: int) -> int:
+    """The naive per-patch HR pipeline on ``n_patches`` patches of the tile index."""
+    import geopandas as gpd
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.features import rasterize
+    from rasterio.vrt import WarpedVRT
+    from rasterio.windows import Window
+
+    from pipeline.layout import Layout
+
+    lay = Layout(Path(root))
+    index = gpd.read_parquet(lay.patches(aoi["name"]))
+    pick = np.unique(np.linspace(0, len(index) - 1, min(n_patches, len(index))).astype(int))
+    out = Path(root) / "naive"
+    out.mkdir(exist_ok=True)
+    polys = {}
+    with rasterio.open(aoi["images"]["t1"]) as src:
+        crs = src.crs
+    for date in ("t1", "t2"):
+        gdf = gpd.read_file(aoi["annotations"][date]).to_crs(crs)
+        polys[date] = [(g, int(c)) for g, c in zip(gdf.geometry, gdf["class"], strict=True)]
+    prof = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256,
+            "compress": "deflate", "crs": crs}
+    with rasterio.open(aoi["images"]["t1"]) as s1, rasterio.open(aoi["images"]["t2"]) as t2:
+        # T2 lies on a shifted grid: read it through a bilinear warp onto T1's grid (as tile)
+        s2 = WarpedVRT(t2, crs=s1.crs, transform=s1.transform, width=s1.width,
+                       height=s1.height, resampling=Resampling.bilinear)
+        for i in pick:
+            row = index.iloc[i]
+            size = int(row.size_px)
+            win = Window(int(row.px_col0), int(row.px_row0), size, size)
+            tr = s1.window_transform(win)
+            im1 = s1.read(window=win)
+            im2 = s2.read(window=win)
+            y = {
+                d: rasterize(polys[d], out_shape=(size, size), transform=tr, fill=0,
+                             dtype="uint8")
+                for d in ("t1", "t2")
+            }
+            change = (y["t1"] != y["t2"]).astype("uint8")
+            change[(y["t1"] == 0) | (y["t2"] == 0)] = 255
+            p = dict(prof, width=size, height=size, transform=tr)
+            for name, arr in (("im1", im1), ("im2", im2), ("lab1", y["t1"][None]),
+                              ("lab2", y["t2"][None]), ("bin", change[None])):
+                with rasterio.open(out / f"{row.patch_id}_{name}.tif", "w", count=arr.shape[0],
+                                   dtype=arr.dtype, **p) as dst:
+                    dst.write(arr)
+    return len(pick)
+
+
+def _child(stage: str, **kw: object) -> dict:
+    arg = json.dumps({"stage": stage, **kw})
+    out = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
+                         cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"stage {stage} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _aoi(folder: Path, name: str) -> dict:
+    return {
+        "name": name, "city": "bench", "t1": "2019-08-14", "t2": "2020-08-18",
+        "images": {"t1": str(folder / "hr_t1.tif"), "t2": str(folder / "hr_t2.tif")},
+        "annotations": {"t1": str(folder / "labels_t1.gpkg"),
+                        "t2": str(folder / "labels_t2.gpkg")},
+        "generated": True,
+    }
+
+
+def run_size(base: Path, size_m: float, n_baseline: int) -> dict:
+    """Generate the city of side ``size_m`` under ``base``; run + time the HR stages."""
+    folder = base / f"city{int(size_m)}"
+    folder.mkdir(parents=True)
+    aoi = _aoi(folder, "bench")
+    root = str(folder / "out")
+    res = {"size_m": size_m, "demo": _child("demo", aoi=aoi, root=root,
+                                             demo={"size_m": size_m})}
+    for stage in ("tile", "labels", "change"):
+        res[stage] = _child(stage, aoi=aoi, root=root, tile={"patch_size_px": 512})
+    res["patches"] = res["tile"]["n"]
+    res["naive"] = _child("naive", aoi=aoi, root=root, n=n_baseline)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size-m", type=float, default=2560.0, help="1x city side (m)")
+    ap.add_argument("--baseline-patches", type=int, default=40)
+    ap.add_argument("--keep", type=Path, default=None, help="keep the data in this folder")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hr-bench-") as d:
+        base = args.keep or Path(d)
+        runs = [run_size(base, args.size_m, args.baseline_patches),
+                run_size(base, 2 * args.size_m, args.baseline_patches)]
+    print(f"{'city':>8}{'patches':>8} | {'stage':<7}{'s':>8}{'peak MB':>9}")
+    for r in runs:
+        for st in ("demo", "tile", "labels", "change", "naive"):
+            n = r["patches"] if st != "naive" else r["naive"]["n"]
+            print(f"{r['size_m'] / 1000:>6.2f}km{n:>8} | {st:<7}{r[st]['s']:>8.1f}"
+                  f"{r[st]['maxrss_mb']:>9.0f}")
+    print()
+    for r in runs:
+        hr_s = sum(r[st]["s"] for st in ("tile", "labels", "change"))
+        r["hr_pps"] = r["patches"] / hr_s
+        r["naive_pps"] = r["naive"]["n"] / r["naive"]["s"]
+        speedup = r["hr_pps"] / r["naive_pps"]
+        print(f"{r['size_m'] / 1000:.2f} km: HR stages {r['hr_pps']:.2f} patches/s, naive "
+              f"baseline {r['naive_pps']:.2f} patches/s -> speed-up {speedup:.1f}x")
+    a, b = runs
+    print(f"area ratio {b['size_m'] ** 2 / a['size_m'] ** 2:.1f}x, patch ratio "
+          f"{b['patches'] / a['patches']:.2f}x")
+    for st in ("demo", "tile", "labels", "change", "naive"):
+        print(f"{st:<7} peak RSS ratio 4x/1x {b[st]['maxrss_mb'] / a[st]['maxrss_mb']:.2f}   "
+              f"runtime ratio {b[st]['s'] / a[st]['s']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
