@@ -13,7 +13,11 @@ Native layout under ``<results_dir>/<dataset>/`` (see README "Output layout")::
     aois/<aoi>/change/bin/<id>.tif    binary change (uint8 0/1, 255 = ignored)
     aois/<aoi>/change/fromto/<id>.tif from-to change (uint16 y1*18+y2, 65535 = ignored)
     aois/<aoi>/change.parquet         per-patch change fraction
-    sentinel/<aoi>.zarr               monthly S2/S1 mosaic cube of the AOI grid
+    sentinel/<aoi>.zarr               monthly S2/S1 mosaic cube of the AOI grid (read-optimised:
+                                      chunks (all months, all bands, 64, 64), Blosc-LZ4; built
+                                      from staging.zarr by rule ``sentinel``)
+    sentinel/<aoi>/staging.zarr       write-optimised mosaic the month jobs fill (chunks
+                                      (1 month, all bands, 64, 64))
     sentinel/<aoi>/months/<YYYY-MM>.json  per AOI-month fetch summary (job output)
     sentinel/<aoi>/ledger/<YYYY-MM>/  per-block completion markers (resume)
     patches.parquet                   merged index with split column
@@ -123,7 +127,6 @@ class Layout:
         """The AOI's block plan (JSON list of blocks), shared by every month job."""
         return self.root / "sentinel" / aoi / "blocks.json"
 
-
     # ---- expansion of another change dataset (expand.adapter); the native layout again,
     # rooted at <root>/expand: expand_layout().footprints(group), .mosaic(group), ...
     def expand_dir(self) -> Path:
@@ -150,6 +153,12 @@ class Layout:
 
     def expand_originals_dir(self) -> Path:
         return self.expand_dir() / "originals"
+
+    # ---- Sentinel staging (appended: read-optimised cube consolidation)
+    def mosaic_staging(self, aoi: str) -> Path:
+        """Write-optimised mosaic the per-month jobs fill (chunks of one month); the
+        ``sentinel`` rule consolidates it into the read-optimised :meth:`mosaic` cube."""
+        return self.root / "sentinel" / aoi / "staging.zarr"
 
 
 def demo_inputs_dir(results_dir: str | Path) -> Path:

@@ -1,8 +1,10 @@
 """Stage `expand_sentinel` (one job per group for ``init``, per group x month for ``month``):
 monthly Sentinel-1/2 composites of an expansion group, through the backbone's driver.
 
-``init`` creates the group's mosaic store ``expand/sentinel/<group>.zarr`` (time axis = union
-of its samples' months) and writes the marker ``Layout.expand_mosaic_ready``. ``month``
+``init`` creates the group's write-optimised staging store ``expand/sentinel/<group>/staging.zarr``
+(time axis = union of its samples' months; a new store drops stale block ledgers) and writes the
+marker ``Layout.expand_mosaic_ready``; ``expand_stats`` consolidates it into the read-optimised
+cube ``expand/sentinel/<group>.zarr``. ``month``
 plans the blocks covering the footprints of the samples active that month
 (:func:`pipeline.expand.plan.blocks_for_month`) and runs
 :func:`pipeline.sentinel.run_month` with the configured source (resumable via the ledger).
@@ -20,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.expand.plan import blocks_for_month
 from pipeline.grid import AoiGrid
 from pipeline.io import read_geoparquet, read_json, write_json
-from pipeline.io.mosaic import DEFAULT_CHUNK_PX, init_mosaic
+from pipeline.io.mosaic import DEFAULT_CHUNK_PX, init_mosaic, remove_ledger
 from pipeline.layout import Layout
 from pipeline.sentinel import run_month as drive_month
 from pipeline.sources.base import Recipe, SentinelSource
@@ -59,8 +61,10 @@ def _grid(layout: Layout, group: str) -> tuple[AoiGrid, list[str]]:
 def run_init(group: str, layout: Layout, chunk_px: int = DEFAULT_CHUNK_PX) -> Path:
     """Create (or keep, when it matches) the group's mosaic store; write the ready marker."""
     grid, months = _grid(layout, group)
-    store = layout.expand_layout().mosaic(group)
-    init_mosaic(store, grid, months, chunk_px=chunk_px, aoi=group)
+    xl = layout.expand_layout()
+    store = xl.mosaic_staging(group)
+    if init_mosaic(store, grid, months, chunk_px=chunk_px, aoi=group):
+        remove_ledger(xl.ledger_dir(group, months[0]).parent)
     marker = layout.expand_mosaic_ready(group)
     write_json(marker, {"group": group, "store": str(store), "grid": grid.to_dict(),
                         "months": months, "chunk_px": chunk_px})
@@ -98,7 +102,7 @@ def run_month(
     src = make_source(sentinel, expand) if own else source
     try:
         summary = drive_month(
-            src, group, grid, blocks, month, Recipe.from_config(sentinel), xl.mosaic(group),
+            src, group, grid, blocks, month, Recipe.from_config(sentinel), xl.mosaic_staging(group),
             xl.ledger_dir(group, month),
             concurrency=sentinel.gee.concurrency if sentinel.source == "gee" else max(1, threads),
             summary_path=xl.month_summary(group, month),

@@ -1,6 +1,8 @@
 """Stage `expand_stats` (one job per dataset): statistics and summary of an expansion.
 
-Reads the sample index, every group mosaic and month summary; writes
+Reads the sample index, every group's staging mosaic and month summary; consolidates each
+staging store into the read-optimised cube ``expand/sentinel/<group>.zarr``
+(:func:`pipeline.io.mosaic.consolidate_mosaic`); writes
 ``expand/stats.json`` (per-band mean/std over every sample's footprint window in the sample's
 own months, clear pixels only -- see :func:`pipeline.stats.sentinel_moments`) and
 ``expand/summary.json`` (samples, groups, months, fetch totals per group, label encodings,
@@ -19,7 +21,7 @@ from typing import Any
 from pipeline.config import ExpandConfig, parse_section
 from pipeline.io import read_geoparquet, read_json, write_json
 from pipeline.io.expand_io import copy_originals
-from pipeline.io.mosaic import finalize_mosaic, mosaic_months, read_footprint_cube
+from pipeline.io.mosaic import consolidate_mosaic, mosaic_months, read_footprint_cube
 from pipeline.layout import Layout
 from pipeline.sources.base import ALL_BANDS
 from pipeline.stats import check_sentinel_inputs, sentinel_moments
@@ -58,7 +60,7 @@ def run(cfg: ExpandConfig, layout: Layout, dataset: str) -> dict[str, Any]:
     groups = {g["group"]: g for g in plan["groups"]}
     available = {}
     for g in groups:
-        store = xl.mosaic(g)
+        store = xl.mosaic_staging(g)
         available[g] = mosaic_months(store) if store.exists() else None
     check_sentinel_inputs({g: p["months"] for g, p in groups.items()}, available)
     gsum: dict[str, Any] = {}
@@ -70,7 +72,7 @@ def run(cfg: ExpandConfig, layout: Layout, dataset: str) -> dict[str, Any]:
             for k in _SUM:
                 tot[k] += int(s.get(k, 0) or 0)
             products[m] = s.get("s2_product") or "none"
-        finalize_mosaic(xl.mosaic(g), products)
+        consolidate_mosaic(xl.mosaic_staging(g), xl.mosaic(g), products)
         gsum[g] = {"samples": p["n_samples"], "months": p["months"], "grid": p["grid"],
                    "s2_product": products, **tot}
     acc = sentinel_moments(_windows(index, layout), ALL_BANDS)

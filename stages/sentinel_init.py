@@ -4,8 +4,10 @@ Inputs: ``Layout.grid(aoi)`` (grid.json) and ``Layout.footprints(aoi)`` (fp_col0
 fp_size_px). Block side: ``sentinel.block_size_px`` if set, else derived from
 ``sentinel.gee.max_block_bytes`` (gee) or 256 px (local). Outputs:
 ``Layout.sentinel_blocks(aoi)`` (the block plan every month job uses) and
-``Layout.mosaic_marker(aoi)`` (store summary); the store itself is ``Layout.mosaic(aoi)``
-(created once, kept across reruns when grid, months and chunking are unchanged).
+``Layout.mosaic_marker(aoi)`` (store summary); the store itself is the write-optimised
+``Layout.mosaic_staging(aoi)`` (created once, kept across reruns when grid, months and
+chunking are unchanged; a newly created store drops the AOI's stale block ledgers). Rule
+``sentinel`` consolidates it into the read-optimised cube ``Layout.mosaic(aoi)``.
 """
 
 import logging
@@ -17,7 +19,7 @@ from pipeline.config import SentinelConfig, parse_section
 from pipeline.errors import ConfigError, InputError
 from pipeline.grid import AoiGrid
 from pipeline.io import read_geoparquet, read_json, write_json
-from pipeline.io.mosaic import init_mosaic
+from pipeline.io.mosaic import init_mosaic, remove_ledger
 from pipeline.layout import Layout
 
 log = logging.getLogger("pipeline.stages.sentinel_init")
@@ -57,7 +59,10 @@ def run(aoi: str, months: list[str], cfg: SentinelConfig, layout: Layout) -> dic
         block_px = block_size_px(REQUEST_BYTES_PER_PX, cfg.gee.max_block_bytes, CHUNK_PX)
     blocks = plan_blocks(grid, fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy(), size, block_px,
                          chunk_px=CHUNK_PX)
-    init_mosaic(layout.mosaic(aoi), grid, months, chunk_px=CHUNK_PX, aoi=aoi)
+    staging = layout.mosaic_staging(aoi)
+    if init_mosaic(staging, grid, months, chunk_px=CHUNK_PX, aoi=aoi):
+        # a new (empty) store: markers of an earlier store would make month jobs skip blocks
+        remove_ledger(layout.ledger_dir(aoi, months[0]).parent)
     plan = {
         "aoi": aoi,
         "grid": grid.to_dict(),
@@ -71,14 +76,15 @@ def run(aoi: str, months: list[str], cfg: SentinelConfig, layout: Layout) -> dic
     write_json(layout.sentinel_blocks(aoi), plan)
     pixels = sum(b.n_pixels for b in blocks)
     marker = {
-        "aoi": aoi, "store": str(layout.mosaic(aoi)), "months": months, "chunk_px": CHUNK_PX,
+        "aoi": aoi, "store": str(staging), "cube": str(layout.mosaic(aoi)), "months": months,
+        "chunk_px": CHUNK_PX,
         "grid": grid.to_dict(), "n_blocks": len(blocks), "block_pixels": pixels,
         "grid_pixels": grid.width * grid.height, "footprints": len(fp), "footprint_px": size,
     }
     write_json(layout.mosaic_marker(aoi), marker)
     log.info("%s: %d blocks (%d px, %.0f%% of the %dx%d grid) x %d months -> %s", aoi,
              len(blocks), pixels, 100.0 * pixels / (grid.width * grid.height), grid.width,
-             grid.height, len(months), layout.mosaic(aoi))
+             grid.height, len(months), staging)
     return marker
 
 

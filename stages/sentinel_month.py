@@ -1,4 +1,5 @@
-"""Stage ``sentinel_month`` (one job per AOI x month): fetch the month's blocks into the mosaic.
+"""Stage ``sentinel_month`` (one job per AOI x month): fetch the month's blocks into the
+write-optimised staging mosaic (``Layout.mosaic_staging``; rule ``sentinel`` builds the cube).
 
 Reads the block plan (``Layout.sentinel_blocks``) and writes ``Layout.month_summary``; block
 completion markers under ``Layout.ledger_dir`` make reruns resume (see
@@ -78,7 +79,7 @@ def run(
             log.info("%s %s: blocks run on the dask cluster at %s", aoi, month, dask.address)
         try:
             summary = run_month(
-                src, aoi, grid, blocks, month, Recipe.from_config(cfg), layout.mosaic(aoi),
+                src, aoi, grid, blocks, month, Recipe.from_config(cfg), layout.mosaic_staging(aoi),
                 layout.ledger_dir(aoi, month), concurrency=concurrency,
                 summary_path=layout.month_summary(aoi, month), progress=True, executor=ex,
             )

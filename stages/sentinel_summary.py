@@ -1,7 +1,9 @@
-"""Stage ``sentinel`` (one job per AOI): aggregate the month summaries and finalise the mosaic.
+"""Stage ``sentinel`` (one job per AOI): aggregate the month summaries and build the cube.
 
-Writes ``Layout.sentinel_summary(aoi)`` (totals + per-month table) and the mosaic's root attr
-``s2_product`` ({month: L2A | L1C | none}).
+Consolidates the write-optimised staging store (``Layout.mosaic_staging``, one chunk per
+month) into the read-optimised cube ``Layout.mosaic(aoi)`` (chunks spanning all months and
+bands, Blosc-LZ4; atomic, byte-identical on rerun; root attr ``s2_product`` = {month: L2A |
+L1C | none}), then writes ``Layout.sentinel_summary(aoi)`` (totals + per-month table).
 """
 
 import logging
@@ -9,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io import read_json, write_json
-from pipeline.io.mosaic import finalize_mosaic
+from pipeline.io.mosaic import consolidate_mosaic
 from pipeline.layout import Layout
 
 log = logging.getLogger("pipeline.stages.sentinel_summary")
@@ -25,6 +27,7 @@ def run(aoi: str, months: list[str], layout: Layout) -> dict[str, Any]:
     summary = {
         "aoi": aoi,
         "store": str(layout.mosaic(aoi)),
+        "staging": str(layout.mosaic_staging(aoi)),
         "months": months,
         "totals": {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in totals.items()},
         "s2_product": products,
@@ -32,7 +35,8 @@ def run(aoi: str, months: list[str], layout: Layout) -> dict[str, Any]:
         "months_without_s1": [m for m, s in per.items() if not s.get("n_scenes", {}).get("s1")],
         "per_month": per,
     }
-    finalize_mosaic(layout.mosaic(aoi), products)
+    cube = consolidate_mosaic(layout.mosaic_staging(aoi), layout.mosaic(aoi), products)
+    summary["cube"] = {"chunks": cube["chunks"], "bytes": cube["bytes"]}
     write_json(layout.sentinel_summary(aoi), summary)
     log.info("%s: %d months, %d requests, %.1f s; no S2 in %s", aoi, len(months),
              summary["totals"]["requests"], summary["totals"]["seconds"],

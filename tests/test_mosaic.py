@@ -10,6 +10,7 @@ import pytest
 from pipeline.errors import GridError, InputError
 from pipeline.grid import AoiGrid
 from pipeline.io.mosaic import (
+    consolidate_mosaic,
     finalize_mosaic,
     init_mosaic,
     open_mosaic,
@@ -104,3 +105,45 @@ def test_reinit_is_idempotent_but_rejects_other_grid(store: Path) -> None:
     init_mosaic(store, GRID, MONTHS, chunk_px=32, aoi="demo")  # same: no-op
     with pytest.raises(InputError, match="another grid"):
         init_mosaic(store, GRID, MONTHS[:2], chunk_px=32)
+
+
+def _digest(path: Path) -> dict[str, bytes]:
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    return {str(f.relative_to(path)): f.read_bytes() for f in files}
+
+
+def test_consolidated_cube_reads_the_same_and_is_deterministic(store: Path, tmp_path: Path) -> None:
+    for t, (b, seed) in enumerate([(Block(0, 0, 64, 64), 3), (Block(32, 64, 128, 64), 4)]):
+        write_block(store, t, b, _result(b, seed))
+    write_month_product(store, 1, "L2A")
+    products = {"2019-08": "none", "2019-09": "L2A", "2019-10": "none"}
+    cube = tmp_path / "cube.zarr"
+    info = consolidate_mosaic(store, cube, products)
+    # chunks span every month and band; a footprint window is a few chunk decodes
+    assert info["chunks"]["s2"] == [3, 12, 64, 64] and info["chunks"]["s1_count"] == [3, 64, 64]
+    for c0, r0, n in ((0, 0, 160 - 32), (30, 60, 40), (100, 20, 60), (0, 0, 128)):
+        a, b = read_footprint_cube(store, c0, r0, n), read_footprint_cube(cube, c0, r0, n)
+        np.testing.assert_array_equal(a["x"], b["x"])  # NaN positions equal too
+        np.testing.assert_array_equal(a["counts"], b["counts"])
+        assert a["months"] == b["months"]
+    ds = open_mosaic(cube)
+    assert ds.attrs["s2_product"] == products and ds.attrs["layout"] == "cube"
+    assert ds.rio.crs.to_epsg() == 32649 and list(ds.s2_product.values) == [0, 2, 0]
+    assert ds.s2.dims == ("time", "band_s2", "y", "x") and ds.s2.encoding["chunks"][0] == 3
+    # fill-only chunks are not stored: rows 0..63 x cols 64..127 were never written
+    assert (cube / "s2" / "c" / "0" / "0" / "0" / "0").is_file()
+    assert not (cube / "s2" / "c" / "0" / "0" / "0" / "1").exists()
+    first = _digest(cube)
+    consolidate_mosaic(store, cube, products)  # rerun: replaced atomically, identical bytes
+    assert _digest(cube) == first
+    assert not list(tmp_path.glob(".cube.zarr.tmp-*"))
+    # the cube is not a write target (its chunks hold every month)
+    b = Block(0, 0, 32, 32)
+    with pytest.raises(InputError, match="staging"):
+        write_block(cube, 0, b, _result(b, 0))
+
+
+def test_consolidate_needs_a_staging_store(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="sentinel_init"):
+        consolidate_mosaic(tmp_path / "missing.zarr", tmp_path / "cube.zarr")
+    assert not (tmp_path / "cube.zarr").exists()

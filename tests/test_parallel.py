@@ -143,7 +143,7 @@ def test_sentinel_month_on_a_dask_cluster_equals_in_process(
         s = sentinel_month.run("a", "2020-03", cfg, lay, str(archive), threads=2, dask=dask_cfg)
         assert s["blocks_done"] == marker["n_blocks"] == 2 and s["s2_product"] == "L2A"
         assert read_json(lay.month_summary("a", "2020-03"))["blocks"] == 2
-        stores[mode] = _store_digest(lay.mosaic("a"))
+        stores[mode] = _store_digest(lay.mosaic_staging("a"))
     assert stores["dask"] == stores["inproc"]
     # the blocks were tasks of the dask scheduler (one per block), not threads of ours
     prefixes = local_cluster.scheduler.task_prefixes

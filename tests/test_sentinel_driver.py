@@ -171,7 +171,26 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
     for c0, r0 in zip(fp.fp_col0, fp.fp_row0, strict=True):
         cube = read_footprint_cube(lay.mosaic("a"), int(c0), int(r0), 64)
         assert (cube["counts"][:, 1] == 2).all()
+    # the month jobs filled the staging store; the aggregate built the read-optimised cube
+    assert marker["store"] == str(lay.mosaic_staging("a")) and lay.mosaic_staging("a").is_dir()
+    assert total["cube"]["chunks"]["s2"][:2] == [len(MONTHS), 12]
+    c0, r0 = int(fp.fp_col0[0]), int(fp.fp_row0[0])
+    np.testing.assert_array_equal(read_footprint_cube(lay.mosaic_staging("a"), c0, r0, 64)["x"],
+                                  read_footprint_cube(lay.mosaic("a"), c0, r0, 64)["x"])
+    files = sorted(f for f in lay.mosaic("a").rglob("*") if f.is_file())
+    before = [f.read_bytes() for f in files]
+    sentinel_summary.run("a", MONTHS, lay)  # rerun: byte-identical cube
+    assert [f.read_bytes() for f in files] == before
     # a rerun of sentinel_init keeps the store; the local source needs an archive path
     sentinel_init.run("a", MONTHS, cfg, lay)
+    assert any(lay.ledger_dir("a", MONTHS[0]).iterdir())  # kept store: ledger kept
+    # a newly created staging store drops the stale ledger (else month jobs skip every block)
+    import shutil
+
+    shutil.rmtree(lay.mosaic_staging("a"))
+    sentinel_init.run("a", MONTHS, cfg, lay)
+    assert not lay.ledger_dir("a", MONTHS[0]).exists()
+    s = sentinel_month.run("a", MONTHS[0], cfg, lay, None, threads=2, source=FakeSource())
+    assert s["blocks_done"] == marker["n_blocks"] and s["blocks_skipped"] == 0
     with pytest.raises(Exception, match="sentinel_archive"):
         sentinel_month.make_source(cfg, None, "a")
