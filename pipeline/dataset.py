@@ -476,7 +476,21 @@ def fusu_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 if pad:
                     v = torch.cat([v, v.new_zeros((pad, *v.shape[1:]))], dim=0)
                 padded.append(v)
-            out[k] = torch.stack(padded)
+            out[k] = _stack(padded)
         else:
-            out[k] = torch.stack(vals)
+            out[k] = _stack(vals)
     return out
+
+
+def _stack(vals: list[Any]) -> Any:
+    """``torch.stack``; inside a DataLoader worker straight into shared memory (as torch's
+    default_collate does), so the batch is not copied again when sent to the main process."""
+    import torch
+
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(vals)
+    v0 = vals[0]
+    numel = sum(int(v.numel()) for v in vals)
+    storage = v0._typed_storage()._new_shared(numel, device=v0.device)
+    out = v0.new(storage).resize_(len(vals), *v0.shape)
+    return torch.stack(vals, out=out)
