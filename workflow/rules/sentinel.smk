@@ -1,9 +1,12 @@
 # Rules for the Sentinel part of the pipeline (DESIGN.md section 3).
 #
 # demo_scenes     per generated AOI (local source): synthetic S1/S2 scene archive
-# sentinel_init   per AOI: block plan over the union of footprints + empty Zarr mosaic
-# sentinel_month  per (AOI, month): fetch the month's blocks into the mosaic (resumable ledger)
-# sentinel        per AOI: aggregate month summaries, finalise the mosaic attrs
+# sentinel_init   per AOI: block plan over the union of footprints + empty staging mosaic
+#                 sentinel/<aoi>/staging.zarr (write-optimised: one month per chunk)
+# sentinel_month  per (AOI, month): fetch the month's blocks into the staging store (resumable
+#                 ledger)
+# sentinel        per AOI: aggregate month summaries, consolidate the staging store into the
+#                 read-optimised cube sentinel/<aoi>.zarr (chunks span all months)
 # Jobs are per AOI or per AOI x month, never per patch. With source 'gee' every month job
 # holds one unit of the `gee` resource, so `--resources gee=N` caps concurrent EE jobs.
 
