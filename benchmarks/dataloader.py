@@ -16,14 +16,17 @@ stored dtypes. After reading every file once (page cache warm), it measures ``Da
 samples/s over the subset in a fixed shuffled order with 1 and 2 workers for
 
 * ``native``: :class:`pipeline.dataset.FusuDataset` (GeoTIFFs + footprint windows of the mosaic),
+* ``native-c``: the same with ``compact=True`` (stored dtypes through the workers; the batch is
+  normalised on the device by :func:`pipeline.dataset.prepare_batch`, timed separately here on
+  the CPU as an upper bound of that device work),
 * ``fusu``: a minimal FUSU-layout reader (PIL PNGs + rasterio per-month GeoTIFFs) producing the
   same tensors,
 * ``raw``: ``np.fromfile`` of the pre-dumped arrays (no decoding, no conversion: the limit),
 
-and prints native/raw (goal >= 0.5) and native/fusu, plus the bytes on disk per patch of the
-Sentinel part: native (mosaic size / all patches) vs FUSU (month GeoTIFFs per patch) (goal
-<= 1/10). Synthetic content is textured (class-coloured blocks + noise, smooth S2 fields with
-noise and cloud gaps) so compression ratios are plausible, not those of real scenes.
+and prints native/raw and native-c/raw (goal >= 0.5) and native/fusu, plus the bytes on disk
+per patch of the Sentinel part: native (mosaic size / all patches) vs FUSU (month GeoTIFFs per
+patch) (goal <= 1/10). Synthetic content is textured (class-coloured blocks + noise, smooth S2
+fields with noise and cloud gaps) so compression ratios are plausible, not those of real scenes.
 """
 
 from __future__ import annotations
@@ -464,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pipeline.dataset import FusuDataset, fusu_collate
+    from pipeline.dataset import FusuDataset, fusu_collate, prepare_batch
     from pipeline.io.mosaic import _open_arrays
 
     torch.set_num_threads(1)
@@ -523,8 +526,11 @@ def main(argv: list[str] | None = None) -> None:
         ids = [r["patch_id"] for r in sub]
         order = [int(i) for i in rng.permutation(len(sub))]
         nat = torch.utils.data.Subset(nat_all, [pos[p] for p in ids])
+        nat_c_all = FusuDataset(native, split=None, compact=True)
+        nat_c = torch.utils.data.Subset(nat_c_all, [pos[p] for p in ids])
         datasets = {
             "native": (nat, fusu_collate),
+            "native-c": (nat_c, fusu_collate),
             "fusu": (FusuLayoutDataset(fusu, ids, len(MONTHS), stats), None),
             "raw": (RawDataset(raw, ids, len(MONTHS)), None),
         }
@@ -542,6 +548,14 @@ def main(argv: list[str] | None = None) -> None:
             for name, (ds, _c) in datasets.items()
         }
         print("  CPU ms/sample (in-process): " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        # the device-side step of compact mode, here on the CPU (1 thread): an upper bound
+        cb = fusu_collate([nat_c[i] for i in order[: args.batch]])
+        prepare_batch(cb, nat_c_all.norm_stats, "cpu")
+        t0 = time.process_time()
+        for _ in range(3):
+            prepare_batch(cb, nat_c_all.norm_stats, "cpu")
+        prep_ms = 1000.0 * (time.process_time() - t0) / (3 * len(cb["meta"]))
+        print(f"  prepare_batch on the CPU: {prep_ms:.1f} ms/sample")
         for w in args.workers:
             for name, (ds, coll) in datasets.items():
                 res[(name, w)] = measure(ds, order, w, args.batch, coll)
@@ -556,18 +570,20 @@ def main(argv: list[str] | None = None) -> None:
         f"batch {args.batch}, {os.cpu_count()} CPUs, total {time.perf_counter() - t_all:.0f} s)"
     )
     print(
-        f"{'workers':>8} {'native/s':>9} {'fusu/s':>8} {'raw/s':>8} {'native/raw':>11} "
-        f"{'native/fusu':>12}"
+        f"{'workers':>8} {'native/s':>9} {'native-c/s':>11} {'fusu/s':>8} {'raw/s':>8} "
+        f"{'native/raw':>11} {'native-c/raw':>13} {'native/fusu':>12}"
     )
     for w in args.workers:
-        nv, fu, rw = res[("native", w)], res[("fusu", w)], res[("raw", w)]
+        nv, nc = res[("native", w)], res[("native-c", w)]
+        fu, rw = res[("fusu", w)], res[("raw", w)]
         print(
-            f"{w:>8} {nv:9.1f} {fu:8.1f} {rw:8.1f} {nv / rw:11.2f} {nv / fu:12.2f}"
-            f"   (goal native/raw >= 0.5)"
+            f"{w:>8} {nv:9.1f} {nc:11.1f} {fu:8.1f} {rw:8.1f} {nv / rw:11.2f} {nc / rw:13.2f} "
+            f"{nv / fu:12.2f}   (goal native/raw >= 0.5)"
         )
     print(
         f"CPU time per sample (in-process, 0 workers): native {cpu['native']:.0f} ms, fusu "
-        f"{cpu['fusu']:.0f} ms, raw {cpu['raw']:.0f} ms: raw/native = "
+        f"{cpu['fusu']:.0f} ms, raw {cpu['raw']:.0f} ms, native-c {cpu['native-c']:.0f} ms "
+        f"(+ prepare_batch {prep_ms:.1f} ms on the device): raw/native = "
         f"{cpu['raw'] / cpu['native']:.2f} (same goal, >= 0.5), fusu/native = "
         f"{cpu['fusu'] / cpu['native']:.2f}"
     )

@@ -310,11 +310,23 @@ class Trainer:
                           num_workers=self.cfg.num_workers, collate_fn=self.collate_fn,
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
+    def _on_device(self, batch: dict[str, Any], ds: Any) -> dict[str, Any]:
+        """Move a batch to the device; compact batches (``FusuDataset(compact=True)``: stored
+        dtypes through the workers) are decoded and normalised there with the dataset's
+        statistics / HR size (:func:`pipeline.dataset.prepare_batch`, same values)."""
+        t1 = batch.get("t1")
+        if torch.is_tensor(t1) and t1.dtype == torch.uint8:
+            from pipeline.dataset import prepare_batch
+
+            return prepare_batch(batch, getattr(ds, "norm_stats", None), self.device,
+                                 hr_size=getattr(ds, "hr_size", None))
+        return to_device(batch, self.device)
+
     # ---- one step
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """Forward, loss, backward and both optimizer + scheduler steps on one batch."""
         self.model.train()
-        batch = to_device(batch, self.device)
+        batch = self._on_device(batch, self.train_ds)
         if self.cfg.augment:
             batch = flip_batch(batch)
         for o in self.optimizers:
@@ -344,7 +356,7 @@ class Trainer:
         for i, batch in enumerate(self._eval_loader(ds)):
             if max_batches is not None and i >= max_batches:
                 break
-            batch = to_device(batch, self.device)
+            batch = self._on_device(batch, ds)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.model(batch)
             p = predictions(out)

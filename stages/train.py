@@ -48,8 +48,9 @@ def run(
 
     def split(name: str, required: bool) -> Any:
         try:
+            # compact: stored dtypes through the workers, normalised on the device by Trainer
             return FusuDataset(layout.root, split=name, months=cfg.months,
-                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px)
+                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px, compact=True)
         except DatasetError as exc:
             if required:
                 raise TrainingError(f"cannot load the {name!r} split: {exc}") from None

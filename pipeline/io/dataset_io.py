@@ -84,10 +84,13 @@ def read_json_if_exists(path: str | Path) -> Any | None:
     return read_json(p) if p.is_file() else None
 
 
-def read_cube(path: str | Path, col0: int, row0: int, size: int) -> dict[str, Any]:
+def read_cube(
+    path: str | Path, col0: int, row0: int, size: int, raw: bool = False
+) -> dict[str, Any]:
     """Footprint window of the AOI mosaic ``path`` for every month (see
     :func:`pipeline.io.mosaic.read_footprint_cube`: ``x`` (T, 14, H, W) float32 NaN = no data,
-    ``counts`` (T, 2, H, W) uint8, ``months``, ``bands``).
+    ``counts`` (T, 2, H, W) uint8, ``months``, ``bands``; with ``raw`` the stored ``s2``
+    (T, 12, H, W) uint16 DN, 65535 = no data, and ``s1`` (T, 2, H, W) float32 dB instead of ``x``).
 
     The store is opened once per process (``read_footprint_cube`` caches opened arrays by path),
     so a dataset holding only the path pickles into DataLoader workers without open stores.
@@ -103,7 +106,7 @@ def read_cube(path: str | Path, col0: int, row0: int, size: int) -> dict[str, An
             f"Sentinel mosaic {p} is missing: run the sentinel rules for this AOI "
             "(snakemake --cores N) or use with_sentinel=False"
         )
-    return read_footprint_cube(p, col0, row0, size)
+    return read_footprint_cube(p, col0, row0, size, raw=raw)
 
 
 def read_mosaic_counts(path: str | Path) -> dict[str, Any] | None:

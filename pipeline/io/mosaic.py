@@ -379,7 +379,7 @@ def mosaic_months(path: str | Path) -> list[str]:
 
 
 def read_footprint_cube(
-    path: str | Path, col0: int, row0: int, size: int | tuple[int, int]
+    path: str | Path, col0: int, row0: int, size: int | tuple[int, int], raw: bool = False
 ) -> dict[str, Any]:
     """Read a window of the mosaic (e.g. one footprint) for every month.
 
@@ -391,11 +391,15 @@ def read_footprint_cube(
         path: the ``.zarr`` store (the cube or a staging store).
         col0, row0: upper-left pixel of the window in the AOI grid.
         size: side (px), or (height, width).
+        raw: return the stored dtypes instead of ``x`` (no decoding pass): ``s2`` (T, 12, H, W)
+            uint16 reflectance * 10000 with 65535 = no data and ``s1`` (T, 2, H, W) float32 dB
+            with NaN = no data (``s2 / 10000`` with 65535 -> NaN, concatenated with ``s1``, is
+            exactly ``x``).
 
     Returns:
         dict with ``x`` (T, 14, H, W) float32: 12 S2 reflectances then S1 VV, VH dB, NaN = no
-        data; ``counts`` (T, 2, H, W) uint8 (S2 clear, S1); ``months`` (list of ``YYYY-MM``);
-        ``bands`` (the 14 names).
+        data (or ``s2`` / ``s1`` when ``raw``); ``counts`` (T, 2, H, W) uint8 (S2 clear, S1);
+        ``months`` (list of ``YYYY-MM``); ``bands`` (the 14 names).
 
     Raises:
         GridError: the window leaves the AOI grid.
@@ -413,6 +417,18 @@ def read_footprint_cube(
     ys, xs = slice(row0, row0 + h), slice(col0, col0 + w)
     s2a, s1a = arrays["s2"], arrays["s1"]
     T, nb2, nb1 = s2a.shape[0], s2a.shape[1], s1a.shape[1]
+    counts = np.empty((T, 2, h, w), np.uint8)
+    counts[:, 0] = arrays["s2_count"][:, ys, xs]
+    counts[:, 1] = arrays["s1_count"][:, ys, xs]
+    months, bands = list(attrs["months"]), list(S2_BANDS + S1_BANDS)
+    if raw:
+        return {
+            "s2": np.ascontiguousarray(s2a[:, :, ys, xs], dtype=np.uint16),
+            "s1": np.ascontiguousarray(s1a[:, :, ys, xs], dtype=np.float32),
+            "counts": counts,
+            "months": months,
+            "bands": bands,
+        }
     # zarr arrays read directly (no xarray), decoded into one preallocated array: same values
     # as u16_to_reflectance (DN / 10000 in float32, 65535 -> NaN) without temporaries
     x = np.empty((T, nb2 + nb1, h, w), np.float32)
@@ -421,15 +437,7 @@ def read_footprint_cube(
     np.divide(dn, np.float32(10000.0), out=xs2, dtype=np.float32)
     np.copyto(xs2, np.float32(np.nan), where=dn == S2_NODATA_U16)
     x[:, nb2:] = s1a[:, :, ys, xs]
-    counts = np.empty((T, 2, h, w), np.uint8)
-    counts[:, 0] = arrays["s2_count"][:, ys, xs]
-    counts[:, 1] = arrays["s1_count"][:, ys, xs]
-    return {
-        "x": x,
-        "counts": counts,
-        "months": list(attrs["months"]),
-        "bands": list(S2_BANDS + S1_BANDS),
-    }
+    return {"x": x, "counts": counts, "months": months, "bands": bands}
 
 
 def open_mosaic(path: str | Path) -> Any:
