@@ -66,7 +66,9 @@ def run(
         from pipeline.sources.local import LocalSource
 
         make_source(cfg, archive, aoi).close()  # validates the archive path here, not remotely
-        src: Any = PerProcess(LocalSource, (str(archive),))
+        # workers run elsewhere (another cwd / node): ship absolute paths only
+        src: Any = PerProcess(LocalSource, (str(Path(str(archive)).resolve()),))
+        layout = Layout(layout.root.resolve())
     else:
         src = source if source is not None else make_source(cfg, archive, aoi)
     concurrency = cfg.gee.concurrency if cfg.source == "gee" else max(1, threads)

@@ -54,7 +54,7 @@ def local_cluster():  # type: ignore[no-untyped-def]
 
     cluster = LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     )
     yield cluster
     cluster.close()
@@ -109,10 +109,9 @@ def _store_digest(store: Path) -> dict[str, str]:
     }
 
 
-def test_sentinel_month_on_a_dask_cluster_equals_in_process(
-    tmp_path: Path, local_cluster  # type: ignore[no-untyped-def]
-) -> None:
-    """Local source (real s2cloudless) blocks run as dask tasks: identical mosaic bytes."""
+def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig) -> dict[str, str]:
+    """sentinel_init + sentinel_month (local source, real s2cloudless) of a two-block AOI under
+    ``root`` (may be relative) from a two-scene archive; returns the staging store digest."""
     import pandas as pd
 
     from pipeline.config import SentinelConfig
@@ -125,27 +124,56 @@ def test_sentinel_month_on_a_dask_cluster_equals_in_process(
 
     # two 64 px blocks (the mosaic chunk); the scenes cover the west one and part of the east
     grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 128}))
-
-    archive = tmp_path / "scenes"
-    write_scene(archive, 3, 0.1)
-    write_scene(archive, 13, 0.3, cloud_left_half=True)
+    if not archive.is_dir():
+        write_scene(archive, 3, 0.1)
+        write_scene(archive, 13, 0.3, cloud_left_half=True)
     cfg = SentinelConfig(source="local", block_size_px=64)
-    months = ["2020-03"]
-    stores = {}
-    for mode, dask_cfg in (("inproc", DaskConfig()),
-                           ("dask", DaskConfig(address=local_cluster.scheduler_address))):
-        lay = Layout(tmp_path / mode)
-        write_json(lay.grid("a"), grid.to_dict() | {"rule": "t", "size_px": 64, "scale": 5.0})
-        fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [0, 64],
-                           "fp_row0": [0, 0], "fp_size_px": [64, 64]})
-        write_geoparquet(fp, lay.footprints("a"))
-        marker = sentinel_init.run("a", months, cfg, lay)
-        s = sentinel_month.run("a", "2020-03", cfg, lay, str(archive), threads=2, dask=dask_cfg)
-        assert s["blocks_done"] == marker["n_blocks"] == 2 and s["s2_product"] == "L2A"
-        assert read_json(lay.month_summary("a", "2020-03"))["blocks"] == 2
-        stores[mode] = _store_digest(lay.mosaic_staging("a"))
-    assert stores["dask"] == stores["inproc"]
+    lay = Layout(root)
+    write_json(lay.grid("a"), grid.to_dict() | {"rule": "t", "size_px": 64, "scale": 5.0})
+    fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [0, 64],
+                       "fp_row0": [0, 0], "fp_size_px": [64, 64]})
+    write_geoparquet(fp, lay.footprints("a"))
+    marker = sentinel_init.run("a", ["2020-03"], cfg, lay)
+    s = sentinel_month.run("a", "2020-03", cfg, lay, str(archive), threads=2, dask=dask_cfg)
+    assert s["blocks_done"] == marker["n_blocks"] == 2 and s["s2_product"] == "L2A"
+    assert read_json(lay.month_summary("a", "2020-03"))["blocks"] == 2
+    return _store_digest(lay.mosaic_staging("a"))
+
+
+def test_sentinel_month_on_a_dask_cluster_equals_in_process(
+    tmp_path: Path, local_cluster  # type: ignore[no-untyped-def]
+) -> None:
+    """Local source (real s2cloudless) blocks run as dask tasks: identical mosaic bytes."""
+    archive = tmp_path / "scenes"
+    inproc = _sentinel_month_store(tmp_path / "inproc", archive, DaskConfig())
+    dask = _sentinel_month_store(
+        tmp_path / "dask", archive, DaskConfig(address=local_cluster.scheduler_address)
+    )
+    assert dask == inproc
     # the blocks were tasks of the dask scheduler (one per block), not threads of ours
     prefixes = local_cluster.scheduler.task_prefixes
     assert "fetch_block_into_mosaic" in prefixes
     assert sum(prefixes["fetch_block_into_mosaic"].state_counts.values()) >= 2
+
+
+def test_dask_worker_process_elsewhere_gets_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker in another process and working directory (as on another node) resolves the
+    job's relative results_dir / sentinel_archive paths correctly."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    reference = _sentinel_month_store(Path("inproc"), Path("scenes"), DaskConfig())
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        client.run(os.chdir, str(elsewhere))
+        assert set(client.run(os.getcwd).values()) == {str(elsewhere)}
+        got = _sentinel_month_store(Path("remote"), Path("scenes"),
+                                    DaskConfig(address=cluster.scheduler_address))
+    assert got == reference
+    assert not any(elsewhere.iterdir())  # nothing was written relative to the worker's cwd
