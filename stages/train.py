@@ -40,17 +40,20 @@ def run(
         ) from None
     from pipeline.dataset import FusuDataset, fusu_collate
     from pipeline.models import model_kind
-    from pipeline.train import Trainer
+    from pipeline.train import Trainer, resolve_device
 
     torch.set_num_threads(max(1, threads))
     kind = model_kind(cfg)
     with_sentinel = kind != "hr_only"
+    # on a GPU: compact samples (stored dtypes through the workers), normalised on the device
+    # by Trainer (prepare_batch); on the CPU the workers normalise (in parallel) as before
+    compact = resolve_device(cfg).type == "cuda"
 
     def split(name: str, required: bool) -> Any:
         try:
-            # compact: stored dtypes through the workers, normalised on the device by Trainer
             return FusuDataset(layout.root, split=name, months=cfg.months,
-                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px, compact=True)
+                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px,
+                               compact=compact)
         except DatasetError as exc:
             if required:
                 raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
