@@ -78,6 +78,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             has_gpu = False
     for item in items:
         if "gee_live" in item.keywords and not has_ee_creds:
-            item.add_marker(pytest.mark.skip(reason="no Earth Engine credentials (EE_PROJECT + key)"))
+            item.add_marker(
+                pytest.mark.skip(reason="no Earth Engine credentials (EE_PROJECT + key)")
+            )
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))

@@ -86,7 +86,7 @@ def _write_aoi(tmp_path: Path, **over: object) -> Path:
 
 @pytest.mark.parametrize("bad", ["my aoi", "a/b", "../x", "Caps", ""])
 def test_aoi_name_must_be_safe(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(ConfigError, match="AOI name|name"):
+    with pytest.raises(ConfigError, match=r"AOI name|name"):
         load_aoi(_write_aoi(tmp_path, name=bad))
 
 
@@ -112,7 +112,14 @@ def test_bundled_aoi_files_are_valid() -> None:
     files = sorted((REPO / "aoi").glob("*.yaml"))
     specs = [load_aoi(p) for p in files]
     names = {s.name for s in specs}
-    assert {"demo", "fusu-beilin", "fusu-yanta", "fusu-xincheng", "fusu-lianhu", "fusu-xiuzhou"} <= names
+    assert {
+        "demo",
+        "fusu-beilin",
+        "fusu-yanta",
+        "fusu-xincheng",
+        "fusu-lianhu",
+        "fusu-xiuzhou",
+    } <= names
     for s in specs:
         if s.name.startswith("fusu-"):
             assert s.template and len(s.months) == 25 and s.extent_wgs84 is not None
