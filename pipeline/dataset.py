@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DatasetError
+from pipeline.footprints import FOOTPRINT_COLUMNS
 from pipeline.io import dataset_io
 from pipeline.layout import Layout
 from pipeline.sources.base import ALL_BANDS, S1_BANDS, S1_WAVELENGTH_NM, S2_WAVELENGTHS_NM
@@ -67,15 +68,8 @@ WAVELENGTHS_NM: tuple[float, ...] = tuple(S2_WAVELENGTHS_NM) + (S1_WAVELENGTH_NM
 HR_BANDS: tuple[str, ...] = ("R", "G", "B")
 
 _REQUIRED_COLUMNS = ("patch_id", "aoi", "hr_t1", "hr_t2")
-_FOOTPRINT_COLUMNS = (
-    "fp_col0",
-    "fp_row0",
-    "fp_size_px",
-    "patch_off_x_px",
-    "patch_off_y_px",
-    "patch_w_px",
-    "patch_h_px",
-)
+#: Numeric footprint columns of the index (the tile index's footprint columns minus the WKB).
+_FOOTPRINT_COLUMNS = tuple(c for c in FOOTPRINT_COLUMNS if c != "fp_geometry_wkb")
 
 
 # --------------------------------------------------------------------------- pure helpers
