@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from pipeline.config import load_aoi, load_config
+from pipeline.errors import ConfigError
 from pipeline.layout import Layout
 
 
@@ -12,9 +13,17 @@ configfile: "config/config.yaml"
 
 # Validated once at parse time (config.yaml merged with --config overrides).
 CFG = load_config(config, "configuration (config/config.yaml + --config overrides)")
-AOIS = {a.name: a for a in (load_aoi(p) for p in CFG.aois)}
-if len(AOIS) != len(CFG.aois):
-    raise ValueError("two AOI definition files use the same 'name'; names must be unique")
+AOIS = {}
+AOI_FILES = {}
+for _path in CFG.aois:
+    _spec = load_aoi(_path)
+    if _spec.name in AOIS:
+        raise ConfigError(
+            f"AOI files {AOI_FILES[_spec.name]} and {_path} both use the name {_spec.name!r}: "
+            "AOI names must be unique (rename one)"
+        )
+    AOIS[_spec.name] = _spec
+    AOI_FILES[_spec.name] = _path
 L = Layout.of(CFG.results_dir, CFG.dataset)
 ROOT = str(L.root)
 
@@ -27,10 +36,6 @@ wildcard_constraints:
 
 # Each rules file appends its final targets here.
 ALL_TARGETS: list = []
-
-
-def aoi_spec(wildcards):
-    return AOIS[wildcards.aoi]
 
 
 include: "workflow/rules/demo.smk"
