@@ -38,6 +38,8 @@ wildcard_constraints:
 ALL_TARGETS: list = []
 
 
+# Helper functions for the rule files (uses CFG, AOIS, L, ROOT above).
+include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/hr.smk"
 include: "workflow/rules/labels.smk"

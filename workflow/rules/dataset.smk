@@ -32,9 +32,11 @@ rule assemble:
     params:
         cfg=CFG.section("splits"),
         aois=_DATASET_AOI_PARAMS,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/assemble.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/assemble.py"
 
@@ -47,9 +49,11 @@ rule stats:
         L.stats(),
     params:
         aois=_DATASET_AOI_PARAMS,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/stats.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/stats.py"
 
@@ -61,11 +65,13 @@ rule stac:
         f"{L.stac_dir()}/collection.json",
     params:
         aois=_DATASET_AOI_PARAMS,
-        root=ROOT,
+        root=dataset_root,
         dataset=CFG.dataset,
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/stac.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/stac.py"
 
@@ -82,10 +88,12 @@ rule export_fusu:
     params:
         cfg=CFG.section("export"),
         aois=_DATASET_AOI_PARAMS,
-        root=ROOT,
+        root=dataset_root,
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/export_fusu.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/export_fusu.py"
 

@@ -24,5 +24,7 @@ for _name, _spec in AOIS.items():
         threads: 2
         resources:
             mem_mb=2000,
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/demo_inputs.py"

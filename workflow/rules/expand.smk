@@ -37,10 +37,12 @@ if CFG.expand.adapter is not None:
             cfg=_EXPAND_INDEX_CFG,
             fp=CFG.section("footprints"),
             block_px=_EXPAND_BLOCK_PX,
-            root=ROOT,
+            root=dataset_root,
             dataset=CFG.dataset,
         log:
             f"{ROOT}/logs/expand/index.log",
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/expand_index.py"
 
@@ -51,9 +53,11 @@ if CFG.expand.adapter is not None:
             str(L.expand_mosaic_ready("{aoi}")),
         params:
             mode="init",
-            root=ROOT,
+            root=dataset_root,
         log:
             f"{ROOT}/logs/expand/sentinel_init/{{aoi}}.log",
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/expand_sentinel.py"
 
@@ -67,23 +71,17 @@ if CFG.expand.adapter is not None:
             cfg=_EXPAND_FETCH_CFG,
             sentinel=CFG.section("sentinel"),
             block_px=_EXPAND_BLOCK_PX,
-            root=ROOT,
+            root=dataset_root,
         threads: 2
         resources:
             mem_mb=3000,
             **({"gee": 1} if CFG.sentinel.source == "gee" else {}),
         log:
             f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.log",
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/expand_sentinel.py"
-
-    def _expand_month_summaries(wildcards):
-        import json
-
-        plan = json.loads(Path(checkpoints.expand_index.get().output.plan).read_text())
-        return [
-            str(_XL.month_summary(g["group"], m)) for g in plan["groups"] for m in g["months"]
-        ]
 
     rule expand_stats:
         input:
@@ -95,10 +93,12 @@ if CFG.expand.adapter is not None:
             summary=str(L.expand_summary()),
         params:
             cfg=CFG.section("expand"),
-            root=ROOT,
+            root=dataset_root,
             dataset=CFG.dataset,
         log:
             f"{ROOT}/logs/expand/stats.log",
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/expand_stats.py"
 

@@ -4,15 +4,6 @@
 # complete when those exist) and the split leakage report.
 
 
-def _report_month_summaries(wildcards):
-    return [
-        L.month_summary(name, month)
-        for name, spec in AOIS.items()
-        if not spec.template
-        for month in spec.months
-    ]
-
-
 rule report:
     input:
         index=L.index(),
@@ -24,9 +15,11 @@ rule report:
     params:
         cfg=CFG.section("report"),
         class_schema=CFG.labels.class_schema,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/report.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/report.py"
 

@@ -14,10 +14,6 @@ _SENTINEL_AOIS = [name for name, spec in AOIS.items() if not spec.template]
 _SENTINEL_GEE = CFG.sentinel.source == "gee"
 
 
-def _demo_scenes_done(name):
-    return f"{AOIS[name].sentinel_archive}/done.json"
-
-
 for _name, _spec in AOIS.items():
     if not (_spec.generated and _spec.sentinel_archive and CFG.sentinel.source == "local"):
         continue
@@ -35,15 +31,10 @@ for _name, _spec in AOIS.items():
         threads: 1
         resources:
             mem_mb=2000,
+        conda:
+            "../envs/pipeline.yaml"
         script:
             "../../stages/demo_scenes.py"
-
-
-def _sentinel_archive_input(wildcards):
-    spec = AOIS[wildcards.aoi]
-    if CFG.sentinel.source == "local" and spec.generated and spec.sentinel_archive:
-        return [_demo_scenes_done(wildcards.aoi)]
-    return []
 
 
 rule sentinel_init:
@@ -56,9 +47,11 @@ rule sentinel_init:
     params:
         cfg=CFG.section("sentinel"),
         months=lambda wc: AOIS[wc.aoi].months,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_init/{{aoi}}.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/sentinel_init.py"
 
@@ -73,13 +66,15 @@ rule sentinel_month:
     params:
         cfg=CFG.section("sentinel"),
         archive=lambda wc: AOIS[wc.aoi].sentinel_archive,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.log",
     threads: 2
     resources:
         mem_mb=3000,
         **({"gee": 1} if _SENTINEL_GEE else {}),
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/sentinel_month.py"
 
@@ -91,9 +86,11 @@ rule sentinel:
         L.sentinel_summary("{aoi}"),
     params:
         months=lambda wc: AOIS[wc.aoi].months,
-        root=ROOT,
+        root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel/{{aoi}}.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../../stages/sentinel_summary.py"
 

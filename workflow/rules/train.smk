@@ -16,11 +16,13 @@ rule train:
         model=f"{L.train_dir()}/model.pt",
     params:
         cfg=CFG.section("train"),
-        root=ROOT,
+        root=dataset_root,
     threads: CFG.train.num_workers + 1
     resources:
         gpu=1,
     log:
         f"{ROOT}/logs/train/train.log",
+    conda:
+        "../envs/train.yaml"
     script:
         "../../stages/train.py"
