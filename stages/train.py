@@ -5,7 +5,6 @@ Thin adapter: builds the train/val/test :class:`pipeline.dataset.FusuDataset` sp
 Re-running after a kill resumes from ``train/checkpoints/last.pt``.
 """
 
-from __future__ import annotations
 
 import logging
 from pathlib import Path
