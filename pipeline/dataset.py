@@ -405,16 +405,7 @@ class FusuDataset:
                 sample["sentinel_valid"] = torch.from_numpy(valid)
             sample["counts"] = torch.from_numpy(np.ascontiguousarray(counts))
             sample["month_mask"] = torch.ones(len(months), dtype=torch.bool)
-            sample["patch_box"] = torch.tensor(
-                [
-                    rec["patch_off_x_px"],
-                    rec["patch_off_y_px"],
-                    rec["patch_w_px"],
-                    rec["patch_h_px"],
-                ],
-                dtype=torch.float32,
-            )
-        elif all(c in rec for c in _FOOTPRINT_COLUMNS):
+        if all(c in rec for c in _FOOTPRINT_COLUMNS):
             sample["patch_box"] = torch.tensor(
                 [
                     rec["patch_off_x_px"],
