@@ -178,26 +178,17 @@ def fig_sample(view: SampleView, lut: np.ndarray) -> Figure:
             if row == 1:
                 ax.set_title(view.months[t], fontsize=7)
         if t == 0:
-            fig.axes[-2].text(
-                -0.1,
-                0.5,
-                "S2 RGB",
-                transform=fig.axes[-2].transAxes,
-                rotation=90,
-                va="center",
-                ha="right",
-                fontsize=8,
-            )
-            fig.axes[-1].text(
-                -0.1,
-                0.5,
-                "S1 VV",
-                transform=fig.axes[-1].transAxes,
-                rotation=90,
-                va="center",
-                ha="right",
-                fontsize=8,
-            )
+            for ax, text in ((fig.axes[-2], "S2 RGB"), (fig.axes[-1], "S1 VV")):
+                ax.text(
+                    -0.1,
+                    0.5,
+                    text,
+                    transform=ax.transAxes,
+                    rotation=90,
+                    va="center",
+                    ha="right",
+                    fontsize=8,
+                )
     return fig
 
 

@@ -79,13 +79,12 @@ def run(aoi: AoiSpec | str, cfg: ChangeConfig, layout: Layout, progress: bool = 
         log.info("AOI %r: change is up to date (%s)", name, out_index)
         return out_index
 
-    labels = read_geoparquet(labels_index)
-    missing = [c for c in REQUIRED_COLUMNS if c not in labels.columns]
-    if missing:
-        raise InputError(
-            f"labels index {labels_index} of AOI {name!r} lacks columns {missing}: rerun the "
-            "labels stage (delete the file to force it)"
-        )
+    labels = read_geoparquet(
+        labels_index,
+        required=REQUIRED_COLUMNS,
+        what="labels index",
+        fix=f"rerun the labels stage of AOI {name!r} (delete the file to force it)",
+    )
     schema_ids = set(labels["class_schema"]) if "class_schema" in labels.columns else {"fusu17"}
     if len(schema_ids) > 1:
         raise InputError(

@@ -90,13 +90,12 @@ def run(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True) 
         log.info("AOI %r: labels are up to date (%s)", name, out_index)
         return out_index
 
-    patches = read_geoparquet(index_path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in patches.columns]
-    if missing:
-        raise InputError(
-            f"tile index {index_path} of AOI {name!r} lacks columns {missing}: rerun the tile "
-            "stage (delete the file to force it)"
-        )
+    patches = read_geoparquet(
+        index_path,
+        required=REQUIRED_COLUMNS,
+        what="tile index",
+        fix=f"rerun the tile stage of AOI {name!r} (delete the file to force it)",
+    )
     if len(patches) == 0:
         log.warning(
             "AOI %r: tile index %s has no patches; writing an empty labels index", name, index_path

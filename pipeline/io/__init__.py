@@ -111,16 +111,33 @@ def write_geoparquet(gdf: Any, path: str | Path) -> None:
             gdf.to_parquet(tmp, index=False)
 
 
-def read_geoparquet(path: str | Path) -> Any:
-    """Read a GeoParquet file written by :func:`write_geoparquet` (GeoDataFrame)."""
+def read_geoparquet(
+    path: str | Path, required: tuple[str, ...] = (), what: str = "", fix: str = ""
+) -> Any:
+    """Read a GeoParquet file written by :func:`write_geoparquet` (GeoDataFrame; a plain
+    DataFrame when the file has no geometry).
+
+    Args:
+        path: the file.
+        required: columns that must be present.
+        what: how to name the file in the error, e.g. ``"tile index"``.
+        fix: what the user should do when columns are missing.
+
+    Raises:
+        InputError: the file is missing, or lacks ``required`` columns (names them).
+    """
     import geopandas as gpd
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p} does not exist: run the stage that produces it first")
     try:
-        return gpd.read_parquet(p)
+        df = gpd.read_parquet(p)
     except ValueError:
         import pandas as pd
 
-        return pd.read_parquet(p)
+        df = pd.read_parquet(p)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{what or 'table'} {p} lacks columns {missing}: {fix or 'rebuild it'}")
+    return df
