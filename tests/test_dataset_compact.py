@@ -25,12 +25,7 @@ from pipeline.dataset import (  # noqa: E402
 _PIDS = ("beta_r000_c000", "alpha_r000_c000", "alpha_r001_c001")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

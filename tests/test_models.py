@@ -14,14 +14,7 @@ from pipeline.models.fusunet import crop_to_patch  # noqa: E402
 from pipeline.models.utae import UTAE, aggregate_with_attention  # noqa: E402
 from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box is small and shared; oversubscription is slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from pipeline.errors import TrainingError  # noqa: E402
 from pipeline.train import EpochSampler, Trainer, compute_losses, flip_batch  # noqa: E402
 from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CI box is small and shared; oversubscription is slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _cfg(**kw) -> TrainConfig:
