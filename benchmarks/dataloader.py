@@ -15,9 +15,11 @@ release layout (PNGs + one 14-band float32 GeoTIFF per month and patch, via
 stored dtypes. After reading every file once (page cache warm), it measures ``DataLoader``
 samples/s over the subset in a fixed shuffled order with 1 and 2 workers for
 
-* ``native``: :class:`pipeline.dataset.FusuDataset` (GeoTIFFs + footprint windows of the mosaic),
+* ``native``: :class:`pipeline.dataset.torchds.FusuDataset` (GeoTIFFs + footprint windows of
+  the mosaic),
 * ``native-c``: the same with ``compact=True`` (stored dtypes through the workers; the batch is
-  normalised on the device by :func:`pipeline.dataset.prepare_batch`, timed separately here on
+  normalised on the device by :func:`pipeline.dataset.torchds.prepare_batch`, timed separately here
+  on
   the CPU as an upper bound of that device work),
 * ``fusu``: a minimal FUSU-layout reader (PIL PNGs + rasterio per-month GeoTIFFs) producing the
   same tensors,
@@ -143,7 +145,7 @@ def _hr_arrays(k: int) -> tuple[np.ndarray, ...]:
 def _write_hr(job: tuple[str, list[tuple[int, dict[str, Any]]]]) -> None:
     from affine import Affine
 
-    from pipeline.io.raster import write_patch_tif
+    from pipeline.io.geotiff import write_patch_tif
 
     root, items = job
     r = Path(root)
@@ -185,11 +187,12 @@ def generate_native(root: Path, n: int, workers: int) -> list[dict[str, Any]]:
     """Write the native layout of ``n`` patches under ``root`` (skips what exists)."""
     import pandas as pd
 
+    from pipeline.bands import ALL_BANDS
     from pipeline.grid import AoiGrid
-    from pipeline.io import write_json
+    from pipeline.io.jsonfile import write_json
     from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, write_block
     from pipeline.layout import Layout
-    from pipeline.sources.base import ALL_BANDS, Block, BlockResult
+    from pipeline.sentinel.sources.base import Block, BlockResult
 
     lay = Layout(root)
     rows = _patch_rows(n)
@@ -241,11 +244,11 @@ def generate_native(root: Path, n: int, workers: int) -> list[dict[str, Any]]:
 
 
 def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
+    from pipeline.bands import ALL_BANDS
     from pipeline.grid import AoiGrid
-    from pipeline.io.dataset_io import read_tif
-    from pipeline.io.export import write_png, write_times_tif
+    from pipeline.io.geotiff import read_patch, write_times_tif
     from pipeline.io.mosaic import read_footprint_cube
-    from pipeline.sources.base import ALL_BANDS
+    from pipeline.io.png import write_png
 
     native, fusu, rows = job
     nr, fr = Path(native), Path(fusu)
@@ -262,7 +265,7 @@ def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
         ):
             p = fr / "train" / d / f"{pid}.png"
             if not p.exists():
-                a = read_tif(nr / row[key])
+                a = read_patch(nr / row[key]).data
                 write_png(p, a if a.shape[0] == 3 else a[0])
         cube = read_footprint_cube(
             nr / "sentinel" / "bench.zarr", row["fp_col0"], row["fp_row0"], FP_PX
@@ -275,7 +278,7 @@ def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
 
 
 def _raw_dump(job: tuple[str, str, list[dict[str, Any]]]) -> None:
-    from pipeline.io.dataset_io import read_tif
+    from pipeline.io.geotiff import read_patch
     from pipeline.io.mosaic import _open_arrays
 
     native, raw, rows = job
@@ -288,7 +291,8 @@ def _raw_dump(job: tuple[str, str, list[dict[str, Any]]]) -> None:
         ys = slice(row["fp_row0"], row["fp_row0"] + FP_PX)
         xs = slice(row["fp_col0"], row["fp_col0"] + FP_PX)
         parts = [
-            read_tif(nr / row[k]) for k in ("hr_t1", "hr_t2", "label_t1", "label_t2", "change_bin")
+            read_patch(nr / row[k]).data
+            for k in ("hr_t1", "hr_t2", "label_t1", "label_t2", "change_bin")
         ]
         parts += [
             np.asarray(arrays["s2"][:, :, ys, xs]),
@@ -308,7 +312,7 @@ class FusuLayoutDataset:
     """Minimal FUSU-release-layout reader producing the native dataset's main tensors."""
 
     def __init__(self, root: Path, ids: list[str], months: int, stats: dict[str, Any]) -> None:
-        from pipeline.dataset import parse_stats
+        from pipeline.dataset.torchds import parse_stats
 
         self.root, self.ids, self.months = root, ids, months
         self.st = parse_stats(stats)
@@ -321,7 +325,7 @@ class FusuLayoutDataset:
         import torch
         from PIL import Image
 
-        from pipeline.dataset import sentinel_arrays
+        from pipeline.dataset.torchds import sentinel_arrays
 
         pid, d = self.ids[i], self.root / "train"
 
@@ -467,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pipeline.dataset import FusuDataset, fusu_collate, prepare_batch
+    from pipeline.dataset.torchds import FusuDataset, fusu_collate, prepare_batch
     from pipeline.io.mosaic import _open_arrays
 
     torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.hr_stages [--size-m 2560] [--baseline-patches 40] [--keep DIR]
 
-Generates the synthetic demo city (``pipeline.demo``) at side ``s`` and ``2s`` (1x and 4x the
+Generates the synthetic demo city (``pipeline.demo.city``) at side ``s`` and ``2s`` (1x and 4x the
 area; 0.5 m GSD, 512 px patches: 100 and 400 patches at the default 2560 m), then runs the
 HR stages ``tile``, ``labels`` and ``change`` (stages.X.run, the code Snakemake runs) each in
 a fresh subprocess, recording wall time and the child's peak RSS (ru_maxrss). It prints

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import SentinelConfig
-from pipeline.io import read_json
+from pipeline.io.jsonfile import read_json
 from pipeline.layout import Layout
 
 

@@ -18,15 +18,15 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline.blocks import (
+from pipeline.config import month_range
+from pipeline.sentinel.blocks import (
     REQUEST_BYTES_PER_PX,
     block_size_px,
     footprint_union_mask,
     plan_blocks,
     requested_pixels,
 )
-from pipeline.config import month_range
-from pipeline.sources.base import Block, Recipe
+from pipeline.sentinel.sources.base import Block, Recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ee.deprecation
 
-    from pipeline.sources.gee import GeeSource
+    from pipeline.sentinel.sources.gee import GeeSource
     from tests.fake_ee import FakeEarthEngine, fusu_like_footprints
 
     ee.deprecation._FetchDataCatalogStac = lambda: {}  # offline: no catalog fetch

@@ -25,12 +25,15 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from pipeline.tiling import tile_aoi
+from pipeline.config import AoiSpec, TileConfig
+from pipeline.hr.tiling import tile_pair
+from pipeline.layout import Layout
 a = json.loads(sys.argv[1])
+aoi = AoiSpec(name="bench", city="b", t1="2019-01-01", t2="2020-01-01",
+              images={"t1": a["t1"], "t2": a["t2"]})
 t = time.perf_counter()
-r = tile_aoi(aoi="bench", city="b", t1_date="2019-01-01", t2_date="2020-01-01",
-             image_t1=a["t1"], image_t2=a["t2"], root=a["root"], hr_dir_t1=a["root"] + "/t1",
-             hr_dir_t2=a["root"] + "/t2", patch_size_px=a["patch"], progress=False)
+r = tile_pair(aoi, TileConfig(patch_size_px=a["patch"]),
+              Layout(__import__("pathlib").Path(a["root"])), progress=False)
 print(json.dumps({"kept": r.n_kept, "s": time.perf_counter() - t,
                   "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

@@ -11,7 +11,7 @@ full widths (HRNet-W18-small backbone, U-TAE 64-64-64-128). For every model vari
 the mean training-step time over ``--steps`` steps after ``--warmup`` steps with synthetic batches
 already in (device) memory, samples/s, and peak memory (CUDA: ``max_memory_allocated``; CPU:
 the process's peak RSS, which includes the Python/torch baseline). With ``--root`` it also
-times steps fed by :class:`pipeline.dataset.FusuDataset` through a ``DataLoader`` (real
+times steps fed by :class:`pipeline.dataset.torchds.FusuDataset` through a ``DataLoader`` (real
 GeoTIFF + Zarr loading, ``--workers`` processes) and prints real / synthetic step time: a ratio
 near 1 means loading keeps up with the GPU.
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline.config import TrainConfig
-    from pipeline.train import Trainer
+    from pipeline.train.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.root:
         from torch.utils.data import DataLoader
 
-        from pipeline.dataset import FusuDataset, fusu_collate
+        from pipeline.dataset.torchds import FusuDataset, fusu_collate
 
         model = args.models.split(",")[0]
         cfg = TrainConfig(model=model, tiny=tiny, batch_size=batch, max_steps=10_000,

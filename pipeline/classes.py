@@ -175,7 +175,9 @@ def load_schema(schema_id: str = "fusu17") -> ClassSchema:
     """
     path = schema_path(schema_id)
     if not path.is_file():
-        avail = sorted(p.stem for p in DATA_DIR.glob("*.yaml"))
+        from pipeline.io.yamlfile import yaml_stems
+
+        avail = yaml_stems(DATA_DIR)
         raise ConfigError(
             f"class schema {schema_id!r} not found ({path}): set labels.class_schema to one of "
             f"{avail} or add pipeline/data/{schema_id}.yaml"
@@ -185,13 +187,10 @@ def load_schema(schema_id: str = "fusu17") -> ClassSchema:
 
 def load_schema_file(path: str | Path) -> ClassSchema:
     """Load and validate a schema YAML file (see ``pipeline/data/fusu17.yaml``)."""
-    import yaml
+    from pipeline.io.yamlfile import read_yaml
 
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"class schema {p} cannot be read ({exc}): fix the YAML") from None
+    raw = read_yaml(p, "class schema", "set labels.class_schema to a bundled schema id")
     return schema_from_dict(raw, where=str(p))
 
 

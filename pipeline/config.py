@@ -31,6 +31,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Marks a field as an *execution* setting (how a job runs, not what it writes): such fields
+#: are left out of rule params (:meth:`Config.section`), so changing them reruns nothing.
+EXECUTION: dict[str, Any] = {"execution": True}
+
+
+def is_execution(field: Any) -> bool:
+    """True when a pydantic field is marked with :data:`EXECUTION`."""
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("execution"))
+
+
+def output_settings(model: BaseModel) -> dict[str, Any]:
+    """``model`` as a JSON-able dict without its execution settings (recursively): exactly the
+    settings that decide the bytes a rule writes."""
+    full = model.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        if is_execution(field):
+            continue
+        value = getattr(model, name)
+        out[name] = output_settings(value) if isinstance(value, BaseModel) else full[name]
+    return out
+
+
 def _check_slug(value: str, what: str) -> str:
     if not SLUG_RE.match(value):
         raise ValueError(
@@ -173,9 +197,6 @@ class TileConfig(_Model):
         default="bilinear",
         description="Resampling used to bring T2 onto T1's grid when they differ.",
     )
-    shard_patches: int = Field(
-        default=4096, ge=1, description="Patches per shard for sharded HR jobs at large scale."
-    )
 
 
 class FootprintsConfig(_Model):
@@ -227,14 +248,18 @@ class GeeConfig(_Model):
     project: str | None = Field(
         default=None,
         description="Earth Engine project id; default from $EE_PROJECT / $GOOGLE_CLOUD_PROJECT.",
+        json_schema_extra=EXECUTION,
     )
     concurrency: int = Field(
-        default=8, ge=1, le=40, description="Concurrent requests per job (<= 40)."
+        default=8, ge=1, le=40, description="Concurrent requests per job (<= 40).",
+        json_schema_extra=EXECUTION,
     )
-    max_retries: int = Field(default=6, ge=0, le=20)
-    backoff_base_s: float = Field(default=1.0, gt=0.0)
-    backoff_max_s: float = Field(default=60.0, gt=0.0)
-    timeout_s: float = Field(default=300.0, gt=0.0, description="Per-request timeout.")
+    max_retries: int = Field(default=6, ge=0, le=20, json_schema_extra=EXECUTION)
+    backoff_base_s: float = Field(default=1.0, gt=0.0, json_schema_extra=EXECUTION)
+    backoff_max_s: float = Field(default=60.0, gt=0.0, json_schema_extra=EXECUTION)
+    timeout_s: float = Field(
+        default=300.0, gt=0.0, description="Per-request timeout.", json_schema_extra=EXECUTION
+    )
     max_block_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024,
@@ -349,7 +374,7 @@ class TrainConfig(_Model):
     hr_size_px: int | None = Field(
         default=None, ge=32, description="Resize HR inputs (None = native)."
     )
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int = Field(default=2, ge=0, json_schema_extra=EXECUTION)
     seg_lr: float = Field(default=0.01, gt=0.0)
     seg_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
     seg_weight_decay: float = Field(default=1e-4, ge=0.0)
@@ -361,7 +386,7 @@ class TrainConfig(_Model):
     eval_every: int = Field(default=200, ge=1)
     bf16: bool = Field(default=True, description="bf16 autocast on GPU.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto")
-    tensorboard: bool = Field(default=False)
+    tensorboard: bool = Field(default=False, json_schema_extra=EXECUTION)
     seed: int = Field(default=0)
     tiny: bool = Field(default=False, description="Tiny model widths for CPU demo / tests.")
     resume: bool = Field(
@@ -493,8 +518,11 @@ class Config(_Model):
         return v
 
     def section(self, name: str) -> dict[str, Any]:
-        """The plain-dict form of one section, for a rule's ``params``."""
-        return getattr(self, name).model_dump(mode="json")
+        """One section as a plain dict for a rule's ``params``: the settings that decide the
+        rule's output bytes (execution settings such as Earth Engine concurrency, retries and
+        timeouts are left out, so changing them reruns nothing). Stages read the settings
+        themselves from the validated workflow config."""
+        return output_settings(getattr(self, name))
 
     @property
     def out_dir(self) -> Path:
@@ -533,15 +561,12 @@ def load_aoi(path: str | Path) -> AoiSpec:
     Raises:
         ConfigError: file missing, not YAML, or invalid (message names the file and key).
     """
-    import yaml
+    from pipeline.io.yamlfile import read_yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"AOI definition {p} does not exist: check the 'aois' list in the config")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"AOI definition {p} is not valid YAML: {exc}") from None
+    raw = read_yaml(p, "AOI definition", "check the 'aois' list in the config")
     if not isinstance(raw, dict):
         raise ConfigError(f"AOI definition {p} must be a mapping of keys to values")
     try:
@@ -576,6 +601,8 @@ if __name__ == "__main__":  # pragma: no cover - tiny CLI
     import sys
 
     if "--write-schema" in sys.argv:
+        from pipeline.io.atomic import write_text_atomic
+
         out = Path("config/schema.json")
-        out.write_text(json.dumps(json_schema(), indent=2) + "\n")
+        write_text_atomic(out, json.dumps(json_schema(), indent=2) + "\n")
         print(f"wrote {out}")

@@ -10,7 +10,7 @@ import json
 
 from pydantic import BaseModel
 
-from pipeline.config import Config
+from pipeline.config import Config, is_execution
 
 HEADER = """\
 # FUSU-style dataset build: configuration with every default, documented.
@@ -39,6 +39,9 @@ def _render(model: BaseModel, indent: int) -> list[str]:
         if isinstance(value, tuple):
             value = list(value)
         line = f"{pad}{name}: {_scalar(value)}"
+        if is_execution(field):
+            desc = f"{desc} " if desc else ""
+            desc += "[execution setting: changing it reruns nothing]"
         if desc:
             line += f"  # {desc}"
         out.append(line)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -180,6 +181,92 @@ def footprint_size_px(
             f"grid {res_m} m): raise footprints.scale or set footprints.size_px"
         )
     return n
+
+
+@dataclass(frozen=True)
+class FootprintRule:
+    """How big a footprint is and where it lies: the ``footprints`` config as one value.
+
+    Attributes:
+        scale: footprint side / patch side (FUSU: 5).
+        res_m: Sentinel grid resolution (m).
+        origin_multiple_m: the AOI grid origin is a multiple of this (m); a multiple of
+            ``res_m``.
+        size_px: explicit footprint side (px), overrides ``size_m`` and ``scale``.
+        size_m: explicit footprint side (m), overrides ``scale``.
+    """
+
+    scale: float = 5.0
+    res_m: float = 10.0
+    origin_multiple_m: float = 60.0
+    size_px: int | None = None
+    size_m: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> FootprintRule:
+        """From the validated ``footprints`` config section (:class:`FootprintsConfig`)."""
+        return cls(float(cfg.scale), float(cfg.res_m), float(cfg.origin_multiple_m),
+                   cfg.size_px, cfg.size_m)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "res_m": self.res_m,
+                "origin_multiple_m": self.origin_multiple_m, "size_px": self.size_px,
+                "size_m": self.size_m}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FootprintRule:
+        return cls(float(d["scale"]), float(d["res_m"]), float(d["origin_multiple_m"]),
+                   None if d.get("size_px") is None else int(d["size_px"]),
+                   None if d.get("size_m") is None else float(d["size_m"]))
+
+    def side_px(self, patch_size_px: int, gsd_m: float) -> int:
+        """Footprint side (px) of a patch of ``patch_size_px`` px at ``gsd_m`` m
+        (:func:`footprint_size_px`).
+
+        Raises:
+            GridError: the side would be < 1 px.
+        """
+        return footprint_size_px(patch_size_px, gsd_m, self.scale, self.res_m,
+                                 size_px=self.size_px, size_m=self.size_m)
+
+    def describe(self, size_px: int, patch_size_px: int, gsd_m: float) -> str:
+        """Human-readable rule of one AOI's footprints (stored in grid.json)."""
+        res_m = self.res_m
+        if self.size_px is not None:
+            size = f"size_px = {size_px} (footprints.size_px, explicit)"
+        elif self.size_m is not None:
+            size = (
+                f"size_px = round({self.size_m:g} m / {res_m:g} m) = {size_px} "
+                "(footprints.size_m)"
+            )
+        else:
+            size = (
+                f"size_px = round(scale x patch_size_px x gsd_m / res_m) = round({self.scale:g} x "
+                f"{patch_size_px} x {gsd_m:g} / {res_m:g}) = {size_px}"
+            )
+        return (
+            f"{size}; square footprint centred on the patch centre, upper-left corner snapped to "
+            f"the nearest {res_m:g} m lattice line of the UTM zone; AOI grid origin a multiple of "
+            f"{self.origin_multiple_m:g} m"
+        )
+
+    def describe_per_sample(self) -> str:
+        """Human-readable rule when each sample has its own size (expansion groups)."""
+        res_m, scale = self.res_m, self.scale
+        if self.size_px is not None:
+            size = f"size_px = {self.size_px} (footprints.size_px)"
+        elif self.size_m is not None:
+            size = f"size_px = round({self.size_m:g} m / {res_m:g} m) (footprints.size_m)"
+        else:
+            size = (f"size_px = round({scale:g} x patch side (m, measured in the grid CRS) / "
+                    f"{res_m:g} m) = round({scale:g} x patch_px x gsd_m / {res_m:g})")
+        return (f"{size}; square footprint centred on the sample centre, upper-left corner "
+                f"snapped to the {res_m:g} m lattice of the group's UTM zone; grid origin a "
+                f"multiple of {self.origin_multiple_m:g} m")
+
+
+#: The default rule (FUSU: 5x the patch, 10 m grid, origin a multiple of 60 m).
+DEFAULT_FOOTPRINT_RULE = FootprintRule()
 
 
 @dataclass(frozen=True)

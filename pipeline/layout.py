@@ -103,6 +103,28 @@ class Layout:
     def splits_dir(self) -> Path:
         return self.root / "splits"
 
+    def split_list(self, name: str) -> Path:
+        """A split list: ``train`` -> splits/train.txt, ``cd_val`` ->
+        splits/change_detection/val.txt, ``<city>/test`` -> splits/cities/<city>/test.txt."""
+        d = self.splits_dir()
+        if name.startswith("cd_"):
+            return d / "change_detection" / f"{name[3:]}.txt"
+        if "/" in name:
+            city, s = name.split("/", 1)
+            return d / "cities" / city / f"{s}.txt"
+        return d / f"{name}.txt"
+
+    def leakage_report(self) -> Path:
+        return self.splits_dir() / "leakage.json"
+
+    def split_summary(self) -> Path:
+        return self.splits_dir() / "summary.json"
+
+    def export_manifest(self) -> Path:
+        """The FUSU export's manifest (outside the export folder, so Snakemake never deletes
+        the folder itself before the overwrite check)."""
+        return self.export_dir().parent / "fusu_manifest.json"
+
     def stats(self) -> Path:
         return self.root / "stats.json"
 

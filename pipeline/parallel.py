@@ -107,7 +107,8 @@ class PerProcess:
 
     Pickling ships only ``factory`` (a top-level callable, e.g. a class) and ``args``;
     :meth:`get` builds the object on first use in each process (worker) and reuses it, so
-    thread-safe objects with locks and caches (a :class:`~pipeline.sources.local.LocalSource`)
+    thread-safe objects with locks and caches (a
+    :class:`~pipeline.sentinel.sources.local.LocalSource`)
     can be used from dask tasks. Attribute access is forwarded to the built object, so a
     ``PerProcess(LocalSource, (archive,))`` can stand in for the source itself.
     """

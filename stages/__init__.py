@@ -1,1 +1,2 @@
-"""Thin Snakemake adapters: each module exposes a typed ``run(...)`` and a ``__main__`` block."""
+"""Snakemake rule adapters: each ``stages/<rule>.py`` parses the ``snakemake`` object and calls
+the rule's driver in :mod:`pipeline` (see ``stages/_common.py``)."""

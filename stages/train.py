@@ -1,83 +1,14 @@
-"""Stage `train`: train FUSU-Net (or a baseline) on the built dataset and evaluate it.
+"""Rule ``train``: train and evaluate FUSU-Net.
 
-Thin adapter: builds the train/val/test :class:`pipeline.dataset.FusuDataset` splits and runs
-:class:`pipeline.train.Trainer`. Outputs under ``Layout.train_dir()`` (see pipeline/train.py).
-Re-running after a kill resumes from ``train/checkpoints/last.pt``.
+Driver: :func:`pipeline.train.drivers.train_model`.
 """
 
-
-import logging
-from pathlib import Path
-from typing import Any
-
-from pipeline.config import TrainConfig, parse_section
-from pipeline.errors import DatasetError, TrainingError
-from pipeline.layout import Layout
-
-log = logging.getLogger("pipeline.stages.train")
+from pipeline.train.drivers import train_model
+from stages._common import Stage, run_stage
 
 
-def run(
-    cfg: TrainConfig, layout: Layout, threads: int = 1, progress: bool = True
-) -> dict[str, Any]:
-    """Train and evaluate the configured model; returns the final metrics dict.
-
-    Args:
-        cfg: the ``train`` config section.
-        layout: dataset layout (reads ``patches.parquet``, ``stats.json``, HR/labels/change
-            GeoTIFFs, Sentinel mosaics; writes ``train/``).
-        threads: CPU threads for torch intra-op work (Snakemake ``threads``).
-
-    Raises:
-        TrainingError: torch/timm missing, empty training split, CUDA requested without GPU.
-    """
-    try:
-        import torch
-    except ImportError:
-        raise TrainingError(
-            "the train stage needs torch and timm: pip install -e '.[train]'"
-        ) from None
-    from pipeline.dataset import FusuDataset, fusu_collate
-    from pipeline.models import model_kind
-    from pipeline.train import Trainer, resolve_device
-
-    torch.set_num_threads(max(1, threads))
-    kind = model_kind(cfg)
-    with_sentinel = kind != "hr_only"
-    # on a GPU: compact samples (stored dtypes through the workers), normalised on the device
-    # by Trainer (prepare_batch); on the CPU the workers normalise (in parallel) as before
-    compact = resolve_device(cfg).type == "cuda"
-
-    def split(name: str, required: bool) -> Any:
-        try:
-            return FusuDataset(layout.root, split=name, months=cfg.months,
-                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px,
-                               compact=compact)
-        except DatasetError as exc:
-            if required:
-                raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
-            log.warning("no %s evaluation: %s", name, exc)
-            return None
-
-    train_ds = split("train", True)
-    val_ds, test_ds = split("val", False), split("test", False)
-    log.info("train %s: %d train / %s val / %s test patches, months=%s", kind, len(train_ds),
-             len(val_ds) if val_ds else 0, len(test_ds) if test_ds else 0, cfg.months)
-    trainer = Trainer(cfg, train_ds, layout.train_dir(), fusu_collate, val_ds=val_ds,
-                      test_ds=test_ds, progress=progress)
-    log.info("device %s, %d steps (%d per epoch)", trainer.device, trainer.total_steps,
-             trainer.steps_per_epoch)
-    result = trainer.fit()
-    log.info("test metrics: %s", {k: v for k, v in result.get("test", {}).items()
-                                  if not isinstance(v, dict)})
-    return result
+def main(s: Stage) -> object:
+    return train_model(s.config.train, s.layout, threads=s.threads)
 
 
-if __name__ == "__main__":  # pragma: no cover - run by Snakemake
-    from stages._common import smk_main
-
-    def _main(smk: Any) -> None:
-        run(parse_section("train", smk.params.cfg), Layout(Path(smk.params.root)),
-            threads=smk.threads)
-
-    smk_main(snakemake, _main)  # noqa: F821
+run_stage(snakemake, main)  # type: ignore[name-defined]  # noqa: F821

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.grid import Footprints, compute_footprints
-from pipeline.sources.base import S1_BANDS, S2_BANDS
 
 
 def fusu_like_footprints(

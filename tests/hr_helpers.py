@@ -84,3 +84,10 @@ def aoi_spec(t1: Path, t2: Path, name: str = "tst", template: bool = False) -> A
         kw["images"] = {"t1": str(t1), "t2": str(t2)}
         kw["annotations"] = {"t1": "none.gpkg", "t2": "none.gpkg"}
     return AoiSpec.model_validate(kw)
+
+
+def named_aoi(name: str) -> AoiSpec:
+    """A minimal AoiSpec for drivers that only need the AOI's name (footprints, change)."""
+    paths = {"t1": f"{name}_t1", "t2": f"{name}_t2"}
+    return AoiSpec(name=name, city=name, t1="2019-01-01", t2="2020-01-01", images=paths,
+                   annotations=paths)

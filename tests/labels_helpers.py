@@ -12,8 +12,8 @@ import shapely
 from affine import Affine
 
 from pipeline.config import AoiSpec
-from pipeline.io import write_geoparquet
-from pipeline.io.raster import write_patch_tif
+from pipeline.io.geotiff import write_patch_tif
+from pipeline.io.parquet import write_geoparquet
 from pipeline.layout import Layout
 
 EPSG = "EPSG:32649"

@@ -89,9 +89,10 @@ def make_native_aoi(
     from affine import Affine
 
     from pipeline.grid import compute_footprints
-    from pipeline.io import write_geoparquet, write_json
-    from pipeline.io.raster import write_patch_tif
-    from pipeline.sources.base import Block, BlockResult
+    from pipeline.io.geotiff import write_patch_tif
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.sentinel.sources.base import Block, BlockResult
 
     rng = np.random.default_rng(seed)
     side = HR_PX * HR_GSD

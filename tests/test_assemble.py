@@ -1,4 +1,5 @@
-"""Dataset index assembly (pipeline.assemble + stages.assemble) on tiny native-layout AOIs."""
+"""Dataset index assembly (pipeline.dataset.assemble + stages.assemble) on tiny native-layout
+AOIs."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-import stages.assemble as stage
 from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.dataset.drivers import assemble_dataset
 from pipeline.errors import DatasetError
-from pipeline.io import write_geoparquet
+from pipeline.io.parquet import write_geoparquet
 from pipeline.layout import Layout
 from tests.splits_helpers import make_native_aoi
 
@@ -35,7 +36,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, list[AoiSpe
     make_native_aoi(lay, "jx", "jiaxing", nrow=7, ncol=7, epsg=32651, x0=260000.0,
                     y0=3410000.0, seed=1, mosaic=False)
     aois = [_spec("xa", "xian"), _spec("jx", "jiaxing")]
-    stage.run(aois, SplitsConfig(block_size_patches=2), lay)
+    assemble_dataset(aois, SplitsConfig(block_size_patches=2), lay)
     return lay, aois
 
 
@@ -90,7 +91,7 @@ def test_split_lists_match_the_index(built) -> None:
     idx = gpd.read_parquet(lay.index())
 
     def read(name: str) -> list[str]:
-        return stage.split_list_path(lay, name).read_text().split()
+        return lay.split_list(name).read_text().split()
 
     for s in ("train", "val", "test", "guard"):
         assert read(s) == sorted(idx.loc[idx["split"] == s, "patch_id"])
@@ -100,7 +101,7 @@ def test_split_lists_match_the_index(built) -> None:
         assert read(f"cd_{s}") == sorted(want)
         assert (idx.set_index("patch_id").loc[read(f"cd_{s}"), "change_detection"]).all()
         assert sorted(read(f"xian/{s}") + read(f"jiaxing/{s}")) == read(s)
-    summary = json.loads(stage.summary_path(lay).read_text())
+    summary = json.loads(lay.split_summary().read_text())
     assert summary["complete"]["train"] == len(read("train"))
     assert summary["xian"]["val"] + summary["jiaxing"]["val"] == summary["complete"]["val"]
     assert summary["change_detection"]["test"] == len(read("cd_test"))
@@ -108,7 +109,7 @@ def test_split_lists_match_the_index(built) -> None:
 
 def test_leakage_json_reports_zero_overlap_in_block_mode(built) -> None:
     lay, _ = built
-    rep = json.loads(stage.leakage_path(lay).read_text())
+    rep = json.loads(lay.leakage_report().read_text())
     assert rep["mode"] == "block" and rep["guard"] is True
     for pair in ("train-val", "train-test"):
         assert rep["overall"][pair]["fp_overlap_frac"] == 0.0
@@ -123,17 +124,17 @@ def test_patch_without_labels_is_an_error_naming_the_aoi(tmp_path: Path) -> None
     lab = pd.read_parquet(lay.labels_index("xa"))
     write_geoparquet(lab.iloc[1:], lay.labels_index("xa"))
     with pytest.raises(DatasetError, match=r"AOI 'xa'.*no labels.*labels stage"):
-        stage.run([_spec("xa", "xian")], SplitsConfig(block_size_patches=2), lay)
+        assemble_dataset([_spec("xa", "xian")], SplitsConfig(block_size_patches=2), lay)
     assert not lay.index().exists()
 
 
 def test_random_mode_index_has_no_guard(tmp_path: Path) -> None:
     lay = Layout(tmp_path)
     make_native_aoi(lay, "xa", "xian", nrow=5, ncol=5, mosaic=False)
-    stage.run([_spec("xa", "xian")], SplitsConfig(mode="random"), lay)
+    assemble_dataset([_spec("xa", "xian")], SplitsConfig(mode="random"), lay)
     idx = pd.read_parquet(lay.index(), columns=["split"])
     assert dict(idx["split"].value_counts()) == {"train": 18, "test": 5, "val": 2}
-    rep = json.loads(stage.leakage_path(lay).read_text())
+    rep = json.loads(lay.leakage_report().read_text())
     assert rep["overall"]["train-test"]["fp_overlap_frac"] > 0
-    assert np.isclose(sum(json.loads(stage.summary_path(lay).read_text())
+    assert np.isclose(sum(json.loads(lay.split_summary().read_text())
                           ["achieved_ratios"].values()), 1.0)

@@ -1,20 +1,20 @@
-"""Tests of the block planner (pipeline/blocks.py)."""
+"""Tests of the block planner (pipeline/sentinel/blocks.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.blocks import (
+from pipeline.errors import GridError
+from pipeline.grid import AoiGrid, union_pixel_count
+from pipeline.sentinel.blocks import (
     REQUEST_BYTES_PER_PX,
     block_size_px,
     footprint_union_mask,
     plan_blocks,
     requested_pixels,
 )
-from pipeline.errors import GridError
-from pipeline.grid import AoiGrid, union_pixel_count
-from pipeline.sources.base import Block, blocks_overlap
+from pipeline.sentinel.sources.base import Block, blocks_overlap
 from tests.fake_ee import fusu_like_footprints
 
 

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import rasterio
 
-from pipeline.change import (
+from pipeline.config import ChangeConfig, LabelsConfig
+from pipeline.errors import InputError, PipelineError
+from pipeline.hr.change import (
     BIN_NODATA,
     FROMTO_NODATA,
     binary_change,
@@ -18,10 +20,8 @@ from pipeline.change import (
     fromto_change,
     valid_mask,
 )
-from pipeline.config import ChangeConfig, LabelsConfig
-from pipeline.errors import InputError, PipelineError
-from stages import change as change_stage
-from stages import labels as labels_stage
+from pipeline.hr.drivers import change_aoi, label_aoi
+from tests.hr_helpers import named_aoi
 from tests.labels_helpers import make_tiny_aoi, patch_transform, px_box
 
 # columns: same class, changed, background in T1, nodata in T2, background both, changed
@@ -89,13 +89,13 @@ def _build(tmp_path: Path):
         (px_box(0, 1, 0, 0, 16, 16), 3),  # patch 1: residential everywhere
     ]
     aoi, layout = make_tiny_aoi(tmp_path, t1, t2, t2_nodata_cols=2)
-    labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(), layout, progress=False)
     return aoi, layout
 
 
 def test_stage_change_tiny_aoi(tmp_path: Path) -> None:
     aoi, layout = _build(tmp_path)
-    index = change_stage.run(aoi, ChangeConfig(), layout, progress=False)
+    index = change_aoi(aoi, ChangeConfig(), layout, progress=False)
     assert index == layout.change_index("tiny")
     df = pd.read_parquet(index)
     assert df["patch_id"].tolist() == ["tiny_r000_c000", "tiny_r000_c001"]
@@ -117,30 +117,30 @@ def test_stage_change_tiny_aoi(tmp_path: Path) -> None:
     assert (f[:, 2:8] == 4 * 18 + 3).all() and (f[:, 8:] == 4 * 18 + 4).all()
 
     # keep background: patch 1 bottom half 0 -> 3 counts as change
-    change_stage.run("tiny", ChangeConfig(ignore_background=False), layout, progress=False)
+    change_aoi(named_aoi("tiny"), ChangeConfig(ignore_background=False), layout, progress=False)
     df2 = pd.read_parquet(index)
     assert df2.loc[1, "valid_px"] == 14 * 16 and df2.loc[1, "changed_px"] == 14 * 8
 
     # unchanged inputs + settings: nothing rewritten
     p = layout.root / df2.loc[0, "change_bin"]
     mtime = p.stat().st_mtime_ns
-    change_stage.run("tiny", ChangeConfig(ignore_background=False), layout, progress=False)
+    change_aoi(named_aoi("tiny"), ChangeConfig(ignore_background=False), layout, progress=False)
     assert p.stat().st_mtime_ns == mtime
 
 
 def test_stage_change_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"labels\.parquet does not exist"):
-        change_stage.run("tiny", ChangeConfig(), _layout_only(tmp_path), progress=False)
+        change_aoi(named_aoi("tiny"), ChangeConfig(), _layout_only(tmp_path), progress=False)
     aoi, layout = _build(tmp_path)
     lab = layout.labels_dir("tiny", "t2") / "tiny_r000_c001.tif"
     lab.unlink()
     with pytest.raises(InputError, match=r"T2 label .*tiny_r000_c001\.tif does not exist"):
-        change_stage.run(aoi, ChangeConfig(), layout, progress=False)
+        change_aoi(aoi, ChangeConfig(), layout, progress=False)
     assert not layout.change_index("tiny").exists()
     idx = pd.read_parquet(layout.labels_index("tiny")).drop(columns=["label_t1"])
     idx.to_parquet(layout.labels_index("tiny"))
     with pytest.raises(InputError, match=r"lacks columns \['label_t1'\]"):
-        change_stage.run(aoi, ChangeConfig(), layout, progress=False)
+        change_aoi(aoi, ChangeConfig(), layout, progress=False)
 
 
 def _layout_only(tmp_path: Path):

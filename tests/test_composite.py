@@ -1,11 +1,11 @@
-"""Known-answer tests of the monthly compositing math (pipeline.composite)."""
+"""Known-answer tests of the monthly compositing math (pipeline.sentinel.composite)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.composite import (
+from pipeline.sentinel.composite import (
     MeanAccumulator,
     cloud_clear_mask,
     db_to_linear,

@@ -1,4 +1,5 @@
-"""Tests of pipeline.dataset (PyTorch dataset + collate) on a tiny generated native layout."""
+"""Tests of pipeline.dataset.torchds (PyTorch dataset + collate) on a tiny generated native
+layout."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline.errors import DatasetError
+from pipeline.errors import DatasetError, MissingInputError
 from tests.torchds_helpers import make_dataset, s2_dn
 
 torch = pytest.importorskip("torch")
 
-from pipeline.dataset import FusuDataset, fusu_collate, parse_stats, select_months  # noqa: E402
+from pipeline.dataset.torchds import FusuDataset, fusu_collate, parse_stats, select_months  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,8 @@ def test_hr_size_and_hr_only(root: Path) -> None:
 
 
 def test_errors_name_file_and_fix(root: Path, tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"patches\.parquet"):
+    # a missing file is one error everywhere: MissingInputError, also a FileNotFoundError
+    with pytest.raises(FileNotFoundError, match=r"patches\.parquet"):
         FusuDataset(tmp_path / "nowhere")
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
@@ -163,15 +165,15 @@ def test_errors_name_file_and_fix(root: Path, tmp_path: Path) -> None:
         FusuDataset(copy, split=None)
     ds = FusuDataset(copy, split=None, normalize=False)
     shutil.rmtree(copy / "sentinel" / "beta.zarr")
-    with pytest.raises(DatasetError, match=r"beta\.zarr"):
+    with pytest.raises(MissingInputError, match=r"beta\.zarr"):
         ds[ds.patch_ids.index("beta_r000_c000")]
     (copy / "aois/alpha/labels/t1/alpha_r000_c000.tif").unlink()
-    with pytest.raises(DatasetError, match="alpha_r000_c000"):
+    with pytest.raises(MissingInputError, match="alpha_r000_c000"):
         ds[ds.patch_ids.index("alpha_r000_c000")]
 
 
 def test_parse_stats_formats() -> None:
-    from pipeline.sources.base import ALL_BANDS
+    from pipeline.bands import ALL_BANDS
 
     per_band = {b: {"mean": float(i), "std": 2.0} for i, b in enumerate(ALL_BANDS)}
     st = parse_stats(

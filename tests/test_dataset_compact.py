@@ -14,7 +14,7 @@ from tests.torchds_helpers import make_dataset, s2_dn
 
 torch = pytest.importorskip("torch")
 
-from pipeline.dataset import (  # noqa: E402
+from pipeline.dataset.torchds import (  # noqa: E402
     FusuDataset,
     fusu_collate,
     is_compact,
@@ -125,7 +125,7 @@ def test_trainer_same_losses_compact_or_not(root: Path, tmp_path: Path) -> None:
     """Trainer decodes compact batches on its device: identical first-step losses."""
     pytest.importorskip("timm")
     from pipeline.config import TrainConfig
-    from pipeline.train import Trainer
+    from pipeline.train.trainer import Trainer
 
     cfg = TrainConfig(tiny=True, batch_size=2, num_workers=0, max_steps=1, log_every=1,
                       checkpoint_every=1000, eval_every=1000, augment=False, device="cpu")

@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo generator (pipeline/demo.py) and the demo_inputs stage."""
+"""Tests of the synthetic demo generator (pipeline/demo/city.py) and the demo_inputs stage."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import shapely
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline import demo
 from pipeline.config import AoiDates, AoiSpec, DemoConfig
+from pipeline.demo import city as demo
+from pipeline.demo import drivers as demo_inputs
+from pipeline.demo import noise, plan
 from pipeline.errors import ConfigError
-from stages import demo_inputs
 
 SMALL = DemoConfig(size_m=800.0, gsd_m=2.0, seed=7)
 
@@ -93,7 +94,7 @@ def test_changes_are_realistic_transitions(default_polygons) -> None:
     pairs = set(zip(t1["class"], t2["class"], strict=True)) - {(k, k) for k in range(18)}
     assert pairs  # something changed
     for a, b in pairs:
-        assert b in demo._TRANSITIONS[a] or (a == 4 and b == 8), (a, b)
+        assert b in plan._TRANSITIONS[a] or (a == 4 and b == 8), (a, b)
     assert (4, 3) in pairs  # cropland -> residential (urban expansion)
     # roads and water never change
     fixed = t1["class"].isin([1, 2, 16]).to_numpy()
@@ -162,8 +163,8 @@ def test_rasterize_classes_background_zero_outside() -> None:
 def test_value_noise_depends_only_on_coordinates() -> None:
     xs = np.arange(0.0, 50.0, 0.5)
     ys = np.arange(0.0, 30.0, 0.5)
-    full = demo.value_noise(xs, ys, 6.0, 3)
-    part = demo.value_noise(xs[10:], ys[4:], 6.0, 3)
+    full = noise.value_noise(xs, ys, 6.0, 3)
+    part = noise.value_noise(xs[10:], ys[4:], 6.0, 3)
     assert full.flags.c_contiguous and full.dtype == np.float32
     np.testing.assert_array_equal(full[4:, 10:], part)
     assert full.min() >= 0.0 and full.max() < 1.0 and full.std() > 0.05
@@ -186,7 +187,7 @@ def test_grids_t2_shift() -> None:
 def stage_outputs(tmp_path_factory) -> tuple[AoiSpec, dict]:
     tmp = tmp_path_factory.mktemp("demo")
     aoi = _aoi(tmp)
-    summary = demo_inputs.run(aoi, SMALL, window_px=128)
+    summary = demo_inputs.demo_inputs(aoi, SMALL, window_px=128)
     return aoi, summary
 
 
@@ -246,7 +247,7 @@ def test_image_follows_the_polygons(stage_outputs) -> None:
 def test_stage_is_deterministic(stage_outputs, tmp_path: Path) -> None:
     aoi, _ = stage_outputs
     again = _aoi(tmp_path)
-    demo_inputs.run(again, SMALL, window_px=128)
+    demo_inputs.demo_inputs(again, SMALL, window_px=128)
     for a, b in ((aoi.images.t1, again.images.t1), (aoi.images.t2, again.images.t2)):
         with rasterio.open(a) as x, rasterio.open(b) as y:
             np.testing.assert_array_equal(x.read(), y.read())
@@ -258,7 +259,7 @@ def test_stage_is_deterministic(stage_outputs, tmp_path: Path) -> None:
 
 def test_stage_rejects_non_generated_aoi(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="generated"):
-        demo_inputs.run(_aoi(tmp_path, generated=False), SMALL)
+        demo_inputs.demo_inputs(_aoi(tmp_path, generated=False), SMALL)
     assert not (tmp_path / "hr_t1.tif").exists()
 
 

@@ -20,7 +20,7 @@ from pipeline.expand.adapters import (
     detect_change_encoding,
     parse_date,
 )
-from pipeline.io.expand_io import read_samples
+from pipeline.io.change_datasets import read_samples
 from tests.expand_helpers import make_levir, make_oscd, make_pairs, make_spacenet7, write_tif
 
 

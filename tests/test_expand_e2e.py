@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.bands import S2_BANDS
 from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
-from pipeline.io import read_geoparquet, read_json
+from pipeline.expand.drivers import expand_index, expand_init, expand_month, expand_stats
+from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import read_footprint_cube
+from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
-from pipeline.sources.base import S2_BANDS, Block
-from stages import expand_index, expand_sentinel, expand_stats
+from pipeline.sentinel.sources.base import Block
 from tests.expand_helpers import make_pairs
 from tests.sentinel_helpers import write_scene
 
@@ -28,19 +30,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 def expand_all(cfg: ExpandConfig, sentinel: SentinelConfig, layout: Layout) -> dict:
     """What the Snakemake rules do: index, then every group x month, then stats."""
-    exp = expand_index.run(cfg, FootprintsConfig(), 64, layout, "ds")
+    sentinel = sentinel.model_copy(update={"block_size_px": 64})
+    exp = expand_index(cfg, FootprintsConfig(), sentinel, layout, "ds")
     for g in exp.plan["groups"]:
-        expand_sentinel.run_init(g["group"], layout)
+        expand_init(g["group"], layout)
         for m in g["months"]:
-            expand_sentinel.run_month(g["group"], m, sentinel, cfg, 64, layout)
-    return expand_stats.run(cfg, layout, "ds")
+            expand_month(g["group"], m, sentinel, cfg, layout)
+    return expand_stats(cfg, layout, "ds")
 
 
 def test_plan_only_writes_plan_and_no_mosaic(tmp_path: Path) -> None:
     root = make_pairs(tmp_path / "pairs")
     layout = Layout(tmp_path / "out")
     cfg = ExpandConfig(adapter="pairs", path=str(root), plan_only=True)
-    expand_index.run(cfg, FootprintsConfig(), 640, layout, "ds")
+    expand_index(cfg, FootprintsConfig(), SentinelConfig(block_size_px=640), layout, "ds")
     plan = read_json(layout.expand_plan())
     assert plan["plan_only"] is True and plan["totals"]["samples"] == 2
     g = plan["groups"][0]
@@ -81,7 +84,7 @@ def test_end_to_end_local_source(tmp_path: Path) -> None:
     assert (layout.expand_originals_dir() / "p1" / "t1" / "p1.tif").is_file()
     assert (layout.expand_originals_dir() / "p2" / "label" / "p2.tif").is_file()
     # the per-sample reader keeps each sample's own months
-    from pipeline.io.expand_io import read_sample_cube
+    from pipeline.io.change_datasets import read_sample_cube
 
     c1, c2 = read_sample_cube(layout, "p1"), read_sample_cube(layout, "p2")
     assert c1["months"] == ["2020-03"] and c2["months"] == ["2020-02", "2020-03"]
@@ -90,16 +93,17 @@ def test_end_to_end_local_source(tmp_path: Path) -> None:
     off_x, off_y, w, h = c1["patch_box_px"]
     assert (w, h) == (4.0, 4.0) and 0 < off_x < 16 and 0 < off_y < 16
     # a rerun resumes from the ledger: nothing is fetched again
-    s = expand_sentinel.run_month("ds-g000", "2020-03", SentinelConfig(source="local"), cfg, 64,
-                                  layout)
+    s = expand_month("ds-g000", "2020-03", SentinelConfig(source="local", block_size_px=64), cfg,
+                     layout)
     assert s["blocks_done"] == 0 and s["blocks_skipped"] == s["blocks"] >= 1
 
 
 def test_local_source_needs_an_archive(tmp_path: Path) -> None:
     from pipeline.errors import ConfigError
+    from pipeline.sentinel.sources import make_source
 
     with pytest.raises(ConfigError, match="sentinel_archive"):
-        expand_sentinel.make_source(SentinelConfig(source="local"), ExpandConfig())
+        make_source(SentinelConfig(source="local"), ExpandConfig().sentinel_archive, "expand")
 
 
 @pytest.fixture
@@ -116,7 +120,7 @@ def fake_ee(monkeypatch):
 
 
 def test_end_to_end_fake_earth_engine_mixed_crs_index(tmp_path: Path, fake_ee) -> None:
-    from pipeline.sources.gee import block_grid
+    from pipeline.sentinel.sources.gee import block_grid
     from tests.fake_ee import expected_block
 
     # two samples ~300 m apart given in two CRSs (UTM 49N and WGS84), one group

@@ -16,6 +16,7 @@ from pipeline.expand.adapters import SampleRecord, build_sample_index
 from pipeline.expand.build import build_expansion
 from pipeline.expand.grouping import _components, assign_groups
 from pipeline.expand.plan import blocks_for_month, group_months
+from pipeline.grid import FootprintRule
 
 D = (dt.date(2019, 1, 10), dt.date(2019, 3, 2))
 
@@ -98,7 +99,7 @@ def test_sample_straddling_a_utm_zone_boundary() -> None:
 ])
 def test_footprint_size_any_gsd_and_overrides(kw, expected) -> None:
     r = rec("den", "EPSG:32633", (400000.0, 5000000.0, 403072.0, 5003072.0), w=1024, gsd=3.0)
-    exp = build_expansion(build_sample_index([r], "ds"), "ds", 640, **kw)
+    exp = build_expansion(build_sample_index([r], "ds"), "ds", 640, rule=FootprintRule(**kw))
     row = exp.index.iloc[0]
     assert row.fp_size_px == expected
     assert row.patch_w_px == pytest.approx(307.2)
@@ -177,7 +178,7 @@ def test_per_sample_months_union_and_active_blocks() -> None:
 
 def test_fusu_templates_plan_beats_naive(tmp_path: Path) -> None:
     from pipeline.config import ExpandConfig
-    from pipeline.io.expand_io import read_samples
+    from pipeline.io.change_datasets import read_samples
 
     idx = build_sample_index(read_samples(ExpandConfig(
         adapter="aoi", path="aoi/fusu-beilin.yaml", plan_only=True)), "fusu")

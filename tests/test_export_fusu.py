@@ -1,4 +1,4 @@
-"""FUSU release-layout export (pipeline.export_fusu + stages.export_fusu)."""
+"""FUSU release-layout export (pipeline.dataset.export_fusu + stages.export_fusu)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import pytest
 import rasterio
 from PIL import Image
 
-import stages.assemble as assemble
-import stages.export_fusu as stage
 from pipeline.config import AoiSpec, ExportConfig, SplitsConfig
+from pipeline.dataset.drivers import assemble_dataset, export_fusu
+from pipeline.dataset.export_fusu import label_bin_values, sample_paths
 from pipeline.errors import DatasetError
-from pipeline.export_fusu import label_bin_values, sample_paths
 from pipeline.grid import AoiGrid
-from pipeline.io import read_json
+from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import read_footprint_cube
 from pipeline.layout import Layout
 from tests.splits_helpers import FP_PX, HR_PX, make_native_aoi
@@ -37,8 +36,8 @@ def _spec() -> AoiSpec:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     lay = Layout(tmp_path_factory.mktemp("export"))
     make_native_aoi(lay, "xa", "xian", nrow=6, ncol=6, months=MONTHS)
-    assemble.run([_spec()], SplitsConfig(block_size_patches=2), lay)
-    stage.run([_spec()], ExportConfig(fusu_layout=True), lay, progress=False)
+    assemble_dataset([_spec()], SplitsConfig(block_size_patches=2), lay)
+    export_fusu([_spec()], ExportConfig(fusu_layout=True), lay, progress=False)
     return lay
 
 
@@ -81,7 +80,7 @@ def test_file_tree_is_the_fusu_layout_without_guard_patches(built: Layout) -> No
     assert len(guard) > 0
     assert not any((root / s / "im1" / f"{g}.png").exists()
                    for g in guard for s in ("train", "val", "test"))
-    assert json.loads(stage.manifest_path(lay).read_text())["patches"] == int(
+    assert json.loads(lay.export_manifest().read_text())["patches"] == int(
         (idx["split"] != "guard").sum())
 
 
@@ -137,13 +136,13 @@ def test_times_tifs_are_the_footprint_windows(built: Layout) -> None:
 def test_refuses_non_empty_folder_unless_overwrite(tmp_path: Path) -> None:
     lay = Layout(tmp_path)
     make_native_aoi(lay, "xa", "xian", nrow=3, ncol=3, months=MONTHS)
-    assemble.run([_spec()], SplitsConfig(mode="random"), lay)
+    assemble_dataset([_spec()], SplitsConfig(mode="random"), lay)
     lay.export_dir().mkdir(parents=True)
     (lay.export_dir() / "old.txt").write_text("keep me")
     with pytest.raises(DatasetError, match=r"not empty.*export\.overwrite"):
-        stage.run([_spec()], ExportConfig(), lay, progress=False)
+        export_fusu([_spec()], ExportConfig(), lay, progress=False)
     assert (lay.export_dir() / "old.txt").read_text() == "keep me"
-    stage.run([_spec()], ExportConfig(overwrite=True, bin_ignore_value=255), lay,
+    export_fusu([_spec()], ExportConfig(overwrite=True, bin_ignore_value=255), lay,
               progress=False)
     assert not (lay.export_dir() / "old.txt").exists()
     ids = (lay.export_dir() / "train.txt").read_text().split()
@@ -154,8 +153,8 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path: Path) -> None:
 def test_missing_months_fail_before_writing(tmp_path: Path) -> None:
     lay = Layout(tmp_path)
     make_native_aoi(lay, "xa", "xian", nrow=3, ncol=3, months=MONTHS)
-    assemble.run([_spec()], SplitsConfig(mode="random"), lay)
+    assemble_dataset([_spec()], SplitsConfig(mode="random"), lay)
     longer = AoiSpec(name="xa", city="xian", t1="2019-08-14", t2="2019-12-01", template=True)
     with pytest.raises(DatasetError, match=r"'xa'.*lacks months \['2019-11', '2019-12'\]"):
-        stage.run([longer], ExportConfig(), lay, progress=False)
+        export_fusu([longer], ExportConfig(), lay, progress=False)
     assert not lay.export_dir().exists()

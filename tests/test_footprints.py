@@ -13,12 +13,12 @@ from shapely.geometry import box
 
 from pipeline.config import FootprintsConfig, TileConfig
 from pipeline.errors import GridError, InputError
-from pipeline.footprints import FOOTPRINT_COLUMNS, build_footprints, lonlat_bounds
-from pipeline.io import read_geoparquet, write_geoparquet
+from pipeline.grid import FootprintRule
+from pipeline.hr.drivers import footprints_aoi, tile_aoi
+from pipeline.hr.footprints import FOOTPRINT_COLUMNS, build_footprints, lonlat_bounds
+from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.layout import Layout
-from stages import footprints as fp_stage
-from stages import tile as tile_stage
-from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, write_rgb
+from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, named_aoi, write_rgb
 
 
 def fake_index(
@@ -105,7 +105,7 @@ def test_footprint_centre_within_half_pixel_and_offsets_consistent() -> None:
 
 @pytest.mark.parametrize(("kw", "size"), [({"size_px": 7}, 7), ({"size_m": 1000.0}, 100)])
 def test_size_overrides_including_odd(kw: dict, size: int) -> None:
-    res = build_footprints(fake_index(), "fk", **kw)
+    res = build_footprints(fake_index(), "fk", FootprintRule(**kw))
     assert (res.index["fp_size_px"] == size).all()
     pc = _centres(res.index.geometry.values)
     fc = _centres(shapely.from_wkb(res.index["fp_geometry_wkb"].to_numpy()))
@@ -171,7 +171,7 @@ def test_bad_indexes() -> None:
     with pytest.raises(InputError, match="mixes GSDs"):
         build_footprints(gsd, "fk")
     with pytest.raises(GridError, match=r"footprints\.scale"):
-        build_footprints(fake_index(size_px=16, gsd_m=0.1), "fk", scale=1.0)
+        build_footprints(fake_index(size_px=16, gsd_m=0.1), "fk", FootprintRule(scale=1.0))
 
 
 # ----------------------------------------------------------------------------- stage
@@ -181,8 +181,8 @@ def test_stage_after_tile(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif")
     t2 = write_rgb(tmp_path / "t2.tif")
     lay = Layout(tmp_path / "out")
-    tile_stage.run(aoi_spec(t1, t2), TileConfig(patch_size_px=16), lay, progress=False)
-    res = fp_stage.run("tst", FootprintsConfig(), lay)
+    tile_aoi(aoi_spec(t1, t2), TileConfig(patch_size_px=16), lay, progress=False)
+    res = footprints_aoi(named_aoi("tst"), FootprintsConfig(), lay)
     idx = read_geoparquet(lay.footprints("tst"))
     patches = read_geoparquet(lay.patches("tst"))
     assert list(idx.columns) == [*patches.columns, *FOOTPRINT_COLUMNS]
@@ -212,7 +212,7 @@ def test_stage_after_tile(tmp_path: Path) -> None:
 def test_stage_shapefile_export(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "out")
     write_geoparquet(fake_index(aoi="shp"), lay.patches("shp"))
-    fp_stage.run("shp", FootprintsConfig(export_shapefile=True, size_px=9), lay)
+    footprints_aoi(named_aoi("shp"), FootprintsConfig(export_shapefile=True, size_px=9), lay)
     shp = lay.footprints_shp_dir("shp") / "shp_footprints.shp"
     assert shp.is_file()
     assert {p.suffix for p in shp.parent.iterdir()} >= {".shp", ".shx", ".dbf", ".prj"}
@@ -225,5 +225,5 @@ def test_stage_shapefile_export(tmp_path: Path) -> None:
 def test_stage_missing_index(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "out")
     with pytest.raises(InputError, match=r"patches\.parquet does not exist"):
-        fp_stage.run("nope", FootprintsConfig(), lay)
+        footprints_aoi(named_aoi("nope"), FootprintsConfig(), lay)
     assert not lay.footprints("nope").exists() and not lay.grid("nope").exists()

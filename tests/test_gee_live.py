@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.grid import AoiGrid
-from pipeline.sources.base import Block, Recipe
+from pipeline.sentinel.sources.base import Block, Recipe
 
 pytestmark = pytest.mark.gee_live
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gee_live
 @pytest.fixture(scope="module")
 def source():
     pytest.importorskip("ee")
-    from pipeline.sources.gee import GeeSource
+    from pipeline.sentinel.sources.gee import GeeSource
 
     src = GeeSource(max_retries=3, backoff_base_s=2.0)
     yield src

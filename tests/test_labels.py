@@ -17,8 +17,8 @@ from rasterio.features import rasterize
 from pipeline.classes import load_schema
 from pipeline.config import LabelsConfig
 from pipeline.errors import InputError, LabelError, PipelineError
-from pipeline.io.annotations import read_annotations, read_class_mapping
-from pipeline.labels import (
+from pipeline.hr.drivers import label_aoi
+from pipeline.hr.labels import (
     apply_nodata,
     burn_order,
     class_histogram,
@@ -30,7 +30,8 @@ from pipeline.labels import (
     rasterize_patch,
     repair_geometries,
 )
-from stages import labels as labels_stage
+from pipeline.io.tables import read_class_mapping
+from pipeline.io.vector import read_annotations
 from tests.labels_helpers import EPSG, SIZE, make_tiny_aoi, patch_transform, px_box
 
 SCHEMA = load_schema("fusu17")
@@ -172,7 +173,7 @@ def test_burn_order_permutations() -> None:
 def test_bowtie_repaired_and_burned(caplog: pytest.LogCaptureFixture) -> None:
     bowtie = shapely.Polygon([(1002, 1998), (1010, 1990), (1010, 1998), (1002, 1990)])
     assert not bowtie.is_valid
-    with caplog.at_level(logging.INFO, logger="pipeline.labels"):
+    with caplog.at_level(logging.INFO, logger="pipeline.hr.labels"):
         out, polys = burn([(bowtie, 6)])
     assert polys.stats["repaired"] == 1
     assert "1 invalid geometries repaired" in caplog.text
@@ -283,7 +284,7 @@ def test_unknown_classes_background_option(caplog: pytest.LogCaptureFixture) -> 
     assert vals.tolist() == [0, 3, 0, 0]
     assert unk == {"'foo'": 2, "99": 1}
     feats = [(box_px(0, 0, 4, 4), "foo"), (box_px(5, 5, 8, 8), 7)]
-    with caplog.at_level(logging.WARNING, logger="pipeline.labels"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.hr.labels"):
         polys = prepare_polygons(gdf_of(feats), "class", EPSG, SCHEMA, unknown="background")
     assert "'foo': 1" in caplog.text
     out = rasterize_patch(polys, TR, SHAPE)
@@ -366,7 +367,7 @@ def _features():
 def test_stage_labels_tiny_aoi(tmp_path: Path) -> None:
     t1, t2 = _features()
     aoi, layout = make_tiny_aoi(tmp_path, t1, t2, t2_nodata_cols=3, ann_crs="EPSG:4326")
-    index = labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    index = label_aoi(aoi, LabelsConfig(), layout, progress=False)
     assert index == layout.labels_index("tiny")
     df = pd.read_parquet(index)
     assert df["patch_id"].tolist() == ["tiny_r000_c000", "tiny_r000_c001"]
@@ -395,13 +396,13 @@ def test_stage_labels_tiny_aoi(tmp_path: Path) -> None:
 
     # rerun with identical inputs: nothing rewritten
     mtime = p0.stat().st_mtime_ns
-    labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(), layout, progress=False)
     assert p0.stat().st_mtime_ns == mtime
     # interrupted run (index missing) reuses tifs; changed settings discard them
     index.unlink()
-    labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(), layout, progress=False)
     assert p0.stat().st_mtime_ns == mtime
-    labels_stage.run(aoi, LabelsConfig(overlap_rule="last"), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(overlap_rule="last"), layout, progress=False)
     with rasterio.open(p0) as ds:
         assert (ds.read(1)[4:8, 4:8] == 3).all()  # residential is also later in the file
     assert pd.read_parquet(index).equals(df)
@@ -412,11 +413,11 @@ def test_stage_unknown_classes_leave_no_outputs(tmp_path: Path) -> None:
     t2 = [*t2, (px_box(0, 0, 0, 0, 2, 2), "greenbelt"), (px_box(0, 0, 0, 0, 2, 2), "greenbelt")]
     aoi, layout = make_tiny_aoi(tmp_path, t1, t2)
     with pytest.raises(LabelError, match=r"'greenbelt' \(2 features\)") as err:
-        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+        label_aoi(aoi, LabelsConfig(), layout, progress=False)
     assert "T2 annotations" in str(err.value) and "tiny" in str(err.value)
     assert not layout.labels_index("tiny").exists()
     assert not list(layout.aoi_dir("tiny").glob("labels/*/*.tif"))
-    labels_stage.run(aoi, LabelsConfig(unknown_classes="background"), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(unknown_classes="background"), layout, progress=False)
     df = pd.read_parquet(layout.labels_index("tiny"))
     assert df.loc[0, "t2_px_0"] == 4  # greenbelt square -> background
 
@@ -427,7 +428,7 @@ def test_stage_class_mapping_csv(tmp_path: Path) -> None:
     t1 = [(px_box(0, 0, 0, 0, 16, 16), "farm"), (px_box(0, 0, 0, 0, 4, 4), "HOUSE")]
     t2 = [(px_box(0, 0, 0, 0, 16, 16), "garden")]
     aoi, layout = make_tiny_aoi(tmp_path, t1, t2, patches=((0, 0),), class_mapping=str(csv))
-    labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(), layout, progress=False)
     df = pd.read_parquet(layout.labels_index("tiny"))
     assert (df.loc[0, "t1_px_4"], df.loc[0, "t1_px_3"], df.loc[0, "t2_px_8"]) == (240, 16, 256)
 
@@ -439,19 +440,19 @@ def test_stage_bad_inputs(tmp_path: Path) -> None:
     # template AOI
     tmpl = aoi.model_copy(update={"template": True, "annotations": None})
     with pytest.raises(InputError, match="template"):
-        labels_stage.run(tmpl, cfg, layout, progress=False)
+        label_aoi(tmpl, cfg, layout, progress=False)
     # wrong class attribute
     with pytest.raises(LabelError, match="class_attribute"):
-        labels_stage.run(
+        label_aoi(
             aoi.model_copy(update={"class_attribute": "lu"}), cfg, layout, progress=False
         )
     # missing annotation file
     ann = aoi.annotations.model_copy(update={"t2": str(tmp_path / "gone.gpkg")})
     with pytest.raises(InputError, match=r"gone\.gpkg does not exist.*annotations"):
-        labels_stage.run(aoi.model_copy(update={"annotations": ann}), cfg, layout, progress=False)
+        label_aoi(aoi.model_copy(update={"annotations": ann}), cfg, layout, progress=False)
     # missing class mapping CSV
     with pytest.raises(InputError, match="class_mapping"):
-        labels_stage.run(
+        label_aoi(
             aoi.model_copy(update={"class_mapping": str(tmp_path / "m.csv")}),
             cfg,
             layout,
@@ -461,17 +462,17 @@ def test_stage_bad_inputs(tmp_path: Path) -> None:
     hr = layout.hr_dir("tiny", "t2") / "tiny_r000_c001.tif"
     hr.rename(hr.with_suffix(".bak"))
     with pytest.raises(InputError, match=r"T2 HR patch tiny_r000_c001.*does not exist"):
-        labels_stage.run(aoi, cfg, layout, progress=False)
+        label_aoi(aoi, cfg, layout, progress=False)
     assert not layout.labels_index("tiny").exists()
     hr.with_suffix(".bak").rename(hr)
     # tile index without the required columns
     idx = pd.read_parquet(layout.patches("tiny")).drop(columns=["hr_t2"])
     idx.to_parquet(layout.patches("tiny"))
     with pytest.raises(InputError, match=r"lacks columns \['hr_t2'\]"):
-        labels_stage.run(aoi, cfg, layout, progress=False)
+        label_aoi(aoi, cfg, layout, progress=False)
     layout.patches("tiny").unlink()
     with pytest.raises(PipelineError, match=r"patches\.parquet does not exist"):
-        labels_stage.run(aoi, cfg, layout, progress=False)
+        label_aoi(aoi, cfg, layout, progress=False)
 
 
 def test_stage_empty_annotation_file(tmp_path: Path) -> None:
@@ -479,11 +480,11 @@ def test_stage_empty_annotation_file(tmp_path: Path) -> None:
     aoi, layout = make_tiny_aoi(tmp_path, t1, [(box_px(0, 0, 1, 1), 1)])
     gpd.read_file(aoi.annotations.t2).iloc[:0].to_file(aoi.annotations.t2, driver="GPKG")
     with pytest.raises(InputError, match=r"labels_t2\.gpkg has no features"):
-        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+        label_aoi(aoi, LabelsConfig(), layout, progress=False)
 
 
 def test_stage_t2_patch_off_grid(tmp_path: Path) -> None:
-    from pipeline.io.raster import write_patch_tif
+    from pipeline.io.geotiff import write_patch_tif
 
     t1, t2 = _features()
     aoi, layout = make_tiny_aoi(tmp_path, t1, t2, patches=((0, 0),))
@@ -491,7 +492,7 @@ def test_stage_t2_patch_off_grid(tmp_path: Path) -> None:
     shifted = patch_transform(0, 0) @ Affine.translation(0.5, 0)
     write_patch_tif(hr, np.ones((3, SIZE, SIZE), np.uint8), shifted, EPSG, 0)
     with pytest.raises(InputError, match="not on the T1 patch grid"):
-        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
+        label_aoi(aoi, LabelsConfig(), layout, progress=False)
 
 
 def test_stage_no_patches_still_validates_classes(tmp_path: Path) -> None:
@@ -500,6 +501,6 @@ def test_stage_no_patches_still_validates_classes(tmp_path: Path) -> None:
     idx = gpd.read_parquet(layout.patches("tiny")).iloc[:0]
     idx.to_parquet(layout.patches("tiny"))
     with pytest.raises(LabelError, match=r"'?99'? \(1 features\)"):
-        labels_stage.run(aoi, LabelsConfig(), layout, progress=False)
-    labels_stage.run(aoi, LabelsConfig(unknown_classes="background"), layout, progress=False)
+        label_aoi(aoi, LabelsConfig(), layout, progress=False)
+    label_aoi(aoi, LabelsConfig(unknown_classes="background"), layout, progress=False)
     assert len(pd.read_parquet(layout.labels_index("tiny"))) == 0

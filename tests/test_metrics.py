@@ -1,4 +1,4 @@
-"""Known-answer tests for pipeline.metrics (hand-computed values)."""
+"""Known-answer tests for pipeline.train.metrics (hand-computed values)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import metrics as pm
+from pipeline.train import metrics as pm
 
 
 def test_confusion_matrix_counts_and_ignore() -> None:

@@ -116,11 +116,12 @@ def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig) -> di
 
     from pipeline.config import SentinelConfig
     from pipeline.grid import AoiGrid
-    from pipeline.io import read_json, write_geoparquet, write_json
+    from pipeline.io.jsonfile import read_json, write_json
+    from pipeline.io.parquet import write_geoparquet
     from pipeline.layout import Layout
-    from stages import sentinel_init, sentinel_month
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
     from tests.sentinel_helpers import GRID as SCENE_GRID
-    from tests.sentinel_helpers import write_scene
+    from tests.sentinel_helpers import sentinel_aoi, write_scene
 
     # two 64 px blocks (the mosaic chunk); the scenes cover the west one and part of the east
     grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 128}))
@@ -133,8 +134,9 @@ def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig) -> di
     fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [0, 64],
                        "fp_row0": [0, 0], "fp_size_px": [64, 64]})
     write_geoparquet(fp, lay.footprints("a"))
-    marker = sentinel_init.run("a", ["2020-03"], cfg, lay)
-    s = sentinel_month.run("a", "2020-03", cfg, lay, str(archive), threads=2, dask=dask_cfg)
+    aoi = sentinel_aoi("a", "2020-03", "2020-03", str(archive))
+    marker = init_aoi(aoi, cfg, lay)
+    s = fetch_month(aoi, "2020-03", cfg, lay, threads=2, dask=dask_cfg)
     assert s["blocks_done"] == marker["n_blocks"] == 2 and s["s2_product"] == "L2A"
     assert read_json(lay.month_summary("a", "2020-03"))["blocks"] == 2
     return _store_digest(lay.mosaic_staging("a"))

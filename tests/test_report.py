@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import report as rp
 from pipeline.config import ReportConfig
+from pipeline.dataset import report as rp
+from pipeline.dataset.qa import build_report as run_report
 from pipeline.layout import Layout
-from stages.report import run as run_report
 from tests.torchds_helpers import make_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipeline.composite import cloud_clear_mask
 from pipeline.io.scenes import L1C_FILE_BANDS
-from pipeline.sources.local import S2CLOUDLESS_BANDS, CloudDetector
+from pipeline.sentinel.composite import cloud_clear_mask
+from pipeline.sentinel.sources.local import S2CLOUDLESS_BANDS, CloudDetector
 
 pytestmark = pytest.mark.slow
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.blocks import plan_blocks
 from pipeline.errors import QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
-from pipeline.io import read_json
+from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import init_mosaic, read_footprint_cube
-from pipeline.sentinel import run_month
-from pipeline.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.blocks import plan_blocks
+from pipeline.sentinel.fetch import run_month
+from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
 
 GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=192, height=160)
 MONTHS = ["2020-01", "2020-02"]
@@ -147,9 +147,14 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
     import pandas as pd
 
     from pipeline.config import SentinelConfig
-    from pipeline.io import write_geoparquet, write_json
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
     from pipeline.layout import Layout
-    from stages import sentinel_init, sentinel_month, sentinel_summary
+    from pipeline.sentinel.drivers import fetch_month, init_aoi, summarize_aoi
+    from pipeline.sentinel.sources import make_source
+    from tests.sentinel_helpers import sentinel_aoi
+
+    aoi = sentinel_aoi("a", MONTHS[0], MONTHS[-1])
 
     lay = Layout(tmp_path / "demo")
     write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
@@ -157,14 +162,14 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
                        "fp_row0": [5, 90], "fp_size_px": [64, 64]})
     write_geoparquet(fp, lay.footprints("a"))
     cfg = SentinelConfig(source="local", block_size_px=64)
-    marker = sentinel_init.run("a", MONTHS, cfg, lay)
+    marker = init_aoi(aoi, cfg, lay)
     plan = read_json(lay.sentinel_blocks("a"))
     assert marker["n_blocks"] == len(plan["blocks"]) > 0 and plan["chunk_px"] == 64
     for m in MONTHS:
-        s = sentinel_month.run("a", m, cfg, lay, None, threads=2, source=FakeSource())
+        s = fetch_month(aoi, m, cfg, lay, threads=2, source=FakeSource())
         assert s["blocks_done"] == marker["n_blocks"]
         assert read_json(lay.month_summary("a", m))["month"] == m
-    total = sentinel_summary.run("a", MONTHS, lay)
+    total = summarize_aoi(aoi, lay)
     assert total["s2_product"] == {"2020-01": "L2A", "2020-02": "L2A"}
     assert total["totals"]["requests"] == 2 * 2 * marker["n_blocks"]
     # every footprint window is fully covered by fetched data
@@ -179,18 +184,18 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
                                   read_footprint_cube(lay.mosaic("a"), c0, r0, 64)["x"])
     files = sorted(f for f in lay.mosaic("a").rglob("*") if f.is_file())
     before = [f.read_bytes() for f in files]
-    sentinel_summary.run("a", MONTHS, lay)  # rerun: byte-identical cube
+    summarize_aoi(aoi, lay)  # rerun: byte-identical cube
     assert [f.read_bytes() for f in files] == before
     # a rerun of sentinel_init keeps the store; the local source needs an archive path
-    sentinel_init.run("a", MONTHS, cfg, lay)
+    init_aoi(aoi, cfg, lay)
     assert any(lay.ledger_dir("a", MONTHS[0]).iterdir())  # kept store: ledger kept
     # a newly created staging store drops the stale ledger (else month jobs skip every block)
     import shutil
 
     shutil.rmtree(lay.mosaic_staging("a"))
-    sentinel_init.run("a", MONTHS, cfg, lay)
+    init_aoi(aoi, cfg, lay)
     assert not lay.ledger_dir("a", MONTHS[0]).exists()
-    s = sentinel_month.run("a", MONTHS[0], cfg, lay, None, threads=2, source=FakeSource())
+    s = fetch_month(aoi, MONTHS[0], cfg, lay, threads=2, source=FakeSource())
     assert s["blocks_done"] == marker["n_blocks"] and s["blocks_skipped"] == 0
     with pytest.raises(Exception, match="sentinel_archive"):
-        sentinel_month.make_source(cfg, None, "a")
+        make_source(cfg, None, "AOI a")

@@ -1,4 +1,5 @@
-"""Leakage-free splits (pipeline.splits): ratios, zero leakage, determinism, per city, bad input."""
+"""Leakage-free splits (pipeline.dataset.splits): ratios, zero leakage, determinism, per city, bad
+input."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 import shapely
 
 from pipeline.config import SplitsConfig
-from pipeline.errors import DatasetError
-from pipeline.splits import (
+from pipeline.dataset.splits import (
     SPLITS,
     achieved_ratios,
     change_subset,
@@ -18,6 +18,7 @@ from pipeline.splits import (
     make_splits,
     split_summary,
 )
+from pipeline.errors import DatasetError
 from tests.splits_helpers import class_l1, lattice
 
 
@@ -97,7 +98,7 @@ def test_class_frequencies_are_stratified_better_than_a_blind_split(
 ) -> None:
     """With several held-out regions, the stratified greedy balances class frequencies better
     than the same algorithm with its class terms switched off (classes spatially clustered)."""
-    import pipeline.splits as splits_mod
+    import pipeline.dataset.splits as splits_mod
 
     monkeypatch.setattr(splits_mod, "REGION_PATCHES", 100)  # 30 x 30 patches -> several regions
     d = lattice(seed=seed, nrow=30, ncol=30, drop=0)

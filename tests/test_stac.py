@@ -1,4 +1,4 @@
-"""STAC metadata (pipeline.stac + stages.stac): structure, extensions, offline validation.
+"""STAC metadata (pipeline.dataset.stac + stages.stac): structure, extensions, offline validation.
 
 pystac's validator needs the JSON schemas; the core Item / Collection schemas ship with pystac
 (``pystac.validation.local_validator``), extension schemas do not. So the core is validated
@@ -20,9 +20,8 @@ import pytest
 import shapely
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
-import stages.assemble as assemble
-import stages.stac as stage
 from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.dataset.drivers import assemble_dataset, stac_collection
 from pipeline.layout import Layout
 from tests.splits_helpers import HR_GSD, HR_PX, make_native_aoi
 
@@ -34,8 +33,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, Path]:
     lay = Layout(tmp_path_factory.mktemp("stac"))
     make_native_aoi(lay, "xa", "xian", nrow=4, ncol=4)
     spec = AoiSpec(name="xa", city="xian", t1="2019-08-14", t2="2019-10-18", template=True)
-    assemble.run([spec], SplitsConfig(mode="random"), lay)
-    return lay, stage.run([spec], lay, dataset="demo")
+    assemble_dataset([spec], SplitsConfig(mode="random"), lay)
+    return lay, stac_collection([spec], lay, dataset="demo")
 
 
 def test_collection_is_self_contained_with_one_item_per_patch(built) -> None:
@@ -122,6 +121,6 @@ def test_rerun_replaces_the_catalogue(built) -> None:
     lay, path = built
     (lay.stac_dir() / "stale.json").write_text("{}")
     spec = AoiSpec(name="xa", city="xian", t1="2019-08-14", t2="2019-10-18", template=True)
-    stage.run([spec], lay, dataset="demo")
+    stac_collection([spec], lay, dataset="demo")
     assert not (lay.stac_dir() / "stale.json").exists()
     assert pystac.Collection.from_file(str(path)).id == "demo"

@@ -1,4 +1,4 @@
-"""Dataset statistics (pipeline.stats + stages.stats): streaming moments, known answers."""
+"""Dataset statistics (pipeline.dataset.stats + stages.stats): streaming moments, known answers."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import stages.assemble as assemble
-import stages.stats as stage
 from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.dataset.drivers import assemble_dataset, dataset_stats
+from pipeline.dataset.stats import RunningMoments, check_sentinel_inputs, class_frequencies
 from pipeline.errors import DatasetError
 from pipeline.io.mosaic import read_footprint_cube
 from pipeline.layout import Layout
-from pipeline.stats import RunningMoments, check_sentinel_inputs, class_frequencies
 from tests.splits_helpers import HR_PX, make_native_aoi
 
 warnings.filterwarnings("ignore", message=".*Zarr V3 specification.*")
@@ -53,8 +52,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, list[AoiSpe
     make_native_aoi(lay, "xa", "xian", nrow=6, ncol=6)
     make_native_aoi(lay, "jx", "jiaxing", nrow=5, ncol=5, x0=660000.0, seed=1)
     aois = [_spec("xa", "xian"), _spec("jx", "jiaxing")]
-    assemble.run(aois, SplitsConfig(block_size_patches=2), lay)
-    stage.run(aois, lay, progress=False)
+    assemble_dataset(aois, SplitsConfig(block_size_patches=2), lay)
+    dataset_stats(aois, lay, progress=False)
     return lay, aois
 
 
@@ -148,8 +147,8 @@ def test_stage_fails_before_reading_when_sentinel_data_is_missing(tmp_path) -> N
     make_native_aoi(lay, "xa", "xian", nrow=4, ncol=4)  # mosaic holds 2019-08..2019-10
     make_native_aoi(lay, "nm", "xian", nrow=4, ncol=4, x0=655000.0, mosaic=False)
     aois = [_spec("xa", "xian", t2="2019-11-20"), _spec("nm", "xian")]
-    assemble.run(aois, SplitsConfig(mode="random"), lay)
+    assemble_dataset(aois, SplitsConfig(mode="random"), lay)
     with pytest.raises(DatasetError, match=r"nm: Sentinel mosaic missing.*xa: months missing "
                                            r"from the mosaic: 2019-11"):
-        stage.run(aois, lay, progress=False)
+        dataset_stats(aois, lay, progress=False)
     assert not lay.stats().exists()

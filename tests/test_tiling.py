@@ -15,19 +15,20 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from pipeline.config import TileConfig
 from pipeline.errors import ConfigError, InputError, PipelineError
-from pipeline.io import read_geoparquet
-from pipeline.io.raster import inspect_raster, write_patch_tif
-from pipeline.layout import Layout
-from pipeline.tiling import (
+from pipeline.hr.drivers import tile_aoi
+from pipeline.hr.tiling import (
     TilingError,
     gsd_from_crs,
     lattice_shape,
     nodata_fraction,
     patch_id,
     strip_plan,
-    tile_aoi,
+    tile_pair,
 )
-from stages import tile as tile_stage
+from pipeline.io.geotiff import write_patch_tif
+from pipeline.io.parquet import read_geoparquet
+from pipeline.io.raster import inspect_raster
+from pipeline.layout import Layout
 from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, render, write_rgb
 
 INDEX_COLUMNS = [
@@ -140,7 +141,7 @@ def test_tile_same_grid_known_answer(tmp_path: Path) -> None:
     img2 = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)[::-1].copy()  # different content, same grid
     t2 = write_rgb(tmp_path / "t2.tif", data=img2)
     lay = Layout(tmp_path / "out")
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     assert not res.coregistered and (res.n_windows, res.n_kept, res.n_skipped) == (16, 16, 0)
     idx = read_geoparquet(lay.patches("tst"))
     assert list(idx.columns) == INDEX_COLUMNS
@@ -171,7 +172,7 @@ def test_stride_overlap_and_partial_edge(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", width=60, height=40)
     t2 = write_rgb(tmp_path / "t2.tif", width=60, height=40)
     lay = Layout(tmp_path / "out")
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(stride_px=12), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(stride_px=12), lay, progress=False)
     # rows: (40-16)//12+1 = 3, cols: (60-16)//12+1 = 4
     assert (res.n_windows, res.n_kept) == (12, 12)
     idx = res.index
@@ -191,7 +192,7 @@ def test_nodata_skipping_and_fractions(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", data=img1)
     t2 = write_rgb(tmp_path / "t2.tif", data=img2)
     lay = Layout(tmp_path / "out")
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     ids = set(res.index.patch_id)
     assert (res.n_kept, res.n_skipped) == (13, 3)
     assert {"tst_r001_c002", "tst_r003_c000", "tst_r000_c003"}.isdisjoint(ids)
@@ -201,7 +202,7 @@ def test_nodata_skipping_and_fractions(tmp_path: Path) -> None:
     assert r.loc["tst_r002_c002", "nodata_frac_t1"] == 0.0
     # a looser threshold keeps r3 c0 with the same id
     lay2 = Layout(tmp_path / "out2")
-    res2 = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay2, progress=False)
+    res2 = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay2, progress=False)
     assert set(res2.index.patch_id) == ids | {"tst_r003_c000"}
 
 
@@ -217,7 +218,7 @@ def test_alpha_band_marks_no_data(tmp_path: Path) -> None:
         dst.write(rgba)
     assert inspect_raster(p).has_alpha
     t2 = write_rgb(tmp_path / "t2.tif", width=32, height=32, nodata=None)
-    res = tile_stage.run(aoi_spec(p, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
+    res = tile_aoi(aoi_spec(p, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
     assert sorted(res.index.patch_id) == ["tst_r000_c001", "tst_r001_c000", "tst_r001_c001"]
 
 
@@ -227,13 +228,13 @@ def test_rerun_is_deterministic_and_replaces_outputs(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", data=img1)
     t2 = write_rgb(tmp_path / "t2.tif")
     lay = Layout(tmp_path / "out")
-    a = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
+    a = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
     files_a = {p.name: _read(p)[0] for p in lay.hr_dir("tst", "t1").iterdir()}
-    b = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
+    b = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.6), lay, progress=False)
     assert a.index.drop(columns="geometry").equals(b.index.drop(columns="geometry"))
     assert all((_read(lay.hr_dir("tst", "t1") / n)[0] == arr).all() for n, arr in files_a.items())
     # stricter threshold: the dropped patch disappears from disk too
-    c = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.1), lay, progress=False)
+    c = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.1), lay, progress=False)
     assert "tst_r000_c000" in set(a.index.patch_id) and "tst_r000_c000" not in set(c.index.patch_id)
     assert not (lay.hr_dir("tst", "t1") / "tst_r000_c000.tif").exists()
     assert len(list(lay.hr_dir("tst", "t2").iterdir())) == c.n_kept == 15
@@ -253,20 +254,20 @@ def test_memory_bound_strip_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         return real(ds, window, bands)
 
     monkeypatch.setattr(raster, "read_window", spy)
-    kw = dict(aoi="m", city="c", t1_date="2019-01-01", t2_date="2020-01-01", image_t1=t1,
-              image_t2=t2, root=tmp_path / "r", patch_size_px=16, progress=False)
-    small = tile_aoi(**kw, hr_dir_t1=tmp_path / "r/a1", hr_dir_t2=tmp_path / "r/a2",
-                     strip_max_patches=2)
+    spec = aoi_spec(t1, t2, name="m")
+    cfg = _cfg()
+    la, lb = Layout(tmp_path / "ra"), Layout(tmp_path / "rb")
+    small = tile_pair(spec, cfg, la, progress=False, strip_max_patches=2)
     assert max(h for h, _ in seen) == 16 and max(w for _, w in seen) == 32
     assert len(seen) == 2 * 3 * 3  # 2 dates x 3 rows x 3 segments of 2 patches
     seen.clear()
-    big = tile_aoi(**kw, hr_dir_t1=tmp_path / "r/b1", hr_dir_t2=tmp_path / "r/b2")
+    big = tile_pair(spec, cfg, lb, progress=False)
     assert max(w for _, w in seen) == 96
     assert small.index.patch_id.tolist() == big.index.patch_id.tolist()
     for pid in small.index.patch_id:
-        for d in ("a2", "b2"):
-            assert (tmp_path / "r" / d / f"{pid}.tif").is_file()
-        a2, b2 = _read(tmp_path / f"r/a2/{pid}.tif")[0], _read(tmp_path / f"r/b2/{pid}.tif")[0]
+        pa, pb = la.hr_dir("m", "t2") / f"{pid}.tif", lb.hr_dir("m", "t2") / f"{pid}.tif"
+        assert pa.is_file() and pb.is_file()
+        a2, b2 = _read(pa)[0], _read(pb)[0]
         assert (a2 == b2).all()
 
 
@@ -284,7 +285,7 @@ def test_coregistration_of_shifted_t2(
     t2 = write_rgb(tmp_path / "t2.tif", transform=tr2, width=70, height=60)
     lay = Layout(tmp_path / "out")
     with caplog.at_level(logging.INFO):
-        res = tile_stage.run(aoi_spec(t1, t2), _cfg(coregister_resampling=resampling), lay,
+        res = tile_aoi(aoi_spec(t1, t2), _cfg(coregister_resampling=resampling), lay,
                              progress=False)
     assert res.coregistered
     assert "warping T2 onto T1's grid" in caplog.text
@@ -313,7 +314,7 @@ def test_coregistration_from_another_crs(tmp_path: Path) -> None:
               dst_crs="EPSG:4326", resampling=Resampling.bilinear, src_nodata=0, dst_nodata=0)
     t2 = write_rgb(tmp_path / "t2.tif", data=img2, transform=dst_tr, crs="EPSG:4326")
     lay = Layout(tmp_path / "out")
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.5), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.5), lay, progress=False)
     assert res.coregistered and res.hr_crs == f"EPSG:{EPSG}"
     inner = res.index[res.index.patch_id == "tst_r001_c001"].iloc[0]
     a = _read(lay.root / inner.hr_t1)[0].astype(float)
@@ -335,9 +336,9 @@ def test_missing_image(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif")
     lay = Layout(tmp_path / "out")
     with pytest.raises(InputError, match=r"T2 image .*nope\.tif does not exist"):
-        tile_stage.run(aoi_spec(t1, tmp_path / "nope.tif"), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(t1, tmp_path / "nope.tif"), _cfg(), lay, progress=False)
     with pytest.raises(InputError, match=r"'tst' T1 image .*nope\.tif does not exist.*fix the"):
-        tile_stage.run(aoi_spec(tmp_path / "nope.tif", t1), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(tmp_path / "nope.tif", t1), _cfg(), lay, progress=False)
     _assert_no_outputs(lay)
 
 
@@ -346,7 +347,7 @@ def test_unreadable_image(tmp_path: Path) -> None:
     bad.write_bytes(b"not a tiff at all")
     t1 = write_rgb(tmp_path / "t1.tif")
     with pytest.raises(InputError, match="cannot be read as a raster"):
-        tile_stage.run(aoi_spec(t1, bad), _cfg(), Layout(tmp_path / "o"), progress=False)
+        tile_aoi(aoi_spec(t1, bad), _cfg(), Layout(tmp_path / "o"), progress=False)
 
 
 def test_no_crs(tmp_path: Path) -> None:
@@ -354,7 +355,7 @@ def test_no_crs(tmp_path: Path) -> None:
     t2 = write_rgb(tmp_path / "t2.tif")
     lay = Layout(tmp_path / "out")
     with pytest.raises(InputError, match=r"T1 image .*t1\.tif has no CRS: assign one"):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     _assert_no_outputs(lay)
 
 
@@ -363,7 +364,7 @@ def test_no_geotransform(tmp_path: Path) -> None:
     t2 = write_rgb(tmp_path / "t2.tif", transform=Affine.identity())
     lay = Layout(tmp_path / "out")
     with pytest.raises(InputError, match=r"T2 image .*t2\.tif has no geotransform"):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     _assert_no_outputs(lay)
 
 
@@ -371,7 +372,7 @@ def test_rotated_grid(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", transform=Affine(1, 0.2, X0, 0.2, -1, Y0))
     t2 = write_rgb(tmp_path / "t2.tif")
     with pytest.raises(InputError, match="not north-up"):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
 
 
 def test_no_overlap(tmp_path: Path) -> None:
@@ -380,7 +381,7 @@ def test_no_overlap(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "out")
     msg = r"'tst': T1 image .*t1\.tif and T2 image .*t2\.tif do not overlap"
     with pytest.raises(TilingError, match=msg):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     _assert_no_outputs(lay)
 
 
@@ -390,7 +391,7 @@ def test_patch_larger_than_image(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "out")
     msg = r"t1\.tif: patch size 128 px is larger than the image \(64 x 64"
     with pytest.raises(TilingError, match=msg):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(patch_size_px=128), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(patch_size_px=128), lay, progress=False)
     _assert_no_outputs(lay)
 
 
@@ -398,10 +399,10 @@ def test_wrong_dtype_and_band_count(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif")
     t16 = write_rgb(tmp_path / "t16.tif", dtype="uint16")
     with pytest.raises(TilingError, match=r"uint16.*gdal_translate -ot Byte"):
-        tile_stage.run(aoi_spec(t1, t16), _cfg(), Layout(tmp_path / "o"), progress=False)
+        tile_aoi(aoi_spec(t1, t16), _cfg(), Layout(tmp_path / "o"), progress=False)
     gray = write_rgb(tmp_path / "gray.tif", count=1)
     with pytest.raises(TilingError, match="1 colour band"):
-        tile_stage.run(aoi_spec(gray, t1), _cfg(), Layout(tmp_path / "o"), progress=False)
+        tile_aoi(aoi_spec(gray, t1), _cfg(), Layout(tmp_path / "o"), progress=False)
 
 
 def test_everything_no_data(tmp_path: Path) -> None:
@@ -409,28 +410,28 @@ def test_everything_no_data(tmp_path: Path) -> None:
     t2 = write_rgb(tmp_path / "t2.tif")
     lay = Layout(tmp_path / "out")
     with pytest.raises(TilingError, match=r"none of the 16 windows.*tile\.max_nodata_fraction"):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     _assert_no_outputs(lay)
 
 
 def test_template_aoi_refused(tmp_path: Path) -> None:
     spec = aoi_spec(tmp_path / "a.tif", tmp_path / "b.tif", name="tmpl", template=True)
     with pytest.raises(ConfigError, match=r"'tmpl' is a template.*template: true"):
-        tile_stage.run(spec, _cfg(), Layout(tmp_path / "o"), progress=False)
+        tile_aoi(spec, _cfg(), Layout(tmp_path / "o"), progress=False)
 
 
 def test_failure_mid_write_leaves_previous_outputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.io.raster as raster
+    import pipeline.io.geotiff as geotiff
 
     t1 = write_rgb(tmp_path / "t1.tif")
     t2 = write_rgb(tmp_path / "t2.tif")
     lay = Layout(tmp_path / "out")
-    tile_stage.run(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     before = _outputs(lay.root)
     index_bytes = lay.patches("tst").read_bytes()
-    real = raster.write_patch_tif
+    real = geotiff.write_patch_tif
     calls = {"n": 0}
 
     def flaky(*a, **k):  # type: ignore[no-untyped-def]
@@ -439,16 +440,16 @@ def test_failure_mid_write_leaves_previous_outputs(
             raise OSError("disk full")
         return real(*a, **k)
 
-    monkeypatch.setattr(raster, "write_patch_tif", flaky)
+    monkeypatch.setattr(geotiff, "write_patch_tif", flaky)
     with pytest.raises(OSError, match="disk full"):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(stride_px=8), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(stride_px=8), lay, progress=False)
     assert _outputs(lay.root) == before
     assert lay.patches("tst").read_bytes() == index_bytes
     # a fresh failure on a clean root leaves nothing at all
     lay2 = Layout(tmp_path / "out2")
     calls["n"] = 0
     with pytest.raises(OSError):
-        tile_stage.run(aoi_spec(t1, t2), _cfg(), lay2, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay2, progress=False)
     _assert_no_outputs(lay2)
 
 
@@ -456,22 +457,12 @@ def test_tiling_error_is_a_pipeline_error() -> None:
     assert issubclass(TilingError, InputError) and issubclass(TilingError, PipelineError)
 
 
-def test_stage_main_params_roundtrip(tmp_path: Path) -> None:
-    spec = aoi_spec(tmp_path / "a.tif", tmp_path / "b.tif")
-    keys = {"name", "city", "t1", "t2", "images", "template"}
-    narrow = spec.model_dump(mode="json", include=keys)
-    back = tile_stage.aoi_from_params(narrow)
-    assert (back.name, back.city, back.t1, back.t2, back.images) == (
-        spec.name, spec.city, spec.t1, spec.t2, spec.images,
-    )
-
-
 def test_coregistration_without_nodata_masks_outside(tmp_path: Path) -> None:
     # neither image declares nodata: the warped T2 gets an alpha band, so T1 pixels outside T2
     # still count as no data
     t1 = write_rgb(tmp_path / "t1.tif", nodata=None)
     t2 = write_rgb(tmp_path / "t2.tif", nodata=None, transform=Affine(1, 0, X0 + 20, 0, -1, Y0))
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(), Layout(tmp_path / "o"), progress=False)
     assert res.coregistered
     assert sorted({int(c) for c in res.index.px_col0}) == [32, 48]
     r = res.index.set_index("patch_id")
@@ -518,7 +509,7 @@ def test_masked_patch_keeps_validity_without_nodata(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", nodata=None)
     t2 = write_rgb(tmp_path / "t2.tif", nodata=None, transform=Affine(1, 0, X0 + 2, 0, -1, Y0))
     lay = Layout(tmp_path / "o")
-    res = tile_stage.run(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.2), lay, progress=False)
     row = res.index.set_index("patch_id").loc["tst_r000_c000"]
     assert row.nodata_frac_t2 == pytest.approx(2 / 16)
     with rasterio.open(lay.root / row.hr_t2) as ds:

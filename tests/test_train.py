@@ -13,7 +13,7 @@ pytest.importorskip("timm")
 
 from pipeline.config import TrainConfig  # noqa: E402
 from pipeline.errors import TrainingError  # noqa: E402
-from pipeline.train import EpochSampler, Trainer, compute_losses, flip_batch  # noqa: E402
+from pipeline.train.trainer import EpochSampler, Trainer, compute_losses, flip_batch  # noqa: E402
 from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -165,10 +165,11 @@ def test_cuda_requested_without_gpu(tmp_path, ds) -> None:
 
 @pytest.mark.parametrize("model,months", [("fusunet", None), ("fusunet", 0)])
 def test_stage_on_native_dataset(tmp_path, model, months) -> None:
-    """stages.train.run on a tiny native-layout dataset read by pipeline.dataset (2 AOIs with
+    """stages.train.run on a tiny native-layout dataset read by pipeline.dataset.torchds (2 AOIs
+    with
     3 and 2 months: variable T, padded by fusu_collate)."""
-    pytest.importorskip("pipeline.dataset")
-    from stages.train import run
+    pytest.importorskip("pipeline.dataset.torchds")
+    from pipeline.train.drivers import train_model as run
     from tests.torchds_helpers import make_dataset
 
     layout = make_dataset(tmp_path / "ds")

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from pipeline.bands import ALL_BANDS, S1_BANDS, S2_BANDS
 from pipeline.grid import AoiGrid
-from pipeline.io import write_geoparquet, write_json
+from pipeline.io.geotiff import write_patch_tif
+from pipeline.io.jsonfile import write_json
 from pipeline.io.mosaic import init_mosaic, write_block
-from pipeline.io.raster import write_patch_tif
+from pipeline.io.parquet import write_geoparquet
 from pipeline.layout import Layout
-from pipeline.sources.base import ALL_BANDS, S1_BANDS, S2_BANDS, Block, BlockResult
+from pipeline.sentinel.sources.base import Block, BlockResult
 
 EPSG = 32649
 GSD_M = 2.5  # HR pixel size of the tiny fixture
@@ -203,7 +205,7 @@ def make_dataset(
                 },
             )
     gdf = gpd.GeoDataFrame(pd.DataFrame(rows_all), geometry="geometry", crs=f"EPSG:{EPSG}")
-    gdf = gdf.to_crs("EPSG:4326")  # the merged index is in lon/lat (pipeline.assemble)
+    gdf = gdf.to_crs("EPSG:4326")  # the merged index is in lon/lat (pipeline.dataset.assemble)
     write_geoparquet(gdf, lay.index())
     write_json(
         lay.stats(),

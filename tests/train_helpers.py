@@ -1,6 +1,7 @@
 """Synthetic in-memory samples in the exact FusuDataset dict form (for training tests).
 
-Shapes follow pipeline.dataset: t1/t2 float32 (3, H, W); label1/label2 int64 (H, W) with 255 =
+Shapes follow pipeline.dataset.torchds: t1/t2 float32 (3, H, W); label1/label2 int64 (H, W)
+with 255 =
 no data; change int64 (H, W) 0/1/255; sentinel float32 (T, 14, h, w); month_mask bool (T,);
 counts uint8 (T, 2, h, w); patch_box float32 (4,) = (off_x, off_y, w, h) in footprint px.
 """
@@ -59,7 +60,8 @@ class SyntheticFusu(torch.utils.data.Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Minimal stand-in for pipeline.dataset.fusu_collate (pads the time axis at the end)."""
+    """Minimal stand-in for pipeline.dataset.torchds.fusu_collate (pads the time axis at the
+    end)."""
     out: dict[str, Any] = {"meta": [s["meta"] for s in samples]}
     t_max = max(s["month_mask"].shape[0] for s in samples)
     for k in samples[0]:

@@ -8,5 +8,5 @@
   plan with an Earth Engine cost proxy and naive per-footprint numbers.
 
 Reading the foreign layouts (OSCD, SpaceNet 7, pair folders, index files) lives in
-:mod:`pipeline.io.expand_io`.
+:mod:`pipeline.io.change_datasets`.
 """

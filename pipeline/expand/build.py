@@ -1,7 +1,7 @@
 """Sample index -> groups, footprints, per-group tables and the request plan (pure).
 
 :func:`build_expansion` is what the ``expand_index`` stage runs between reading a foreign
-layout (:mod:`pipeline.io.expand_io`) and writing the outputs.
+layout (:mod:`pipeline.io.change_datasets`) and writing the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.expand.grouping import assign_groups, group_footprints
 from pipeline.expand.plan import group_months, plan_group, plan_totals
-from pipeline.grid import AoiGrid
+from pipeline.grid import DEFAULT_FOOTPRINT_RULE, AoiGrid, FootprintRule
 
 #: Footprint columns added to the sample index (same names as the native footprints.parquet).
 FP_COLUMNS = ("fp_col0", "fp_row0", "fp_size_px", "patch_off_x_px", "patch_off_y_px",
@@ -40,31 +40,13 @@ class Expansion:
     plan: dict[str, Any]
 
 
-def _rule(scale: float, res_m: float, om: float, size_px: int | None,
-          size_m: float | None) -> str:
-    if size_px is not None:
-        size = f"size_px = {size_px} (footprints.size_px)"
-    elif size_m is not None:
-        size = f"size_px = round({size_m:g} m / {res_m:g} m) (footprints.size_m)"
-    else:
-        size = (f"size_px = round({scale:g} x patch side (m, measured in the grid CRS) / "
-                f"{res_m:g} m) = round({scale:g} x patch_px x gsd_m / {res_m:g})")
-    return (f"{size}; square footprint centred on the sample centre, upper-left corner snapped "
-            f"to the {res_m:g} m lattice of the group's UTM zone; grid origin a multiple of "
-            f"{om:g} m")
-
-
 def build_expansion(
     index: Any,
     dataset: str,
     block_px: int,
     group_distance_m: float = 20000.0,
     max_group_extent_m: float = 50000.0,
-    scale: float = 5.0,
-    res_m: float = 10.0,
-    origin_multiple_m: float = 60.0,
-    size_px: int | None = None,
-    size_m: float | None = None,
+    rule: FootprintRule = DEFAULT_FOOTPRINT_RULE,
 ) -> Expansion:
     """Group the samples, place their footprints and plan the requests (module docstring)."""
     import geopandas as gpd
@@ -78,12 +60,12 @@ def build_expansion(
         out[c] = np.zeros(len(out), np.int64 if c.startswith("fp_") else np.float64)
     out["fp_geometry_wkb"] = [b""] * len(out)
     tables, grids, docs, plans = {}, {}, {}, []
-    rule = _rule(scale, res_m, origin_multiple_m, size_px, size_m)
+    rule_text = rule.describe_per_sample()
     for name in sorted(set(groups)):
         sel = np.flatnonzero(groups == name)
         sub = out.iloc[sel]
         z = int(epsg[sel[0]])
-        cols, grid = group_footprints(sub, z, scale, res_m, origin_multiple_m, size_px, size_m)
+        cols, grid = group_footprints(sub, z, rule)
         fb = cols.pop("fp_bounds")
         fp_geoms = shapely.box(fb[:, 0], fb[:, 1], fb[:, 2], fb[:, 3])
         for c in FP_COLUMNS:
@@ -100,14 +82,14 @@ def build_expansion(
             **grid.to_dict(),
             "aoi": name,
             "crs": grid.crs,
-            "rule": rule,
+            "rule": rule_text,
             "size_px": sizes[0] if len(sizes) == 1 else sizes,
-            "scale": float(scale),
-            "origin_multiple_m": float(origin_multiple_m),
+            "scale": float(rule.scale),
+            "origin_multiple_m": float(rule.origin_multiple_m),
             "months": months,
             "n_footprints": len(sel),
         }
         plans.append(plan_group(name, grid, table, block_px))
-    plan = {"dataset": dataset, "footprint_rule": rule, "groups": plans,
+    plan = {"dataset": dataset, "footprint_rule": rule_text, "groups": plans,
             "totals": plan_totals(plans, block_px)}
     return Expansion(out, tables, grids, docs, plan)

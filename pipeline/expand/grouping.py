@@ -13,7 +13,7 @@ unbounded. Groups are ordered by (EPSG, smallest sample id) and named ``<dataset
 
 Footprints (any GSD)
 --------------------
-The backbone's rule (:func:`pipeline.grid.footprint_size_px`): side = ``round(scale x
+The backbone's rule (:meth:`pipeline.grid.FootprintRule.side_px`): side = ``round(scale x
 patch_px x gsd / res)`` with the patch's side measured in metres in the group's UTM CRS (so
 Web-Mercator or geographic originals get true metres), unless ``footprints.size_px`` or
 ``footprints.size_m`` override it (e.g. DynamicEarthNet's 1024 px x 3 m patches or tiny chips).
@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.grid import AoiGrid, compute_footprints, footprint_size_px, utm_epsg
+from pipeline.grid import (
+    DEFAULT_FOOTPRINT_RULE,
+    AoiGrid,
+    FootprintRule,
+    compute_footprints,
+    utm_epsg,
+)
 
 
 def sample_centroids_lonlat(index: Any) -> np.ndarray:
@@ -155,14 +161,7 @@ def patch_bounds_utm(index: Any, epsg: int, segments: int = 8) -> np.ndarray:
     return out
 
 
-def footprint_sizes(
-    index: Any,
-    pb_utm: np.ndarray,
-    scale: float,
-    res_m: float,
-    size_px: int | None = None,
-    size_m: float | None = None,
-) -> np.ndarray:
+def footprint_sizes(index: Any, pb_utm: np.ndarray, rule: FootprintRule) -> np.ndarray:
     """(N,) int64 footprint side per sample (px): the backbone's rule with the patch side
     measured in the grid CRS (``gsd = side_m / size_px``), or the explicit overrides."""
     side_m = np.maximum(pb_utm[:, 2] - pb_utm[:, 0], pb_utm[:, 3] - pb_utm[:, 1])
@@ -170,18 +169,12 @@ def footprint_sizes(
     out = np.empty(len(index), np.int64)
     for i in range(len(index)):
         n = int(patch_px[i]) if patch_px[i] > 0 else 1
-        out[i] = footprint_size_px(n, float(side_m[i]) / n, scale, res_m, size_px, size_m)
+        out[i] = rule.side_px(n, float(side_m[i]) / n)
     return out
 
 
 def group_footprints(
-    index: Any,
-    epsg: int,
-    scale: float = 5.0,
-    res_m: float = 10.0,
-    origin_multiple_m: float = 60.0,
-    size_px: int | None = None,
-    size_m: float | None = None,
+    index: Any, epsg: int, rule: FootprintRule = DEFAULT_FOOTPRINT_RULE
 ) -> tuple[dict[str, np.ndarray], AoiGrid]:
     """Footprints of one group's samples on the group grid.
 
@@ -192,13 +185,14 @@ def group_footprints(
         the grid CRS, m), and the :class:`AoiGrid` covering every footprint.
     """
     pb = patch_bounds_utm(index, epsg)
-    sizes = footprint_sizes(index, pb, scale, res_m, size_px, size_m)
+    sizes = footprint_sizes(index, pb, rule)
+    res_m = rule.res_m
     n = len(index)
     parts = {}
     for s in np.unique(sizes):
         sel = np.flatnonzero(sizes == s)
         parts[int(s)] = (sel, compute_footprints(pb[sel], epsg, int(s), res_m,
-                                                 origin_multiple_m))
+                                                 rule.origin_multiple_m))
     x0 = min(f.grid.x0 for _, f in parts.values())
     y0 = max(f.grid.y0 for _, f in parts.values())
     x1 = max(f.grid.bounds[2] for _, f in parts.values())

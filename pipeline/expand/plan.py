@@ -13,7 +13,7 @@ Plan numbers (per group-month, summed):
 * ``pixels``: requested grid pixels (block areas) per month, summed = pixel-months;
 * ``ee_cost_proxy``: pixel-months x 14 bands (12 S2 + VV, VH) = band-pixel-months, the
   quantity EECU time scales with for a fixed recipe; ``bytes_est``: pixel-months x
-  :data:`pipeline.blocks.REQUEST_BYTES_PER_PX`;
+  :data:`pipeline.sentinel.blocks.REQUEST_BYTES_PER_PX`;
 * ``naive``: the same numbers when every footprint is fetched on its own for each of its
   months (footprints larger than a block take ``ceil(side / block)^2`` requests).
 """
@@ -25,18 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.blocks import CHUNK_PX, REQUEST_BYTES_PER_PX, block_size_px, plan_blocks
+from pipeline.bands import ALL_BANDS
 from pipeline.config import month_range
 from pipeline.grid import AoiGrid
-from pipeline.sources.base import ALL_BANDS, Block
-
-
-def block_px_for(sentinel_cfg: Any) -> int:
-    """Block side (px) from ``sentinel.block_size_px`` or ``sentinel.gee.max_block_bytes``."""
-    d = sentinel_cfg if isinstance(sentinel_cfg, dict) else sentinel_cfg.model_dump()
-    if d.get("block_size_px"):
-        return int(d["block_size_px"])
-    return block_size_px(REQUEST_BYTES_PER_PX, int(d["gee"]["max_block_bytes"]))
+from pipeline.sentinel.blocks import CHUNK_PX, REQUEST_BYTES_PER_PX, plan_blocks
+from pipeline.sentinel.sources.base import Block
 
 
 def months_of(first: str, last: str) -> list[str]:
@@ -72,7 +65,8 @@ def blocks_for_month(
     block_px: int,
     chunk_px: int = CHUNK_PX,
 ) -> list[Block]:
-    """Blocks of (group, ``month``): :func:`pipeline.blocks.plan_blocks` over the footprints of
+    """Blocks of (group, ``month``): :func:`pipeline.sentinel.blocks.plan_blocks` over the
+    footprints of
     the samples active in ``month`` (per-sample footprint sizes allowed)."""
     act = active(month_first, month_last, month)
     if not act.any():
@@ -97,7 +91,7 @@ def plan_group(
         table: the group's rows with ``fp_col0``, ``fp_row0``, ``fp_size_px``,
             ``month_first``, ``month_last``, ``n_months``.
     """
-    from pipeline.blocks import footprint_union_mask
+    from pipeline.sentinel.blocks import footprint_union_mask
 
     c0 = table["fp_col0"].to_numpy(np.int64)
     r0 = table["fp_row0"].to_numpy(np.int64)

@@ -37,21 +37,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from pipeline.composite import S2_NODATA_U16, reflectance_to_u16
-from pipeline.errors import GridError, InputError
+from pipeline.bands import S1_BANDS, S1_WAVELENGTH_NM, S2_BANDS, S2_WAVELENGTHS_NM
+from pipeline.errors import GridError, InputError, MissingInputError
 from pipeline.grid import AoiGrid
-from pipeline.sources.base import (
-    S1_BANDS,
-    S1_WAVELENGTH_NM,
-    S2_BANDS,
-    S2_WAVELENGTHS_NM,
-    Block,
-    BlockResult,
-)
+from pipeline.sentinel.composite import S2_NODATA_U16, reflectance_to_u16
+from pipeline.sentinel.sources.base import Block, BlockResult
 
 DEFAULT_CHUNK_PX: int = 64
 #: Spatial chunk side (px) of the read-optimised cube (chunks span all months and bands).
@@ -99,7 +93,7 @@ def init_mosaic(
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
 
-    from pipeline.io import atomic_path
+    from pipeline.io.atomic import atomic_path
 
     p = Path(path)
     if p.exists() and not overwrite:
@@ -204,7 +198,7 @@ def _root_attrs(path: Path) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _open_arrays(path: str, mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _open_arrays(path: str, mode: Literal["r", "r+"]) -> tuple[dict[str, Any], dict[str, Any]]:
     import zarr
 
     try:
@@ -317,7 +311,7 @@ def write_block(
     if not aligned:
         raise GridError(
             f"{path}: block {b.id} is not aligned to the {c} px mosaic chunks; plan blocks with "
-            f"pipeline.blocks using chunk_px={c}"
+            f"pipeline.sentinel.blocks using chunk_px={c}"
         )
     shape = (b.height, b.width)
     if result.s2.shape[1:] != shape or result.s1.shape[1:] != shape:
@@ -356,7 +350,9 @@ def _cube_compressors(dtype: np.dtype) -> list[Any]:
     # decoding ~4x slower (7 vs 1.5 ms per 128 px footprint, the data loader's largest cost)
     # for ~1.5x smaller chunks. typesize pinned so the metadata (and the bytes) never depend
     # on codec defaults
-    shuffle = "shuffle" if np.dtype(dtype).kind == "f" else "noshuffle"
+    shuffle: Literal["shuffle", "noshuffle"] = (
+        "shuffle" if np.dtype(dtype).kind == "f" else "noshuffle"
+    )
     return [BloscCodec(cname="lz4", clevel=5, shuffle=shuffle, typesize=np.dtype(dtype).itemsize,
                        blocksize=0)]
 
@@ -390,13 +386,13 @@ def consolidate_mosaic(
     """
     import zarr
 
-    from pipeline.io import atomic_path
+    from pipeline.io.atomic import atomic_path
 
     sp, dp = Path(src), Path(dst)
     if not sp.exists():
-        raise InputError(
+        raise MissingInputError(
             f"staging mosaic {sp} does not exist: run rules sentinel_init and sentinel_month "
-            "for this AOI"
+            "for this AOI", sp
         )
     sg = zarr.open_group(str(sp), mode="r")
     attrs = dict(sg.attrs)
@@ -411,7 +407,7 @@ def consolidate_mosaic(
     with atomic_path(dp) as tmp:
         dg = zarr.create_group(str(tmp), zarr_format=3, attributes=attrs)
         for name in sorted(k for k, _ in sg.arrays()):
-            a = sg[name]
+            a: Any = sg[name]
             data = name in _DATA_VARS
             if data:
                 ch = (*a.shape[:-2], min(chunk_px, a.shape[-2]), min(chunk_px, a.shape[-1]))
@@ -530,7 +526,51 @@ def open_mosaic(path: str | Path) -> Any:
 
     p = Path(path)
     if not p.exists():
-        raise InputError(f"mosaic {p} does not exist: run the sentinel rules for this AOI")
+        raise MissingInputError(
+            f"mosaic {p} does not exist: run the sentinel rules for this AOI", p
+        )
     return xr.open_zarr(
         p, consolidated=False, decode_coords="all", use_zarr_fill_value_as_mask=False
     )
+
+
+def read_cube(
+    path: str | Path, col0: int, row0: int, size: int, raw: bool = False
+) -> dict[str, Any]:
+    """Footprint window of the AOI mosaic ``path`` for every month (see
+    :func:`pipeline.io.mosaic.read_footprint_cube`: ``x`` (T, 14, H, W) float32 NaN = no data,
+    ``counts`` (T, 2, H, W) uint8, ``months``, ``bands``; with ``raw`` the stored ``s2``
+    (T, 12, H, W) uint16 DN, 65535 = no data, and ``s1`` (T, 2, H, W) float32 dB instead of ``x``).
+
+    The store is opened once per process (``read_footprint_cube`` caches opened arrays by path),
+    so a dataset holding only the path pickles into DataLoader workers without open stores.
+
+    Raises:
+        MissingInputError: the mosaic is missing (run the sentinel rules or use
+            with_sentinel=False).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(
+            f"Sentinel mosaic {p} is missing: run the sentinel rules for this AOI "
+            "(snakemake --cores N) or use with_sentinel=False", p
+        )
+    return read_footprint_cube(p, col0, row0, size, raw=raw)
+
+
+def read_mosaic_counts(path: str | Path) -> dict[str, Any] | None:
+    """Whole-mosaic clear-observation counts for the QA report.
+
+    Returns:
+        ``dict(months=[YYYY-MM], s2_count=(T,H,W) uint8, s1_count=(T,H,W) uint8)`` or None if
+        the mosaic does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        return None
+    with open_mosaic(p) as ds:
+        return {
+            "months": [str(m) for m in ds["time"].values],
+            "s2_count": np.asarray(ds["s2_count"].values, dtype=np.uint8),
+            "s1_count": np.asarray(ds["s1_count"].values, dtype=np.uint8),
+        }

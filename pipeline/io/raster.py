@@ -1,7 +1,7 @@
-"""HR raster I/O: open/validate scene GeoTIFFs, windowed reads, patch GeoTIFF writer.
+"""Source rasters (HR scenes in any GDAL format): validate, open on a target grid, read windows.
 
-Everything that opens a raster file for the HR side of the pipeline lives here (tiling reads
-scenes window by window; labels and change call :func:`write_patch_tif`).
+Tiling reads scenes window by window through this module; patch GeoTIFFs (the pipeline's own
+outputs) are written and read by :mod:`pipeline.io.geotiff`.
 
 Conventions: arrays are ``(band, y, x)``; windows are ``rasterio.windows.Window`` in pixel
 units of the file read; CRS strings are what ``rasterio.crs.CRS.to_string()`` gives (e.g.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,98 +28,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from pipeline.errors import InputError
-from pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-#: Creation options of every patch GeoTIFF (block size is chosen per patch, see below).
-PATCH_PROFILE: dict[str, Any] = {
-    "driver": "GTiff",
-    "tiled": True,
-    "compress": "deflate",
-    "predictor": 2,
-    "interleave": "pixel",
-}
-
-
-def _block_size(h: int, w: int) -> int:
-    """GeoTIFF tile side: 256 for FUSU-sized patches, a multiple of 16 (TIFF rule) otherwise."""
-    side = min(h, w)
-    if side >= 256:
-        return 256
-    return max(16, (side // 16) * 16)
-
-
-def write_patch_tif(
-    path: str | Path,
-    array: np.ndarray,
-    transform: Affine,
-    crs: str | CRS | None,
-    nodata: float | int | None,
-    colormap: Mapping[int, Sequence[int]] | None = None,
-    mask: np.ndarray | None = None,
-) -> Path:
-    """Write one patch as a tiled, deflate-compressed, georeferenced GeoTIFF, atomically.
-
-    Args:
-        path: output ``.tif`` path (parent folders are created).
-        array: ``(bands, h, w)`` array (a 2-D ``(h, w)`` array is treated as one band); its
-            dtype is kept (uint8 for HR RGB and labels, uint16 for from-to change).
-        transform: affine pixel -> CRS transform of the patch's upper-left corner.
-        crs: CRS of ``transform`` (e.g. ``"EPSG:32649"``).
-        nodata: the no-data value stored in the file (e.g. 0 for HR RGB, 255 for labels,
-            65535 for from-to change) or None.
-        colormap: optional colour table ``{value: (r, g, b[, a])}`` applied to band 1 (single
-            band uint8/uint16 only), e.g. the FUSU class colours.
-        mask: optional ``(h, w)`` bool validity (True = data) stored as an internal GDAL
-            mask band; for files without a nodata value whose source had an alpha band or
-            mask. Ignored when everything is valid.
-
-    Returns:
-        The final path. A crash never leaves a half-written file under that name.
-    """
-    arr = np.asarray(array)
-    if arr.ndim == 2:
-        arr = arr[np.newaxis]
-    if arr.ndim != 3:
-        raise ValueError(f"write_patch_tif({path}): expected (bands, h, w), got shape {arr.shape}")
-    bands, h, w = arr.shape
-    if colormap is not None and bands != 1:
-        raise ValueError(f"write_patch_tif({path}): a colour table needs 1 band, got {bands}")
-    block = _block_size(h, w)
-    profile = dict(PATCH_PROFILE)
-    profile.update(
-        width=w,
-        height=h,
-        count=bands,
-        dtype=arr.dtype.name,
-        crs=CRS.from_user_input(crs) if crs is not None else None,
-        transform=transform,
-        nodata=nodata,
-        blockxsize=block,
-        blockysize=block,
-    )
-    if arr.dtype.kind == "f":
-        profile["predictor"] = 3
-    if bands == 3 and arr.dtype == np.uint8:
-        profile["photometric"] = "RGB"
-    final = Path(path)
-    with (
-        atomic_path(final) as tmp,
-        warnings.catch_warnings(),
-        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
-    ):
-        # rasterio warns when a tile is bigger than a tiny test patch; GDAL pads, that's fine
-        warnings.simplefilter("ignore", UserWarning)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            if mask is not None and not np.all(mask):
-                dst.write_mask(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))
-            if colormap is not None:
-                cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}
-                dst.write_colormap(1, cmap)
-    return final
-
 
 # --------------------------------------------------------------------------- scene reading
 

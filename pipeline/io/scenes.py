@@ -1,4 +1,5 @@
-"""Reading and writing the local Sentinel scene archive (see :mod:`pipeline.sources.local` for
+"""Reading and writing the local Sentinel scene archive (see :mod:`pipeline.sentinel.sources.local`
+for
 the layout specification).
 
 Every function that opens a scene file lives here; the local source only does the math.
@@ -235,7 +236,7 @@ def write_band_tif(
     """Write one single-band tiled, deflate-compressed GeoTIFF atomically."""
     import rasterio
 
-    from pipeline.io import atomic_path
+    from pipeline.io.atomic import atomic_path
 
     h, w = array.shape
     profile = {
@@ -281,7 +282,7 @@ def write_s2_scene(
             )
     meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "tile": tile, "crs": crs,
             "products": sorted(bands), "dn_scale": 10000, "nodata": 0, **(extra or {})}
-    from pipeline.io import write_json
+    from pipeline.io.jsonfile import write_json
 
     write_json(folder / SCENE_JSON, meta)
     return folder
@@ -298,7 +299,7 @@ def write_s1_scene(
     orbit_pass: str | None = "ASCENDING",
 ) -> Path:
     """Write one S1 GRD acquisition (float32 VV / VH, NaN = no data) into the archive."""
-    from pipeline.io import write_json
+    from pipeline.io.jsonfile import write_json
 
     suffix = f"_{orbit_pass[:3]}" if orbit_pass else ""
     folder = Path(archive) / "s1" / f"{time.strftime(_TIME_FMT)}{suffix}"

@@ -1,15 +1,87 @@
-"""Vector outputs of the HR side: footprint polygons as GeoPackage (and ESRI shapefile).
+"""Vector files: annotation polygons in (GeoPackage, shapefile, GeoJSON, FlatGeobuf, ...) and
+the footprint polygons and demo annotations out (GeoPackage, optionally ESRI shapefile).
 
-Annotation polygon *reading* lives in :mod:`pipeline.io.annotations`.
+Readers validate what the labels stage needs and raise errors that name the file, the AOI /
+date and the fix. Geometry repair, reprojection and class mapping are pure and live in
+:mod:`pipeline.hr.labels`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import atomic_path
+from pipeline.errors import InputError, LabelError, MissingInputError
+from pipeline.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def read_annotations(path: str | Path, class_attribute: str, what: str = "annotations") -> Any:
+    """Read an annotation polygon file and check it is usable.
+
+    Args:
+        path: a vector file pyogrio can read (GeoPackage, shapefile, GeoJSON, FlatGeobuf...).
+            A multi-layer file is read from its first layer (logged).
+        class_attribute: attribute (column) holding the class code or name.
+        what: description for messages, e.g. ``"AOI 'demo' T1 annotations"``.
+
+    Returns:
+        GeoDataFrame with a CRS, at least one feature and the ``class_attribute`` column,
+        in file order (feature order matters for ``overlap_rule: last``).
+
+    Raises:
+        InputError: missing/unreadable file, no features, no CRS.
+        LabelError: the class attribute is missing (the message lists the attributes found).
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(
+            f"{what} file {p} does not exist: fix 'annotations' in the AOI definition (paths "
+            "are relative to the directory snakemake runs in)", p
+        )
+    try:
+        layers = pyogrio.list_layers(p)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise InputError(
+            f"{what} file {p} cannot be read as a vector file ({exc}): export the polygons as "
+            "GeoPackage, shapefile or GeoJSON"
+        ) from None
+    if len(layers) == 0:
+        raise InputError(f"{what} file {p} has no layers: export the polygons into it")
+    layer = None
+    if len(layers) > 1:
+        layer = str(layers[0][0])
+        log.warning("%s file %s has %d layers; reading the first, %r", what, p, len(layers), layer)
+    try:
+        gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
+    except Exception as exc:
+        raise InputError(
+            f"{what} file {p} cannot be read ({exc}): check the file or re-export it"
+        ) from None
+    if len(gdf) == 0:
+        raise InputError(
+            f"{what} file {p} has no features: export the annotation polygons into it (an "
+            "area without land use still needs polygons, or use a class_mapping to background)"
+        )
+    if gdf.crs is None:
+        raise InputError(
+            f"{what} file {p} has no CRS: assign the polygons' CRS (e.g. in QGIS, or "
+            f"`ogr2ogr -a_srs EPSG:XXXX out.gpkg {p.name}`)"
+        )
+    if class_attribute not in gdf.columns:
+        cols = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise LabelError(
+            f"{what} file {p} has no attribute {class_attribute!r} (attributes: {cols}): set "
+            "'class_attribute' in the AOI definition to the attribute holding the class"
+        )
+    return gdf
+
 
 #: Shapefile field names are limited to 10 characters.
 SHAPEFILE_FIELDS: dict[str, str] = {
@@ -20,15 +92,19 @@ SHAPEFILE_FIELDS: dict[str, str] = {
 }
 
 
-def write_gpkg(gdf: Any, path: str | Path, layer: str = "footprints") -> Path:
-    """Write a GeoDataFrame as a one-layer GeoPackage, atomically (replaces an old file)."""
+def write_gpkg(gdf: Any, path: str | Path, layer: str | None = "footprints") -> Path:
+    """Write a GeoDataFrame as a one-layer GeoPackage, atomically (replaces an old file).
+
+    Args:
+        layer: layer name; None = the file's stem.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     # keep the .gpkg extension on the temporary (GDAL warns otherwise)
     tmp = final.parent / f".{final.stem}.tmp-{os.getpid()}{final.suffix}"
     try:
         tmp.unlink(missing_ok=True)
-        gdf.to_file(tmp, driver="GPKG", layer=layer)
+        gdf.to_file(tmp, driver="GPKG", layer=layer or final.stem, engine="pyogrio")
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -38,6 +38,11 @@ def dataset_root(wildcards, output):
     )
 
 
+def _aoi_file(wildcards):
+    """`params: aoi_file=_aoi_file`: the AOI definition file the stage loads its AOI from."""
+    return AOI_FILES[wildcards.aoi]
+
+
 # --- hr.smk -------------------------------------------------------------------------------
 
 

@@ -6,11 +6,12 @@
 _DATASET_AOIS = [name for name, spec in AOIS.items() if not spec.template]
 _SPLIT_FILES = [
     f"{L.splits_dir()}/{name}"
-    for name in ("train.txt", "val.txt", "test.txt", "leakage.json", "summary.json")
-]
+    for name in ("train.txt", "val.txt", "test.txt")
+] + [str(L.leakage_report()), str(L.split_summary())]
 
 
 _DATASET_AOI_PARAMS = [AOIS[a].model_dump(mode="json") for a in _DATASET_AOIS]
+_DATASET_AOI_FILES = [AOI_FILES[a] for a in _DATASET_AOIS]
 
 
 # The Sentinel mosaics are complete (every month fetched, attrs finalised) when the per-AOI
@@ -32,6 +33,7 @@ rule assemble:
     params:
         cfg=CFG.section("splits"),
         aois=_DATASET_AOI_PARAMS,
+        aoi_files=_DATASET_AOI_FILES,
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/assemble.log",
@@ -49,6 +51,7 @@ rule stats:
         L.stats(),
     params:
         aois=_DATASET_AOI_PARAMS,
+        aoi_files=_DATASET_AOI_FILES,
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/stats.log",
@@ -65,6 +68,7 @@ rule stac:
         f"{L.stac_dir()}/collection.json",
     params:
         aois=_DATASET_AOI_PARAMS,
+        aoi_files=_DATASET_AOI_FILES,
         root=dataset_root,
         dataset=CFG.dataset,
         class_schema=CFG.labels.class_schema,
@@ -84,10 +88,11 @@ rule export_fusu:
         index=L.index(),
         sentinel=_SENTINEL_DONE,
     output:
-        f"{L.export_dir().parent}/fusu_manifest.json",
+        str(L.export_manifest()),
     params:
         cfg=CFG.section("export"),
         aois=_DATASET_AOI_PARAMS,
+        aoi_files=_DATASET_AOI_FILES,
         root=dataset_root,
         class_schema=CFG.labels.class_schema,
     log:
@@ -101,4 +106,4 @@ rule export_fusu:
 if _DATASET_AOIS:
     ALL_TARGETS.extend([L.index(), L.stats(), f"{L.stac_dir()}/collection.json"])
     if CFG.export.fusu_layout:
-        ALL_TARGETS.append(f"{L.export_dir().parent}/fusu_manifest.json")
+        ALL_TARGETS.append(str(L.export_manifest()))

@@ -1,6 +1,6 @@
 # Rules for the demo part of the pipeline.
 #
-# demo_inputs: the synthetic demo AOI's HR images and annotation polygons (pipeline/demo.py).
+# demo_inputs: the synthetic demo AOI's HR images and annotation polygons (pipeline/demo/city.py).
 # One rule per AOI marked `generated: true`; outputs are the paths its definition names. The
 # rule for the AOI named "demo" is called `demo_inputs`, others `demo_inputs_<name>`.
 
@@ -19,6 +19,7 @@ for _name, _spec in AOIS.items():
         params:
             cfg=CFG.section("demo"),
             aoi=_spec.model_dump(mode="json"),
+            aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_inputs/{_name}.log",
         threads: 2

@@ -7,10 +7,10 @@
 # Outputs: the native layout rooted at <results>/<dataset>/expand/ (see README).
 
 if CFG.expand.adapter is not None:
-    from pipeline.expand.plan import block_px_for as _expand_block_px_for
+    from pipeline.sentinel.blocks import block_side_px as _block_side_px
 
     _XL = L.expand_layout()
-    _EXPAND_BLOCK_PX = _expand_block_px_for(CFG.sentinel)
+    _EXPAND_BLOCK_PX = _block_side_px(CFG.sentinel)
     # each rule gets only the expand keys it reads (no reruns for unrelated edits)
     _EXPAND_INDEX_CFG = {
         k: v

@@ -10,6 +10,7 @@ rule tile:
     params:
         cfg=CFG.section("tile"),
         aoi=_tile_aoi_params,
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/tile/{{aoi}}.log",
@@ -31,6 +32,7 @@ rule footprints:
         gpkg=L.footprints_gpkg("{aoi}"),
     params:
         cfg=CFG.section("footprints"),
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/footprints/{{aoi}}.log",

@@ -11,6 +11,7 @@ rule labels:
     params:
         cfg=CFG.section("labels"),
         aoi=_label_aoi_params,
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/labels/{{aoi}}.log",
@@ -27,6 +28,7 @@ rule change:
         L.change_index("{aoi}"),
     params:
         cfg=CFG.section("change"),
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/change/{{aoi}}.log",

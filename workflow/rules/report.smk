@@ -8,7 +8,7 @@ rule report:
     input:
         index=L.index(),
         stats=L.stats(),
-        leakage=str(L.splits_dir() / "leakage.json"),
+        leakage=str(L.leakage_report()),
         months=_report_month_summaries,
     output:
         str(L.report_dir() / "index.html"),

@@ -26,6 +26,7 @@ for _name, _spec in AOIS.items():
         params:
             cfg=CFG.section("demo"),
             aoi=_spec.model_dump(mode="json"),
+            aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_scenes/{_name}.log",
         threads: 1
@@ -47,6 +48,7 @@ rule sentinel_init:
     params:
         cfg=CFG.section("sentinel"),
         months=lambda wc: AOIS[wc.aoi].months,
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_init/{{aoi}}.log",
@@ -66,6 +68,7 @@ rule sentinel_month:
     params:
         cfg=CFG.section("sentinel"),
         archive=lambda wc: AOIS[wc.aoi].sentinel_archive,
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.log",
@@ -86,6 +89,7 @@ rule sentinel:
         L.sentinel_summary("{aoi}"),
     params:
         months=lambda wc: AOIS[wc.aoi].months,
+        aoi_file=_aoi_file,
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel/{{aoi}}.log",

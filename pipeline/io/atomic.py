@@ -1,0 +1,106 @@
+"""Atomic writes: the one mechanism every writer in :mod:`pipeline.io` uses.
+
+Every output is written to a temporary sibling (``.<name>.tmp-<pid>`` for paths and folders,
+``.<name>.<random>.tmp`` for byte blobs) and renamed into place, so a crash never leaves a
+half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Works for files and directories (e.g. a Zarr store or a folder of PNGs). On exception the
+    temporary is removed and ``path`` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        _remove(tmp)
+    try:
+        yield tmp
+        if final.exists() and final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.exists():
+            _remove(tmp)
+        raise
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (fsync'd temp file + rename)."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_lines(path: str | Path, lines: list[str]) -> None:
+    """Write one item per line (``"a\\nb\\n"``; an empty list gives an empty file), atomically."""
+    write_bytes_atomic(path, "".join(f"{x}\n" for x in lines).encode())
+
+
+def dir_is_nonempty(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding at least one entry."""
+    p = Path(path)
+    return p.is_dir() and any(p.iterdir())
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete a file or folder if it exists (no error when it does not)."""
+    p = Path(path)
+    if p.exists() or p.is_symlink():
+        _remove(p)
+
+
+def set_public_modes(folder: str | Path) -> None:
+    """Make a finished output folder world-readable (0755) and its files 0644."""
+    p = Path(folder)
+    for f in p.iterdir():
+        f.chmod(0o644)
+    p.chmod(0o755)
+
+
+def remove_empty_dir(path: str | Path) -> None:
+    """Remove ``path`` if it is an empty folder (used to undo folders a failed run created)."""
+    p = Path(path)
+    if p.is_dir() and not any(p.iterdir()):
+        p.rmdir()
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """Create a folder (and its parents) if needed; returns it."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    return p

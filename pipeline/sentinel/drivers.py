@@ -1,0 +1,167 @@
+"""Drivers of the Sentinel rules (DESIGN.md section 3): ``sentinel_init`` (per AOI),
+``sentinel_month`` (per AOI x month) and ``sentinel`` (per AOI).
+
+* :func:`init_aoi` plans the fetch blocks over the union of the AOI's footprints
+  (:class:`pipeline.sentinel.blocks.BlockPlan`, ``Layout.sentinel_blocks``) and creates the
+  write-optimised staging store ``Layout.mosaic_staging`` (kept across reruns when grid, months
+  and chunking are unchanged; a newly created store drops the AOI's stale block ledgers).
+* :func:`fetch_month` fetches one month's blocks into the staging store, resumably (block
+  ledger under ``Layout.ledger_dir``), and writes ``Layout.month_summary``.
+* :func:`summarize_aoi` aggregates the month summaries and consolidates the staging store into
+  the read-optimised cube ``Layout.mosaic`` (chunks spanning all months and bands; atomic,
+  byte-identical on rerun; root attr ``s2_product`` = {month: L2A | L1C | none}).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import AoiSpec, DaskConfig, SentinelConfig
+from pipeline.errors import InputError
+from pipeline.grid import AoiGrid
+from pipeline.io.jsonfile import read_json, write_json
+from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, remove_ledger
+from pipeline.io.parquet import read_geoparquet
+from pipeline.layout import Layout
+from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
+from pipeline.sentinel.fetch import run_month
+from pipeline.sentinel.sources import make_source
+from pipeline.sentinel.sources.base import Recipe, SentinelSource
+
+log = logging.getLogger(__name__)
+
+_TOTALS = ("requests", "pixels", "bytes", "retries", "seconds", "blocks_done", "blocks_skipped")
+
+
+def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any]:
+    """Driver of rule ``sentinel_init``: block plan + staging store; returns the store marker.
+
+    Raises:
+        InputError: grid.json / footprints.parquet missing or inconsistent.
+        ConfigError: ``sentinel.block_size_px`` not a multiple of the mosaic chunk.
+    """
+    name, months = aoi.name, aoi.months
+    grid = AoiGrid.from_dict(read_json(layout.grid(name), "AOI grid",
+                                       f"run rule footprints for AOI {name}"))
+    fp = read_geoparquet(layout.footprints(name), what="footprint index",
+                         fix=f"run rule footprints for AOI {name}")
+    missing = {"fp_col0", "fp_row0", "fp_size_px"} - set(fp.columns)
+    if missing or len(fp) == 0:
+        raise InputError(
+            f"{layout.footprints(name)} lacks footprint columns {sorted(missing)} or rows: rerun "
+            f"rule footprints for AOI {name}"
+        )
+    size = int(fp["fp_size_px"].iloc[0])
+    block_px = block_side_px(cfg)
+    plan = BlockPlan(name, grid, block_px, CHUNK_PX, tuple(plan_blocks(
+        grid, fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy(), size, block_px,
+        chunk_px=CHUNK_PX)))
+    staging = layout.mosaic_staging(name)
+    if init_mosaic(staging, grid, months, chunk_px=CHUNK_PX, aoi=name):
+        # a new (empty) store: markers of an earlier store would make month jobs skip blocks
+        remove_ledger(layout.ledger_dir(name, months[0]).parent)
+    write_json(layout.sentinel_blocks(name), plan.to_dict())
+    pixels = plan.n_pixels
+    marker = {
+        "aoi": name, "store": str(staging), "cube": str(layout.mosaic(name)), "months": months,
+        "chunk_px": CHUNK_PX, "grid": grid.to_dict(), "n_blocks": len(plan.blocks),
+        "block_pixels": pixels, "grid_pixels": grid.width * grid.height, "footprints": len(fp),
+        "footprint_px": size,
+    }
+    write_json(layout.mosaic_marker(name), marker)
+    log.info("%s: %d blocks (%d px, %.0f%% of the %dx%d grid) x %d months -> %s", name,
+             len(plan.blocks), pixels, 100.0 * pixels / (grid.width * grid.height), grid.width,
+             grid.height, len(months), staging)
+    return marker
+
+
+def fetch_month(
+    aoi: AoiSpec,
+    month: str,
+    cfg: SentinelConfig,
+    layout: Layout,
+    threads: int = 1,
+    source: SentinelSource | None = None,
+    dask: DaskConfig | None = None,
+) -> dict[str, Any]:
+    """Driver of rule ``sentinel_month``: fetch one AOI-month; returns the month summary.
+
+    Args:
+        aoi: the AOI (``sentinel_archive`` for the local source).
+        month: ``YYYY-MM``, one of ``aoi.months``.
+        cfg: the ``sentinel`` section, execution settings included.
+        layout: output layout (reads the block plan, writes the staging store and summary).
+        threads: the job's threads (concurrent blocks of an offline source).
+        source: a ready source (tests); None builds the configured one.
+        dask: with ``dask.address`` set and the local source, the month's blocks
+            (s2cloudless + compositing) run on that dask.distributed cluster
+            (:mod:`pipeline.parallel`); each worker opens the scene archive itself.
+    """
+    name = aoi.name
+    plan = BlockPlan.from_dict(read_json(layout.sentinel_blocks(name), "block plan",
+                                         f"run rule sentinel_init for AOI {name}"))
+    distributed = bool(dask and dask.address) and cfg.source == "local" and source is None
+    where = f"AOI {name}"
+    if distributed:
+        from pipeline.parallel import PerProcess
+        from pipeline.sentinel.sources.local import LocalSource
+
+        make_source(cfg, aoi.sentinel_archive, where).close()  # validate the archive here
+        # workers run elsewhere (another cwd / node): ship absolute paths only
+        src: Any = PerProcess(LocalSource, (str(Path(str(aoi.sentinel_archive)).resolve()),))
+        layout = Layout(layout.root.resolve())
+    else:
+        src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)
+    concurrency = cfg.gee.concurrency if cfg.source == "gee" else max(1, threads)
+    with contextlib.ExitStack() as stack:
+        ex = None
+        if distributed:
+            from pipeline.parallel import executor
+
+            assert dask is not None
+            ex = stack.enter_context(executor(dask, threads))
+            log.info("%s %s: blocks run on the dask cluster at %s", name, month, dask.address)
+        try:
+            summary = run_month(
+                src, name, plan.grid, plan.blocks, month, Recipe.from_config(cfg),
+                layout.mosaic_staging(name), layout.ledger_dir(name, month),
+                concurrency=concurrency, summary_path=layout.month_summary(name, month),
+                progress=True, executor=ex,
+            )
+        finally:
+            src.close()
+    log.info("%s %s: %d blocks fetched, %d resumed, product %s, %d S2 / %d S1 scenes, %.1f s",
+             name, month, summary["blocks_done"], summary["blocks_skipped"],
+             summary["s2_product"], summary["n_scenes"]["s2"], summary["n_scenes"]["s1"],
+             summary["seconds"])
+    return summary
+
+
+def summarize_aoi(aoi: AoiSpec, layout: Layout) -> dict[str, Any]:
+    """Driver of rule ``sentinel``: aggregate the month summaries and build the cube."""
+    name, months = aoi.name, aoi.months
+    per = {m: read_json(layout.month_summary(name, m), "month summary",
+                        f"run rule sentinel_month for AOI {name} month {m}") for m in months}
+    totals = {k: sum(float(s.get(k, 0) or 0) for s in per.values()) for k in _TOTALS}
+    products = {m: (s.get("s2_product") or "none") for m, s in per.items()}
+    summary: dict[str, Any] = {
+        "aoi": name,
+        "store": str(layout.mosaic(name)),
+        "staging": str(layout.mosaic_staging(name)),
+        "months": months,
+        "totals": {k: (round(v, 3) if k == "seconds" else int(v)) for k, v in totals.items()},
+        "s2_product": products,
+        "months_without_s2": [m for m, p in products.items() if p == "none"],
+        "months_without_s1": [m for m, s in per.items() if not s.get("n_scenes", {}).get("s1")],
+        "per_month": per,
+    }
+    cube = consolidate_mosaic(layout.mosaic_staging(name), layout.mosaic(name), products)
+    summary["cube"] = {"chunks": cube["chunks"], "bytes": cube["bytes"]}
+    write_json(layout.sentinel_summary(name), summary)
+    log.info("%s: %d months, %d requests, %.1f s; no S2 in %s", name, len(months),
+             summary["totals"]["requests"], summary["totals"]["seconds"],
+             summary["months_without_s2"] or "none")
+    return summary

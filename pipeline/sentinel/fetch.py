@@ -1,0 +1,219 @@
+"""Sentinel driver: fetch one (AOI, month) block by block into the AOI mosaic, resumably.
+
+For every planned block (see :mod:`pipeline.sentinel.blocks`) a bounded thread pool calls
+``source.fetch_block``; each result is written into the month's time slice of the Zarr mosaic
+(:func:`pipeline.io.mosaic.write_block`) and only *then* a ledger marker
+``<ledger_dir>/<block.id>.json`` is written (atomically). A crash can therefore lose at most
+blocks in flight, never leave a marker for data that is not there; a rerun skips every block
+with a marker and fetches only the rest. Blocks are chunk-aligned and disjoint, so threads and
+concurrent month jobs never write the same chunk.
+
+The month summary (``Layout.month_summary``) aggregates every block's marker (this run's and
+earlier runs'): requests, pixels, bytes, retries, seconds, s2_product, scenes, blocks_done
+(fetched by this run), blocks_skipped (already in the ledger).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import GridError, PipelineError, QuotaExhaustedError, SourceError
+from pipeline.grid import AoiGrid
+from pipeline.io.atomic import ensure_dir
+from pipeline.io.jsonfile import read_json, write_json
+from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
+from pipeline.sentinel.sources.base import Block, Recipe, SentinelSource
+
+log = logging.getLogger(__name__)
+
+_SUM_KEYS = ("requests", "pixels", "bytes", "retries")
+
+
+def _marker(ledger_dir: Path, block: Block) -> Path:
+    return ledger_dir / f"{block.id}.json"
+
+
+def run_month(
+    source: SentinelSource,
+    aoi: str,
+    grid: AoiGrid,
+    blocks: Sequence[Block],
+    month: str,
+    recipe: Recipe,
+    store_path: str | Path,
+    ledger_dir: str | Path,
+    concurrency: int = 1,
+    summary_path: str | Path | None = None,
+    progress: bool = False,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
+    """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
+
+    Args:
+        source: a :class:`~pipeline.sentinel.sources.base.SentinelSource` (thread-safe fetch_block).
+        aoi: AOI name (messages, source requests).
+        grid: the AOI grid the mosaic was made for.
+        blocks: disjoint, chunk-aligned blocks (block planner output).
+        month: ``YYYY-MM``; must be on the mosaic's time axis.
+        recipe: compositing recipe.
+        store_path: the AOI's ``.zarr`` mosaic (created by ``init_mosaic``).
+        ledger_dir: this month's ledger folder (``Layout.ledger_dir``).
+        concurrency: threads fetching blocks at once (>= 1).
+        summary_path: where to write the summary JSON atomically (``Layout.month_summary``).
+        progress: show a tqdm progress bar.
+        executor: run the blocks on this ``concurrent.futures.Executor`` instead of a pool of
+            ``concurrency`` threads, e.g. a dask.distributed cluster's
+            (:func:`pipeline.parallel.executor`); each block is one picklable call of
+            :func:`fetch_block_into_mosaic`, so ``source`` must pickle (wrap it in
+            :class:`pipeline.parallel.PerProcess`) and the workers must see ``store_path``.
+
+    Returns:
+        The summary dict (also written to ``summary_path``).
+
+    Raises:
+        QuotaExhaustedError: the source ran out of quota; finished blocks stay, rerun resumes.
+        SourceError / other errors from the source: pending blocks are cancelled first.
+    """
+    t0 = time.monotonic()
+    months = mosaic_months(store_path)
+    if month not in months:
+        raise GridError(
+            f"AOI {aoi}: month {month} is not on the time axis of {store_path} "
+            f"({months[0]}..{months[-1]}): rerun rule sentinel_init"
+        )
+    t = months.index(month)
+    ledger = Path(ledger_dir)
+    ensure_dir(ledger)
+    todo = [b for b in blocks if not _marker(ledger, b).exists()]
+    skipped = len(blocks) - len(todo)
+    if skipped:
+        log.info("%s %s: %d of %d blocks already done (resume)", aoi, month, skipped, len(blocks))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{aoi} {month}", unit="block")
+    error: BaseException | None = None
+    own_pool = executor is None
+    pool: Executor = (
+        ThreadPoolExecutor(max_workers=max(1, int(concurrency))) if executor is None else executor
+    )
+    try:
+        futures: list[Future[str]] = []
+        for b in todo:
+            futures.append(pool.submit(fetch_block_into_mosaic, source, aoi, grid, b, month,
+                                       recipe, store_path, t, ledger))
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            if bar is not None:
+                bar.update(len(finished))
+            failed = [f for f in finished if f.exception() is not None]
+            if failed:
+                error = failed[0].exception()
+                for f in pending:
+                    f.cancel()
+                wait(pending)  # blocks already running finish (data + marker)
+                break
+    finally:
+        if own_pool:
+            pool.shutdown(wait=True)
+    # blocks written by this run (data + marker), whether or not another block failed
+    done = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+    if bar is not None:
+        bar.close()
+    if error is not None:
+        n_ok = skipped + len(done)
+        if isinstance(error, QuotaExhaustedError):
+            raise QuotaExhaustedError(
+                f"AOI {aoi} month {month}: quota exhausted after {n_ok}/{len(blocks)} blocks "
+                f"({error}); finished blocks are kept in {ledger}: rerun the same command later "
+                "and it resumes with the remaining blocks"
+            ) from error
+        if isinstance(error, PipelineError):
+            raise error
+        raise SourceError(
+            f"AOI {aoi} month {month}: fetching failed after {n_ok}/{len(blocks)} blocks "
+            f"({type(error).__name__}: {error}); rerun resumes with the remaining blocks"
+        ) from error
+
+    summary = summarize_month(aoi, month, blocks, ledger, blocks_done=len(done),
+                              blocks_skipped=skipped, seconds=time.monotonic() - t0,
+                              source=getattr(source, "name", type(source).__name__))
+    write_month_product(store_path, t, summary["s2_product"])
+    if summary_path is not None:
+        write_json(summary_path, summary)
+    return summary
+
+
+def fetch_block_into_mosaic(
+    source: SentinelSource,
+    aoi: str,
+    grid: AoiGrid,
+    block: Block,
+    month: str,
+    recipe: Recipe,
+    store_path: str | Path,
+    t: int,
+    ledger: Path,
+) -> str:
+    """Fetch one block, write it into time slice ``t`` of the mosaic, then its ledger marker.
+
+    One task of :func:`run_month` (top-level, so it pickles for a dask cluster). Returns the
+    block id.
+    """
+    tb = time.monotonic()
+    result = source.fetch_block(aoi, grid, block, month, recipe)
+    write_block(store_path, t, block, result)
+    meta = {k: v for k, v in result.meta.items() if isinstance(v, int | float | str | None)}
+    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3))
+    write_json(_marker(ledger, block), meta)  # marker strictly after the data
+    return block.id
+
+
+def summarize_month(
+    aoi: str,
+    month: str,
+    blocks: Sequence[Block],
+    ledger: Path,
+    blocks_done: int,
+    blocks_skipped: int,
+    seconds: float,
+    source: str,
+) -> dict[str, Any]:
+    """Aggregate the ledger markers of ``blocks`` into the month summary dict."""
+    totals = dict.fromkeys(_SUM_KEYS, 0)
+    products: set[str] = set()
+    s2_scenes = s1_scenes = 0
+    fetch_seconds = 0.0
+    for b in blocks:
+        m = read_json(_marker(ledger, b))
+        for k in _SUM_KEYS:
+            totals[k] += int(m.get(k, 0) or 0)
+        if m.get("s2_product"):
+            products.add(str(m["s2_product"]))
+        s2_scenes = max(s2_scenes, int(m.get("s2_scenes", 0) or 0))
+        s1_scenes = max(s1_scenes, int(m.get("s1_scenes", 0) or 0))
+        fetch_seconds += float(m.get("seconds", 0.0))
+    # one product per month (collection level); a mix can only come from a changed archive
+    product = "L2A" if "L2A" in products else ("L1C" if "L1C" in products else None)
+    return {
+        "aoi": aoi,
+        "month": month,
+        "source": source,
+        "blocks": len(blocks),
+        "blocks_done": blocks_done,
+        "blocks_skipped": blocks_skipped,
+        **totals,
+        "seconds": round(seconds, 3),
+        "fetch_seconds": round(fetch_seconds, 3),
+        "s2_product": product,
+        "n_scenes": {"s2": s2_scenes, "s1": s1_scenes},
+        "no_observation": product is None and s1_scenes == 0,
+    }

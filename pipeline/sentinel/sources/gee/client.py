@@ -1,0 +1,383 @@
+"""The Earth Engine client side: credentials, request classification and retries, and
+:class:`GeeSource` (``ee`` is imported lazily, only here).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError
+from pipeline.grid import AoiGrid
+from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.sources.gee.auth import AUTH_HELP, resolve_credentials, resolve_project
+from pipeline.sentinel.sources.gee.decode import decode_npy, to_block_result
+from pipeline.sentinel.sources.gee.recipe import (
+    block_grid,
+    block_image,
+    scene_counts_expr,
+)
+
+log = logging.getLogger(__name__)
+
+#: Errors that a smaller request avoids: split the block instead of retrying it.
+_SPLIT_MARKERS = (
+    "memory limit exceeded",
+    "must be less than or equal to",
+    "too large",
+    "computation timed out",
+)
+_QUOTA_MARKERS = ("quota", "exhausted")
+
+
+
+# --------------------------------------------------------------------------- environment
+
+
+_INIT_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- the source
+
+
+class _FetchError(Exception):
+    """Classified failure of one request."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind  # retry | split | quota | fatal
+        self.status = status
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    bytes: int = 0
+    retries: int = 0
+    pixels: int = 0
+    splits: int = 0
+    size_queries: int = 0
+
+    def add(self, other: _Counters) -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+class GeeSource:
+    """Sentinel composites from Earth Engine on exact AOI-grid blocks (thread-safe).
+
+    Args:
+        project: Earth Engine Cloud project id (None: from the environment / credentials).
+        api_url: API base URL (None: ``$EE_API_URL`` or the client's default endpoint).
+        credentials: credentials object; None = resolve from the environment
+            (:func:`resolve_credentials`).
+        max_retries: retries per request for transient errors (429, 5xx, timeouts, bad bodies).
+        backoff_base_s, backoff_max_s: backoff ``min(max, base * 2**attempt)`` x jitter [0.5, 1].
+        timeout_s: per-request HTTP timeout.
+        sleep: injectable sleep (tests).
+        seed: jitter RNG seed.
+
+    Raises:
+        CredentialsError: no project or credentials (message says how to authenticate or use
+            ``sentinel.source: local``).
+    """
+
+    name = "gee"
+
+    def __init__(
+        self,
+        project: str | None = None,
+        api_url: str | None = None,
+        credentials: Any = None,
+        max_retries: int = 6,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        timeout_s: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self.max_retries = int(max_retries)
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.timeout_s = float(timeout_s)
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._counters = _Counters()
+        self._scene_cache: dict[tuple[str, str, Recipe], dict[str, int]] = {}
+        self._key_locks: dict[tuple[str, str, Recipe], threading.Lock] = {}
+        self.api_url = api_url or os.environ.get("EE_API_URL") or None
+        self.project = resolve_project(project)
+        self._ee = self._initialize(credentials)
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> GeeSource:
+        """Build from :class:`pipeline.config.SentinelConfig` (or its dict form)."""
+        d = cfg if isinstance(cfg, dict) else cfg.model_dump()
+        g = d.get("gee", {}) or {}
+        kw: dict[str, Any] = {
+            "project": g.get("project"),
+            "max_retries": g.get("max_retries", 6),
+            "backoff_base_s": g.get("backoff_base_s", 1.0),
+            "backoff_max_s": g.get("backoff_max_s", 60.0),
+            "timeout_s": g.get("timeout_s", 300.0),
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
+    def _initialize(self, credentials: Any) -> Any:
+        try:
+            import ee
+        except ImportError:
+            raise CredentialsError(
+                "the earthengine-api package is not installed: pip install earthengine-api, or "
+                "use sentinel.source: local"
+            ) from None
+        key_project = None
+        if credentials is None:
+            credentials, key_project = resolve_credentials(ee, self.api_url)
+        project = self.project or key_project or getattr(credentials, "quota_project_id", None)
+        if not project:
+            raise CredentialsError(
+                "no Earth Engine project configured: set sentinel.gee.project in the config or "
+                f"$EE_PROJECT. {AUTH_HELP}"
+            )
+        self.project = project
+        with _INIT_LOCK:
+            try:
+                kwargs: dict[str, Any] = {"credentials": credentials, "project": project}
+                if self.api_url:
+                    kwargs["url"] = self.api_url
+                ee.Initialize(**kwargs)
+                ee.data.setDeadline(int(self.timeout_s * 1000))
+                # this module is the single retry policy (the client would retry 429/5xx with
+                # uncapped sleeps of up to 2**n s and hide the status code)
+                ee.data.setMaxRetries(0)
+            except CredentialsError:
+                raise
+            except Exception as exc:  # any client or transport error
+                raise CredentialsError(
+                    f"Earth Engine initialisation failed for project {project!r} "
+                    f"({type(exc).__name__}: {_short(exc)}). {AUTH_HELP}"
+                ) from None
+        log.info("Earth Engine initialised (project %s, endpoint %s)", project,
+                 self.api_url or "default")
+        return ee
+
+    # ---- public API
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Totals since creation: requests, bytes, retries, pixels, splits, size_queries."""
+        with self._lock:
+            return self._counters.as_dict()
+
+    def scene_counts(self, aoi: str, grid: AoiGrid, month: str, recipe: Recipe) -> dict[str, int]:
+        """{L2A, L1C, S1} scene counts over the AOI in ``month`` (one cached value:compute)."""
+        key = (aoi, month, recipe)
+        with self._lock:
+            if key in self._scene_cache:
+                return self._scene_cache[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # single flight: concurrent blocks of a new month ask once
+            with self._lock:
+                if key in self._scene_cache:
+                    return self._scene_cache[key]
+            ctr = _Counters()
+            expr = scene_counts_expr(self._ee, grid, month, recipe)
+            try:
+                result = self._with_retries(
+                    lambda: self._ee.data.computeValue(expr), ctr,
+                    f"AOI {aoi}, month {month}, scene counts",
+                )
+            finally:
+                with self._lock:
+                    self._counters.add(ctr)
+            counts = {k: int((result or {}).get(k, 0) or 0) for k in ("L2A", "L1C", "S1")}
+            with self._lock:
+                self._counters.size_queries += 1
+                self._scene_cache[key] = counts
+            return counts
+
+    def s2_product(self, aoi: str, grid: AoiGrid, month: str, recipe: Recipe) -> str | None:
+        """'L2A', 'L1C' (fallback) or None for the month (cached per AOI and month)."""
+        c = self.scene_counts(aoi, grid, month, recipe)
+        if c["L2A"] > 0:
+            return "L2A"
+        if recipe.allow_l1c_fallback and c["L1C"] > 0:
+            return "L1C"
+        return None
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        """Composites of ``month`` on ``block`` (see module doc). Thread-safe.
+
+        Raises:
+            QuotaExhaustedError: quota exhausted (rerun later; finished blocks are kept).
+            SourceError: a non-retryable or persisting error (names AOI, month, block).
+        """
+        counts = self.scene_counts(aoi, grid, month, recipe)
+        product = self.s2_product(aoi, grid, month, recipe)
+        with_s1 = counts["S1"] > 0
+        ctr = _Counters()
+        if product is None and not with_s1:
+            res = BlockResult.empty(block.height, block.width)
+        else:
+            res = self._fetch(aoi, grid, block, month, recipe, product, with_s1, ctr, 0)
+        res.meta = {
+            "s2_product": product,
+            "s2_scenes": counts["L2A"] if product == "L2A" else counts["L1C"] if product else 0,
+            "s1_scenes": counts["S1"],
+            **ctr.as_dict(),
+        }
+        with self._lock:
+            self._counters.add(ctr)
+        return res
+
+    def close(self) -> None:
+        """Nothing to release (the ee client keeps one shared HTTP session)."""
+
+    # ---- internals
+
+    def _fetch(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        product: str | None, with_s1: bool, ctr: _Counters, depth: int,
+    ) -> BlockResult:
+        ee = self._ee
+        image, bands = block_image(ee, grid, block, month, recipe, product, with_s1)
+        params = {
+            "expression": image,
+            "fileFormat": "NPY",
+            "bandIds": bands,
+            "grid": block_grid(grid, block),
+        }
+        where = f"AOI {aoi}, month {month}, block {block.id}"
+
+        def call() -> dict[str, np.ndarray]:
+            data = ee.data.computePixels(params)
+            if not isinstance(data, bytes | bytearray):
+                raise _FetchError("retry", f"unexpected response type {type(data).__name__}")
+            ctr.bytes += len(data)
+            try:
+                return decode_npy(bytes(data), bands, block.height, block.width)
+            except Exception as exc:  # truncated / garbled body
+                raise _FetchError("retry", f"undecodable response ({_short(exc)})") from None
+
+        try:
+            fields = self._with_retries(call, ctr, where)
+        except _FetchError as err:
+            if err.kind != "split":
+                raise
+            parts = block.split()
+            if len(parts) == 1 or depth >= 12:
+                raise SourceError(
+                    f"{where}: Earth Engine refuses even a {block.height}x{block.width} px "
+                    f"request ({err}); simplify the recipe (shadow_mask: false)"
+                ) from None
+            log.info("%s: too large (%s), splitting into %d", where, err, len(parts))
+            ctr.splits += 1
+            res = BlockResult.empty(block.height, block.width)
+            for p in parts:
+                sub = self._fetch(aoi, grid, p, month, recipe, product, with_s1, ctr, depth + 1)
+                r, c = p.row0 - block.row0, p.col0 - block.col0
+                sl = (slice(r, r + p.height), slice(c, c + p.width))
+                res.s2[(slice(None), *sl)] = sub.s2
+                res.s1[(slice(None), *sl)] = sub.s1
+                res.s2_count[sl] = sub.s2_count
+                res.s1_count[sl] = sub.s1_count
+            return res
+        ctr.pixels += block.n_pixels
+        return to_block_result(fields, block.height, block.width)
+
+    def _classify(self, exc: BaseException) -> _FetchError:
+        if isinstance(exc, _FetchError):
+            return exc
+        msg = _short(exc)
+        low = msg.lower()
+        if isinstance(exc, TimeoutError | ConnectionError | OSError):
+            return _FetchError("retry", f"{type(exc).__name__}: {msg}")
+        status = None
+        ctx = exc.__context__ or exc.__cause__
+        resp = getattr(ctx, "resp", None)
+        if resp is not None:
+            try:
+                status = int(resp.status)
+            except (TypeError, ValueError):
+                status = None
+        if "earth engine quota" in low:
+            return _FetchError("quota", msg, status)
+        if any(m in low for m in _SPLIT_MARKERS):
+            return _FetchError("split", msg, status)
+        if status in (401, 403) and "quota" not in low:
+            return _FetchError("auth", msg, status)
+        if status == 429 or (status is None and ("too many" in low or "rate limit" in low)):
+            return _FetchError("retry", msg, 429)
+        if status is not None and status >= 500:
+            return _FetchError("retry", msg, status)
+        if status is None and any(m in low for m in ("internal error", "unavailable", "timed out",
+                                                     "deadline", "backend error")):
+            return _FetchError("retry", msg, status)
+        return _FetchError("fatal", msg, status)
+
+    def _with_retries(self, fn: Callable[[], Any], ctr: _Counters, where: str) -> Any:
+        attempt = 0
+        while True:
+            ctr.requests += 1
+            try:
+                return fn()
+            except Exception as exc:  # classified below
+                err = self._classify(exc)
+            if err.kind == "quota":
+                raise QuotaExhaustedError(
+                    f"{where}: Earth Engine quota exhausted ({err}). Finished blocks are kept; "
+                    "rerun the same command later (or raise the project's quota) to resume."
+                ) from None
+            if err.kind == "split":
+                raise err
+            if err.kind == "auth":
+                raise CredentialsError(
+                    f"{where}: Earth Engine refused the credentials or project {self.project!r} "
+                    f"(HTTP {err.status}: {err}). {AUTH_HELP}"
+                ) from None
+            if err.kind == "fatal":
+                raise SourceError(
+                    f"{where}: Earth Engine rejected the request ({err}); check the recipe "
+                    "settings in config sentinel.* and the project's Earth Engine access"
+                ) from None
+            if attempt >= self.max_retries:
+                low = str(err).lower()
+                if err.status == 429 and any(m in low for m in _QUOTA_MARKERS):
+                    raise QuotaExhaustedError(
+                        f"{where}: Earth Engine quota exhausted after {attempt} retries ({err}). "
+                        "Finished blocks are kept; rerun later to resume, or lower "
+                        "sentinel.gee.concurrency."
+                    ) from None
+                raise SourceError(
+                    f"{where}: still failing after {attempt} retries ({err}); rerun to resume "
+                    "(finished blocks are kept) or raise sentinel.gee.max_retries"
+                ) from None
+            delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
+            with self._lock:
+                delay *= 0.5 + 0.5 * self._rng.random()
+            attempt += 1
+            ctr.retries += 1
+            log.warning("%s: %s; retry %d/%d in %.1fs", where, err, attempt, self.max_retries,
+                        delay)
+            self._sleep(delay)
+
+
+def _short(exc: BaseException, n: int = 300) -> str:
+    s = str(exc).strip().replace("\n", " ")
+    return s if len(s) <= n else s[: n - 3] + "..."

@@ -1,0 +1,64 @@
+"""Decoding of computePixels NPY responses into a :class:`BlockResult` (no ``ee``)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from pipeline.bands import S1_BANDS, S2_BANDS
+from pipeline.sentinel.sources.base import BlockResult
+from pipeline.sentinel.sources.gee.recipe import S1_COUNT, S2_COUNT
+
+
+def decode_npy(data: bytes, bands: list[str], height: int, width: int) -> dict[str, np.ndarray]:
+    """Decode a computePixels NPY body into {band: (height, width) float64 array}.
+
+    Tolerant of: structured arrays (one field per band) of any numeric dtypes; numpy masked
+    fields (``<band>_mask`` fields or a mask encoded as NaN); plain (h, w, nbands) or
+    (nbands, h, w) arrays in ``bands`` order. Masked values become NaN.
+
+    Raises:
+        ValueError: truncated or undecodable body, or wrong shape / missing band.
+    """
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    out: dict[str, np.ndarray] = {}
+    if arr.dtype.names:
+        if arr.shape != (height, width):
+            raise ValueError(f"response shape {arr.shape} != {(height, width)}")
+        names = set(arr.dtype.names)
+        for b in bands:
+            if b not in names:
+                raise ValueError(f"band {b!r} missing from response fields {sorted(names)}")
+            v = np.asarray(arr[b], dtype=np.float64)
+            if f"{b}_mask" in names:
+                v = np.where(np.asarray(arr[f"{b}_mask"]) != 0, v, np.nan)
+            out[b] = v
+        return out
+    if arr.ndim == 3 and arr.shape == (height, width, len(bands)):
+        return {b: arr[..., i].astype(np.float64) for i, b in enumerate(bands)}
+    if arr.ndim == 3 and arr.shape == (len(bands), height, width):
+        return {b: arr[i].astype(np.float64) for i, b in enumerate(bands)}
+    raise ValueError(f"unexpected response array dtype {arr.dtype} shape {arr.shape}")
+
+
+def to_block_result(
+    fields: dict[str, np.ndarray], height: int, width: int
+) -> BlockResult:
+    """Turn decoded fields into a BlockResult; values count as data only where count > 0."""
+    res = BlockResult.empty(height, width)
+    if S2_COUNT in fields:
+        cnt = np.nan_to_num(fields[S2_COUNT], nan=0.0)
+        res.s2_count = np.clip(cnt, 0, 255).astype(np.uint8)
+        ok = res.s2_count > 0
+        for i, b in enumerate(S2_BANDS):
+            res.s2[i] = np.where(ok, fields[b], np.nan).astype(np.float32)
+    if S1_COUNT in fields:
+        cnt = np.nan_to_num(fields[S1_COUNT], nan=0.0)
+        res.s1_count = np.clip(cnt, 0, 255).astype(np.uint8)
+        ok = res.s1_count > 0
+        for i, b in enumerate(S1_BANDS):
+            res.s1[i] = np.where(ok, fields[b], np.nan).astype(np.float32)
+    return res
+
+

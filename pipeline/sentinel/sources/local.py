@@ -1,0 +1,293 @@
+"""Offline Sentinel source: a local scene archive + s2cloudless, same recipe as the GEE path.
+
+Scene archive layout
+--------------------
+::
+
+    <archive>/
+      s2/<YYYYMMDDTHHMMSS>_<tile>/          one folder per S2 acquisition (UTC sensing time)
+        scene.json                          {"time": "2019-08-14T03:25:11Z", "tile": "49SGU",
+                                             "crs": "EPSG:32649", "products": ["L1C", "L2A"],
+                                             "sun_azimuth_deg": 140.2, "sun_zenith_deg": 25.1,
+                                             "offsets": {"L2A": -1000}   (optional)}
+        L1C/B01.tif ... B12.tif             13 bands incl. B10 (cirrus), top-of-atmosphere
+        L2A/B01.tif ... B12.tif             12 bands (no B10), surface reflectance
+      s1/<YYYYMMDDTHHMMSS>[_<suffix>]/      one folder per S1 GRD acquisition (IW)
+        scene.json                          {"time": ..., "crs": ..., "units": "db"|"linear",
+                                             "orbit_pass": "ASCENDING"|"DESCENDING"}
+        VV.tif, VH.tif                      float32 backscatter (dB or linear power as
+                                            'units' says; NaN or the file's nodata = no data)
+
+* S2 band files are single-band GeoTIFFs at their **native resolution** (10 m: B02 B03 B04 B08;
+  20 m: B05 B06 B07 B8A B11 B12; 60 m: B01 B09 B10), any projected CRS, uint16
+  ``DN = reflectance * 10000`` with nodata 0 (reflectance = ``(DN + offset) / 10000``; the
+  optional per-product ``offsets`` handle processing baseline >= 04.00 products, whose
+  BOA_ADD_OFFSET is -1000; harmonized archives need none). A scene may hold L1C, L2A or both.
+* A month = every acquisition whose folder name (and ``time``) falls in that calendar month.
+
+Recipe (identical to the Earth Engine path, pixel by pixel)
+----------------------------------------------------------
+1. Product per month: L2A if any acquisition of the month has L2A; else L1C when
+   ``recipe.allow_l1c_fallback``; else none (count 0). Recorded as ``meta["s2_product"]``.
+2. Cloud probability: s2cloudless ``S2PixelCloudDetector(all_bands=False)`` on the 10 L1C
+   bands ``B01 B02 B04 B05 B08 B8A B09 B10 B11 B12`` (TOA reflectance = DN / 10000, the order
+   of ``s2cloudless.utils.MODEL_BANDS``), every band **bilinearly resampled to the 10 m AOI
+   grid** first -- exactly how Earth Engine's COPERNICUS/S2_CLOUD_PROBABILITY is computed, so
+   both paths mask the same pixels. Like that collection, the probability is kept as a uint8
+   percentage (rounded). The classifier is per pixel (no convolution/dilation, as in GEE);
+   probabilities are cached per scene on the AOI grid (uint8, one array per acquisition of
+   the month being processed), so pixels shared by a block's shadow halo and its neighbour are
+   never classified twice. An acquisition without L1C bands cannot be cloud-masked and is
+   skipped with a warning.
+3. Clear = probability % <= ``recipe.cloud_probability_threshold`` and all bands valid;
+   optional shadows (``recipe.shadow_mask``): dark-NIR pixels inside the clouds' projection
+   away from the sun (up to 1 km; clouds are detected on a block + 1 km halo so shadows of
+   clouds just outside the block are found).
+4. Values: the month product's 12 bands resampled to the grid with ``recipe.s2_resampling``
+   (default nearest, as FUSU did); mean of clear observations; count per pixel.
+5. S1: VV/VH (nearest), optional orbit-pass filter, mean in linear power then back to dB
+   (``recipe.s1_mean = "linear"``) or plain dB mean (``"db"``).
+
+A month without scenes gives NaN and count 0 (never zeros). A corrupt file raises
+:class:`~pipeline.errors.SourceError` naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.bands import S1_BANDS, S2_BANDS
+from pipeline.errors import SourceError
+from pipeline.grid import AoiGrid
+from pipeline.io.scenes import (
+    S1Scene,
+    S2Scene,
+    file_band,
+    list_s1_scenes,
+    list_s2_scenes,
+    read_on_grid,
+)
+from pipeline.sentinel.composite import MeanAccumulator, cloud_clear_mask, project_shadows
+from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+
+log = logging.getLogger(__name__)
+
+#: s2cloudless model input bands (all_bands=False), in the model's order.
+S2CLOUDLESS_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12",
+)
+#: Maximum cloud-shadow projection distance (m).
+SHADOW_DISTANCE_M: float = 1000.0
+
+
+class CloudDetector:
+    """Thread-safe wrapper of s2cloudless (model loaded once, lazily)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._det: Any = None
+
+    def probability(self, bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Cloud probability of (10, h, w) L1C TOA reflectances in :data:`S2CLOUDLESS_BANDS`
+        order; float32 (h, w) in [0, 1], NaN where ``valid`` (h, w) is False."""
+        out = np.full(bands.shape[1:], np.nan, np.float32)
+        if not valid.any():
+            return out
+        px = bands[:, valid].T  # (n, 10)
+        with self._lock:
+            if self._det is None:
+                from s2cloudless import S2PixelCloudDetector
+
+                self._det = S2PixelCloudDetector(all_bands=False)
+            prob = self._det.get_cloud_probability_maps(px[None, :, None, :])
+        out[valid] = prob[0, :, 0]
+        return out
+
+
+class LocalSource:
+    """:class:`~pipeline.sentinel.sources.base.SentinelSource` reading a local scene archive.
+
+    Args:
+        archive: the archive root (layout in the module docstring).
+    """
+
+    name = "local"
+
+    def __init__(self, archive: str | Path) -> None:
+        self.archive = Path(archive)
+        if not self.archive.is_dir():
+            raise SourceError(
+                f"scene archive {self.archive} does not exist: set 'sentinel_archive' in the AOI "
+                "definition (or generate the demo scenes with rule demo_scenes)"
+            )
+        self.detector = CloudDetector()
+        self._lock = threading.Lock()
+        self._s2: dict[str, list[S2Scene]] = {}
+        self._s1: dict[str, list[S1Scene]] = {}
+        # per-scene cloud probability cache (uint8 %, 255 = not computed) for one month at a time
+        self._prob_month: str | None = None
+        self._prob: dict[tuple[str, AoiGrid], tuple[threading.Lock, np.ndarray]] = {}
+        self.classified_pixels = 0  # s2cloudless predictions made (for tests / benchmarks)
+
+    # scene listings are cached per month (every block of the month shares them)
+    def s2_scenes(self, month: str) -> list[S2Scene]:
+        with self._lock:
+            if month not in self._s2:
+                self._s2[month] = list_s2_scenes(self.archive, month)
+            return self._s2[month]
+
+    def s1_scenes(self, month: str) -> list[S1Scene]:
+        with self._lock:
+            if month not in self._s1:
+                self._s1[month] = list_s1_scenes(self.archive, month)
+            return self._s1[month]
+
+    @staticmethod
+    def month_product(scenes: list[S2Scene], recipe: Recipe) -> str | None:
+        if any("L2A" in s.products for s in scenes):
+            return "L2A"
+        if recipe.allow_l1c_fallback and any("L1C" in s.products for s in scenes):
+            return "L1C"
+        return None
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        """Monthly composites of ``block`` (see the module docstring for the recipe)."""
+        h, w = block.height, block.width
+        res = BlockResult.empty(h, w)
+        stats = {"requests": 0, "bytes": 0, "retries": 0}
+        try:
+            s2_scenes = self.s2_scenes(month)
+            s1_scenes = self.s1_scenes(month)
+        except SourceError as exc:
+            raise SourceError(f"AOI {aoi} month {month}: {exc}") from None
+        product = self.month_product(s2_scenes, recipe)
+        used = 0
+        if product is not None:
+            acc = MeanAccumulator(len(S2_BANDS), h, w)
+            for scene in s2_scenes:
+                if product not in scene.products:
+                    continue
+                if "L1C" not in scene.products:
+                    log.warning("%s: no L1C bands, cannot run s2cloudless: skipped", scene.path)
+                    continue
+                clear = self._clear_mask(grid, block, scene, recipe, stats)
+                if clear is None:
+                    continue
+                vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
+                acc.add(vals, clear & ok)
+                used += 1
+            res.s2, res.s2_count = acc.result()
+        s1_used = 0
+        acc1 = MeanAccumulator(len(S1_BANDS), h, w,
+                               space="linear" if recipe.s1_mean == "linear" else "identity")
+        tr = grid.window_transform(block.col0, block.row0)
+        for sc in s1_scenes:
+            if recipe.s1_orbit_pass and sc.orbit_pass and sc.orbit_pass != recipe.s1_orbit_pass:
+                continue
+            data, valid = read_on_grid(
+                [sc.path / f"{b}.tif" for b in S1_BANDS], grid.crs, tr, w, h, "nearest",
+                nodata=float("nan"),
+            )
+            stats["requests"] += len(S1_BANDS)
+            stats["bytes"] += data.nbytes
+            if sc.units == "linear":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
+            ok = np.asarray(valid.all(axis=0))
+            if ok.any():
+                acc1.add(data, ok)
+                s1_used += 1
+        res.s1, res.s1_count = acc1.result()
+        res.meta = {
+            "s2_product": product,
+            "s2_scenes": len([s for s in s2_scenes if product in s.products]) if product else 0,
+            "s2_scenes_used": used,
+            "s1_scenes": s1_used,
+            "pixels": block.n_pixels,
+            **stats,
+        }
+        return res
+
+    def _clear_mask(
+        self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]
+    ) -> np.ndarray | None:
+        """(h, w) bool clear mask of one scene on the block, or None if it misses the block."""
+        halo = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) if recipe.shadow_mask else 0
+        h, w = block.height + 2 * halo, block.width + 2 * halo
+        tr = grid.window_transform(block.col0 - halo, block.row0 - halo)
+        off = scene.offsets.get("L1C", 0.0)
+        dn, valid = read_on_grid(
+            [scene.path / "L1C" / f"{b}.tif" for b in S2CLOUDLESS_BANDS], grid.crs, tr, w, h,
+            "bilinear", nodata=0,
+        )
+        stats["requests"] += len(S2CLOUDLESS_BANDS)
+        stats["bytes"] += dn.size * 2
+        ok = np.asarray(valid.all(axis=0))
+        inner = (slice(halo, halo + block.height), slice(halo, halo + block.width))
+        if not ok[inner].any():
+            return None
+        refl = (dn + off) / np.float32(10000.0)
+        pct = self._probability_pct(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok)
+        prob = np.where(pct == 255, np.nan, pct / np.float32(100.0))
+        clear = cloud_clear_mask(prob, recipe.cloud_probability_threshold, ok)
+        if recipe.shadow_mask:
+            cloud = ok & ~clear
+            nir = np.where(ok, refl[S2CLOUDLESS_BANDS.index("B08")], np.nan)
+            swir = refl[S2CLOUDLESS_BANDS.index("B11")]
+            water = ok & (nir < 0.05) & (swir < 0.05)
+            clear &= ~project_shadows(cloud, nir, scene.sun_azimuth_deg, grid.res_m,
+                                      SHADOW_DISTANCE_M, water=water)
+        return clear[inner]
+
+    def _probability_pct(
+        self, scene: S2Scene, grid: AoiGrid, col0: int, row0: int, refl: np.ndarray,
+        ok: np.ndarray,
+    ) -> np.ndarray:
+        """Cloud probability (uint8 %, 255 = invalid) of a window whose upper-left pixel is
+        (col0, row0) of ``grid`` (may start outside it by up to the shadow halo), computing
+        only pixels not classified before for this scene."""
+        m = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m))
+        month = scene.time.strftime("%Y-%m")
+        with self._lock:
+            if self._prob_month != month:
+                self._prob_month, self._prob = month, {}
+            key = (scene.id, grid)
+            if key not in self._prob:
+                self._prob[key] = (
+                    threading.Lock(),
+                    np.full((grid.height + 2 * m, grid.width + 2 * m), 255, np.uint8),
+                )
+            lock, cache = self._prob[key]
+        h, w = ok.shape
+        win = cache[row0 + m : row0 + m + h, col0 + m : col0 + m + w]
+        with lock:
+            need = ok & (win == 255)
+            if need.any():
+                p = self.detector.probability(refl, need)
+                win[need] = np.clip(np.rint(p[need] * 100.0), 0, 100).astype(np.uint8)
+                self.classified_pixels += int(need.sum())
+            return np.where(ok, win, 255).astype(np.uint8)
+
+    def _read_s2(
+        self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe,
+        stats: dict[str, int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        tr = grid.window_transform(block.col0, block.row0)
+        dn, valid = read_on_grid(
+            [scene.path / product / f"{file_band(b)}.tif" for b in S2_BANDS], grid.crs, tr,
+            block.width, block.height, recipe.s2_resampling, nodata=0,
+        )
+        stats["requests"] += len(S2_BANDS)
+        stats["bytes"] += dn.size * 2
+        refl = (dn + scene.offsets.get(product, 0.0)) / np.float32(10000.0)
+        return refl, np.asarray(valid.all(axis=0))
+
+    def close(self) -> None:
+        """Nothing to release (files are opened per read)."""

@@ -1,0 +1,497 @@
+"""Training loop of FUSU-Net and its baselines (torch; imported only by the train stage/tests).
+
+Paper defaults (FUSU A.5.2): segmentation parameters with SGD (momentum 0.9, weight decay 1e-4,
+lr 0.01, 'poly' schedule power 0.9); the change head with AdamW (lr 3e-4, betas (0.5, 0.999),
+linear decay to 0). Loss (A.5.3, Eq. 4)::
+
+    L = CE(seg1, label1) + CE(seg2, label2) + CE(seg_ts, label1) + w_c * BCE(change, change_gt)
+
+with ``w_c = change_loss_weight`` (2), 255 ignored everywhere. Models without a change head
+(``utae``) drop the BCE term and their change is ``argmax(seg1) != argmax(seg2)``.
+
+Robustness: a checkpoint (``train/checkpoints/last.pt``, written atomically) every
+``checkpoint_every`` steps holds step, model, both optimizers and schedulers, python / numpy /
+torch (and CUDA) RNG states; the data order is a pure function of (seed, epoch), so a resumed run
+continues mid-epoch exactly where the killed one stopped and reproduces an uninterrupted run.
+
+Outputs under ``Layout.train_dir()``: ``log.csv`` (training losses), ``val_log.csv`` (validation
+metrics during training), ``metrics.json`` (final val and test metrics), ``confusion_test.png``,
+``model.pt`` (final weights), ``checkpoints/last.pt``, optional ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pipeline.config import TrainConfig
+from pipeline.errors import TrainingError
+from pipeline.io.atomic import atomic_path, ensure_dir, remove_tree
+from pipeline.io.jsonfile import write_json
+from pipeline.io.tables import append_csv_row, truncate_csv_log
+from pipeline.train.metrics import IGNORE_INDEX, ChangeSegMetrics
+from pipeline.train.models import build_model, model_kind
+
+log = logging.getLogger(__name__)
+
+TRAIN_LOG_FIELDS = ("step", "epoch", "loss", "loss_seg1", "loss_seg2", "loss_ts", "loss_change",
+                    "lr_seg", "lr_change", "samples_per_s")
+#: Settings that may differ between a checkpoint and the resuming run.
+RESUME_SAFE_KEYS = frozenset({"resume", "max_eval_batches", "num_workers", "eval_every",
+                              "log_every", "tensorboard", "checkpoint_every", "device"})
+VAL_LOG_FIELDS = ("step", "seg_miou", "change_iou", "change_f1", "scd_miou", "scs")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Snapshot of the python, numpy, torch and CUDA RNG states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a snapshot made by :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled indices; the order is a pure function of (seed, epoch), starting at ``start``.
+
+    Makes data order resumable: a resumed run builds the sampler of the interrupted epoch with
+    ``start = batches_done * batch_size``.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.start:])
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    """'auto' -> CUDA if available else CPU; 'cuda' without a GPU is a TrainingError."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            "train.device is 'cuda' but no CUDA GPU is visible: set train.device to 'auto' or "
+            "'cpu', or run on a GPU node (snakemake --resources gpu=1)"
+        )
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+def flip_batch(batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Random per-sample horizontal / vertical flips of HR images, labels, the Sentinel cube
+    and the patch box (consistent geometry). Uses the global torch RNG unless ``generator``."""
+    out = dict(batch)
+    B = batch["t1"].shape[0]
+    hr_keys = [k for k in ("t1", "t2", "label1", "label2", "change") if k in batch]
+    ts_keys = [k for k in ("sentinel", "sentinel_valid", "counts") if k in batch]
+    flips = torch.rand(B, 2, generator=generator) < 0.5
+    for k in hr_keys + ts_keys:
+        out[k] = batch[k].clone()
+    if "patch_box" in batch:
+        out["patch_box"] = batch["patch_box"].clone()
+    for i in range(B):
+        for axis, (flip, dim) in enumerate(((flips[i, 0], -1), (flips[i, 1], -2))):
+            if not flip:
+                continue
+            for k in hr_keys + ts_keys:
+                out[k][i] = torch.flip(out[k][i], dims=(dim,))
+            if "patch_box" in out and ts_keys:
+                size = out[ts_keys[0]].shape[dim]
+                off, ext = out["patch_box"][i, axis], out["patch_box"][i, axis + 2]
+                out["patch_box"][i, axis] = size - off - ext
+    return out
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over valid pixels (255 ignored); 0 if no valid pixel."""
+    loss = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss / (target != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits over pixels whose target is not 255."""
+    valid = target != IGNORE_INDEX
+    loss = F.binary_cross_entropy_with_logits(
+        logits.float().squeeze(1), target.clamp(max=1).float(), reduction="none")
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
+def compute_losses(out: dict[str, torch.Tensor], batch: dict[str, Any],
+                   change_weight: float) -> dict[str, torch.Tensor]:
+    """Loss terms (FUSU Eq. 4) of one forward pass; key 'loss' is the weighted total."""
+    zero = out["seg1"].new_zeros((), dtype=torch.float32)
+    terms = {
+        "loss_seg1": _ce(out["seg1"], batch["label1"]),
+        "loss_seg2": _ce(out["seg2"], batch["label2"]),
+        "loss_ts": _ce(out["seg_ts"], batch["label1"]) if "seg_ts" in out else zero,
+        "loss_change": _bce(out["change"], batch["change"]) if "change" in out else zero,
+    }
+    terms["loss"] = (terms["loss_seg1"] + terms["loss_seg2"] + terms["loss_ts"]
+                     + change_weight * terms["loss_change"])
+    return terms
+
+
+def predictions(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Class maps (B, H, W) int64 and binary change (B, H, W) uint8 from model logits."""
+    p1 = out["seg1"].argmax(1)
+    p2 = out["seg2"].argmax(1)
+    pc = (out["change"][:, 0] > 0) if "change" in out else (p1 != p2)
+    return {"pred1": p1.cpu().numpy(), "pred2": p2.cpu().numpy(),
+            "pred_change": pc.to(torch.uint8).cpu().numpy()}
+
+
+def make_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[
+        list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
+    """SGD (+poly) over segmentation parameters; AdamW (+linear decay) over the change head."""
+    change_ids = {id(p) for p in getattr(model, "change_parameters")()}  # noqa: B009
+    seg_params = [p for p in model.parameters() if id(p) not in change_ids]
+    change_params = [p for p in model.parameters() if id(p) in change_ids]
+    total = max(1, total_steps)
+    opts: list[torch.optim.Optimizer] = [torch.optim.SGD(
+        seg_params, lr=cfg.seg_lr, momentum=cfg.seg_momentum, weight_decay=cfg.seg_weight_decay)]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(
+        opts[0], lambda s: max(0.0, 1.0 - s / total) ** cfg.poly_power)]
+    if change_params:
+        opts.append(torch.optim.AdamW(change_params, lr=cfg.change_lr, betas=cfg.change_betas))
+        scheds.append(torch.optim.lr_scheduler.LambdaLR(
+            opts[1], lambda s: max(0.0, 1.0 - s / total)))
+    return opts, scheds
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Trains one configured model on map-style datasets returning FusuDataset samples.
+
+    Args:
+        cfg: the ``train`` config section.
+        train_ds, val_ds, test_ds: datasets (val/test may be None: evaluation skipped).
+        out_dir: ``Layout.train_dir()``.
+        collate_fn: batch collation (``pipeline.dataset.torchds.fusu_collate``).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(self, cfg: TrainConfig, train_ds: Dataset, out_dir: str | Path,
+                 collate_fn: Any, val_ds: Dataset | None = None, test_ds: Dataset | None = None,
+                 progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
+        self.collate_fn = collate_fn
+        self.progress = progress
+        n = len(train_ds)  # type: ignore[arg-type]
+        if n == 0:
+            raise TrainingError(f"the training split is empty ({out_dir}): build splits first")
+        self.steps_per_epoch = math.ceil(n / cfg.batch_size)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.device = resolve_device(cfg)
+        self.kind = model_kind(cfg)
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg).to(self.device)
+        self.optimizers, self.schedulers = make_optimizers(self.model, cfg, self.total_steps)
+        self.step = 0
+        self.autocast = self.device.type == "cuda" and cfg.bf16
+        self._tb: Any = None
+
+    # ---- paths
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "last.pt"
+
+    # ---- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "rng": rng_state(),
+            "config": self.cfg.model_dump(mode="json"),
+            "kind": self.kind,
+        }
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Write the full training state atomically (temp file + rename)."""
+        path = path or self.ckpt_path
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        return path
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        """Restore step, model, optimizers, schedulers and RNG states."""
+        path = path or self.ckpt_path
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # corrupt / truncated file
+            raise TrainingError(
+                f"checkpoint {path} cannot be read ({exc}); delete it to restart training"
+            ) from None
+        if state.get("kind") != self.kind:
+            raise TrainingError(
+                f"checkpoint {path} is for model {state.get('kind')!r}, config asks for "
+                f"{self.kind!r}: delete {path.parent} or set train.resume: false"
+            )
+        saved = state.get("config", {})
+        now = self.cfg.model_dump(mode="json")
+        changed = sorted(k for k in now if k not in RESUME_SAFE_KEYS and saved.get(k) != now[k])
+        if changed:
+            raise TrainingError(
+                f"checkpoint {path} was written with different train settings {changed}: "
+                f"delete {path.parent} (or set train.resume: false) to start over with the new "
+                "settings, or restore the old ones to resume"
+            )
+        self.model.load_state_dict(state["model"])
+        for o, s in zip(self.optimizers, state["optimizers"], strict=True):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sch.load_state_dict(s)
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # ---- data
+    def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
+        sampler = EpochSampler(len(self.train_ds), self.cfg.seed, epoch,  # type: ignore[arg-type]
+                               start_batch * self.cfg.batch_size)
+        # A private generator: creating the loader iterator must not draw from the global
+        # torch RNG, or a resumed (mid-epoch) run would diverge from an uninterrupted one.
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        return DataLoader(self.train_ds, batch_size=self.cfg.batch_size, sampler=sampler,
+                          num_workers=self.cfg.num_workers, collate_fn=self.collate_fn,
+                          pin_memory=self.device.type == "cuda", generator=gen)
+
+    def _eval_loader(self, ds: Dataset) -> DataLoader:
+        return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False,
+                          num_workers=self.cfg.num_workers, collate_fn=self.collate_fn,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))
+
+    def _on_device(self, batch: dict[str, Any], ds: Any) -> dict[str, Any]:
+        """Move a batch to the device; compact batches (``FusuDataset(compact=True)``: stored
+        dtypes through the workers) are decoded and normalised there with the dataset's
+        statistics / HR size (:func:`pipeline.dataset.torchds.prepare_batch`, same values)."""
+        t1 = batch.get("t1")
+        if torch.is_tensor(t1) and t1.dtype == torch.uint8:
+            from pipeline.dataset.torchds import prepare_batch
+
+            return prepare_batch(batch, getattr(ds, "norm_stats", None), self.device,
+                                 hr_size=getattr(ds, "hr_size", None))
+        return to_device(batch, self.device)
+
+    # ---- one step
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """Forward, loss, backward and both optimizer + scheduler steps on one batch."""
+        self.model.train()
+        batch = self._on_device(batch, self.train_ds)
+        if self.cfg.augment:
+            batch = flip_batch(batch)
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(batch)
+        terms = compute_losses(out, batch, self.cfg.change_loss_weight)
+        if not torch.isfinite(terms["loss"]):
+            raise TrainingError(
+                f"non-finite loss at step {self.step}: lower train.seg_lr / train.change_lr or "
+                "check the inputs (stats.json normalisation)"
+            )
+        terms["loss"].backward()
+        for o in self.optimizers:
+            o.step()
+        for s in self.schedulers:
+            s.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    # ---- evaluation
+    @torch.no_grad()
+    def evaluate(self, ds: Dataset, max_batches: int | None = None) -> ChangeSegMetrics:
+        """Accumulate every metric of :class:`~pipeline.train.metrics.ChangeSegMetrics` over
+        ``ds``."""
+        self.model.eval()
+        acc = ChangeSegMetrics()
+        for i, batch in enumerate(self._eval_loader(ds)):
+            if max_batches is not None and i >= max_batches:
+                break
+            batch = self._on_device(batch, ds)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.model(batch)
+            p = predictions(out)
+            acc.update(batch["label1"].cpu().numpy(), batch["label2"].cpu().numpy(),
+                       batch["change"].cpu().numpy(), p["pred1"], p["pred2"], p["pred_change"])
+        return acc
+
+    # ---- logging
+    def _csv(self, name: str, fields: tuple[str, ...], row: dict[str, Any]) -> None:
+        append_csv_row(self.out_dir / name, fields, row)
+
+    def _truncate_logs(self) -> None:
+        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
+        for name in ("log.csv", "val_log.csv"):
+            truncate_csv_log(self.out_dir / name, self.step)
+
+    def _tensorboard(self, tag: str, values: dict[str, Any]) -> None:
+        if not self.cfg.tensorboard:
+            return
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainingError(
+                    "train.tensorboard is true but the 'tensorboard' package is missing: "
+                    "pip install tensorboard, or set train.tensorboard: false"
+                ) from None
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
+                self._tb.add_scalar(f"{tag}/{k}", v, self.step)
+
+    # ---- main loop
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``total_steps`` (resuming if a checkpoint exists and ``cfg.resume``).
+
+        ``stop_at``: stop after this many steps (as if the job had been killed right after its
+        checkpoint); used by tests and for chunked jobs. Returns the final metrics dict
+        (empty when stopped early).
+        """
+        from tqdm import tqdm
+
+        ensure_dir(self.out_dir)
+        if self.cfg.resume and self.ckpt_path.exists():
+            self.load_checkpoint()
+            self._truncate_logs()
+        elif not self.cfg.resume or not self.ckpt_path.exists():
+            for name in ("log.csv", "val_log.csv"):
+                remove_tree(self.out_dir / name)
+        end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc=f"train {self.kind}", unit="step")
+        t_last, n_last = time.perf_counter(), 0
+        while self.step < end:
+            epoch, done = divmod(self.step, self.steps_per_epoch)
+            for batch in self._train_loader(epoch, done):
+                terms = self.train_step(batch)
+                n_last += int(batch["t1"].shape[0])
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['loss']:.3f}")
+                if self.step % self.cfg.log_every == 0 or self.step == end:
+                    dt = time.perf_counter() - t_last
+                    row = {"step": self.step, "epoch": epoch, **terms,
+                           "lr_seg": self.optimizers[0].param_groups[0]["lr"],
+                           "lr_change": (self.optimizers[1].param_groups[0]["lr"]
+                                         if len(self.optimizers) > 1 else ""),
+                           "samples_per_s": n_last / dt if dt > 0 else ""}
+                    self._csv("log.csv", TRAIN_LOG_FIELDS, row)
+                    self._tensorboard("train", row)
+                    t_last, n_last = time.perf_counter(), 0
+                if self.val_ds is not None and self.step % self.cfg.eval_every == 0 \
+                        and self.step < self.total_steps:
+                    res = self.evaluate(self.val_ds, self.cfg.max_eval_batches).compute()
+                    self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **res})
+                    self._tensorboard("val", res)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint()
+                if self.step >= end:
+                    break
+        bar.close()
+        if self.step < self.total_steps:
+            return {}
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation on val and test; writes metrics.json, model.pt, confusion PNG."""
+        result: dict[str, Any] = {"model": self.kind, "step": self.step,
+                                  "months": self.cfg.months, "device": str(self.device)}
+        for name, ds in (("val", self.val_ds), ("test", self.test_ds)):
+            if ds is None:
+                continue
+            acc = self.evaluate(ds, self.cfg.max_eval_batches)
+            result[name] = acc.compute()
+            if name == "test" or self.test_ds is None:
+                write_confusion_png(acc.seg, self.out_dir / f"confusion_{name}.png",
+                                    f"{self.kind} {name} (step {self.step})")
+            if name == "val":
+                self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **result[name]})
+        write_json(self.out_dir / "metrics.json", _nan_to_none(result))
+        with atomic_path(self.out_dir / "model.pt") as tmp:
+            torch.save(self.model.state_dict(), tmp)
+        if self._tb is not None:
+            self._tb.close()
+        return result
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def write_confusion_png(cm: np.ndarray, path: Path, title: str) -> None:
+    """Row-normalised confusion matrix (rows = ground truth) as a PNG (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
+    n = cm.shape[0]
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="fraction of true-class pixels")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
