@@ -312,7 +312,7 @@ class FusuLayoutDataset:
     """Minimal FUSU-release-layout reader producing the native dataset's main tensors."""
 
     def __init__(self, root: Path, ids: list[str], months: int, stats: dict[str, Any]) -> None:
-        from pipeline.dataset.torchds import parse_stats
+        from pipeline.dataset.normalize import parse_stats
 
         self.root, self.ids, self.months = root, ids, months
         self.st = parse_stats(stats)
@@ -325,7 +325,7 @@ class FusuLayoutDataset:
         import torch
         from PIL import Image
 
-        from pipeline.dataset.torchds import sentinel_arrays
+        from pipeline.dataset.normalize import sentinel_arrays
 
         pid, d = self.ids[i], self.root / "train"
 
@@ -471,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pipeline.dataset.torchds import FusuDataset, fusu_collate, prepare_batch
+    from pipeline.dataset.collate import fusu_collate, prepare_batch
+    from pipeline.dataset.torchds import FusuDataset
     from pipeline.io.mosaic import _open_arrays
 
     torch.set_num_threads(1)

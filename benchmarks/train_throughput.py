@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.root:
         from torch.utils.data import DataLoader
 
-        from pipeline.dataset.torchds import FusuDataset, fusu_collate
+        from pipeline.dataset.collate import fusu_collate
+        from pipeline.dataset.torchds import FusuDataset
 
         model = args.models.split(",")[0]
         cfg = TrainConfig(model=model, tiny=tiny, batch_size=batch, max_steps=10_000,

@@ -16,7 +16,9 @@ from tests.torchds_helpers import make_dataset, s2_dn
 
 torch = pytest.importorskip("torch")
 
-from pipeline.dataset.torchds import FusuDataset, fusu_collate, parse_stats, select_months  # noqa: E402
+from pipeline.dataset.collate import fusu_collate
+from pipeline.dataset.normalize import parse_stats, select_months
+from pipeline.dataset.torchds import FusuDataset
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,8 @@ from tests.torchds_helpers import make_dataset, s2_dn
 
 torch = pytest.importorskip("torch")
 
-from pipeline.dataset.torchds import (  # noqa: E402
-    FusuDataset,
-    fusu_collate,
-    is_compact,
-    prepare_batch,
-)
+from pipeline.dataset.collate import fusu_collate, is_compact, prepare_batch
+from pipeline.dataset.torchds import FusuDataset
 
 # a batch mixing both AOIs (3 and 2 months: time padding) and the nodata pixel of alpha month 0
 _PIDS = ("beta_r000_c000", "alpha_r000_c000", "alpha_r001_c001")

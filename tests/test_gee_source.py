@@ -17,12 +17,12 @@ import pytest
 
 ee = pytest.importorskip("ee")
 
-from pipeline.bands import S2_BANDS  # noqa: E402
-from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError  # noqa: E402
-from pipeline.grid import AoiGrid  # noqa: E402
-from pipeline.sentinel.sources import gee as gee_mod  # noqa: E402
-from pipeline.sentinel.sources.base import Block, Recipe  # noqa: E402
-from pipeline.sentinel.sources.gee import (  # noqa: E402
+from pipeline.bands import S2_BANDS
+from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError
+from pipeline.grid import AoiGrid
+from pipeline.sentinel.sources import gee as gee_mod
+from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.sources.gee import (
     CLOUD_SCORE_PLUS,
     S1_GRD,
     S2_CLOUD_PROB,
@@ -33,7 +33,7 @@ from pipeline.sentinel.sources.gee import (  # noqa: E402
     block_image,
     decode_npy,
 )
-from tests.fake_ee import (  # noqa: E402
+from tests.fake_ee import (
     FakeEarthEngine,
     Fault,
     constant,

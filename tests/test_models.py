@@ -7,12 +7,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from pipeline.config import TrainConfig  # noqa: E402
-from pipeline.errors import TrainingError  # noqa: E402
-from pipeline.train.models import build_model, model_kind  # noqa: E402
-from pipeline.train.models.fusunet import crop_to_patch  # noqa: E402
-from pipeline.train.models.utae import UTAE, aggregate_with_attention  # noqa: E402
-from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
+from pipeline.config import TrainConfig
+from pipeline.errors import TrainingError
+from pipeline.train.models import build_model, model_kind
+from pipeline.train.models.fusunet import crop_to_patch
+from pipeline.train.models.utae import UTAE, aggregate_with_attention
+from tests.train_helpers import SyntheticFusu, collate
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

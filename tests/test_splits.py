@@ -10,14 +10,8 @@ import pytest
 import shapely
 
 from pipeline.config import SplitsConfig
-from pipeline.dataset.splits import (
-    SPLITS,
-    achieved_ratios,
-    change_subset,
-    leakage_report,
-    make_splits,
-    split_summary,
-)
+from pipeline.dataset.split_report import achieved_ratios, leakage_report, split_summary
+from pipeline.dataset.splits import SPLITS, change_subset, make_splits
 from pipeline.errors import DatasetError
 from tests.splits_helpers import class_l1, lattice
 

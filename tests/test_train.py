@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from pipeline.config import TrainConfig  # noqa: E402
-from pipeline.errors import TrainingError  # noqa: E402
-from pipeline.train.trainer import EpochSampler, Trainer, compute_losses, flip_batch  # noqa: E402
-from tests.train_helpers import SyntheticFusu, collate  # noqa: E402
+from pipeline.config import TrainConfig
+from pipeline.errors import TrainingError
+from pipeline.train.trainer import EpochSampler, Trainer, compute_losses, flip_batch
+from tests.train_helpers import SyntheticFusu, collate
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

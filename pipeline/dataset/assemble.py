@@ -142,7 +142,7 @@ def merge_aoi(t: AoiTables, n_classes: int = N_CLASSES) -> Any:
         if col in df.columns:
             df[col] = df[col].fillna(pd.Series(paths, index=df.index))
         else:
-            df[col] = default
+            df[col] = paths
     df["aoi"] = t.aoi
     df["city"] = t.city
     hr_geoms = fp.geometry.to_numpy()

@@ -37,7 +37,7 @@ from pipeline.dataset.export_fusu import (
     meta_document,
     sample_paths,
 )
-from pipeline.dataset.splits import achieved_ratios, leakage_report, split_summary
+from pipeline.dataset.split_report import achieved_ratios, leakage_report, split_summary
 from pipeline.dataset.stac import build_collection
 from pipeline.dataset.stats import check_sentinel_inputs, compute_stats
 from pipeline.grid import AoiGrid
@@ -90,7 +90,8 @@ def assemble_dataset(aois: Sequence[AoiSpec], cfg: SplitsConfig, layout: Layout)
          "overlapping_footprints": v["n_leaking"], **v}
         for k, v in report["overall"].items() if isinstance(v, dict)
     ]
-    summary: dict[str, Any] = split_summary(res.split, index["city"].to_numpy(), index["changed_px"].to_numpy())
+    summary: dict[str, Any] = split_summary(res.split, index["city"].to_numpy(),
+                                            index["changed_px"].to_numpy())
     summary["achieved_ratios"] = achieved_ratios(res.split)
     summary["config"] = res.info
     for name, ids in split_lists(index).items():

@@ -133,7 +133,7 @@ def _stats_html(stats: dict[str, Any] | None) -> str:
     if not stats:
         return "<p class='empty'>(stats.json not found)</p>"
     from pipeline.bands import ALL_BANDS
-    from pipeline.dataset.torchds import WAVELENGTHS_NM, parse_stats
+    from pipeline.dataset.normalize import WAVELENGTHS_NM, parse_stats
     from pipeline.errors import DatasetError
 
     try:

@@ -50,9 +50,9 @@ crop phenology.
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np

@@ -218,3 +218,55 @@ def read_window(
     masks = ds.read_masks(list(bands), window=window)
     valid = np.any(masks > 0, axis=0)
     return data, valid
+
+
+# --------------------------------------------------------------------------- foreign datasets
+
+
+def raster_info(path: str | Path) -> dict[str, Any]:
+    """Georeferencing of one raster.
+
+    Returns:
+        dict: ``crs`` (``EPSG:xxxx``/WKT or None when not georeferenced), ``bounds`` (minx,
+        miny, maxx, maxy in crs units), ``width``, ``height`` (px), ``gsd_m`` (pixel size in
+        metres for projected metric CRSs other than Web Mercator, else None).
+
+    Raises:
+        InputError: the file cannot be opened as a raster.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as src:
+                crs = src.crs
+                tr = src.transform
+                info: dict[str, Any] = {
+                    "bounds": tuple(float(v) for v in src.bounds),
+                    "width": int(src.width),
+                    "height": int(src.height),
+                }
+    except RasterioIOError as exc:
+        raise InputError(f"{p}: cannot be read as a raster ({exc}): check the file") from None
+    if crs is None or tr.is_identity:
+        info.update(crs=None, gsd_m=None)
+        return info
+    epsg = crs.to_epsg()
+    info["crs"] = f"EPSG:{epsg}" if epsg else crs.to_wkt()
+    metric = crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
+    info["gsd_m"] = float(abs(tr.a)) if metric and epsg not in (3857, 900913) else None
+    return info
+
+
+def label_values(path: str | Path) -> list[int]:
+    """Distinct values of a (small) single-band label raster (GeoTIFF or PNG)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            return [int(v) for v in np.unique(src.read(1))]

@@ -39,7 +39,8 @@ def train_model(
         raise TrainingError(
             "the train stage needs torch and timm: pip install -e '.[train]'"
         ) from None
-    from pipeline.dataset.torchds import FusuDataset, fusu_collate
+    from pipeline.dataset.collate import fusu_collate
+    from pipeline.dataset.torchds import FusuDataset
     from pipeline.train.models import model_kind
     from pipeline.train.trainer import Trainer, resolve_device
 

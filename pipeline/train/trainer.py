@@ -317,7 +317,7 @@ class Trainer:
         statistics / HR size (:func:`pipeline.dataset.torchds.prepare_batch`, same values)."""
         t1 = batch.get("t1")
         if torch.is_tensor(t1) and t1.dtype == torch.uint8:
-            from pipeline.dataset.torchds import prepare_batch
+            from pipeline.dataset.collate import prepare_batch
 
             return prepare_batch(batch, getattr(ds, "norm_stats", None), self.device,
                                  hr_size=getattr(ds, "hr_size", None))
