@@ -50,8 +50,6 @@ PATCH_PX = 512
 GSD_M = 0.5
 RES_M = 10.0
 FP_PX = 128
-EPSG = 32649
-X0, Y0 = 600000.0, 3800020.0
 MONTHS = [f"{2018 + (7 + k) // 12}-{(7 + k) % 12 + 1:02d}" for k in range(25)]  # 2018-08..2020-08
 
 
@@ -63,184 +61,26 @@ def _lattice(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _geometry(n: int) -> dict[str, Any]:
-    rows, cols = _lattice(n)
-    pg = PATCH_PX * GSD_M / RES_M  # 25.6 grid px per patch
-    margin = (FP_PX - pg) / 2  # 51.2
-    width = math.ceil((cols * pg + 2 * margin) / 64 - 1e-9) * 64
-    height = math.ceil((rows * pg + 2 * margin) / 64 - 1e-9) * 64
-    return {
-        "rows": rows,
-        "cols": cols,
-        "pg": pg,
-        "margin": margin,
-        "width": width,
-        "height": height,
-    }
-
-
-def _patch_rows(n: int) -> list[dict[str, Any]]:
-    g = _geometry(n)
-    out = []
-    for k in range(n):
-        r, c = divmod(k, g["cols"])
-        # patch upper-left in grid px (fractional), footprint centred and snapped to the grid
-        px, py = g["margin"] + c * g["pg"], g["margin"] + r * g["pg"]
-        cx, cy = px + g["pg"] / 2, py + g["pg"] / 2
-        col0, row0 = round(cx - FP_PX / 2), round(cy - FP_PX / 2)
-        pid = f"bench_r{r:03d}_c{c:03d}"
-        out.append(
-            {
-                "patch_id": pid,
-                "aoi": "bench",
-                "city": "bench",
-                "split": "train",
-                "t1": "2018-08-15",
-                "t2": "2020-08-15",
-                "gsd_m": GSD_M,
-                "hr_crs": f"EPSG:{EPSG}",
-                "px_col0": c * PATCH_PX,
-                "px_row0": r * PATCH_PX,
-                "size_px": PATCH_PX,
-                "hr_t1": f"aois/bench/hr/t1/{pid}.tif",
-                "hr_t2": f"aois/bench/hr/t2/{pid}.tif",
-                "label_t1": f"aois/bench/labels/t1/{pid}.tif",
-                "label_t2": f"aois/bench/labels/t2/{pid}.tif",
-                "change_bin": f"aois/bench/change/bin/{pid}.tif",
-                "fp_col0": col0,
-                "fp_row0": row0,
-                "fp_size_px": FP_PX,
-                "patch_off_x_px": px - col0,
-                "patch_off_y_px": py - row0,
-                "patch_w_px": g["pg"],
-                "patch_h_px": g["pg"],
-                "change_fraction": 0.0,
-            }
-        )
-    return out
-
-
-_PALETTE = np.random.default_rng(7).integers(40, 220, (18, 3)).astype(np.int16)
-
-
-def _hr_arrays(k: int) -> tuple[np.ndarray, ...]:
-    """Synthetic T1/T2 RGB (3, 512, 512) uint8, labels (512, 512) uint8, change uint8."""
-    rng = np.random.default_rng(1000 + k)
-    cells = rng.integers(1, 18, (16, 16)).astype(np.uint8)
-    l1 = np.kron(cells, np.ones((32, 32), np.uint8))
-    cells2 = cells.copy()
-    flip = rng.random((16, 16)) < 0.2
-    cells2[flip] = rng.integers(1, 18, int(flip.sum()))
-    l2 = np.kron(cells2, np.ones((32, 32), np.uint8))
-
-    def rgb(lab: np.ndarray) -> np.ndarray:
-        base = _PALETTE[lab].transpose(2, 0, 1)
-        noise = rng.integers(-10, 11, base.shape, dtype=np.int16)
-        return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-    change = (l1 != l2).astype(np.uint8)
-    return rgb(l1), rgb(l2), l1, l2, change
-
-
-def _write_hr(job: tuple[str, list[tuple[int, dict[str, Any]]]]) -> None:
-    from affine import Affine
-
-    from pipeline.io.geotiff import write_patch_tif
-
-    root, items = job
-    r = Path(root)
-    crs = f"EPSG:{EPSG}"
-    for k, row in items:
-        t1, t2, l1, l2, ch = _hr_arrays(k)
-        tr = Affine(GSD_M, 0, X0 + row["px_col0"] * GSD_M, 0, -GSD_M, Y0 - row["px_row0"] * GSD_M)
-        for key, arr, nd in (
-            ("hr_t1", t1, 0),
-            ("hr_t2", t2, 0),
-            ("label_t1", l1, 255),
-            ("label_t2", l2, 255),
-            ("change_bin", ch, 255),
-        ):
-            p = r / row[key]
-            if not p.exists():
-                write_patch_tif(p, arr, tr, crs, nd)
-
-
-def _s2_month(t: int, h: int, w: int) -> tuple[np.ndarray, ...]:
-    """Month t: S2 reflectance (12, h, w) float32 NaN gaps, S1 dB (2, h, w), counts."""
-    rng = np.random.default_rng(50 + t)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    field = 0.5 + 0.25 * np.sin(xx / 37.0 + t) * np.cos(yy / 53.0 - t / 3)
-    s2 = np.empty((12, h, w), np.float32)
-    for b in range(12):
-        s2[b] = (0.05 + 0.02 * b) * field + rng.normal(0, 0.004, (h, w)).astype(np.float32)
-    cloud = np.kron(rng.random((h // 64 + 1, w // 64 + 1)) < 0.25, np.ones((64, 64), bool))
-    cloud = cloud[:h, :w]
-    s2[:, cloud] = np.nan
-    s1 = np.stack([-12 + 3 * field, -18 + 3 * field]) + rng.normal(0, 0.3, (2, h, w))
-    c2 = rng.integers(1, 7, (h, w)).astype(np.uint8)
-    c2[cloud] = 0
-    c1 = rng.integers(2, 6, (h, w)).astype(np.uint8)
-    return s2, s1.astype(np.float32), c2, c1
-
-
 def generate_native(root: Path, n: int, workers: int) -> list[dict[str, Any]]:
-    """Write the native layout of ``n`` patches under ``root`` (skips what exists)."""
+    """The native layout of about ``n`` patches (one AOI, a rows x cols lattice) under ``root``
+    from the shared seeded factory (:func:`pipeline.dataset.synthetic.make_dataset`; existing
+    GeoTIFFs are kept). Returns the index rows."""
     import pandas as pd
 
-    from pipeline.bands import ALL_BANDS
-    from pipeline.grid import AoiGrid
-    from pipeline.io.jsonfile import write_json
-    from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, write_block
-    from pipeline.layout import Layout
-    from pipeline.sentinel.sources.base import Block, BlockResult
+    from pipeline.dataset.synthetic import SyntheticAoi, make_dataset
 
-    lay = Layout(root)
-    rows = _patch_rows(n)
-    g = _geometry(n)
-    items = list(enumerate(rows))
-    chunks = [(str(root), items[i :: workers * 8]) for i in range(workers * 8)]
+    rows_, cols = _lattice(n)
     t0 = time.perf_counter()
-    with mp.get_context("fork").Pool(workers) as pool:
-        pool.map(_write_hr, chunks)
-    print(f"  HR/labels/change GeoTIFFs: {n} patches in {time.perf_counter() - t0:.0f} s")
-    t0 = time.perf_counter()
-    mos, staging = lay.mosaic("bench"), lay.mosaic_staging("bench")
-    done = mos.parent / ".bench-mosaic-done"
-    if not done.exists():
-        grid = AoiGrid(EPSG, RES_M, X0, Y0, g["width"], g["height"])
-        init_mosaic(staging, grid, MONTHS, aoi="bench", overwrite=True)
-        for t in range(len(MONTHS)):
-            s2, s1, c2, c1 = _s2_month(t, g["height"], g["width"])
-            write_block(
-                staging,
-                t,
-                Block(0, 0, g["width"], g["height"]),
-                BlockResult(s2=s2, s2_count=c2, s1=s1, s1_count=c1),
-            )
-        consolidate_mosaic(staging, mos, {m: "L2A" for m in MONTHS})
-        done.write_text("ok")
-    print(
-        f"  mosaic {g['width']}x{g['height']} px x {len(MONTHS)} months in "
-        f"{time.perf_counter() - t0:.0f} s"
+    lay = make_dataset(
+        root, (SyntheticAoi("bench", "bench", tuple(MONTHS), rows_, cols),), patch_px=PATCH_PX,
+        fp_px=FP_PX, gsd_m=GSD_M, chunk_px=64, workers=workers, sentinel="natural",
+        split="train",
     )
-    pd.DataFrame(rows).to_parquet(lay.index(), index=False)
-    write_json(
-        lay.stats(),
-        {
-            "sentinel": {
-                "bands": list(ALL_BANDS),
-                "mean": [0.05 + 0.01 * b for b in range(12)] + [-12.0, -18.0],
-                "std": [0.03] * 12 + [3.0, 3.0],
-            },
-            "hr": {
-                "bands": ["R", "G", "B"],
-                "mean": [128.0] * 3,
-                "std": [50.0] * 3,
-                "units": "DN 0..255",
-            },
-        },
-    )
-    return rows
+    print(f"  native dataset: {rows_ * cols} patches x {len(MONTHS)} months in "
+          f"{time.perf_counter() - t0:.0f} s")
+    return pd.read_parquet(lay.index(), columns=[
+        "patch_id", "hr_t1", "hr_t2", "label_t1", "label_t2", "change_bin", "fp_col0",
+        "fp_row0", "fp_size_px"]).to_dict("records")
 
 
 def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
@@ -252,8 +92,7 @@ def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
 
     native, fusu, rows = job
     nr, fr = Path(native), Path(fusu)
-    meta = json.loads((nr / ".bench-grid.json").read_text())
-    grid = AoiGrid(**meta)
+    grid = AoiGrid.from_dict(json.loads((nr / "aois" / "bench" / "grid.json").read_text()))
     for row in rows:
         pid = row["patch_id"]
         for d, key in (
@@ -486,19 +325,6 @@ def main(argv: list[str] | None = None) -> None:
     t_all = time.perf_counter()
     try:
         rows = generate_native(native, args.n, args.gen_workers)
-        g = _geometry(args.n)
-        (native / ".bench-grid.json").write_text(
-            json.dumps(
-                {
-                    "epsg": EPSG,
-                    "res_m": RES_M,
-                    "x0": X0,
-                    "y0": Y0,
-                    "width": g["width"],
-                    "height": g["height"],
-                }
-            )
-        )
         rng = np.random.default_rng(0)
         sub_idx = sorted(rng.choice(len(rows), size=min(args.measure, len(rows)), replace=False))
         sub = [rows[i] for i in sub_idx]
