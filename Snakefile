@@ -1,5 +1,5 @@
 # FUSU-style dataset build. Wiring only: config validation, the AOI table, rules, `rule all`.
-# Algorithms live in pipeline/, rule adapters in stages/. See README.md.
+# Algorithms live in pipeline/, rule adapters in stages/. See docs/development.md.
 
 from pathlib import Path
 

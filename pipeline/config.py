@@ -405,8 +405,8 @@ class ExpandConfig(_Model):
     """Expansion paradigm: monthly Sentinel-1/2 series around the samples of another change
     dataset (OSCD, SpaceNet 7, a georeferenced pair folder, or a generic patch index).
 
-    Outputs go to ``<results_dir>/<dataset>/expand/`` (see README "Expand your own change
-    dataset"); original images and labels are referenced, not copied."""
+    Outputs go to ``<results_dir>/<dataset>/expand/`` (see docs/expansion.md); original images
+    and labels are referenced, not copied."""
 
     adapter: Literal["index", "pairs", "oscd", "spacenet7", "aoi"] | None = Field(
         default=None,

@@ -18,7 +18,7 @@ HEADER = """\
 # Override any key on the command line, e.g.
 #   snakemake --cores 4 --config dataset=mycity 'aois=["aoi/mycity.yaml"]'
 # Unknown keys and out-of-range values are rejected when the Snakefile is parsed.
-# Secrets (Earth Engine credentials) never go here: see README "Earth Engine".
+# Secrets (Earth Engine credentials) never go here: see docs/earth-engine.md.
 """
 
 

@@ -1,6 +1,6 @@
 """Output layout: every path the pipeline writes, in one place (pure path arithmetic).
 
-Native layout under ``<results_dir>/<dataset>/`` (see README "Output layout")::
+Native layout under ``<results_dir>/<dataset>/`` (see docs/formats.md)::
 
     aois/<aoi>/patches.parquet        tile index (GeoParquet, HR CRS): one row per patch
     aois/<aoi>/hr/{t1,t2}/<id>.tif     HR RGB patches (uint8, tiled, deflate)

@@ -48,9 +48,10 @@ def write_png(
     write_bytes_atomic(path, buf.getvalue())
 
 
-def save_figure(fig: Any, path: str | Path) -> None:
-    """Save a matplotlib figure as PNG at its own dpi on white, then close it."""
+def save_figure(fig: Any, path: str | Path, dpi: float | None = None) -> None:
+    """Save a matplotlib figure as PNG (at ``dpi``, default the figure's own, on white) to
+    ``path`` whatever its suffix (atomic temporaries have none), then close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=fig.dpi, facecolor="white")
+    fig.savefig(path, format="png", dpi=dpi or fig.dpi, facecolor="white")
     plt.close(fig)

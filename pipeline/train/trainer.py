@@ -39,6 +39,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import TrainingError
 from pipeline.io.atomic import atomic_path, ensure_dir, remove_tree
 from pipeline.io.jsonfile import write_json
+from pipeline.io.png import save_figure
 from pipeline.io.tables import append_csv_row, truncate_csv_log
 from pipeline.train.metrics import IGNORE_INDEX, ChangeSegMetrics
 from pipeline.train.models import build_model, model_kind
@@ -493,5 +494,4 @@ def write_confusion_png(cm: np.ndarray, path: Path, title: str) -> None:
     fig.colorbar(im, ax=ax, label="fraction of true-class pixels")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        save_figure(fig, tmp, dpi=100)

@@ -4,7 +4,7 @@
 # checkpoint: groups and months are known only after reading the dataset), one init job per
 # group, one fetch job per group x month (never per sample), one stats job per dataset.
 # With source 'gee' each month job holds one unit of the `gee` resource (profiles cap it).
-# Outputs: the native layout rooted at <results>/<dataset>/expand/ (see README).
+# Outputs: the native layout rooted at <results>/<dataset>/expand/ (see docs/expansion.md).
 
 if CFG.expand.adapter is not None:
     from pipeline.sentinel.blocks import block_side_px as _block_side_px

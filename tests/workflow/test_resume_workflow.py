@@ -3,7 +3,7 @@ whole process group, jobs included, as a node failure or a scheduler pre-emption
 resumed with ``--rerun-incomplete`` converges to the outputs of an uninterrupted build
 (checksums), and no job that had finished before a kill runs again.
 
-The uninterrupted reference is the fake-cluster build of tests/test_cluster.py (same tiny
+The uninterrupted reference is the fake-cluster build of tests/workflow/test_cluster.py (same tiny
 two-AOI workspace, built once per session), so this also shows the cluster and local
 executors produce identical datasets.
 """
@@ -18,15 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_helpers import (
+from tests.workflow.cluster_helpers import (
     TWO_AOIS,
     checksums,
     output_files,
     parse_jobs,
-    run_snakemake,
+    runner,
     shared_cluster_build,
-    snakemake_cmd,
-    snakemake_env,
     write_workspace,
 )
 
@@ -49,7 +47,7 @@ def _run_until(folder: Path, log_path: Path, n_finished: int, delay_s: float) ->
     """
     with log_path.open("w") as fh:
         proc = subprocess.Popen(
-            snakemake_cmd(folder, "--rerun-incomplete"), cwd=folder, env=snakemake_env(),
+            runner(folder).cmd("--rerun-incomplete"), cwd=folder, env=runner(folder).env(),
             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
         killed = False
@@ -93,10 +91,10 @@ def test_killed_build_resumes_to_identical_outputs(
         n_done += len(finished - {j for j, (r, _) in started.items() if r == "all"})
         kills += killed
         if killed:  # a killed run leaves its lock behind, as after a node failure
-            run_snakemake(folder, "--unlock")
+            runner(folder).ok("--unlock")
     assert kills >= 2, "the build finished before most kill points: lower KILL_POINTS"
 
-    final = run_snakemake(folder, "--rerun-incomplete")
+    final = runner(folder).ok("--rerun-incomplete")
     started, _ = parse_jobs(final)
     redone = {o for jid in started for o in started[jid][1]} & set(done_outputs)
     assert not redone, f"the final run redid finished jobs: {sorted(redone)}"
@@ -107,4 +105,4 @@ def test_killed_build_resumes_to_identical_outputs(
     assert set(resumed) == set(reference), set(resumed) ^ set(reference)
     differ = sorted(k for k in reference if reference[k] != resumed[k])
     assert not differ, f"outputs differ from the uninterrupted build: {differ}"
-    assert "Nothing to be done" in run_snakemake(folder, "-n")
+    assert "Nothing to be done" in runner(folder).ok("-n")

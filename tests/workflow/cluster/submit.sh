@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fake cluster "submit" command for snakemake-executor-plugin-cluster-generic (used by
-# tests/test_cluster.py). Usage: submit.sh JOBSCRIPT
+# tests/workflow/test_cluster.py). Usage: submit.sh JOBSCRIPT
 #
 # Launches the job script as a detached background process in a fresh session, with a
 # scrubbed environment (only PATH, HOME, LANG and PYTHONPATH) and its own working temp dir, so

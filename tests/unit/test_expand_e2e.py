@@ -4,11 +4,6 @@ plan-only and the Snakemake wiring."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +19,6 @@ from pipeline.layout import Layout
 from pipeline.sentinel.sources.base import Block
 from tests.expand_helpers import make_pairs
 from tests.sentinel_helpers import write_scene
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def expand_all(cfg: ExpandConfig, sentinel: SentinelConfig, layout: Layout) -> dict:
@@ -152,42 +145,3 @@ def test_end_to_end_fake_earth_engine_mixed_crs_index(tmp_path: Path, fake_ee) -
     # w is only active in June: May holds data only where u's footprint needs it
     stats = read_json(layout.expand_layout().stats())
     assert stats["samples"] == 2 and all(c > 0 for c in stats["sentinel"]["count"])
-
-
-def _snakemake(tmp_path: Path, expand: dict, *args: str) -> subprocess.CompletedProcess:
-    cfg = {"results_dir": str(tmp_path / "results"), "dataset": "ds", "expand": expand,
-           "aois": ["aoi/fusu-beilin.yaml"]}  # a template: builds nothing itself
-    cfgfile = tmp_path / "cfg.yaml"
-    cfgfile.write_text(json.dumps(cfg))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(cfgfile),
-         *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-    )
-
-
-def test_snakemake_plan_only_and_dag(tmp_path: Path) -> None:
-    root = make_pairs(tmp_path / "pairs")
-    r = _snakemake(tmp_path, {"adapter": "pairs", "path": str(root), "plan_only": True},
-                   "--quiet")
-    assert r.returncode == 0, r.stderr[-3000:]
-    plan = json.loads((tmp_path / "results" / "ds" / "expand" / "plan.json").read_text())
-    assert plan["totals"]["samples"] == 2
-    # full expansion (the checkpoint's outputs exist): one job per group x month, not per sample
-    r = _snakemake(tmp_path, {"adapter": "pairs", "path": str(root),
-                              "sentinel_archive": str(tmp_path)}, "-n", "--rerun-triggers",
-                   "mtime")
-    assert r.returncode == 0, r.stderr[-3000:]
-    counts = dict(re.findall(r"^(expand_\w+)\s+(\d+)$", r.stdout + r.stderr, re.M))
-    assert counts == {"expand_sentinel_init": "1", "expand_sentinel_month": "2",
-                      "expand_stats": "1"}
-
-
-def test_no_expand_rules_without_adapter(tmp_path: Path) -> None:
-    r = _snakemake(tmp_path, {"adapter": None}, "--list-rules")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "expand" not in r.stdout
-    r = _snakemake(tmp_path, {"adapter": "pairs", "path": str(tmp_path)}, "--list-rules")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert {"expand_index", "expand_sentinel_month", "expand_stats"} <= set(r.stdout.split())

@@ -1,34 +1,22 @@
 """Workflow-level checks through the real snakemake CLI: lint, parse-time config validation
 (--config overrides included), the default DAG, and refusal to build template AOIs.
 
-End-to-end runs of the tiny workflow live in tests/test_cluster.py (every job as a separate
-process) and tests/test_resume_workflow.py (kill + rerun converges to identical outputs).
+End-to-end runs of the tiny workflow live in tests/workflow/test_cluster.py (every job as a
+separate process) and tests/workflow/test_resume_workflow.py (kill + rerun converges to
+identical outputs).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.workflow.runner import Snakemake
 
 
-def smk(*args: str, tmp: Path | None = None) -> subprocess.CompletedProcess[str]:
-    extra = ["--config", f"results_dir={tmp}"] if tmp is not None else []
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", *args, *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_lint_is_clean() -> None:
-    res = smk("--lint")
+def test_lint_is_clean(snakemake: Snakemake) -> None:
+    res = snakemake.run("--lint")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
@@ -41,14 +29,15 @@ def test_lint_is_clean() -> None:
         ("dataset=bad/name", "not a safe name"),
     ],
 )
-def test_bad_config_override_fails_at_parse_time(override: str, message: str) -> None:
-    res = smk("-n", "--config", override)
+def test_bad_config_override_fails_at_parse_time(override: str, message: str,
+                                                 snakemake: Snakemake) -> None:
+    res = snakemake.run("-n", "--config", override)
     assert res.returncode != 0
     assert message in res.stdout + res.stderr
 
 
-def test_default_dry_run_plans_every_stage(tmp_path: Path) -> None:
-    res = smk("-n", "--quiet", "rules", tmp=tmp_path / "results")
+def test_default_dry_run_plans_every_stage(tmp_path: Path, snakemake: Snakemake) -> None:
+    res = snakemake.run("-n", "--quiet", "rules", config={"results_dir": str(tmp_path / "results")})
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     for rule in (
@@ -70,9 +59,9 @@ def test_default_dry_run_plans_every_stage(tmp_path: Path) -> None:
     assert int(line.split()[-1]) == 13
 
 
-def test_template_aoi_is_refused(tmp_path: Path) -> None:
+def test_template_aoi_is_refused(tmp_path: Path, snakemake: Snakemake) -> None:
     target = f"{tmp_path}/tpl/aois/fusu-beilin/patches.parquet"
-    res = smk(
+    res = snakemake.run(
         "-n",
         target,
         "--config",
@@ -84,7 +73,7 @@ def test_template_aoi_is_refused(tmp_path: Path) -> None:
     assert "template" in (res.stdout + res.stderr)
 
 
-def test_duplicate_aoi_names_are_refused(tmp_path: Path) -> None:
-    res = smk("-n", "--config", 'aois=["aoi/demo.yaml", "aoi/demo.yaml"]')
+def test_duplicate_aoi_names_are_refused(tmp_path: Path, snakemake: Snakemake) -> None:
+    res = snakemake.run("-n", "--config", 'aois=["aoi/demo.yaml", "aoi/demo.yaml"]')
     assert res.returncode != 0
     assert "names must be unique" in res.stdout + res.stderr

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -467,40 +465,6 @@ def test_coregistration_without_nodata_masks_outside(tmp_path: Path) -> None:
     assert sorted({int(c) for c in res.index.px_col0}) == [32, 48]
     r = res.index.set_index("patch_id")
     assert r.loc["tst_r000_c002", "nodata_frac_t2"] == 0.0
-
-
-# ----------------------------------------------------------------------------- Snakemake rules
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _snakemake(tmp_path: Path, aois: list[str], *targets: str) -> subprocess.CompletedProcess:
-    import sys
-
-    cmd = [
-        sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1",
-        "--config", f"results_dir={tmp_path / 'res'}", f"aois={json.dumps(aois)}",
-        'tile={"patch_size_px": 16}', "--", *targets,
-    ]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
-def test_snakemake_rules_dry_run_and_template_request(tmp_path: Path) -> None:
-    t1 = write_rgb(tmp_path / "t1.tif")
-    t2 = write_rgb(tmp_path / "t2.tif")
-    spec = aoi_spec(t1, t2, name="wfa")
-    aoi_file = tmp_path / "wfa.yaml"
-    aoi_file.write_text(json.dumps(spec.model_dump(mode="json")))
-    root = tmp_path / "res" / "demo" / "aois"
-    ok = _snakemake(tmp_path, [str(aoi_file)], str(root / "wfa" / "footprints.parquet"))
-    assert ok.returncode == 0, ok.stderr[-3000:]
-    out = ok.stdout + ok.stderr
-    assert "rule tile:" in out and "rule footprints:" in out
-    assert out.count("wildcards: aoi=wfa") == 2
-    target = str(root / "fusu-beilin" / "patches.parquet")
-    bad = _snakemake(tmp_path, [str(aoi_file), "aoi/fusu-beilin.yaml"], target)
-    assert bad.returncode != 0
-    assert "'fusu-beilin' is a template and cannot be built" in bad.stdout + bad.stderr
 
 
 def test_masked_patch_keeps_validity_without_nodata(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The workflow on a (fake) cluster: snakemake-executor-plugin-cluster-generic submitting every
-job through tests/cluster/submit.sh, which starts it as a detached process in its own session
-with a scrubbed environment, so jobs share nothing but files (as on SLURM / Kubernetes).
+job through tests/workflow/cluster/submit.sh, which starts it as a detached process in its own
+session with a scrubbed environment, so jobs share nothing but files (as on SLURM / Kubernetes).
 
-The build is the tiny two-AOI demo workspace (tests/cluster_helpers.py); its checksums are
-also the reference of tests/test_resume_workflow.py (one build serves both, session fixture).
+The build is the tiny two-AOI demo workspace (tests/workflow/cluster_helpers.py); its checksums
+are also the reference of tests/workflow/test_resume_workflow.py (one build serves both, session
+fixture).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 
-from tests.cluster_helpers import (
+from tests.workflow.cluster_helpers import (
     DATASET,
     REPO,
     RESULTS,
     TWO_AOIS,
     parse_jobs,
-    run_snakemake,
+    runner,
     shared_cluster_build,
     write_workspace,
 )
@@ -77,8 +78,18 @@ def test_cluster_build_outputs_and_nothing_left_to_do(
         assert summary  # the month job of the AOI ran to completion on its own node
         assert len(list((root / "aois" / aoi / "change" / "bin").glob("*.tif"))) == 4
     # a second (dry) run finds nothing to do: the cluster jobs' outputs are complete
-    dry = run_snakemake(folder, "-n")
+    dry = runner(folder).ok("-n")
     assert "Nothing to be done" in dry, dry[-2000:]
+    # execution settings are not rule params: changing them reruns nothing ...
+    execution = ('sentinel={"gee": {"concurrency": 3, "max_retries": 2, "timeout_s": 90}}',
+                 'dask={"threads": 3}', 'train={"num_workers": 0}')
+    for override in execution:
+        dry = runner(folder).ok("-n", "--config", override)
+        assert "Nothing to be done" in dry, (override, dry[-2000:])
+    # ... while a setting that decides the bytes reruns the jobs it feeds (and only those)
+    dry = runner(folder).ok("-n", "--config", 'sentinel={"cloud_probability_threshold": 30}')
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, re.M))
+    assert "sentinel_month" in jobs and "tile" not in jobs and "labels" not in jobs, jobs
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm"])
@@ -93,7 +104,7 @@ def test_profiles_are_valid_for_this_snakemake(tmp_path: Path, profile: str) -> 
                                              flags=re.M))
     folder = tmp_path / "ws"
     write_workspace(folder, ("pa",))
-    out = run_snakemake(folder, "--profile", str(prof), "-n")
+    out = runner(folder).ok("--profile", str(prof), "-n")
     assert "sentinel_month" in out
     if profile == "slurm":
         month_jobs = re.findall(r"rule sentinel_month:.*?resources: ([^\n]+)", out, re.S)

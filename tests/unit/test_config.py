@@ -13,7 +13,7 @@ from pipeline.config import Config, json_schema, load_aoi, load_config, month_ra
 from pipeline.config_doc import render
 from pipeline.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_config_yaml_is_the_rendered_schema() -> None:

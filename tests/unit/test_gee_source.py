@@ -415,7 +415,7 @@ def test_kill_mid_run_and_rerun_is_byte_identical(srv, tmp_path):
     srv.faults = [Fault("none"), Fault("none"), Fault("none"), Fault("slow", delay_s=60)]
     args = {"grid": grid.to_dict(), "blocks": [[b.col0, b.row0, b.width, b.height] for b in blocks],
             "month": MONTH, "store": str(tmp_path / "b.zarr"), "ledger": str(tmp_path / "ledger_b")}
-    env = {**os.environ, "EE_API_URL": srv.url, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "EE_API_URL": srv.url, "PYTHONPATH": str(Path(__file__).parents[2])}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.workflow.runner import REPO, Snakemake
+
 RESULTS = "res"
 DATASET = "tiny"
 
@@ -70,34 +68,9 @@ def write_workspace(
     return path
 
 
-def snakemake_cmd(folder: Path, *args: str, cores: int = 2) -> list[str]:
-    """``python -m snakemake`` on the repository's Snakefile, run in workspace ``folder``."""
-    return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(folder), "--cores", str(cores),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(folder / "config.yaml"),
-        *args,
-    ]
-
-
-def snakemake_env(**extra: str) -> dict[str, str]:
-    """Environment for workflow subprocesses: the repository importable from any cwd."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env.update(extra)
-    return env
-
-
-def run_snakemake(folder: Path, *args: str, timeout: float = 300, **env: str) -> str:
-    """Run snakemake to completion; return its combined output (raises with the tail)."""
-    out = subprocess.run(
-        snakemake_cmd(folder, *args), cwd=folder, env=snakemake_env(**env),
-        capture_output=True, text=True, timeout=timeout,
-    )
-    text = out.stdout + out.stderr
-    if out.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{text[-4000:]}")
-    return text
+def runner(folder: Path) -> Snakemake:
+    """The Snakemake runner in workspace ``folder`` (2 cores)."""
+    return Snakemake(folder, cores=2)
 
 
 def output_files(folder: Path) -> list[Path]:
@@ -181,12 +154,12 @@ def parse_jobs(log: str) -> tuple[dict[int, tuple[str, list[str]]], set[int]]:
 
 # ------------------------------------------------------------------ fake cluster (cluster-generic)
 
-CLUSTER_DIR = REPO / "tests" / "cluster"
+CLUSTER_DIR = REPO / "tests" / "workflow" / "cluster"
 TWO_AOIS = ("ta", "tb")
 
 
 def cluster_args(jobs: int = 4) -> list[str]:
-    """Snakemake arguments that run every non-local job through tests/cluster/submit.sh."""
+    """Snakemake arguments that run every non-local job through tests/workflow/cluster/submit.sh."""
     return [
         "--executor", "cluster-generic",
         "--cluster-generic-submit-cmd", str(CLUSTER_DIR / "submit.sh"),
@@ -203,7 +176,7 @@ def build_on_fake_cluster(folder: Path, aois: Sequence[str] = TWO_AOIS) -> tuple
     """
     write_workspace(folder, aois)
     state = folder / "fake-cluster"
-    log = run_snakemake(folder, *cluster_args(), timeout=600, FAKE_CLUSTER_DIR=str(state))
+    log = runner(folder).ok(*cluster_args(), timeout=600, FAKE_CLUSTER_DIR=str(state))
     return log, state
 
 
@@ -213,8 +186,8 @@ _BUILDS: dict[str, tuple[Path, str, Path]] = {}
 def shared_cluster_build(factory: object) -> tuple[Path, str, Path]:
     """The tiny two-AOI fake-cluster build, made once per test session.
 
-    ``factory`` is pytest's ``tmp_path_factory``. Used by tests/test_cluster.py and (as the
-    uninterrupted reference) tests/test_resume_workflow.py, whichever runs first builds it.
+    ``factory`` is pytest's ``tmp_path_factory``. Used by tests/workflow/test_cluster.py and (as the
+    uninterrupted reference) tests/workflow/test_resume_workflow.py, whichever runs first builds it.
     Returns (workspace, snakemake output, fake-cluster state folder).
     """
     if "two" not in _BUILDS:

@@ -1,0 +1,136 @@
+"""The architecture stays true (docs/development.md): thin stages, one driver per rule, file I/O
+only in pipeline/io/, `ee` and `torch` only where they belong, no snakemake in the library,
+ruff and mypy clean, execution settings out of rule params."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE = REPO / "pipeline"
+STAGES = sorted(p for p in (REPO / "stages").glob("*.py") if not p.name.startswith("_"))
+
+#: Calls that touch the file system. Outside pipeline/io/ only the exceptions below may use them.
+FILE_IO = re.compile(
+    r"\bopen\(|\.read_text\(|\.write_text\(|\.read_bytes\(|\.write_bytes\(|\.mkdir\(|\.unlink\("
+    r"|\.r?glob\(|\.iterdir\(|\.rmdir\(|rasterio\.open|\.to_parquet\(|read_parquet\(|\.to_file\("
+    r"|read_file\(|zarr\.open|shutil\.|os\.replace|os\.remove|np\.save\(|\.savefig\("
+)
+FILE_IO_EXCEPTIONS = {
+    # the Earth Engine client reads the service-account key it is pointed at
+    "pipeline/sentinel/sources/gee/auth.py": {"open("},
+}
+#: torch's own (de)serialisation of checkpoints and weights stays with the training code
+TORCH_IO = re.compile(r"torch\.(save|load)\(")
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PIPELINE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_stages_are_thin_adapters() -> None:
+    assert len(STAGES) >= 15
+    for path in STAGES:
+        src = path.read_text()
+        assert len(src.splitlines()) <= 40, f"{path.name}: over 40 lines, move logic to a driver"
+        tree = ast.parse(src)
+        loops = [n for n in ast.walk(tree)
+                 if isinstance(n, ast.For | ast.While | ast.comprehension)]
+        assert not loops, f"{path.name} has loops: they belong in the rule's driver"
+        assert "run_stage(snakemake" in src, f"{path.name} does not use run_stage"
+
+
+def test_every_rule_script_calls_a_driver_in_pipeline() -> None:
+    for path in STAGES:
+        mods = {n.module for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.ImportFrom) and n.module}
+        drivers = [m for m in mods if m.startswith("pipeline.")]
+        assert drivers, f"{path.name} imports no driver"
+        assert all(m.endswith((".drivers", ".qa")) for m in drivers), (path.name, drivers)
+
+
+def test_library_never_imports_snakemake_or_stages() -> None:
+    for path in _modules():
+        bad = _imports(path) & {"snakemake", "stages"}
+        assert not bad, f"{path.relative_to(REPO)} imports {bad}"
+
+
+def test_ee_and_torch_only_where_they_belong() -> None:
+    gee = PIPELINE / "sentinel" / "sources" / "gee"
+    torch_ok = (PIPELINE / "train", PIPELINE / "dataset" / "torchds.py",
+                PIPELINE / "dataset" / "collate.py")
+    for path in _modules():
+        names = _imports(path)
+        if "ee" in names:
+            assert path.is_relative_to(gee), f"{path.relative_to(REPO)} imports ee"
+        if names & {"torch", "timm", "torchvision"}:
+            assert any(path == p or path.is_relative_to(p) for p in torch_ok), (
+                f"{path.relative_to(REPO)} imports torch"
+            )
+
+
+def test_file_io_only_in_io_modules() -> None:
+    offenders = []
+    for path in _modules():
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("pipeline/io/"):
+            continue
+        allowed = FILE_IO_EXCEPTIONS.get(rel, set())
+        for i, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            hits = {m.group(0) for m in FILE_IO.finditer(code)} - allowed
+            if TORCH_IO.search(code) and not rel.startswith("pipeline/train/"):
+                hits.add("torch.save/load")
+            if hits:
+                offenders.append(f"{rel}:{i}: {sorted(hits)}")
+    assert not offenders, "file I/O outside pipeline/io/:\n" + "\n".join(offenders)
+
+
+def test_execution_settings_stay_out_of_rule_params() -> None:
+    from pipeline.config import load_config
+
+    base = load_config({})
+    tuned = load_config({"sentinel": {"gee": {"concurrency": 3, "max_retries": 1,
+                                              "timeout_s": 60.0, "project": "other"}},
+                         "train": {"num_workers": 7}, "dask": {"address": "tcp://h:1"}})
+    assert base.section("sentinel") == tuned.section("sentinel")
+    assert base.section("train") == tuned.section("train")
+    assert "concurrency" not in base.section("sentinel")["gee"]
+    # settings that decide the bytes are params: changing one changes the section
+    recipe = load_config({"sentinel": {"cloud_probability_threshold": 30}})
+    assert recipe.section("sentinel") != base.section("sentinel")
+    blocks = load_config({"sentinel": {"gee": {"max_block_bytes": 1 << 20}}})
+    assert blocks.section("sentinel") != base.section("sentinel")
+
+
+def test_ruff_is_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    out = subprocess.run([ruff, "check", "."], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_mypy_is_clean() -> None:
+    pytest.importorskip("mypy")
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
