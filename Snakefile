@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from pipeline.config import load_aoi, load_config
+from pipeline.config import check_sources, load_aoi, load_config
 from pipeline.errors import ConfigError
 from pipeline.layout import Layout
 
@@ -24,6 +24,7 @@ for _path in CFG.aois:
         )
     AOIS[_spec.name] = _spec
     AOI_FILES[_spec.name] = _path
+check_sources(CFG, AOIS, AOI_FILES)
 L = Layout.of(CFG.results_dir, CFG.dataset)
 ROOT = str(L.root)
 

@@ -55,6 +55,21 @@ def output_settings(model: BaseModel) -> dict[str, Any]:
     return out
 
 
+def check_path_component(value: str, what: str) -> str:
+    """``value`` if it can be one folder name under ``results/`` (city names become
+    ``splits/cities/<city>/``): not empty, no path separator, not ``.``/``..``, no leading dot
+    or control characters. Raises ValueError otherwise (pydantic turns it into a ConfigError
+    naming the file and key)."""
+    bad = (not value.strip() or value in (".", "..") or value.startswith(".")
+           or any(c in value for c in "/\\") or any(ord(c) < 32 for c in value))
+    if bad:
+        raise ValueError(
+            f"{what} {value!r} cannot be used as a folder name: no '/', '\\', leading '.' or "
+            "'..' (it names splits/cities/<city>/); use e.g. 'xian'"
+        )
+    return value
+
+
 def _check_slug(value: str, what: str) -> str:
     if not SLUG_RE.match(value):
         raise ValueError(
@@ -122,6 +137,11 @@ class AoiSpec(_Model):
     @classmethod
     def _slug(cls, v: str) -> str:
         return _check_slug(v, "AOI name")
+
+    @field_validator("city")
+    @classmethod
+    def _city(cls, v: str) -> str:
+        return check_path_component(v, "AOI city")
 
     @model_validator(mode="after")
     def _dates(self) -> AoiSpec:
@@ -226,6 +246,12 @@ class LabelsConfig(_Model):
     class_schema: str = Field(
         default="fusu17", description="Class schema id (pipeline/data/<id>.yaml)."
     )
+
+    @field_validator("class_schema")
+    @classmethod
+    def _schema_id(cls, v: str) -> str:
+        return _check_slug(v, "labels.class_schema")
+
     overlap_rule: Literal["last", "smallest", "priority"] = Field(
         default="smallest",
         description="Where polygons overlap: 'smallest' area wins (ties: later feature), 'last' "
@@ -573,6 +599,55 @@ def load_aoi(path: str | Path) -> AoiSpec:
         return AoiSpec.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, f"AOI definition {p}")) from None
+
+
+def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) -> None:
+    """Parse-time checks of what the Sentinel rules will need, so that a build does not fail
+    only after tile, footprints and sentinel_init have run.
+
+    Args:
+        cfg: the validated configuration.
+        aois: the AOI table ``{name: AoiSpec}``.
+        files: ``{name: AOI definition file}`` (for messages).
+
+    Raises:
+        ConfigError: an unavailable source, or a local-source AOI (or expansion) without a
+            scene archive, or with one that does not exist.
+    """
+    src = cfg.sentinel.source
+    if src == "stac":
+        raise ConfigError(
+            "sentinel.source 'stac' is not available yet: use 'local' (a scene archive per AOI, "
+            "docs/sources.md) or 'gee' (docs/earth-engine.md)"
+        )
+    if src != "local":
+        return
+    for name, spec in aois.items():
+        if spec.template or spec.generated:  # templates build nothing; the demo makes its own
+            continue
+        where = f"AOI {name!r} ({files.get(name, '?')})"
+        if not spec.sentinel_archive:
+            raise ConfigError(
+                f"{where}: sentinel.source is 'local' but the AOI has no 'sentinel_archive': "
+                "point it at a scene archive (docs/sources.md) or set sentinel.source: gee"
+            )
+        if not Path(spec.sentinel_archive).is_dir():
+            raise ConfigError(
+                f"{where}: sentinel_archive {spec.sentinel_archive} does not exist: fix the path "
+                "(relative to the directory snakemake runs in)"
+            )
+    x = cfg.expand
+    if x.adapter is not None and not x.plan_only:
+        if not x.sentinel_archive:
+            raise ConfigError(
+                "expand: sentinel.source is 'local' but expand.sentinel_archive is not set: "
+                "point it at a scene archive, set expand.plan_only: true, or use "
+                "sentinel.source: gee"
+            )
+        if not Path(x.sentinel_archive).is_dir():
+            raise ConfigError(
+                f"expand.sentinel_archive {x.sentinel_archive} does not exist: fix the path"
+            )
 
 
 def section_model(name: str) -> type[BaseModel]:

@@ -45,12 +45,26 @@ def _remove(p: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    """The process umask (read and restored; ``os.umask`` has no read-only form)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of files written by :func:`write_bytes_atomic`: what ``open()`` would give (0666 minus
+#: the umask), not mkstemp's private 0600.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync'd temp file + rename)."""
+    """Write ``data`` to ``path`` atomically (fsync'd temp file + rename); the file gets the
+    mode a plain ``open()`` would give it (the umask's, see :data:`FILE_MODE`)."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -28,6 +28,10 @@ def read_yaml(path: str | Path, what: str, fix: str) -> Any:
         return yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {p} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # YAML scalars that parse as impossible dates (2018-13-01)
+        raise ConfigError(
+            f"{what} {p} has an invalid value ({exc}): dates are YYYY-MM-DD, e.g. 2018-08-15"
+        ) from None
 
 
 def yaml_stems(folder: str | Path) -> list[str]:

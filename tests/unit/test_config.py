@@ -123,3 +123,30 @@ def test_bundled_aoi_files_are_valid() -> None:
     for s in specs:
         if s.name.startswith("fusu-"):
             assert s.template and len(s.months) == 25 and s.extent_wgs84 is not None
+
+
+def test_city_and_class_schema_are_safe_path_components() -> None:
+    import pytest
+
+    from pipeline.config import AoiSpec, load_config
+    from pipeline.errors import ConfigError
+
+    base = {"name": "a", "t1": "2019-01-01", "t2": "2020-01-01", "template": True}
+    for bad in ("../../victim", "x/y", "..", ".git", "a\\b", ""):
+        with pytest.raises(ValueError, match="folder name"):
+            AoiSpec.model_validate(base | {"city": bad})
+    assert AoiSpec.model_validate(base | {"city": "Xi'an"}).city == "Xi'an"
+    with pytest.raises(ConfigError, match=r"labels\.class_schema"):
+        load_config({"labels": {"class_schema": "../fusu17"}})
+
+
+def test_json_outputs_follow_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    from pipeline.io.atomic import FILE_MODE
+    from pipeline.io.jsonfile import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode)
+    assert mode == FILE_MODE and mode & 0o044  # group/other can read under the usual umask

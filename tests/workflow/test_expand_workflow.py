@@ -41,6 +41,7 @@ def test_no_expand_rules_without_adapter(tmp_path: Path, snakemake: Snakemake) -
     r = _expand(snakemake, tmp_path, {"adapter": None}, "--list-rules")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "expand" not in r.stdout
-    r = _expand(snakemake, tmp_path, {"adapter": "pairs", "path": str(tmp_path)}, "--list-rules")
+    r = _expand(snakemake, tmp_path, {"adapter": "pairs", "path": str(tmp_path),
+                                      "sentinel_archive": str(tmp_path)}, "--list-rules")
     assert r.returncode == 0, r.stderr[-3000:]
     assert {"expand_index", "expand_sentinel_month", "expand_stats"} <= set(r.stdout.split())

@@ -23,7 +23,9 @@ def test_snakemake_rules_dry_run_and_template_request(tmp_path: Path,
     t2 = write_rgb(tmp_path / "t2.tif")
     spec = aoi_spec(t1, t2, name="wfa")
     aoi_file = tmp_path / "wfa.yaml"
-    aoi_file.write_text(json.dumps(spec.model_dump(mode="json")))
+    # the local source needs the AOI's scene archive (checked when the Snakefile is parsed)
+    doc = spec.model_dump(mode="json") | {"sentinel_archive": str(tmp_path)}
+    aoi_file.write_text(json.dumps(doc))
     root = tmp_path / "res" / "demo" / "aois"
     ok = _dry_run(snakemake, tmp_path, [str(aoi_file)], str(root / "wfa" / "footprints.parquet"))
     assert ok.returncode == 0, ok.stderr[-3000:]
