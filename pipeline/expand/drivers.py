@@ -55,7 +55,7 @@ from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import block_side_px
 from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.sources import make_source
+from pipeline.sentinel.sources import make_source, source_identity
 from pipeline.sentinel.sources.base import Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def expand_month(
             xl.mosaic_staging(group), xl.ledger_dir(group, month),
             concurrency=sentinel.gee.concurrency if sentinel.source == "gee" else max(1, threads),
             summary_path=xl.month_summary(group, month),
+            identity=source_identity(sentinel, expand.sentinel_archive),
         )
     finally:
         if source is None:

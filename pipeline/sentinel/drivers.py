@@ -28,7 +28,7 @@ from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.sources import make_source
+from pipeline.sentinel.sources import make_source, source_identity
 from pipeline.sentinel.sources.base import Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ def fetch_month(
                 layout.mosaic_staging(name), layout.ledger_dir(name, month),
                 concurrency=concurrency, summary_path=layout.month_summary(name, month),
                 progress=True, executor=ex,
+                identity=source_identity(cfg, aoi.sentinel_archive),
             )
         finally:
             src.close()

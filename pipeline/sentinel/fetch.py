@@ -38,6 +38,29 @@ def _marker(ledger_dir: Path, block: Block) -> Path:
     return ledger_dir / f"{block.id}.json"
 
 
+def recipe_key(recipe: Recipe, identity: dict[str, Any] | None = None) -> str:
+    """Fingerprint of everything that decides a block's bytes besides its grid window: the
+    compositing recipe and the source's identity (e.g. ``{"source": "local", "archive":
+    <absolute path>}``). Stored in every ledger marker; a marker with another key does not
+    count as done, so changing the recipe or the source refetches instead of resuming."""
+    import dataclasses
+    import hashlib
+    import json
+
+    doc = {"recipe": dataclasses.asdict(recipe), "source": identity or {}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _is_done(ledger_dir: Path, block: Block, key: str) -> bool:
+    path = _marker(ledger_dir, block)
+    if not path.is_file():
+        return False
+    try:
+        return read_json(path).get("recipe_key") == key
+    except PipelineError:  # unreadable marker: fetch again
+        return False
+
+
 def run_month(
     source: SentinelSource,
     aoi: str,
@@ -51,6 +74,7 @@ def run_month(
     summary_path: str | Path | None = None,
     progress: bool = False,
     executor: Executor | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
 
@@ -71,6 +95,9 @@ def run_month(
             (:func:`pipeline.parallel.executor`); each block is one picklable call of
             :func:`fetch_block_into_mosaic`, so ``source`` must pickle (wrap it in
             :class:`pipeline.parallel.PerProcess`) and the workers must see ``store_path``.
+        identity: what identifies the source's data (source kind, archive); with ``recipe``
+            it keys the ledger (:func:`recipe_key`): blocks fetched with another recipe or
+            source are fetched again.
 
     Returns:
         The summary dict (also written to ``summary_path``).
@@ -89,7 +116,12 @@ def run_month(
     t = months.index(month)
     ledger = Path(ledger_dir)
     ensure_dir(ledger)
-    todo = [b for b in blocks if not _marker(ledger, b).exists()]
+    key = recipe_key(recipe, identity)
+    todo = [b for b in blocks if not _is_done(ledger, b, key)]
+    stale = sum(1 for b in todo if _marker(ledger, b).exists())
+    if stale:
+        log.info("%s %s: %d blocks were fetched with another recipe or source: fetching them "
+                 "again", aoi, month, stale)
     skipped = len(blocks) - len(todo)
     if skipped:
         log.info("%s %s: %d of %d blocks already done (resume)", aoi, month, skipped, len(blocks))
@@ -108,7 +140,7 @@ def run_month(
         futures: list[Future[str]] = []
         for b in todo:
             futures.append(pool.submit(fetch_block_into_mosaic, source, aoi, grid, b, month,
-                                       recipe, store_path, t, ledger))
+                                       recipe, store_path, t, ledger, key))
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -162,6 +194,7 @@ def fetch_block_into_mosaic(
     store_path: str | Path,
     t: int,
     ledger: Path,
+    key: str = "",
 ) -> str:
     """Fetch one block, write it into time slice ``t`` of the mosaic, then its ledger marker.
 
@@ -172,7 +205,7 @@ def fetch_block_into_mosaic(
     result = source.fetch_block(aoi, grid, block, month, recipe)
     write_block(store_path, t, block, result)
     meta = {k: v for k, v in result.meta.items() if isinstance(v, int | float | str | None)}
-    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3))
+    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3), recipe_key=key)
     write_json(_marker(ledger, block), meta)  # marker strictly after the data
     return block.id
 

@@ -199,3 +199,34 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
     assert s["blocks_done"] == marker["n_blocks"] and s["blocks_skipped"] == 0
     with pytest.raises(Exception, match="sentinel_archive"):
         make_source(cfg, None, "AOI a")
+
+
+def test_changed_recipe_or_source_refetches_instead_of_resuming(tmp_path: Path) -> None:
+    """A ledger marker only counts as done for the recipe and source that wrote it."""
+    store, ledger = _setup(tmp_path)
+    blocks = _blocks()
+    local = {"source": "local", "archive": "scenes"}
+    first = run_month(FakeSource(), "demo", GRID, blocks, "2020-02", Recipe(), store, ledger,
+                      identity=local)
+    assert first["blocks_done"] == len(blocks)
+    # same recipe + source: resume, nothing fetched
+    src = FakeSource()
+    again = run_month(src, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger,
+                      identity=local)
+    assert again["blocks_skipped"] == len(blocks) and not src.calls
+    # another cloud threshold: every block is fetched again (no stale composites)
+    src = FakeSource()
+    strict = Recipe(cloud_probability_threshold=20)
+    changed = run_month(src, "demo", GRID, blocks, "2020-02", strict, store, ledger,
+                        identity=local)
+    assert changed["blocks_done"] == len(blocks) and len(src.calls) == len(blocks)
+    # another source (or archive): fetched again too
+    src = FakeSource()
+    other = run_month(src, "demo", GRID, blocks, "2020-02", strict, store, ledger,
+                      identity={"source": "gee"})
+    assert other["blocks_done"] == len(blocks)
+    marker = read_json(ledger / f"{blocks[0].id}.json")
+    from pipeline.sentinel.fetch import recipe_key
+
+    assert marker["recipe_key"] == recipe_key(strict, {"source": "gee"})
+    assert recipe_key(strict, local) != recipe_key(Recipe(), local)

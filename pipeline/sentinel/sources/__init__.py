@@ -17,6 +17,14 @@ from pipeline.errors import ConfigError
 from pipeline.sentinel.sources.base import SentinelSource
 
 
+def source_identity(cfg: Any, archive: str | None) -> dict[str, Any]:
+    """What identifies the data a configured source returns (keys the block ledger together
+    with the recipe): the source kind and, for ``local``, the scene archive as configured."""
+    if cfg.source == "local":
+        return {"source": "local", "archive": str(archive)}
+    return {"source": str(cfg.source)}
+
+
 def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
     """The configured source, for the native AOIs and the expansion groups alike.
 
