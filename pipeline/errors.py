@@ -15,6 +15,7 @@ error                        also a
 :class:`InputError`          ``ValueError`` (an input exists but is unusable)
 :class:`MissingInputError`   ``FileNotFoundError`` (a file is not there: an input, or the
                              output of a rule that has not run)
+:class:`WriteError`          ``OSError`` (disk full, read-only, failed verification)
 :class:`GridError`           ``ValueError``
 :class:`SourceError`         ``RuntimeError`` (a Sentinel source failed)
 :class:`DatasetError`        ``RuntimeError``
@@ -53,6 +54,11 @@ class MissingInputError(InputError, FileNotFoundError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str | None]]:  # picklable (dask workers)
         return (type(self), (self.message, self.filename))
+
+
+class WriteError(PipelineError, OSError):
+    """An output could not be written (disk full, read-only or permission denied, a GDAL write
+    error, or the written file failed verification); nothing is left under the final name."""
 
 
 class GridError(PipelineError, ValueError):

@@ -183,6 +183,18 @@ def _reset_outputs(state: Path, fp: str, folders: list[Path], what: str, aoi: st
         write_fingerprint(state, fp)
 
 
+def _reusable(path: Path, what: str) -> np.ndarray | None:
+    """Band 1 of a patch tif an earlier run of the same inputs left, or None when there is none
+    or it cannot be read (truncated by a full disk, say): then it is computed again."""
+    if not path.is_file():
+        return None
+    try:
+        return read_patch(path, what).band1
+    except InputError as exc:
+        log.warning("%s; computing it again", exc)
+        return None
+
+
 def _same_grid(a: Any, b: Any) -> bool:
     return bool(a.shape == b.shape and a.transform.almost_equals(
         b.transform, precision=1e-6 * abs(a.transform.a)))
@@ -235,8 +247,9 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
         for date in DATES:
             out = out_dirs[date] / f"{pid}.tif"
             rec[f"label_{date}"] = out.relative_to(root).as_posix()
-            if out.is_file():
-                label = read_patch(out, f"AOI {name!r} {date} label").band1
+            reused = _reusable(out, f"AOI {name!r} {date} label")
+            if reused is not None:
+                label = reused
                 n_reused += 1
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
@@ -317,8 +330,9 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
     for row in rows:
         pid = str(row.patch_id)
         out_bin, out_ft = out_dirs["bin"] / f"{pid}.tif", out_dirs["fromto"] / f"{pid}.tif"
-        if out_bin.is_file() and out_ft.is_file():
-            bin_arr = read_patch(out_bin, f"AOI {name!r} binary change").band1
+        reused = _reusable(out_bin, f"AOI {name!r} binary change") if out_ft.is_file() else None
+        if reused is not None and _reusable(out_ft, f"AOI {name!r} from-to change") is not None:
+            bin_arr = reused
         else:
             y1 = read_patch(root / row.label_t1, f"AOI {name!r} T1 label")
             y2 = read_patch(root / row.label_t2, f"AOI {name!r} T2 label")

@@ -8,11 +8,46 @@ half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipeline.errors import PipelineError, WriteError
+
+#: errno values that mean "the output cannot be written here" (not a bug in the pipeline)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_error(path: str | Path, exc: BaseException) -> WriteError | None:
+    """The :class:`WriteError` for ``exc`` raised while writing ``path``, or None when ``exc`` is
+    not a write failure (disk full, quota, read-only file system, permission denied; also
+    GDAL's messages of the same)."""
+    text = str(exc).lower()
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    full = full or "no space left" in text or "disk quota" in text
+    denied = isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    denied = denied or "read-only file system" in text or "permission denied" in text
+    if full:
+        return WriteError(f"no space left on the device writing {path}: free space (or set "
+                          "results_dir to a larger disk) and rerun the same command; finished "
+                          "outputs are kept")
+    if denied:
+        return WriteError(f"cannot write {path} ({exc}): make its folder writable (or set "
+                          "results_dir elsewhere) and rerun")
+    return None
+
+
+def _make_parent(final: Path) -> None:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err = write_error(final, exc)
+        if err is not None:
+            raise err from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -23,7 +58,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary is removed and ``path`` is left untouched.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(final)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     if tmp.exists():
         _remove(tmp)
@@ -32,9 +67,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if final.exists() and final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if tmp.exists():
             _remove(tmp)
+        err = None if isinstance(exc, PipelineError) else write_error(final, exc)
+        if err is not None:
+            raise err from exc
         raise
 
 
@@ -61,8 +99,14 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (fsync'd temp file + rename); the file gets the
     mode a plain ``open()`` would give it (the umask's, see :data:`FILE_MODE`)."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    _make_parent(final)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    except OSError as exc:
+        err = write_error(final, exc)
+        if err is not None:
+            raise err from exc
+        raise
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
@@ -70,8 +114,11 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        err = write_error(final, exc)
+        if err is not None:
+            raise err from exc
         raise
 
 

@@ -10,8 +10,10 @@ Conventions: arrays are ``(band, y, x)`` in the stored dtype; HR patches uint8 R
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from pipeline.errors import InputError, MissingInputError
+from pipeline.errors import InputError, MissingInputError, WriteError
 from pipeline.io.atomic import atomic_path
 
 #: Creation options of every patch GeoTIFF (block size is chosen per patch, see below).
@@ -99,21 +101,69 @@ def write_patch_tif(
     if bands == 3 and arr.dtype == np.uint8:
         profile["photometric"] = "RGB"
     final = Path(path)
+    masked = mask is not None and not np.all(mask)
     with (
         atomic_path(final) as tmp,
         warnings.catch_warnings(),
         rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        gdal_errors() as errors,
     ):
         # rasterio warns when a tile is bigger than a tiny test patch; GDAL pads, that's fine
         warnings.simplefilter("ignore", UserWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            if mask is not None and not np.all(mask):
-                dst.write_mask(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))
-            if colormap is not None:
+            if colormap is not None:  # before the pixels: TIFF tags are fixed once data is written
                 cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}
                 dst.write_colormap(1, cmap)
+            dst.write(arr)
+            if masked:
+                dst.write_mask(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8))
+        if errors:
+            raise WriteError(f"GDAL could not write {final}: {errors[0]}: check the disk and "
+                             "rerun")
+        _verify(tmp, final, arr, mask if masked else None)
     return final
+
+
+@contextlib.contextmanager
+def gdal_errors() -> Iterator[list[str]]:
+    """Collect the errors GDAL reports while the block runs (rasterio only logs some of them,
+    e.g. failed tag or strip writes); yields the list of messages."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if "GDAL signalled an error" in text:
+                messages.append(text.split("msg=", 1)[-1])
+
+    logger = logging.getLogger("rasterio._env")
+    handler = _Collect(level=logging.DEBUG)
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _verify(tmp: Path, final: Path, arr: np.ndarray, mask: np.ndarray | None) -> None:
+    """Re-open the written temporary and check it holds exactly ``arr`` (and ``mask``) before it
+    becomes visible under ``final``."""
+    try:
+        with rasterio.open(tmp, sharing=False) as ds:
+            ok = (ds.count, ds.height, ds.width) == arr.shape and ds.dtypes[0] == arr.dtype.name
+            ok = ok and np.array_equal(ds.read(), arr, equal_nan=arr.dtype.kind == "f")
+            if ok and mask is not None:
+                ok = np.array_equal(ds.read_masks(1) > 0, np.asarray(mask, dtype=bool))
+    except RasterioIOError as exc:
+        raise WriteError(f"{final} was written but cannot be read back ({exc}): check the disk "
+                         "and rerun") from None
+    if not ok:
+        raise WriteError(f"{final} was written but reads back different pixels: check the disk "
+                         "(full? failing?) and rerun")
 
 
 # --------------------------------------------------------------------------- the patch reader
