@@ -110,6 +110,10 @@ class AoiSpec(_Model):
     class_attribute: str = Field(
         default="class", description="Polygon attribute holding the class."
     )
+    annotation_layer: str | None = Field(
+        default=None, description="Layer of multi-layer annotation files (GeoPackage); None = "
+        "the file's first polygon layer."
+    )
     class_mapping: str | None = Field(
         default=None,
         description="CSV with columns 'source,target' mapping source codes or names to FUSU "
@@ -262,6 +266,14 @@ class LabelsConfig(_Model):
         description="Unknown class values: fail listing them, or map to background (0).",
     )
     all_touched: bool = Field(default=False, description="rasterio all_touched rasterization.")
+    min_coverage: float = Field(
+        default=0.0, ge=0.0, lt=1.0,
+        description="Fail when the share of valid HR pixels that get a class (1..17) is at or "
+        "below this, per date (0 = fail only when the polygons cover nothing).",
+    )
+    warn_coverage: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Warn when the labelled share is below this.",
+    )
 
 
 class ChangeConfig(_Model):

@@ -48,6 +48,8 @@ from pipeline.hr.change import (
 from pipeline.hr.footprints import FootprintResult, build_footprints
 from pipeline.hr.labels import (
     PolygonSet,
+    check_coverage,
+    check_overlap,
     class_histogram,
     histogram_columns,
     label_patch,
@@ -158,7 +160,8 @@ class _Polygons:
         # read + validate + map both dates before anything is written
         for date in DATES:
             what = f"AOI {aoi.name!r} {date.upper()} annotations"
-            self.gdfs[date] = read_annotations(self.paths[date], aoi.class_attribute, what=what)
+            self.gdfs[date] = read_annotations(self.paths[date], aoi.class_attribute, what=what,
+                                               layer=aoi.annotation_layer)
             for crs in crs_values or [self.gdfs[date].crs.to_string()]:
                 self.on(date, crs)
 
@@ -232,6 +235,10 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                     name, index_path)
     crs_values = sorted(set(map(str, patches["hr_crs"]))) if len(patches) else []
     polygons = _Polygons(aoi, cfg, schema, crs_values)
+    if len(patches):
+        for date in DATES:
+            check_overlap(polygons.on(date, crs_values[0]), patches.total_bounds,
+                          f"AOI {name!r} {date.upper()} annotations {ann_paths[date]}")
     out_dirs = {d: layout.labels_dir(name, d) for d in DATES}
     _reset_outputs(state, fp, list(out_dirs.values()), "label", name)
 
@@ -279,12 +286,15 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
     df = pd.DataFrame.from_records(records, columns=columns)
     for c in columns[5:]:
         df[c] = df[c].astype("int64")
-    write_geoparquet(df, out_index)
     for date in DATES:
         t = df[histogram_columns(date, schema)].sum().to_numpy()
         log.info("AOI %r %s: %d patches, %d px, background %.1f%%, no data %.1f%%", name, date,
                  len(df), int(t.sum()), 100.0 * t[schema.background] / max(1, t.sum()),
                  100.0 * t[-1] / max(1, t.sum()))
+        if len(df):
+            check_coverage(t, schema, cfg.min_coverage, cfg.warn_coverage,
+                           f"AOI {name!r} {date.upper()} annotations {ann_paths[date]}")
+    write_geoparquet(df, out_index)
     return out_index
 
 

@@ -419,3 +419,55 @@ def class_histogram(label: np.ndarray, schema: ClassSchema) -> np.ndarray:
         bad = sorted(set(np.flatnonzero(counts).tolist()) - set(vals))
         raise ValueError(f"label holds values outside schema {schema.id!r}: {bad}")
     return hist
+
+
+def check_overlap(polys: PolygonSet, image_bounds: Sequence[float], where: str) -> None:
+    """Fail before any label is written when the polygons cannot touch the image at all.
+
+    Args:
+        polys: the date's polygons in the image CRS.
+        image_bounds: (minx, miny, maxx, maxy) of the tiled patches, image CRS.
+
+    Raises:
+        LabelError: no polygon bounds intersect the image bounds (wrong CRS, wrong file,
+            polygons far off the image); the message gives both extents.
+    """
+    if len(polys) == 0:
+        return
+    b = shapely.total_bounds(polys.geoms)
+    x0, y0, x1, y1 = (float(v) for v in image_bounds)
+    if b[0] > x1 or b[2] < x0 or b[1] > y1 or b[3] < y0:
+        raise LabelError(
+            f"{where}: no polygon touches the image: polygons span "
+            f"({b[0]:.1f}, {b[1]:.1f}, {b[2]:.1f}, {b[3]:.1f}) and the patches "
+            f"({x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}) in {polys.crs}; check the file's CRS "
+            "(a wrong .prj or an unassigned CRS is the usual cause) and that it is this AOI's"
+        )
+
+
+def check_coverage(hist: np.ndarray, schema: ClassSchema, min_share: float, warn_share: float,
+                   where: str) -> float:
+    """Share of valid HR pixels (not no data) that got a class (not background); fails at or
+    below ``min_share``, warns below ``warn_share``. Returns the share.
+
+    Args:
+        hist: the date's class histogram summed over the AOI (schema values, no data last).
+
+    Raises:
+        LabelError: coverage at or below ``min_share`` (names the numbers and the fix).
+    """
+    h = np.asarray(hist, dtype=np.int64)
+    valid = int(h.sum() - h[-1])
+    labelled = valid - int(h[schema.background])
+    share = labelled / valid if valid else 0.0
+    if share <= min_share:
+        raise LabelError(
+            f"{where}: the polygons label {labelled} of {valid} valid pixels ({100 * share:.2f} "
+            f"%, limit {100 * min_share:.2f} %, labels.min_coverage): check the annotation CRS, "
+            "the class attribute / mapping (unknown classes mapped to background?) and that the "
+            "file covers this image"
+        )
+    if share < warn_share:
+        log.warning("%s: only %.2f %% of the valid pixels are labelled (labels.warn_coverage "
+                    "%.2f %%)", where, 100 * share, 100 * warn_share)
+    return share

@@ -19,12 +19,15 @@ from pipeline.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 
-def read_annotations(path: str | Path, class_attribute: str, what: str = "annotations") -> Any:
+def read_annotations(
+    path: str | Path, class_attribute: str, what: str = "annotations", layer: str | None = None
+) -> Any:
     """Read an annotation polygon file and check it is usable.
 
     Args:
         path: a vector file pyogrio can read (GeoPackage, shapefile, GeoJSON, FlatGeobuf...).
-            A multi-layer file is read from its first layer (logged).
+            A multi-layer file is read from ``layer`` when given, else from its first polygon
+            layer (logged).
         class_attribute: attribute (column) holding the class code or name.
         what: description for messages, e.g. ``"AOI 'demo' T1 annotations"``.
 
@@ -54,10 +57,21 @@ def read_annotations(path: str | Path, class_attribute: str, what: str = "annota
         ) from None
     if len(layers) == 0:
         raise InputError(f"{what} file {p} has no layers: export the polygons into it")
-    layer = None
-    if len(layers) > 1:
-        layer = str(layers[0][0])
-        log.warning("%s file %s has %d layers; reading the first, %r", what, p, len(layers), layer)
+    names = [str(n) for n, _ in layers]
+    if layer is not None:
+        if layer not in names:
+            raise InputError(f"{what} file {p} has no layer {layer!r} (layers: {names}): fix "
+                             "'annotation_layer' in the AOI definition")
+    elif len(layers) > 1:
+        polygonal = [str(n) for n, g in layers if "polygon" in str(g).lower()]
+        if not polygonal:
+            raise InputError(f"{what} file {p} has no polygon layer (layers and geometry types: "
+                             f"{[(str(n), str(g)) for n, g in layers]}): export the land-use "
+                             "polygons into it, or name the layer with 'annotation_layer'")
+        layer = polygonal[0]
+        log.warning("%s file %s has %d layers; reading the first polygon layer, %r (set "
+                    "'annotation_layer' in the AOI definition to choose another)", what, p,
+                    len(layers), layer)
     try:
         gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
     except Exception as exc:

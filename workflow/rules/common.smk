@@ -11,7 +11,7 @@ _TILE_AOI_KEYS = ("name", "city", "t1", "t2", "images", "template")
 # AOI fields the labels stage reads (kept narrow so unrelated AOI edits do not rerun it).
 _LABEL_AOI_KEYS = (
     "name", "city", "t1", "t2", "images", "annotations", "class_attribute", "class_mapping",
-    "template", "generated",
+    "annotation_layer", "template", "generated",
 )
 
 
