@@ -252,8 +252,9 @@ def tile_pair(
     from rasterio.warp import transform_bounds
     from tqdm import tqdm
 
-    from pipeline.io.atomic import atomic_path, ensure_dir
+    from pipeline.io.atomic import adopt_temporary, atomic_path, ensure_dir, remove_tree
     from pipeline.io.geotiff import write_patch_tif
+    from pipeline.io.jsonfile import input_fingerprint, read_fingerprint, write_fingerprint
     from pipeline.io.raster import bounded_gdal_cache, inspect_raster, open_on_grid, read_window
 
     size = int(patch_size_px)
@@ -311,10 +312,20 @@ def tile_pair(
     records: list[dict[str, Any]] = []
     n_windows = rows * cols
     skipped = 0
+    # a run killed mid-way left its patches in temporary folders: resume in them when they
+    # were made from the same images and settings
+    fp = input_fingerprint([image_t1, image_t2], extra={"cfg": cfg.model_dump(mode="json"),
+                                                        "v": 1})
+
+    def same_inputs(folder: Path) -> bool:
+        return read_fingerprint(folder / RESUME_FILE) == fp
+
+    resumed = adopt_temporary(d1, same_inputs) & adopt_temporary(d2, same_inputs)
+    n_reused = 0
     with (
         bounded_gdal_cache(),
-        atomic_path(d1) as tmp1,
-        atomic_path(d2) as tmp2,
+        atomic_path(d1, keep=resumed) as tmp1,
+        atomic_path(d2, keep=resumed) as tmp2,
         open_on_grid(image_t1, info1.crs, info1.transform, info1.width, info1.height,
                      reproject=False) as src1,
         open_on_grid(image_t2, info1.crs, info1.transform, info1.width, info1.height,
@@ -322,8 +333,9 @@ def tile_pair(
         tqdm(total=n_windows, desc=f"tile {name}", unit="win", disable=not progress,
              mininterval=2.0) as bar,
     ):
-        ensure_dir(tmp1)
-        ensure_dir(tmp2)
+        for tmp in (tmp1, tmp2):
+            ensure_dir(tmp)
+            write_fingerprint(tmp / RESUME_FILE, fp)
         from rasterio.windows import Window
 
         for seg in strip_plan(rows, cols, size, stride, strip_max_patches):
@@ -347,8 +359,12 @@ def tile_pair(
                 # no nodata value (alpha / mask source): keep the validity as a mask band
                 mk1 = m1 if nodata1 is None else None
                 mk2 = m2 if nodata2 is None else None
-                write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1, mask=mk1)
-                write_patch_tif(tmp2 / f"{pid}.tif", p2, tr, info1.crs, nodata2, mask=mk2)
+                if resumed and _intact(tmp1 / f"{pid}.tif", p1) and _intact(tmp2 / f"{pid}.tif",
+                                                                              p2):
+                    n_reused += 1
+                else:
+                    write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1, mask=mk1)
+                    write_patch_tif(tmp2 / f"{pid}.tif", p2, tr, info1.crs, nodata2, mask=mk2)
                 records.append(
                     {
                         "patch_id": pid,
@@ -368,6 +384,10 @@ def tile_pair(
                         "geometry": window_polygon(info1.transform, px_col0, px_row0, size),
                     }
                 )
+        remove_tree(tmp1 / RESUME_FILE)
+        remove_tree(tmp2 / RESUME_FILE)
+        if n_reused:
+            log.info("%s: kept %d patch pairs of an interrupted run", name, n_reused)
         if not records:
             raise TilingError(
                 f"AOI {name!r}: none of the {n_windows} windows of {size} px has at most "
@@ -391,6 +411,25 @@ def tile_pair(
         hr_crs=hr_crs,
         gsd_m=gsd_m,
     )
+
+
+#: Fingerprint of the inputs inside the temporary patch folders (removed before they become the
+#: final folders).
+RESUME_FILE = "_inputs.json"
+
+
+def _intact(path: Path, expected: np.ndarray) -> bool:
+    """True when an interrupted run's patch file holds exactly ``expected`` pixels."""
+    from pipeline.errors import InputError
+    from pipeline.io.geotiff import read_patch
+
+    if not path.is_file():
+        return False
+    try:
+        data = read_patch(path).data
+    except InputError:
+        return False
+    return data is not None and np.array_equal(data, expected)
 
 
 def _fill(data: np.ndarray, valid: np.ndarray, nodata: int | None) -> np.ndarray:

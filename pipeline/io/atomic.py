@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.errors import PipelineError, WriteError
+
+log = logging.getLogger(__name__)
 
 #: errno values that mean "the output cannot be written here" (not a bug in the pipeline)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -50,17 +56,100 @@ def _make_parent(final: Path) -> None:
         raise
 
 
+#: This machine, as it appears in temporary names (letters, digits and '_').
+HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:32] or "host"
+_TMP_RE = re.compile(
+    r"^\.(?P<name>.+)\.tmp-(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)(?:[-.].*)?$"
+)
+#: A temporary of another machine (shared file systems) counts as abandoned after this long.
+FOREIGN_TMP_AGE_S = 24 * 3600.0
+_SWEPT: set[Path] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: str | Path, force: bool = False) -> list[Path]:
+    """Remove the temporaries (``.<name>.tmp-<host>-<pid>...``) that processes killed mid-write
+    left in ``folder``: those of processes of this machine that no longer run, and those of
+    other machines (a shared file system) untouched for :data:`FOREIGN_TMP_AGE_S`. Done once per
+    folder and process (``force`` repeats it); returns what was removed."""
+    d = Path(folder)
+    if (d in _SWEPT and not force) or not d.is_dir():
+        return []
+    _SWEPT.add(d)
+    removed = []
+    now = time.time()
+    for p in d.iterdir():
+        m = _TMP_RE.match(p.name)
+        if m is None:
+            continue
+        pid = int(m["pid"])
+        if m["host"] == HOST:
+            stale = pid != os.getpid() and not _pid_alive(pid)
+        else:  # another machine's (or an older naming): only when it is long abandoned
+            try:
+                stale = now - p.lstat().st_mtime > FOREIGN_TMP_AGE_S
+            except FileNotFoundError:
+                continue
+        if stale:
+            _remove(p)
+            removed.append(p)
+    if removed:
+        log.info("removed %d temporaries of interrupted runs in %s", len(removed), d)
+    return removed
+
+
+def temp_path(final: Path, suffix: str = "") -> Path:
+    """This process's temporary for ``final``: ``.<name>.tmp-<host>-<pid><suffix>`` beside it."""
+    return final.parent / f".{final.name}.tmp-{HOST}-{os.getpid()}{suffix}"
+
+
+def adopt_temporary(final: str | Path, accept: Callable[[Path], bool]) -> bool:
+    """Take over the temporary folder a killed run of this machine left for ``final`` (its
+    pid no longer runs) when ``accept(folder)`` says it was made from the same inputs: it is
+    renamed to this process's temporary, so :func:`atomic_path` with ``keep=True`` resumes in
+    it. Returns whether one was adopted."""
+    target = Path(final)
+    if not target.parent.is_dir():
+        return False
+    mine = temp_path(target)
+    for p in sorted(target.parent.iterdir()):
+        m = _TMP_RE.match(p.name)
+        if (m is None or m["name"] != target.name or m["host"] != HOST or not p.is_dir()
+                or int(m["pid"]) == os.getpid() or _pid_alive(int(m["pid"]))):
+            continue
+        if accept(p):
+            if mine.exists():
+                _remove(mine)
+            os.replace(p, mine)
+            log.info("resuming in the temporary %s of an interrupted run", p.name)
+            return True
+    return False
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = "", keep: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     Works for files and directories (e.g. a Zarr store or a folder of PNGs). On exception the
-    temporary is removed and ``path`` is left untouched.
+    temporary is removed and ``path`` is left untouched. ``suffix`` ends the temporary's name
+    (for drivers that want an extension, e.g. ``.gpkg``). Temporaries that killed runs left
+    beside ``path`` are swept first (:func:`sweep_temporaries`); ``keep`` keeps this
+    process's own temporary when it exists (adopted with :func:`adopt_temporary`).
     """
     final = Path(path)
     _make_parent(final)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    if tmp.exists():
+    sweep_temporaries(final.parent)
+    tmp = temp_path(final, suffix)
+    if tmp.exists() and not keep:
         _remove(tmp)
     try:
         yield tmp
@@ -100,8 +189,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     mode a plain ``open()`` would give it (the umask's, see :data:`FILE_MODE`)."""
     final = Path(path)
     _make_parent(final)
+    sweep_temporaries(final.parent)
     try:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=final.parent,
+                                   prefix=f".{final.name}.tmp-{HOST}-{os.getpid()}-")
     except OSError as exc:
         err = write_error(final, exc)
         if err is not None:

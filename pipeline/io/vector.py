@@ -9,7 +9,6 @@ date and the fix. Geometry repair, reprojection and class mapping are pure and l
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +112,9 @@ def write_gpkg(gdf: Any, path: str | Path, layer: str | None = "footprints") -> 
         layer: layer name; None = the file's stem.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # keep the .gpkg extension on the temporary (GDAL warns otherwise)
-    tmp = final.parent / f".{final.stem}.tmp-{os.getpid()}{final.suffix}"
-    try:
-        tmp.unlink(missing_ok=True)
+    # the temporary keeps the .gpkg extension (GDAL's GPKG driver wants it)
+    with atomic_path(final, suffix=final.suffix) as tmp:
         gdf.to_file(tmp, driver="GPKG", layer=layer or final.stem, engine="pyogrio")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 

@@ -114,3 +114,100 @@ def test_labels_rerun_recomputes_a_broken_tif_instead_of_reusing_it(tmp_path: Pa
 
 def test_write_error_is_a_pipeline_error() -> None:
     assert issubclass(WriteError, PipelineError) and issubclass(WriteError, OSError)
+
+
+def test_temporaries_of_killed_runs_are_swept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.io.atomic import FOREIGN_TMP_AGE_S, HOST, sweep_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)  # a process that has exited
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    killed_file = folder / f".p1.tif.tmp-{HOST}-{pid}"
+    killed_file.write_bytes(b"half a tif")
+    killed_dir = folder / f".t1.tmp-{HOST}-{pid}"
+    (killed_dir / "sub").mkdir(parents=True)
+    mine = folder / f".p2.tif.tmp-{HOST}-{os.getpid()}"  # this process: alive, kept
+    mine.write_bytes(b"")
+    fresh_foreign = folder / f".p3.tif.tmp-othernode-{pid}"  # another machine, recent: kept
+    fresh_foreign.write_bytes(b"")
+    old_foreign = folder / ".p4.json.tmp-4242"  # older naming, long abandoned: removed
+    old_foreign.write_bytes(b"")
+    old = time.time() - FOREIGN_TMP_AGE_S - 60
+    os.utime(old_foreign, (old, old))
+    removed = sweep_temporaries(folder)
+    assert sorted(p.name for p in removed) == sorted(
+        [killed_file.name, killed_dir.name, old_foreign.name])
+    assert mine.exists() and fresh_foreign.exists() and not killed_dir.exists()
+    # writers sweep the folder they write into (once per process and folder)
+    killed_file.write_bytes(b"again")
+    sweep_temporaries(folder, force=True)
+    assert not killed_file.exists()
+    killed_file.write_bytes(b"again")
+    write_patch_tif(tmp_path / "other" / "p.tif", ARR, TR, "EPSG:32649", 255)
+    assert killed_file.exists()  # another folder: untouched
+    write_patch_tif(tmp_path / "labels2" / "p.tif", ARR, TR, "EPSG:32649", 255)
+    leftover = tmp_path / "labels2" / f".q.tif.tmp-{HOST}-{pid}"
+    leftover.write_bytes(b"")
+    write_json(tmp_path / "labels3" / "x.json", {})
+    assert leftover.exists()  # labels2 was swept before the leftover appeared
+
+
+_KILLED_TILE = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+import pipeline.io.geotiff as geotiff
+from pipeline.config import TileConfig
+from pipeline.hr.drivers import tile_aoi
+from pipeline.layout import Layout
+from tests.hr_helpers import aoi_spec
+real, n = geotiff.write_patch_tif, [0]
+def dying(*a, **k):
+    n[0] += 1
+    if n[0] > 7:
+        os._exit(9)  # like kill -9: no cleanup runs
+    return real(*a, **k)
+geotiff.write_patch_tif = dying
+tile_aoi(aoi_spec(Path({t1!r}), Path({t2!r})), TileConfig(patch_size_px=16), Layout(Path({root!r})),
+         progress=False)
+"""
+
+
+def test_tile_resumes_in_the_patches_of_a_killed_run(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.config import TileConfig
+    from pipeline.hr.drivers import tile_aoi
+    from pipeline.layout import Layout
+    from tests.hr_helpers import aoi_spec, write_rgb
+
+    repo = str(Path(__file__).resolve().parents[2])
+    t1, t2 = write_rgb(tmp_path / "t1.tif"), write_rgb(tmp_path / "t2.tif")
+    killed = tmp_path / "killed"
+    code = _KILLED_TILE.format(repo=repo, t1=str(t1), t2=str(t2), root=str(killed))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    hr = Layout(killed).hr_dir("tst", "t1").parent
+    temps = sorted(p.name for p in hr.iterdir())
+    assert len(temps) == 2 and all(".tmp-" in t for t in temps)  # nothing final yet
+    with caplog.at_level(logging.INFO):
+        res = tile_aoi(aoi_spec(t1, t2), TileConfig(patch_size_px=16), Layout(killed),
+                       progress=False)
+    assert "kept 3 patch pairs of an interrupted run" in caplog.text  # 7 writes = 3 pairs + 1
+    clean = Layout(tmp_path / "clean")
+    tile_aoi(aoi_spec(t1, t2), TileConfig(patch_size_px=16), clean, progress=False)
+    for pid in res.index.patch_id:
+        for d in ("t1", "t2"):
+            a = (Layout(killed).hr_dir("tst", d) / f"{pid}.tif").read_bytes()
+            assert a == (clean.hr_dir("tst", d) / f"{pid}.tif").read_bytes()
+    assert sorted(p.name for p in hr.iterdir()) == ["t1", "t2"]  # temporaries taken over
+    assert not (Layout(killed).hr_dir("tst", "t1") / "_inputs.json").exists()

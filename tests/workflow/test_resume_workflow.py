@@ -106,3 +106,6 @@ def test_killed_build_resumes_to_identical_outputs(
     differ = sorted(k for k in reference if reference[k] != resumed[k])
     assert not differ, f"outputs differ from the uninterrupted build: {differ}"
     assert "Nothing to be done" in runner(folder).ok("-n")
+    # the killed runs' temporaries were swept by the reruns that wrote into the same folders
+    leftovers = sorted(str(p.relative_to(folder)) for p in folder.rglob(".*.tmp-*"))
+    assert not leftovers, f"temporaries of killed runs left behind: {leftovers[:10]}"
