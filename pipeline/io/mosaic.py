@@ -87,7 +87,8 @@ def init_mosaic(
         existing matching store was kept.
 
     Raises:
-        InputError: an existing store was made for another grid / months / chunking.
+        StoreMismatchError: an existing store was made for another grid / months / chunking (an
+            InputError; its ``attrs`` say what the store holds).
     """
     import dask.array as da
     import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -104,9 +105,9 @@ def init_mosaic(
             and attrs.get("chunk_px") == chunk_px
         ):
             return False
-        raise InputError(
+        raise StoreMismatchError(
             f"mosaic {p} exists but was made for another grid/months/chunking: delete it "
-            "(and the sentinel/<aoi>/ ledger) to rebuild"
+            "(and the sentinel/<aoi>/ ledger) to rebuild", attrs
         )
     T, H, W = len(months), grid.height, grid.width
     c = chunk_px
@@ -184,6 +185,59 @@ def init_mosaic(
     _open_arrays.cache_clear()
     _direct_plans.cache_clear()
     return True
+
+
+class StoreMismatchError(InputError):
+    """An existing mosaic store was made for another grid, months or chunking."""
+
+    def __init__(self, message: str, attrs: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.attrs = attrs
+
+
+def store_attrs(path: str | Path) -> dict[str, Any]:
+    """Root attributes of a mosaic store (grid, months, chunk_px, ...)."""
+    return _root_attrs(Path(path))
+
+
+def retime_mosaic(
+    path: str | Path, grid: AoiGrid, months: Sequence[str], chunk_px: int, aoi: str,
+    tile_px: int = 1024,
+) -> list[str]:
+    """Re-create the staging store of ``grid`` for ``months``, keeping the data of the months
+    the existing store (same grid and chunking) already holds; atomic (the old store stays
+    until the new one is complete). Returns the kept months.
+
+    Raises:
+        InputError: the existing store has another grid or chunking (nothing to keep).
+    """
+    import zarr
+
+    from pipeline.io.atomic import atomic_path
+
+    p = Path(path)
+    old = _root_attrs(p)
+    if old.get("grid") != grid.to_dict() or old.get("chunk_px") != chunk_px:
+        raise InputError(f"mosaic {p} has another grid or chunking: nothing to keep")
+    old_months = list(old.get("months", []))
+    keep = [m for m in months if m in old_months]
+    with atomic_path(p) as tmp:
+        init_mosaic(tmp, grid, months, chunk_px=chunk_px, aoi=aoi)
+        src: Any = zarr.open_group(str(p), mode="r")
+        dst: Any = zarr.open_group(str(tmp), mode="r+")
+        for m in keep:
+            ti, to = old_months.index(m), list(months).index(m)
+            for name in ("s2", "s1", "s2_count", "s1_count"):
+                a, b = src[name], dst[name]
+                H, W = a.shape[-2:]
+                for r in range(0, H, tile_px):
+                    for c in range(0, W, tile_px):
+                        sel = (slice(r, min(r + tile_px, H)), slice(c, min(c + tile_px, W)))
+                        b[(to, Ellipsis, *sel)] = a[(ti, Ellipsis, *sel)]
+            dst["s2_product"][to] = src["s2_product"][ti]
+    _open_arrays.cache_clear()
+    _direct_plans.cache_clear()
+    return keep
 
 
 def _root_attrs(path: Path) -> dict[str, Any]:

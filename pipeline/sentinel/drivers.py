@@ -22,8 +22,15 @@ from typing import Any
 from pipeline.config import AoiSpec, DaskConfig, SentinelConfig
 from pipeline.errors import InputError
 from pipeline.grid import AoiGrid
-from pipeline.io.jsonfile import read_json, write_json
-from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, remove_ledger
+from pipeline.io.atomic import remove_tree
+from pipeline.io.jsonfile import read_json, read_json_folder, write_json
+from pipeline.io.mosaic import (
+    StoreMismatchError,
+    consolidate_mosaic,
+    init_mosaic,
+    remove_ledger,
+    retime_mosaic,
+)
 from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
@@ -60,9 +67,7 @@ def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any
         grid, fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy(), size, block_px,
         chunk_px=CHUNK_PX)))
     staging = layout.mosaic_staging(name)
-    if init_mosaic(staging, grid, months, chunk_px=CHUNK_PX, aoi=name):
-        # a new (empty) store: markers of an earlier store would make month jobs skip blocks
-        remove_ledger(layout.ledger_dir(name, months[0]).parent)
+    _prepare_store(aoi, grid, layout)
     write_json(layout.sentinel_blocks(name), plan.to_dict())
     pixels = plan.n_pixels
     marker = {
@@ -76,6 +81,42 @@ def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any
              len(plan.blocks), pixels, 100.0 * pixels / (grid.width * grid.height), grid.width,
              grid.height, len(months), staging)
     return marker
+
+
+def _prepare_store(aoi: AoiSpec, grid: AoiGrid, layout: Layout) -> None:
+    """The AOI's staging store for ``aoi.months`` on ``grid``, whatever an earlier run left.
+
+    A new store drops the block ledger (its markers would make month jobs skip blocks). After
+    the AOI's dates changed on the same grid, the months it already holds are kept (data and
+    ledger) and only the new months are fetched; after a grid change everything is refetched.
+    Month summaries of months the AOI no longer has are removed.
+    """
+    name, months = aoi.name, aoi.months
+    staging = layout.mosaic_staging(name)
+    ledger_root = layout.ledger_dir(name, months[0]).parent
+    try:
+        if init_mosaic(staging, grid, months, chunk_px=CHUNK_PX, aoi=name):
+            remove_ledger(ledger_root)
+    except StoreMismatchError as exc:
+        old_months = list(exc.attrs.get("months", []))
+        same_grid = (exc.attrs.get("grid") == grid.to_dict()
+                     and exc.attrs.get("chunk_px") == CHUNK_PX)
+        if same_grid:
+            kept = retime_mosaic(staging, grid, months, CHUNK_PX, name)
+            for m in old_months:
+                if m not in kept:
+                    remove_ledger(layout.ledger_dir(name, m))
+            log.info("%s: months changed (%s..%s -> %s..%s): kept %d fetched months, %d to "
+                     "fetch", name, old_months[0] if old_months else "-",
+                     old_months[-1] if old_months else "-", months[0], months[-1], len(kept),
+                     len(months) - len(kept))
+        else:
+            init_mosaic(staging, grid, months, chunk_px=CHUNK_PX, aoi=name, overwrite=True)
+            remove_ledger(ledger_root)
+            log.info("%s: the AOI grid changed: the staging store was rebuilt (every month is "
+                     "fetched again)", name)
+    for stale in set(read_json_folder(layout.month_summary(name, months[0]).parent)) - set(months):
+        remove_tree(layout.month_summary(name, stale))
 
 
 def fetch_month(

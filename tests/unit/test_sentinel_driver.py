@@ -42,7 +42,7 @@ class FakeSource:
             self.calls.append(block.id)
         h, w = block.height, block.width
         rr, cc = np.mgrid[block.row0 : block.row0 + h, block.col0 : block.col0 + w]
-        m = MONTHS.index(month) + 1
+        m = int(month[5:7])  # 2020-01 -> 1, 2020-02 -> 2, ...
         r = BlockResult.empty(h, w)
         r.s2 = np.stack([(rr * 7 + cc * 3 + b + m) % 5000 / 10000.0 for b in range(12)]).astype(
             np.float32
@@ -230,3 +230,44 @@ def test_changed_recipe_or_source_refetches_instead_of_resuming(tmp_path: Path) 
 
     assert marker["recipe_key"] == recipe_key(strict, {"source": "gee"})
     assert recipe_key(strict, local) != recipe_key(Recipe(), local)
+
+
+def test_changed_aoi_dates_keep_fetched_months_without_manual_steps(tmp_path: Path) -> None:
+    """Changing an AOI's dates needs no deleting and no --forcerun: sentinel_init re-times the
+    staging store, keeps the months it holds (data and ledger), drops the rest."""
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.layout import Layout
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
+    from tests.sentinel_helpers import sentinel_aoi
+
+    lay = Layout(tmp_path / "demo")
+    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
+    write_geoparquet(pd.DataFrame({"patch_id": ["p"], "fp_col0": [10], "fp_row0": [5],
+                                   "fp_size_px": [64]}), lay.footprints("a"))
+    cfg = SentinelConfig(source="local", block_size_px=64)
+    before = sentinel_aoi("a", "2020-01", "2020-02")
+    init_aoi(before, cfg, lay)
+    for m in before.months:
+        fetch_month(before, m, cfg, lay, source=FakeSource())
+    feb = read_footprint_cube(lay.mosaic_staging("a"), 10, 5, 64)["x"][1]
+    after = sentinel_aoi("a", "2020-02", "2020-03")  # one month dropped, one added
+    init_aoi(after, cfg, lay)  # no InputError, no manual step
+    cube = read_footprint_cube(lay.mosaic_staging("a"), 10, 5, 64)
+    assert cube["months"] == ["2020-02", "2020-03"]
+    np.testing.assert_array_equal(cube["x"][0], feb)  # the fetched month is kept
+    assert np.isnan(cube["x"][1]).all()  # the new month is still empty
+    assert not lay.ledger_dir("a", "2020-01").exists()
+    assert not lay.month_summary("a", "2020-01").exists()  # no stale month JSON
+    src = FakeSource()
+    assert fetch_month(after, "2020-02", cfg, lay, source=src)["blocks_done"] == 0
+    assert not src.calls  # resumed from the kept ledger
+    assert fetch_month(after, "2020-03", cfg, lay, source=src)["blocks_done"] > 0
+    # a grid change cannot keep anything: the store is rebuilt, every month refetched
+    wider = GRID.to_dict() | {"width": GRID.width + 64}
+    write_json(lay.grid("a"), wider | {"rule": "test", "size_px": 64, "scale": 5.0})
+    init_aoi(after, cfg, lay)
+    assert not lay.ledger_dir("a", "2020-02").exists()
