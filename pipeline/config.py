@@ -221,6 +221,19 @@ class TileConfig(_Model):
         default="bilinear",
         description="Resampling used to bring T2 onto T1's grid when they differ.",
     )
+    min_gsd_m: float = Field(
+        default=0.02, gt=0.0, description="Refuse HR imagery finer than this (m per pixel).",
+    )
+    max_gsd_m: float = Field(
+        default=5.0, gt=0.0, description="Refuse HR imagery coarser than this (m per pixel); "
+        "coarser change datasets go through the expansion path (expand.adapter).",
+    )
+
+    @model_validator(mode="after")
+    def _gsd_range(self) -> TileConfig:
+        if self.min_gsd_m >= self.max_gsd_m:
+            raise ValueError("tile.min_gsd_m must be below tile.max_gsd_m")
+        return self
 
 
 class FootprintsConfig(_Model):

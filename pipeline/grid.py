@@ -375,9 +375,25 @@ def compute_footprints(
     )
 
 
-def union_pixel_count(col0: np.ndarray, row0: np.ndarray, size_px: int, grid: AoiGrid) -> int:
-    """Number of distinct grid pixels covered by the union of the footprint windows."""
-    mask = np.zeros((grid.height, grid.width), dtype=bool)
-    for c, r in zip(np.asarray(col0), np.asarray(row0), strict=True):
-        mask[r : r + size_px, c : c + size_px] = True
-    return int(mask.sum())
+def union_pixel_count(
+    col0: np.ndarray, row0: np.ndarray, size_px: int | np.ndarray, grid: AoiGrid
+) -> int:
+    """Number of distinct grid pixels covered by the union of the footprint windows (clipped
+    to the grid).
+
+    Exact and independent of the grid's size: the windows are unioned as pixel-aligned boxes
+    (integer vertices, so the union's area is the pixel count), never rasterized onto a dense
+    whole-grid array (a 300 m "HR" image would need gigabytes).
+    """
+    import shapely
+
+    c0 = np.asarray(col0, dtype=np.int64)
+    r0 = np.asarray(row0, dtype=np.int64)
+    n = np.broadcast_to(np.asarray(size_px, dtype=np.int64), c0.shape)
+    if len(c0) == 0:
+        return 0
+    x0, y0 = np.clip(c0, 0, grid.width), np.clip(r0, 0, grid.height)
+    x1, y1 = np.clip(c0 + n, 0, grid.width), np.clip(r0 + n, 0, grid.height)
+    keep = (x1 > x0) & (y1 > y0)
+    boxes = shapely.box(x0[keep], y0[keep], x1[keep], y1[keep])
+    return round(float(shapely.union_all(boxes).area)) if len(boxes) else 0

@@ -91,7 +91,7 @@ def plan_group(
         table: the group's rows with ``fp_col0``, ``fp_row0``, ``fp_size_px``,
             ``month_first``, ``month_last``, ``n_months``.
     """
-    from pipeline.sentinel.blocks import footprint_union_mask
+    from pipeline.grid import union_pixel_count
 
     c0 = table["fp_col0"].to_numpy(np.int64)
     r0 = table["fp_row0"].to_numpy(np.int64)
@@ -109,7 +109,7 @@ def plan_group(
             cache[key] = (len(blocks), int(sum(b.n_pixels for b in blocks)))
         nb, px = cache[key]
         per_month[m] = {"samples": int(act.sum()), "blocks": nb, "pixels": px}
-    union_px = int(footprint_union_mask(grid, c0, r0, sz).sum())
+    union_px = union_pixel_count(c0, r0, sz, grid)
     n_months = table["n_months"].to_numpy(np.int64)
     per_fp_req = np.ceil(sz / block_px).astype(np.int64) ** 2
     pixel_months = sum(v["pixels"] for v in per_month.values())

@@ -299,6 +299,14 @@ def tile_pair(
 
     lon, lat = warp_transform(info1.crs, "EPSG:4326", [cx], [cy])
     gsd_m = gsd_from_crs(info1.res, info1.crs, (lon[0], lat[0]))
+    if not cfg.min_gsd_m <= gsd_m <= cfg.max_gsd_m:
+        raise TilingError(
+            f"AOI {name!r} T1 image {info1.path} has {gsd_m:.3g} m pixels, outside "
+            f"tile.min_gsd_m..tile.max_gsd_m = {cfg.min_gsd_m:g}..{cfg.max_gsd_m:g} m: the HR "
+            "stages are for 0.2-5 m imagery (check the image's CRS units); add Sentinel series "
+            "to coarser change datasets with the expansion path (expand.adapter), or widen the "
+            "range"
+        )
     if abs(info1.res[0] - info1.res[1]) > 0.01 * max(info1.res):
         warnings.warn(
             f"AOI {name!r}: T1 pixels are not square ({info1.res}); gsd_m uses their geometric "

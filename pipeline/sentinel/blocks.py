@@ -103,6 +103,34 @@ def footprint_union_mask(
     return cover > 0
 
 
+def needed_chunks(
+    grid: AoiGrid, col0: np.ndarray, row0: np.ndarray, size_px: int | np.ndarray,
+    chunk_px: int = CHUNK_PX,
+) -> np.ndarray:
+    """Bool (chunk rows, chunk cols): chunks of the grid holding at least one footprint pixel.
+
+    Computed at chunk resolution with a 2-D difference array (O(N + chunks)), so memory never
+    depends on the grid's pixel count.
+    """
+    nr, nc = -(-grid.height // chunk_px), -(-grid.width // chunk_px)
+    c0 = np.asarray(col0, dtype=np.int64)
+    r0 = np.asarray(row0, dtype=np.int64)
+    n = np.broadcast_to(np.asarray(size_px, dtype=np.int64), c0.shape)
+    x0, y0 = np.clip(c0, 0, grid.width), np.clip(r0, 0, grid.height)
+    x1, y1 = np.clip(c0 + n, 0, grid.width), np.clip(r0 + n, 0, grid.height)
+    keep = (x1 > x0) & (y1 > y0)
+    a0, b0 = y0[keep] // chunk_px, x0[keep] // chunk_px
+    a1, b1 = (y1[keep] - 1) // chunk_px + 1, (x1[keep] - 1) // chunk_px + 1
+    diff = np.zeros((nr + 1, nc + 1), dtype=np.int32)
+    np.add.at(diff, (a0, b0), 1)
+    np.add.at(diff, (a0, b1), -1)
+    np.add.at(diff, (a1, b0), -1)
+    np.add.at(diff, (a1, b1), 1)
+    np.cumsum(diff, axis=0, out=diff)
+    np.cumsum(diff, axis=1, out=diff)
+    return np.asarray(diff[:nr, :nc] > 0)
+
+
 def _bbox(m: np.ndarray) -> tuple[int, int, int, int] | None:
     """(r0, r1, c0, c1) half-open bounding box of True cells, or None."""
     rows = np.flatnonzero(m.any(axis=1))
@@ -197,12 +225,8 @@ def plan_blocks(
         )
     if len(np.asarray(col0)) == 0:
         return []
-    mask = footprint_union_mask(grid, col0, row0, size_px)
-    nr = -(-grid.height // chunk_px)
-    nc = -(-grid.width // chunk_px)
-    padded = np.zeros((nr * chunk_px, nc * chunk_px), dtype=bool)
-    padded[: grid.height, : grid.width] = mask
-    need = np.asarray(padded.reshape(nr, chunk_px, nc, chunk_px).any(axis=(1, 3)))
+    need = needed_chunks(grid, col0, row0, size_px, chunk_px)
+    nr, nc = need.shape
     # pixel area of each chunk (edge chunks clipped to the grid)
     ch = np.minimum(chunk_px, grid.height - np.arange(nr) * chunk_px)
     cw = np.minimum(chunk_px, grid.width - np.arange(nc) * chunk_px)

@@ -481,3 +481,37 @@ def test_masked_patch_keeps_validity_without_nodata(tmp_path: Path) -> None:
         valid = ds.read_masks(1) > 0
     assert not valid[:, :2].any() and valid[:, 2:].all()
     assert sorted(p.name for p in lay.hr_dir("tst", "t2").iterdir() if p.suffix != ".tif") == []
+
+
+def test_coarse_imagery_is_refused_with_the_gsd(tmp_path: Path) -> None:
+    # a 300 m "HR" image (e.g. a MODIS-like product): refused before anything is written
+    tr = Affine(300.0, 0, X0, 0, -300.0, Y0)
+    t1 = write_rgb(tmp_path / "t1.tif", width=64, height=64, transform=tr)
+    t2 = write_rgb(tmp_path / "t2.tif", width=64, height=64, transform=tr)
+    lay = Layout(tmp_path / "o")
+    with pytest.raises(TilingError, match=r"300 m pixels, outside .*0\.02\.\.5 m"):
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    assert not lay.patches("tst").exists() and not lay.hr_dir("tst", "t1").exists()
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(max_gsd_m=500.0), lay, progress=False)
+    assert res.gsd_m == pytest.approx(300.0)
+
+
+def test_footprint_unions_need_no_dense_grid() -> None:
+    import tracemalloc
+
+    from pipeline.grid import AoiGrid, union_pixel_count
+    from pipeline.sentinel.blocks import needed_chunks
+
+    # the footprints of a 300 m image: 76,800 px sides on a 200,000 px grid (40 G pixels)
+    grid = AoiGrid(epsg=32649, res_m=10.0, x0=0.0, y0=0.0, width=200_000, height=200_000)
+    c0 = np.array([0, 50_000, 120_000])
+    r0 = np.array([0, 30_000, 120_000])
+    tracemalloc.start()
+    n = union_pixel_count(c0, r0, 76_800, grid)
+    need = needed_chunks(grid, c0, r0, 76_800, 64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    overlap = (76_800 - 50_000) * (76_800 - 30_000)
+    assert n == 3 * 76_800**2 - overlap
+    assert need.shape == (3125, 3125) and need[0, 0] and not need[-1, 0]
+    assert peak < 200e6  # a dense mask would be 40 GB
