@@ -348,8 +348,8 @@ def tile_pair(
 
         for seg in strip_plan(rows, cols, size, stride, strip_max_patches):
             win = Window(seg.px_col0, seg.px_row0, seg.width, seg.height)
-            a1, v1 = read_window(src1, win, RGB_BANDS)
-            a2, v2 = read_window(src2, win, RGB_BANDS)
+            a1, v1 = read_window(src1, win, RGB_BANDS, f"AOI {name!r} T1 image")
+            a2, v2 = read_window(src2, win, RGB_BANDS, f"AOI {name!r} T2 image")
             for c in range(seg.col_first, seg.col_last + 1):
                 x = c * stride - seg.px_col0
                 px_col0, px_row0 = c * stride, seg.row * stride

@@ -197,7 +197,7 @@ def open_on_grid(
 
 
 def read_window(
-    ds: Any, window: Window, bands: Sequence[int] | None = None
+    ds: Any, window: Window, bands: Sequence[int] | None = None, what: str = "image"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one window and its validity mask.
 
@@ -214,8 +214,15 @@ def read_window(
     """
     if bands is None:
         bands = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
-    data = ds.read(list(bands), window=window, boundless=False)
-    masks = ds.read_masks(list(bands), window=window)
+    try:
+        data = ds.read(list(bands), window=window, boundless=False)
+        masks = ds.read_masks(list(bands), window=window)
+    except RasterioIOError as exc:
+        raise InputError(
+            f"{what} {ds.name} cannot be read at rows {int(window.row_off)}.."
+            f"{int(window.row_off + window.height)} ({exc}): the file is truncated or corrupt; "
+            "re-export or re-download it (`gdalinfo -checksum` finds bad blocks)"
+        ) from None
     valid = np.any(masks > 0, axis=0)
     return data, valid
 

@@ -247,7 +247,7 @@ def test_memory_bound_strip_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     seen: list[tuple[int, int]] = []
     real = raster.read_window
 
-    def spy(ds, window, bands=None):  # type: ignore[no-untyped-def]
+    def spy(ds, window, bands=None, what="image"):  # type: ignore[no-untyped-def]
         seen.append((int(window.height), int(window.width)))
         return real(ds, window, bands)
 
@@ -515,3 +515,15 @@ def test_footprint_unions_need_no_dense_grid() -> None:
     assert n == 3 * 76_800**2 - overlap
     assert need.shape == (3125, 3125) and need[0, 0] and not need[-1, 0]
     assert peak < 200e6  # a dense mask would be 40 GB
+
+
+def test_truncated_scene_names_the_aoi_date_and_file(tmp_path: Path) -> None:
+    t1 = write_rgb(tmp_path / "t1.tif", width=96, height=96)
+    t2 = write_rgb(tmp_path / "t2.tif", width=96, height=96)
+    data = t2.read_bytes()
+    t2.write_bytes(data[: len(data) // 2])  # a download cut off half-way
+    lay = Layout(tmp_path / "o")
+    with pytest.raises(InputError, match=r"AOI 'tst' T2 image .*t2\.tif cannot be read") as info:
+        tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
+    assert "truncated or corrupt" in str(info.value)
+    assert not lay.patches("tst").exists()
