@@ -3,8 +3,11 @@
 
 from pathlib import Path
 
+from snakemake.logging import logger
+
 from pipeline.config import check_sources, load_aoi, load_config
 from pipeline.errors import ConfigError
+from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout
 
 
@@ -27,6 +30,17 @@ for _path in CFG.aois:
 check_sources(CFG, AOIS, AOI_FILES)
 L = Layout.of(CFG.results_dir, CFG.dataset)
 ROOT = str(L.root)
+
+# Files a stage wrote besides its declared output (patch GeoTIFFs, cube chunks) that were
+# deleted or changed since: drop that stage's declared output so Snakemake rebuilds just it.
+for _name, _spec in AOIS.items():
+    if _spec.template:
+        continue
+    for _stage, _problems in invalidate_broken_outputs(L.covered_outputs(_name), L.root).items():
+        logger.warning(
+            f"AOI {_name}: {len(_problems)} output file(s) of rule {_stage} are missing or "
+            f"changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
+        )
 
 
 wildcard_constraints:

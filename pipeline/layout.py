@@ -96,6 +96,20 @@ class Layout:
     def sentinel_summary(self, aoi: str) -> Path:
         return self.root / "sentinel" / aoi / "summary.json"
 
+    def manifest(self, aoi: str, stage: str) -> Path:
+        """Files a per-AOI stage (``tile``, ``labels``, ``change``, ``sentinel``) wrote besides
+        its declared output (:mod:`pipeline.io.manifest`)."""
+        return self.aoi_dir(aoi) / "manifests" / f"{stage}.json"
+
+    def covered_outputs(self, aoi: str) -> dict[str, tuple[Path, Path]]:
+        """``{stage: (manifest, declared output)}`` of an AOI's per-AOI stages."""
+        return {
+            "tile": (self.manifest(aoi, "tile"), self.patches(aoi)),
+            "labels": (self.manifest(aoi, "labels"), self.labels_index(aoi)),
+            "change": (self.manifest(aoi, "change"), self.change_index(aoi)),
+            "sentinel": (self.manifest(aoi, "sentinel"), self.sentinel_summary(aoi)),
+        }
+
     # ---- dataset level
     def index(self) -> Path:
         return self.root / "patches.parquet"

@@ -60,6 +60,7 @@ from pipeline.hr.tiling import TileResult, tile_pair
 from pipeline.io.atomic import remove_empty_dir
 from pipeline.io.geotiff import clear_patch_tifs, read_patch, write_patch_tif
 from pipeline.io.jsonfile import input_fingerprint, read_fingerprint, write_fingerprint, write_json
+from pipeline.io.manifest import tree_files, write_manifest
 from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.tables import read_class_mapping
 from pipeline.io.vector import read_annotations, write_footprints_vector
@@ -89,6 +90,9 @@ def tile_aoi(aoi: AoiSpec, cfg: TileConfig, layout: Layout, progress: bool = Tru
     existed = hr_parent.exists()
     try:
         result = tile_pair(aoi, cfg, layout, progress=progress)
+        write_manifest(layout.manifest(aoi.name, "tile"), layout.root, "tile",
+                       tree_files(layout.hr_dir(aoi.name, "t1"))
+                       + tree_files(layout.hr_dir(aoi.name, "t2")))
         write_geoparquet(result.index, layout.patches(aoi.name))
     except BaseException:
         # atomic writers already removed their temporaries; drop folders this run created
@@ -294,6 +298,8 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
         if len(df):
             check_coverage(t, schema, cfg.min_coverage, cfg.warn_coverage,
                            f"AOI {name!r} {date.upper()} annotations {ann_paths[date]}")
+    write_manifest(layout.manifest(name, "labels"), root, "labels",
+                   [root / str(p) for d in DATES for p in df[f"label_{d}"]])
     write_geoparquet(df, out_index)
     return out_index
 
@@ -363,6 +369,8 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
     df["changed_px"] = df["changed_px"].astype("int64")
     df["valid_px"] = df["valid_px"].astype("int64")
     df["change_fraction"] = df["change_fraction"].astype("float64")
+    write_manifest(layout.manifest(name, "change"), root, "change",
+                   [root / str(p) for c in ("change_bin", "change_fromto") for p in df[c]])
     write_geoparquet(df, out_index)
     valid, changed = int(df["valid_px"].sum()), int(df["changed_px"].sum())
     log.info("AOI %r: %d patches, %d with change, overall change fraction %.4f (%d of %d valid "

@@ -24,6 +24,7 @@ from pipeline.errors import InputError
 from pipeline.grid import AoiGrid
 from pipeline.io.atomic import remove_tree
 from pipeline.io.jsonfile import read_json, read_json_folder, write_json
+from pipeline.io.manifest import tree_files, write_manifest
 from pipeline.io.mosaic import (
     StoreMismatchError,
     consolidate_mosaic,
@@ -202,6 +203,8 @@ def summarize_aoi(aoi: AoiSpec, layout: Layout) -> dict[str, Any]:
     }
     cube = consolidate_mosaic(layout.mosaic_staging(name), layout.mosaic(name), products)
     summary["cube"] = {"chunks": cube["chunks"], "bytes": cube["bytes"]}
+    write_manifest(layout.manifest(name, "sentinel"), layout.root, "sentinel",
+                   tree_files(layout.mosaic(name)))
     write_json(layout.sentinel_summary(name), summary)
     log.info("%s: %d months, %d requests, %.1f s; no S2 in %s", name, len(months),
              summary["totals"]["requests"], summary["totals"]["seconds"],

@@ -39,5 +39,8 @@ rule change:
 
 
 ALL_TARGETS.extend(
-    L.change_index(name) for name, spec in AOIS.items() if not spec.template
+    path
+    for name, spec in AOIS.items()
+    if not spec.template
+    for path in (L.patches(name), L.labels_index(name), L.change_index(name))
 )

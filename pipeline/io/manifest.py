@@ -1,0 +1,98 @@
+"""Stage manifests: every file a stage writes besides its declared Snakemake output (patch
+GeoTIFFs, the Sentinel cube's chunks), with its size, modification time and SHA-256.
+
+A manifest is written just before the stage's declared output. :func:`check_manifest` (stat
+only: cheap enough to run when the Snakefile is parsed, ~1 s for 300k files) finds covered
+files that were deleted, truncated or rewritten since; the workflow then drops the declared
+output so Snakemake rebuilds just that stage (which reuses every file that is still intact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pipeline.io.jsonfile import read_json_if_exists, write_json
+
+VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entries(root: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """``{path relative to root: {size, mtime_ns, sha256}}`` of existing files."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in files:
+        p = Path(f)
+        st = p.stat()
+        out[p.relative_to(root).as_posix()] = {
+            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p),
+        }
+    return out
+
+
+def tree_files(folder: Path) -> list[Path]:
+    """Every regular file below ``folder`` (sorted; temporaries and hidden files left out)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def write_manifest(path: Path, root: Path, stage: str, files: Iterable[Path]) -> None:
+    """Record ``files`` (below ``root``) as the outputs of ``stage``."""
+    write_json(path, {"version": VERSION, "stage": stage, "files": file_entries(root, files)})
+
+
+def check_manifest(path: Path, root: Path, checksums: bool = False) -> list[str]:
+    """Problems with the files a manifest covers: ``"<file>: missing"``, ``"<file>: size
+    changed"``, ``"<file>: modified"`` (mtime; with ``checksums``, content). An absent or
+    unreadable manifest covers nothing (returns [])."""
+    doc = None
+    try:
+        doc = read_json_if_exists(path)
+    except Exception:  # an unreadable manifest: the stage output is rebuilt by its own checks
+        return [f"{path}: unreadable manifest"]
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        return []
+    problems = []
+    for rel, e in doc.get("files", {}).items():
+        p = root / rel
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            problems.append(f"{rel}: missing")
+            continue
+        if st.st_size != e["size"]:
+            problems.append(f"{rel}: size changed")
+        elif st.st_mtime_ns != e["mtime_ns"] or (checksums and _sha256(p) != e["sha256"]):
+            problems.append(f"{rel}: modified")
+    return problems
+
+
+def invalidate_broken_outputs(
+    covered: dict[str, tuple[Path, Path]], root: Path
+) -> dict[str, list[str]]:
+    """For each ``stage: (manifest, declared output)`` whose declared output exists but whose
+    covered files are missing or changed, remove the declared output (and the manifest) so that
+    Snakemake rebuilds that stage. Returns ``{stage: problems}`` of the stages invalidated."""
+    from pipeline.io.atomic import remove_tree
+
+    out: dict[str, list[str]] = {}
+    for stage, (manifest, declared) in covered.items():
+        if not declared.exists():
+            continue
+        problems = check_manifest(manifest, root)
+        if problems:
+            remove_tree(declared)
+            remove_tree(manifest)
+            out[stage] = problems
+    return out
