@@ -221,6 +221,34 @@ class TileConfig(_Model):
         default="bilinear",
         description="Resampling used to bring T2 onto T1's grid when they differ.",
     )
+    bands: list[int] | None = Field(
+        default=None, min_length=1, max_length=3,
+        description="1-based bands of the HR images written to the patches: 3 (e.g. [1, 2, 3], "
+        "or [4, 3, 2] for NIR false colour) or 1 (panchromatic, repeated as R=G=B). None: bands "
+        "1-3, or band 1 of a single-band image.",
+    )
+    scale: Literal["percentile", "range"] = Field(
+        default="percentile",
+        description="How non-8-bit imagery (e.g. 16-bit WorldView / Pleiades) becomes the 8-bit "
+        "patches: 'percentile' = per band, scale_percentiles of the T1 image -> 1..255; "
+        "'range' = scale_range -> 1..255. Both dates use T1's rule; it is recorded in the tile "
+        "index (hr_scale). 8-bit imagery is stored as is.",
+    )
+    scale_percentiles: tuple[float, float] = Field(default=(2.0, 98.0))
+    scale_range: tuple[float, float] | None = Field(
+        default=None, description="(low, high) input values for scale: range, e.g. [0, 10000]."
+    )
+    edge_windows: Literal["pad", "drop"] = Field(
+        default="pad",
+        description="Windows at the right / bottom image edge that are partly outside the image: "
+        "'pad' with no data (kept when at least min_edge_fraction of each side is inside; the "
+        "padding counts in nodata_frac but not against max_nodata_fraction), or 'drop' (logged).",
+    )
+    min_edge_fraction: float = Field(
+        default=0.25, gt=0.0, le=1.0,
+        description="Share of the patch side that must lie inside the image for a padded edge "
+        "window.",
+    )
     min_gsd_m: float = Field(
         default=0.02, gt=0.0, description="Refuse HR imagery finer than this (m per pixel).",
     )
@@ -233,6 +261,13 @@ class TileConfig(_Model):
     def _gsd_range(self) -> TileConfig:
         if self.min_gsd_m >= self.max_gsd_m:
             raise ValueError("tile.min_gsd_m must be below tile.max_gsd_m")
+        if self.bands is not None and (len(self.bands) == 2 or min(self.bands) < 1):
+            raise ValueError("tile.bands needs 3 band numbers (>= 1), or 1 for panchromatic")
+        if self.scale == "range" and self.scale_range is None:
+            raise ValueError("tile.scale: range needs tile.scale_range: [low, high]")
+        lo, hi = self.scale_percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError("tile.scale_percentiles must be 0 <= low < high <= 100")
         return self
 
 

@@ -161,7 +161,7 @@ def expand_month(
             xl.mosaic_staging(group), xl.ledger_dir(group, month),
             concurrency=sentinel.gee.concurrency if sentinel.source == "gee" else max(1, threads),
             summary_path=xl.month_summary(group, month),
-            identity=source_identity(sentinel, expand.sentinel_archive),
+            identity=source_identity(sentinel, expand.sentinel_archive, month),
         )
     finally:
         if source is None:

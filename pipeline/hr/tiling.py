@@ -23,6 +23,7 @@ Conventions
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -76,6 +77,67 @@ def lattice_shape(width: int, height: int, size_px: int, stride_px: int) -> tupl
             "tile.patch_size_px"
         )
     return (height - size_px) // stride_px + 1, (width - size_px) // stride_px + 1
+
+
+def edge_lattice_shape(
+    width: int, height: int, size_px: int, stride_px: int, edge: str = "pad",
+    min_edge_fraction: float = 0.25,
+) -> tuple[int, int]:
+    """(n_rows, n_cols) of windows: the full ones, plus (``edge="pad"``) the windows at the right
+    / bottom edge whose part inside the raster is at least ``min_edge_fraction`` of the side.
+
+    Raises:
+        TilingError: the stride is < 1, or not one window fits.
+    """
+    if stride_px < 1:
+        raise TilingError(f"tile.stride_px must be >= 1, got {stride_px}")
+
+    def count(extent: int) -> int:
+        n = (extent - size_px) // stride_px + 1 if extent >= size_px else 0
+        if edge == "pad":
+            while n * stride_px < extent and extent - n * stride_px >= min_edge_fraction * size_px:
+                n += 1
+        return n
+
+    rows, cols = count(height), count(width)
+    if rows < 1 or cols < 1:
+        raise TilingError(
+            f"patch size {size_px} px is larger than the image ({width} x {height} px): lower "
+            "tile.patch_size_px (or tile.min_edge_fraction with tile.edge_windows: pad)"
+        )
+    return rows, cols
+
+
+def band_selection(count: int, has_alpha: bool, bands: list[int] | None) -> list[int]:
+    """The 1-based bands read as R, G, B (a single band is repeated: panchromatic).
+
+    Raises:
+        TilingError: a requested band does not exist, or the image has 2 colour bands and no
+            ``tile.bands``.
+    """
+    n_color = count - (1 if has_alpha and count in (2, 4) else 0)
+    if bands is not None:
+        bad = [b for b in bands if b > count]
+        if bad:
+            raise TilingError(f"tile.bands {bands}: the image has only {count} band(s)")
+        return list(bands) * 3 if len(bands) == 1 else list(bands)
+    if n_color >= 3:
+        return [1, 2, 3]
+    if n_color == 1:
+        return [1, 1, 1]
+    raise TilingError(f"the image has {n_color} colour bands: set tile.bands (3 bands, or 1)")
+
+
+def scale_to_uint8(data: np.ndarray, valid: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> np.ndarray:
+    """Linear map of ``data`` (bands, h, w) from per-band ``lo``..``hi`` to 1..255 (clipped);
+    0 where not ``valid`` (no data)."""
+    a = np.asarray(data, np.float64)
+    lo_, hi_ = np.asarray(lo, np.float64)[:, None, None], np.asarray(hi, np.float64)[:, None, None]
+    span = np.where(hi_ > lo_, hi_ - lo_, 1.0)
+    out = np.clip(np.rint(1.0 + 254.0 * (a - lo_) / span), 1, 255).astype(np.uint8)
+    out[:, ~np.asarray(valid, bool)] = 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -255,28 +317,49 @@ def tile_pair(
     from pipeline.io.atomic import adopt_temporary, atomic_path, ensure_dir, remove_tree
     from pipeline.io.geotiff import write_patch_tif
     from pipeline.io.jsonfile import input_fingerprint, read_fingerprint, write_fingerprint
-    from pipeline.io.raster import bounded_gdal_cache, inspect_raster, open_on_grid, read_window
+    from pipeline.io.raster import (
+        band_percentiles,
+        bounded_gdal_cache,
+        inspect_raster,
+        open_on_grid,
+        read_window,
+    )
 
     size = int(patch_size_px)
     stride = int(stride_px or size)
     info1 = inspect_raster(image_t1, f"AOI {name!r} T1 image")
     info2 = inspect_raster(image_t2, f"AOI {name!r} T2 image")
-    for info, date in ((info1, "T1"), (info2, "T2")):
-        if info.dtype != "uint8":
-            raise TilingError(
-                f"AOI {name!r} {date} image {info.path} is {info.dtype}; HR patches are 8-bit RGB: "
-                f"convert it, e.g. `gdal_translate -ot Byte -scale {info.path} out.tif`"
-            )
+    sel: dict[str, list[int]] = {}
+    for info, date in ((info1, "t1"), (info2, "t2")):
+        try:
+            sel[date] = band_selection(info.count, info.has_alpha, cfg.bands)
+        except TilingError as exc:
+            raise TilingError(f"AOI {name!r} {date.upper()} image {info.path}: {exc}") from None
         n_color = info.count - (1 if info.has_alpha and info.count in (2, 4) else 0)
-        if n_color < 3:
-            raise TilingError(
-                f"AOI {name!r} {date} image {info.path} has {n_color} colour band(s); an RGB "
-                "image (3 bands, optional alpha) is required"
-            )
+        unused = sorted(set(range(1, n_color + 1)) - set(sel[date]))
+        if unused:
+            log.warning("AOI %r %s image %s: bands %s are not tiled (the patches hold bands "
+                        "%s); set tile.bands to choose", name, date.upper(), info.path, unused,
+                        sel[date])
+    if info1.dtype != info2.dtype:
+        raise TilingError(f"AOI {name!r}: T1 is {info1.dtype} but T2 is {info2.dtype}: export "
+                          "both dates with the same data type")
     try:
-        rows, cols = lattice_shape(info1.width, info1.height, size, stride)
+        rows, cols = edge_lattice_shape(info1.width, info1.height, size, stride,
+                                        cfg.edge_windows, cfg.min_edge_fraction)
     except TilingError as exc:
         raise TilingError(f"AOI {name!r} T1 image {info1.path}: {exc}") from None
+    scale_rule: dict[str, Any] | None = None
+    if info1.dtype != "uint8":
+        if cfg.scale == "range":
+            assert cfg.scale_range is not None
+            lo = np.full(3, cfg.scale_range[0])
+            hi = np.full(3, cfg.scale_range[1])
+        else:
+            lo, hi = band_percentiles(image_t1, sel["t1"], cfg.scale_percentiles)
+        scale_rule = {"mode": cfg.scale, "dtype": info1.dtype, "low": [float(v) for v in lo],
+                      "high": [float(v) for v in hi], "to": "1..255 (0 = no data)"}
+        log.info("%s: %s imagery scaled to 8 bits with %s", name, info1.dtype, scale_rule)
     b2_in_1 = transform_bounds(info2.crs, info1.crs, *info2.bounds, densify_pts=21)
     if bounds_overlap_area(info1.bounds, b2_in_1) <= 0.0:
         raise TilingError(
@@ -313,8 +396,8 @@ def tile_pair(
             "mean",
             stacklevel=2,
         )
-    nodata1 = _output_nodata(info1.nodata)
-    nodata2 = _output_nodata(info2.nodata)
+    nodata1 = _output_nodata(info1.nodata) if scale_rule is None else _scaled_nodata(info1)
+    nodata2 = _output_nodata(info2.nodata) if scale_rule is None else _scaled_nodata(info2)
     root = Path(root)
     d1, d2 = Path(hr_dir_t1), Path(hr_dir_t2)
     records: list[dict[str, Any]] = []
@@ -329,7 +412,7 @@ def tile_pair(
         return read_fingerprint(folder / RESUME_FILE) == fp
 
     resumed = adopt_temporary(d1, same_inputs) & adopt_temporary(d2, same_inputs)
-    n_reused = 0
+    n_reused = n_padded = 0
     with (
         bounded_gdal_cache(),
         atomic_path(d1, keep=resumed) as tmp1,
@@ -344,26 +427,36 @@ def tile_pair(
         for tmp in (tmp1, tmp2):
             ensure_dir(tmp)
             write_fingerprint(tmp / RESUME_FILE, fp)
-        from rasterio.windows import Window
 
+        W, H = info1.width, info1.height
         for seg in strip_plan(rows, cols, size, stride, strip_max_patches):
-            win = Window(seg.px_col0, seg.px_row0, seg.width, seg.height)
-            a1, v1 = read_window(src1, win, RGB_BANDS, f"AOI {name!r} T1 image")
-            a2, v2 = read_window(src2, win, RGB_BANDS, f"AOI {name!r} T2 image")
+            a1, v1 = _read_padded(read_window, src1, seg, W, H, sel["t1"],
+                                  f"AOI {name!r} T1 image")
+            a2, v2 = _read_padded(read_window, src2, seg, W, H, sel["t2"],
+                                  f"AOI {name!r} T2 image")
             for c in range(seg.col_first, seg.col_last + 1):
                 x = c * stride - seg.px_col0
                 px_col0, px_row0 = c * stride, seg.row * stride
                 m1 = v1[:, x : x + size]
                 m2 = v2[:, x : x + size]
                 f1, f2 = nodata_fraction(m1), nodata_fraction(m2)
+                # the no-data filter looks at the image part (edge padding is not no data)
+                iw, ih = min(size, W - px_col0), min(size, H - px_row0)
+                g1 = nodata_fraction(m1[:ih, :iw]) if (iw, ih) != (size, size) else f1
+                g2 = nodata_fraction(m2[:ih, :iw]) if (iw, ih) != (size, size) else f2
                 bar.update(1)
-                if f1 > max_nodata_fraction or f2 > max_nodata_fraction:
+                if g1 > max_nodata_fraction or g2 > max_nodata_fraction:
                     skipped += 1
                     continue
                 pid = patch_id(name, seg.row, c)
                 tr = info1.transform @ Affine.translation(px_col0, px_row0)
-                p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
-                p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
+                if scale_rule is None:
+                    p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
+                    p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
+                else:
+                    p1 = scale_to_uint8(a1[:, :, x : x + size], m1, lo, hi)
+                    p2 = scale_to_uint8(a2[:, :, x : x + size], m2, lo, hi)
+                n_padded += (iw, ih) != (size, size)
                 # no nodata value (alpha / mask source): keep the validity as a mask band
                 mk1 = m1 if nodata1 is None else None
                 mk2 = m2 if nodata2 is None else None
@@ -389,6 +482,9 @@ def tile_pair(
                         "hr_t2": _rel(d2 / f"{pid}.tif", root),
                         "nodata_frac_t1": f1,
                         "nodata_frac_t2": f2,
+                        "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
+                        "hr_bands": json.dumps(sel["t1"]),
+                        "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
                         "geometry": window_polygon(info1.transform, px_col0, px_row0, size),
                     }
                 )
@@ -396,6 +492,14 @@ def tile_pair(
         remove_tree(tmp2 / RESUME_FILE)
         if n_reused:
             log.info("%s: kept %d patch pairs of an interrupted run", name, n_reused)
+        if n_padded:
+            log.info("%s: %d edge windows padded with no data (tile.edge_windows: pad)", name,
+                     n_padded)
+        dropped = _dropped_edge_windows(W, H, size, stride, rows, cols)
+        if dropped:
+            log.info("%s: %d edge windows not tiled (less than %.0f%% inside the image, or "
+                     "tile.edge_windows: drop)", name, dropped,
+                     100 * (cfg.min_edge_fraction if cfg.edge_windows == "pad" else 1.0))
         if not records:
             raise TilingError(
                 f"AOI {name!r}: none of the {n_windows} windows of {size} px has at most "
@@ -438,6 +542,37 @@ def _intact(path: Path, expected: np.ndarray) -> bool:
     except InputError:
         return False
     return data is not None and np.array_equal(data, expected)
+
+
+def _scaled_nodata(info: Any) -> int | None:
+    """Output nodata of scaled imagery: 0 where the source has a nodata value or a mask."""
+    return 0 if (info.nodata is not None or info.has_alpha) else None
+
+
+def _read_padded(read_window: Any, ds: Any, seg: StripSegment, width: int, height: int,
+                 bands: list[int], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The segment's window, the part outside the raster padded (zeros, not valid)."""
+    from rasterio.windows import Window
+
+    w = min(seg.width, width - seg.px_col0)
+    h = min(seg.height, height - seg.px_row0)
+    data, valid = read_window(ds, Window(seg.px_col0, seg.px_row0, w, h), bands, what)
+    if (w, h) == (seg.width, seg.height):
+        return data, valid
+    full = np.zeros((data.shape[0], seg.height, seg.width), dtype=data.dtype)
+    full[:, :h, :w] = data
+    fv = np.zeros((seg.height, seg.width), dtype=bool)
+    fv[:h, :w] = valid
+    return full, fv
+
+
+def _dropped_edge_windows(width: int, height: int, size: int, stride: int, rows: int,
+                          cols: int) -> int:
+    """Windows of the image's edge strips that the lattice leaves out."""
+    last_x, last_y = (cols - 1) * stride + size, (rows - 1) * stride + size
+    extra_c = -(-(width - last_x) // stride) if width > last_x else 0
+    extra_r = -(-(height - last_y) // stride) if height > last_y else 0
+    return (rows + extra_r) * (cols + extra_c) - rows * cols
 
 
 def _fill(data: np.ndarray, valid: np.ndarray, nodata: int | None) -> np.ndarray:

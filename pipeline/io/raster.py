@@ -277,3 +277,31 @@ def label_values(path: str | Path) -> list[int]:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
             return [int(v) for v in np.unique(src.read(1))]
+
+
+def band_percentiles(
+    path: str | Path, bands: Sequence[int], q: tuple[float, float], max_side_px: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (low, high) percentiles of a raster's valid pixels, read decimated (overviews
+    when the file has them) to at most ``max_side_px`` per side: the scaling rule of non-8-bit
+    HR imagery. Returns two (len(bands),) float64 arrays.
+
+    Raises:
+        InputError: the file cannot be read, or has no valid pixel.
+    """
+    p = Path(path)
+    try:
+        with rasterio.open(p) as ds:
+            f = max(1, int(np.ceil(max(ds.width, ds.height) / max_side_px)))
+            shape = (len(bands), max(1, ds.height // f), max(1, ds.width // f))
+            data = ds.read(list(bands), out_shape=shape, resampling=Resampling.nearest)
+            masks = ds.read_masks(list(bands), out_shape=shape, resampling=Resampling.nearest)
+    except RasterioIOError as exc:
+        raise InputError(f"image {p} cannot be read ({exc}): re-export it") from None
+    lo, hi = np.empty(len(bands)), np.empty(len(bands))
+    for i in range(len(bands)):
+        v = data[i][masks[i] > 0]
+        if v.size == 0:
+            raise InputError(f"image {p} band {bands[i]} has no valid pixel: check its nodata")
+        lo[i], hi[i] = np.percentile(v, q)
+    return lo, hi

@@ -172,7 +172,7 @@ def fetch_month(
                 layout.mosaic_staging(name), layout.ledger_dir(name, month),
                 concurrency=concurrency, summary_path=layout.month_summary(name, month),
                 progress=True, executor=ex,
-                identity=source_identity(cfg, aoi.sentinel_archive),
+                identity=source_identity(cfg, aoi.sentinel_archive, month),
             )
         finally:
             src.close()

@@ -271,3 +271,37 @@ def test_changed_aoi_dates_keep_fetched_months_without_manual_steps(tmp_path: Pa
     write_json(lay.grid("a"), wider | {"rule": "test", "size_px": 64, "scale": 5.0})
     init_aoi(after, cfg, lay)
     assert not lay.ledger_dir("a", "2020-02").exists()
+
+
+def test_scenes_added_to_the_archive_refetch_the_month(tmp_path: Path) -> None:
+    """The local source's identity includes a fingerprint of the month's scene files: a scene
+    added to (or replaced in) the archive refetches the month instead of resuming stale
+    composites; other months keep resuming."""
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.layout import Layout
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
+    from tests.sentinel_helpers import GRID as SCENE_GRID
+    from tests.sentinel_helpers import sentinel_aoi, write_scene
+
+    archive = tmp_path / "scenes"
+    write_scene(archive, 3, 0.1)
+    lay = Layout(tmp_path / "demo")
+    grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 64, "height": 64}))
+    write_json(lay.grid("a"), grid.to_dict() | {"rule": "t", "size_px": 64, "scale": 5.0})
+    write_geoparquet(pd.DataFrame({"patch_id": ["p"], "fp_col0": [0], "fp_row0": [0],
+                                   "fp_size_px": [64]}), lay.footprints("a"))
+    cfg = SentinelConfig(source="local", block_size_px=64)
+    aoi = sentinel_aoi("a", "2020-03", "2020-04", str(archive))
+    init_aoi(aoi, cfg, lay)
+    first = fetch_month(aoi, "2020-03", cfg, lay)
+    fetch_month(aoi, "2020-04", cfg, lay)
+    assert first["blocks_done"] == 1 and first["n_scenes"]["s2"] == 1
+    assert fetch_month(aoi, "2020-03", cfg, lay)["blocks_done"] == 0  # unchanged: resumes
+    write_scene(archive, 13, 0.3)  # a late-delivered scene of March
+    again = fetch_month(aoi, "2020-03", cfg, lay)
+    assert again["blocks_done"] == 1 and again["n_scenes"]["s2"] == 2
+    assert fetch_month(aoi, "2020-04", cfg, lay)["blocks_done"] == 0  # April untouched

@@ -31,7 +31,8 @@ from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, render, write_rgb
 
 INDEX_COLUMNS = [
     "patch_id", "aoi", "city", "t1", "t2", "hr_crs", "gsd_m", "px_col0", "px_row0", "size_px",
-    "hr_t1", "hr_t2", "nodata_frac_t1", "nodata_frac_t2", "geometry",
+    "hr_t1", "hr_t2", "nodata_frac_t1", "nodata_frac_t2", "edge_pad_frac", "hr_bands",
+    "hr_scale", "geometry",
 ]
 
 
@@ -170,13 +171,26 @@ def test_stride_overlap_and_partial_edge(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", width=60, height=40)
     t2 = write_rgb(tmp_path / "t2.tif", width=60, height=40)
     lay = Layout(tmp_path / "out")
-    res = tile_aoi(aoi_spec(t1, t2), _cfg(stride_px=12), lay, progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(stride_px=12, edge_windows="drop"), lay,
+                   progress=False)
     # rows: (40-16)//12+1 = 3, cols: (60-16)//12+1 = 4
     assert (res.n_windows, res.n_kept) == (12, 12)
     idx = res.index
     assert sorted(set(idx.px_col0)) == [0, 12, 24, 36]
     assert sorted(set(idx.px_row0)) == [0, 12, 24]
     assert "tst_r002_c003" in set(idx.patch_id)
+    # padded edge windows (the default): the last column (12 of 16 px inside) and row (4 of
+    # 16 px: the 25 % minimum) are tiled too, their padding recorded, not held against them
+    pad = tile_aoi(aoi_spec(t1, t2), _cfg(stride_px=12), Layout(tmp_path / "pad"),
+                   progress=False)
+    assert (pad.n_windows, pad.n_kept) == (20, 20)
+    r = pad.index.set_index("patch_id")
+    assert r.loc["tst_r003_c004", "edge_pad_frac"] == pytest.approx(1 - 12 * 4 / 256)
+    assert r.loc["tst_r003_c004", "nodata_frac_t1"] == pytest.approx(1 - 12 * 4 / 256)
+    assert r.loc["tst_r000_c000", "edge_pad_frac"] == 0.0
+    with rasterio.open(Layout(tmp_path / "pad").root / r.loc["tst_r003_c004", "hr_t1"]) as ds:
+        data = ds.read()
+        assert ds.width == 16 and (data[:, 4:, :] == 0).all() and (data[:, :4, :12] > 0).all()
 
 
 def test_nodata_skipping_and_fractions(tmp_path: Path) -> None:
@@ -389,18 +403,70 @@ def test_patch_larger_than_image(tmp_path: Path) -> None:
     lay = Layout(tmp_path / "out")
     msg = r"t1\.tif: patch size 128 px is larger than the image \(64 x 64"
     with pytest.raises(TilingError, match=msg):
-        tile_aoi(aoi_spec(t1, t2), _cfg(patch_size_px=128), lay, progress=False)
+        tile_aoi(aoi_spec(t1, t2), _cfg(patch_size_px=128, edge_windows="drop"), lay,
+                 progress=False)
     _assert_no_outputs(lay)
+    with pytest.raises(TilingError, match=msg):  # 64 of 128 px inside: under 60 %
+        tile_aoi(aoi_spec(t1, t2), _cfg(patch_size_px=128, min_edge_fraction=0.6), lay,
+                 progress=False)
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(patch_size_px=128), lay, progress=False)
+    assert res.n_kept == 1 and res.index["edge_pad_frac"].iloc[0] == pytest.approx(0.75)
 
 
-def test_wrong_dtype_and_band_count(tmp_path: Path) -> None:
+def test_dtypes_and_band_counts_users_have(tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     t1 = write_rgb(tmp_path / "t1.tif")
     t16 = write_rgb(tmp_path / "t16.tif", dtype="uint16")
-    with pytest.raises(TilingError, match=r"uint16.*gdal_translate -ot Byte"):
+    with pytest.raises(TilingError, match="T1 is uint8 but T2 is uint16"):
         tile_aoi(aoi_spec(t1, t16), _cfg(), Layout(tmp_path / "o"), progress=False)
+    # panchromatic: one band, repeated as R = G = B
     gray = write_rgb(tmp_path / "gray.tif", count=1)
-    with pytest.raises(TilingError, match="1 colour band"):
-        tile_aoi(aoi_spec(gray, t1), _cfg(), Layout(tmp_path / "o"), progress=False)
+    res = tile_aoi(aoi_spec(gray, gray), _cfg(), Layout(tmp_path / "pan"), progress=False)
+    with rasterio.open(Layout(tmp_path / "pan").root / res.index["hr_t1"].iloc[0]) as ds:
+        a = ds.read()
+        assert ds.count == 3 and (a[0] == a[1]).all() and (a[1] == a[2]).all()
+    assert res.index["hr_bands"].iloc[0] == "[1, 1, 1]"
+    # 4-band RGBN: NIR is not dropped silently, and tile.bands picks other bands
+    rgb = render(Affine(1, 0, X0, 0, -1, Y0), 64, 64)
+    rgbn = write_rgb(tmp_path / "rgbn.tif", data=np.concatenate([rgb, rgb[:1] // 2]), count=4)
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(rgbn, "r+") as ds:  # NAIP-style: band 4 is NIR, not alpha
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue,
+                          ColorInterp.undefined]
+    with caplog.at_level(logging.WARNING):
+        tile_aoi(aoi_spec(rgbn, rgbn), _cfg(), Layout(tmp_path / "rgbn"), progress=False)
+    assert "bands [4] are not tiled" in caplog.text
+    nir = tile_aoi(aoi_spec(rgbn, rgbn), _cfg(bands=[4, 3, 2]), Layout(tmp_path / "nir"),
+                   progress=False)
+    assert nir.index["hr_bands"].iloc[0] == "[4, 3, 2]"
+    with pytest.raises(TilingError, match=r"tile.bands \[5\]: the image has only 4"):
+        tile_aoi(aoi_spec(rgbn, rgbn), _cfg(bands=[5]), Layout(tmp_path / "x"), progress=False)
+
+
+def test_16_bit_imagery_is_scaled_with_a_recorded_rule(tmp_path: Path) -> None:
+    import json
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(100, 4000, (3, 64, 64)).astype(np.uint16)  # e.g. WorldView DN
+    img[:, :4, :4] = 0  # no data
+    t1 = write_rgb(tmp_path / "t1.tif", data=img, dtype="uint16")
+    t2 = write_rgb(tmp_path / "t2.tif", data=img, dtype="uint16")
+    lay = Layout(tmp_path / "o")
+    res = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.1), lay, progress=False)
+    rule = json.loads(res.index["hr_scale"].iloc[0])
+    assert rule["mode"] == "percentile" and rule["dtype"] == "uint16"
+    v = img[0][img[0] > 0]
+    assert rule["low"][0] == pytest.approx(np.percentile(v, 2.0), rel=0.02)
+    r0 = res.index.set_index("patch_id").loc["tst_r000_c000"]
+    with rasterio.open(lay.root / r0.hr_t1) as ds:
+        a = ds.read()
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 0
+        assert (a[:, :4, :4] == 0).all() and (a[:, 4:, 4:] >= 1).all()
+    fixed = tile_aoi(aoi_spec(t1, t2), _cfg(max_nodata_fraction=0.1, scale="range",
+                                            scale_range=(0.0, 4000.0)),
+                     Layout(tmp_path / "r"), progress=False)
+    assert json.loads(fixed.index["hr_scale"].iloc[0])["high"] == [4000.0] * 3
 
 
 def test_everything_no_data(tmp_path: Path) -> None:

@@ -24,9 +24,11 @@ DATASET = "tiny"
 # differ between two builds of the same data by design (not dataset content).
 RESUME_STATE_FILES = {"_inputs.json"}
 # Keys of JSON outputs that legitimately differ between two runs (timings, host paths, file
-# mtimes in manifests, and the per-run fetch counters of a month job that resumed its blocks).
+# mtimes in manifests and in the ledger keys, and the per-run fetch counters of a month job
+# that resumed its blocks).
 VOLATILE_JSON_KEYS = re.compile(
-    r"(second|elapsed|duration|created|updated|timestamp|mtime|blocks_done|blocks_skipped|_s$)"
+    r"(second|elapsed|duration|created|updated|timestamp|mtime|blocks_done|blocks_skipped"
+    r"|recipe_key|_s$)"
 )
 
 

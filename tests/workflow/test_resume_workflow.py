@@ -146,3 +146,34 @@ def test_deleted_or_corrupted_outputs_rebuild_just_what_is_needed(
     (root / "aois" / "tb" / "labels.parquet").unlink()
     dry = runner(folder).ok("-n")
     assert re.search(r"^labels\s+1$", dry, re.M), dry[-2000:]
+
+
+def test_a_concurrent_second_run_is_refused_and_the_first_converges(
+    tmp_path: Path, cluster_build: tuple[Path, str, Path]
+) -> None:
+    """Two builds of one workspace at once: the second stops with Snakemake's lock message
+    (naming the folder and the fix), touches nothing, and the first finishes cleanly."""
+    import shutil
+
+    from tests.workflow.cluster_helpers import DATASET, RESULTS
+
+    ref_folder, _, _ = cluster_build
+    reference = checksums(ref_folder)
+    folder = tmp_path / "ws"
+    shutil.copytree(ref_folder, folder, symlinks=True)
+    for aoi in TWO_AOIS:  # work to redo: labels, change and the dataset rules (~20 s)
+        (folder / RESULTS / DATASET / "aois" / aoi / "labels.parquet").unlink()
+    log_path = tmp_path / "first.log"
+    with log_path.open("w") as fh:
+        first = subprocess.Popen(runner(folder).cmd(), cwd=folder, env=runner(folder).env(),
+                                 stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while "rule labels" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = runner(folder).run()
+        assert first.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    text = second.stdout + second.stderr
+    assert second.returncode != 0 and "cannot be locked" in text, text[-2000:]
+    resumed = checksums(folder, output_files(folder))
+    differ = sorted(k for k in reference if reference[k] != resumed.get(k))
+    assert not differ, differ

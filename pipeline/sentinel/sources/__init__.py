@@ -17,11 +17,17 @@ from pipeline.errors import ConfigError
 from pipeline.sentinel.sources.base import SentinelSource
 
 
-def source_identity(cfg: Any, archive: str | None) -> dict[str, Any]:
+def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> dict[str, Any]:
     """What identifies the data a configured source returns (keys the block ledger together
-    with the recipe): the source kind and, for ``local``, the scene archive as configured."""
+    with the recipe): the source kind and, for ``local``, the scene archive as configured and
+    (with ``month``) a fingerprint of that month's scene files."""
     if cfg.source == "local":
-        return {"source": "local", "archive": str(archive)}
+        ident: dict[str, Any] = {"source": "local", "archive": str(archive)}
+        if month is not None and archive:
+            from pipeline.io.scenes import month_fingerprint
+
+            ident["scenes"] = month_fingerprint(archive, month)
+        return ident
     return {"source": str(cfg.source)}
 
 
