@@ -5,7 +5,8 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from pipeline.config import check_sources, load_aoi, load_config
+from pipeline.aoi import load_aoi
+from pipeline.config import check_sources, load_config
 from pipeline.errors import ConfigError
 from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout

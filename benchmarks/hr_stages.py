@@ -4,7 +4,7 @@
 
 Generates the synthetic demo city (``pipeline.demo.city``) at side ``s`` and ``2s`` (1x and 4x the
 area; 0.5 m GSD, 512 px patches: 100 and 400 patches at the default 2560 m), then runs the
-HR stages ``tile``, ``labels`` and ``change`` (stages.X.run, the code Snakemake runs) each in
+HR stages ``tile``, ``labels`` and ``change`` (their drivers, the code Snakemake runs) each in
 a fresh subprocess, recording wall time and the child's peak RSS (ru_maxrss). It prints
 patches/s of tile + labels + change, peak RSS per stage, and the 4x / 1x ratios (flat memory:
 RSS ratio near 1 while the area grows 4x; runtime ratio near 4).
@@ -34,24 +34,23 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, logging, resource, sys, time
 a = json.loads(sys.argv[1])
-from pipeline.config import AoiSpec, DemoConfig, LabelsConfig, ChangeConfig, TileConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import DemoConfig, LabelsConfig, ChangeConfig, TileConfig
 from pipeline.layout import Layout
 aoi = AoiSpec.model_validate(a["aoi"])
 lay = Layout(__import__("pathlib").Path(a["root"]))
 t = time.perf_counter()
 n = None
+from pipeline.demo.drivers import demo_inputs
+from pipeline.hr.drivers import change_aoi, label_aoi, tile_aoi
 if a["stage"] == "demo":
-    import stages.demo_inputs as st
-    st.run(aoi, DemoConfig(**a["demo"]))
+    demo_inputs(aoi, DemoConfig(**a["demo"]))
 elif a["stage"] == "tile":
-    import stages.tile as st
-    n = st.run(aoi, TileConfig(**a["tile"]), lay, progress=False).n_kept
+    n = tile_aoi(aoi, TileConfig(**a["tile"]), lay, progress=False).n_kept
 elif a["stage"] == "labels":
-    import stages.labels as st
-    st.run(aoi, LabelsConfig(), lay, progress=False)
+    label_aoi(aoi, LabelsConfig(), lay, progress=False)
 elif a["stage"] == "change":
-    import stages.change as st
-    st.run(aoi, ChangeConfig(), lay, progress=False)
+    change_aoi(aoi, ChangeConfig(), lay, progress=False)
 elif a["stage"] == "naive":
     from benchmarks.hr_stages import naive_baseline
     n = naive_baseline(a["aoi"], a["root"], a["n"])

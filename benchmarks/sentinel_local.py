@@ -34,7 +34,8 @@ def main() -> None:
     ap.add_argument("--block-px", type=int, default=None)
     args = ap.parse_args()
 
-    from stages import sentinel_init, sentinel_month
+    from pipeline.aoi import AoiSpec
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
 
     src = Layout(Path(args.root))
     with tempfile.TemporaryDirectory(prefix="bench-sentinel-") as tmp:
@@ -46,10 +47,13 @@ def main() -> None:
         months = sorted(p.name[:6] for p in (Path(args.archive) / "s2").iterdir())
         months = sorted({f"{m[:4]}-{m[4:6]}" for m in months})[: args.months]
         cfg = SentinelConfig(source="local", block_size_px=args.block_px)
-        marker = sentinel_init.run(args.aoi, months, cfg, lay)
+        paths = {"t1": "unused", "t2": "unused"}
+        aoi = AoiSpec(name=args.aoi, city=args.aoi, t1=f"{months[0]}-01", t2=f"{months[-1]}-28",
+                      images=paths, annotations=paths, sentinel_archive=args.archive)
+        marker = init_aoi(aoi, cfg, lay)
         t0 = time.perf_counter()
         for m in months:
-            s = sentinel_month.run(args.aoi, m, cfg, lay, args.archive, threads=args.threads)
+            s = fetch_month(aoi, m, cfg, lay, threads=args.threads)
             print(f"{m}: {s['n_scenes']['s2']} S2 + {s['n_scenes']['s1']} S1 scenes, "
                   f"{s['blocks']} blocks, {s['seconds']:.1f} s")
         dt = time.perf_counter() - t0

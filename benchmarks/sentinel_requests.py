@@ -18,7 +18,7 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline.config import month_range
+from pipeline.aoi import month_range
 from pipeline.sentinel.blocks import (
     REQUEST_BYTES_PER_PX,
     block_size_px,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from pipeline.config import AoiSpec, TileConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import TileConfig
 from pipeline.hr.tiling import tile_pair
 from pipeline.layout import Layout
 a = json.loads(sys.argv[1])

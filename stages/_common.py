@@ -32,7 +32,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import AoiSpec, Config, load_aoi, load_config
+from pipeline.aoi import AoiSpec, load_aoi
+from pipeline.config import Config, load_config
 from pipeline.errors import PipelineError
 from pipeline.layout import Layout
 

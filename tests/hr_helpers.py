@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from pipeline.config import AoiSpec
+from pipeline.aoi import AoiSpec
 
 #: Demo-like CRS and origin (UTM 49N, Xi'an).
 EPSG = 32649

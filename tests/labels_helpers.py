@@ -11,7 +11,7 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from pipeline.config import AoiSpec
+from pipeline.aoi import AoiSpec
 from pipeline.io.geotiff import write_patch_tif
 from pipeline.io.parquet import write_geoparquet
 from pipeline.layout import Layout

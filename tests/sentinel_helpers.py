@@ -68,7 +68,7 @@ def write_scene(
 def sentinel_aoi(name: str, first: str, last: str, archive: str | None = None):  # type: ignore[no-untyped-def]
     """An AoiSpec whose Sentinel months are ``first``..``last`` (YYYY-MM), for the Sentinel
     drivers (which read the AOI's name, months and scene archive)."""
-    from pipeline.config import AoiSpec
+    from pipeline.aoi import AoiSpec
 
     paths = {"t1": f"{name}_t1", "t2": f"{name}_t2"}
     return AoiSpec(name=name, city=name, t1=f"{first}-01", t2=f"{last}-28", images=paths,

@@ -24,9 +24,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pipeline.aoi import AoiSpec
 from pipeline.bands import ALL_BANDS, ALL_WAVELENGTHS_NM
 from pipeline.classes import load_schema
-from pipeline.config import AoiSpec, ExportConfig, SplitsConfig
+from pipeline.config import ExportConfig, SplitsConfig
 from pipeline.dataset.assemble import AoiTables, build_index, split_lists
 from pipeline.dataset.export_fusu import (
     SPLITS,

@@ -20,7 +20,8 @@ from typing import Any
 
 from affine import Affine
 
-from pipeline.config import AoiSpec, DemoConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import DemoConfig
 from pipeline.demo import city
 from pipeline.demo.render import iter_render, prepare_layer
 from pipeline.demo.scenes import generate_archive, scene_extent

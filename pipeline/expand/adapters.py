@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import month_range
+from pipeline.aoi import month_range
 from pipeline.errors import InputError
 
 #: What a sidecar patch index must hold (adapter 'index'); quoted by every no-georef error.

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.aoi import month_range
 from pipeline.bands import ALL_BANDS
-from pipeline.config import month_range
 from pipeline.grid import AoiGrid
 from pipeline.sentinel.blocks import CHUNK_PX, REQUEST_BYTES_PER_PX, plan_blocks
 from pipeline.sentinel.sources.base import Block

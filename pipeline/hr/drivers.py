@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.aoi import AoiSpec
 from pipeline.classes import ClassSchema, load_schema, schema_path
-from pipeline.config import AoiSpec, ChangeConfig, FootprintsConfig, LabelsConfig, TileConfig
+from pipeline.config import ChangeConfig, FootprintsConfig, LabelsConfig, TileConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.grid import FootprintRule
 from pipeline.hr.change import (

@@ -391,7 +391,7 @@ def scan_spacenet7(root: str | Path) -> list[SampleRecord]:
 
 def read_aoi_templates(path: str, patch_px: int, gsd_m: float) -> list[SampleRecord]:
     """Synthetic tiling of AOI definitions with ``extent_wgs84`` (file, folder or glob)."""
-    from pipeline.config import load_aoi
+    from pipeline.aoi import load_aoi
 
     p = Path(path)
     files = sorted(p.glob("*.yaml")) if p.is_dir() else [Path(f) for f in sorted(glob.glob(path))]

@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import AoiSpec, DaskConfig, SentinelConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import DaskConfig, SentinelConfig
 from pipeline.errors import InputError
 from pipeline.grid import AoiGrid
 from pipeline.io.atomic import remove_tree

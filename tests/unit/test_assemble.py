@@ -14,7 +14,8 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import SplitsConfig
 from pipeline.dataset.drivers import assemble_dataset
 from pipeline.errors import DatasetError
 from pipeline.io.parquet import write_geoparquet

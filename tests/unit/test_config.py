@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import Config, json_schema, load_aoi, load_config, month_range, parse_section
+from pipeline.aoi import load_aoi, month_range
+from pipeline.config import Config, json_schema, load_config, parse_section
 from pipeline.config_doc import render
 from pipeline.errors import ConfigError
 
@@ -128,7 +129,8 @@ def test_bundled_aoi_files_are_valid() -> None:
 def test_city_and_class_schema_are_safe_path_components() -> None:
     import pytest
 
-    from pipeline.config import AoiSpec, load_config
+    from pipeline.aoi import AoiSpec
+    from pipeline.config import load_config
     from pipeline.errors import ConfigError
 
     base = {"name": "a", "t1": "2019-01-01", "t2": "2020-01-01", "template": True}

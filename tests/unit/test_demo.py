@@ -13,7 +13,8 @@ import shapely
 from affine import Affine
 from shapely.geometry import box
 
-from pipeline.config import AoiDates, AoiSpec, DemoConfig
+from pipeline.aoi import AoiDates, AoiSpec
+from pipeline.config import DemoConfig
 from pipeline.demo import city as demo
 from pipeline.demo import drivers as demo_inputs
 from pipeline.demo import noise, plan

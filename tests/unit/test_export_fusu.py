@@ -13,7 +13,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from pipeline.config import AoiSpec, ExportConfig, SplitsConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import ExportConfig, SplitsConfig
 from pipeline.dataset.drivers import assemble_dataset, export_fusu
 from pipeline.dataset.export_fusu import label_bin_values, sample_paths
 from pipeline.errors import DatasetError

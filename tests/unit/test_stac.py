@@ -20,7 +20,8 @@ import pytest
 import shapely
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
-from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import SplitsConfig
 from pipeline.dataset.drivers import assemble_dataset, stac_collection
 from pipeline.layout import Layout
 from tests.splits_helpers import HR_GSD, HR_PX, make_native_aoi

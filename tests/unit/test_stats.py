@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import AoiSpec, SplitsConfig
+from pipeline.aoi import AoiSpec
+from pipeline.config import SplitsConfig
 from pipeline.dataset.drivers import assemble_dataset, dataset_stats
 from pipeline.dataset.stats import RunningMoments, check_sentinel_inputs, class_frequencies
 from pipeline.errors import DatasetError

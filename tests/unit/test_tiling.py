@@ -14,14 +14,14 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from pipeline.config import TileConfig
 from pipeline.errors import ConfigError, InputError, PipelineError
 from pipeline.hr.drivers import tile_aoi
-from pipeline.hr.tiling import (
+from pipeline.hr.tiling import tile_pair
+from pipeline.hr.windows import (
     TilingError,
     gsd_from_crs,
     lattice_shape,
     nodata_fraction,
     patch_id,
     strip_plan,
-    tile_pair,
 )
 from pipeline.io.geotiff import write_patch_tif
 from pipeline.io.parquet import read_geoparquet
