@@ -10,7 +10,12 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.config import _check_slug, _format_validation_error, _Model, check_path_component
+from pipeline.config_sections import (
+    _check_slug,
+    _format_validation_error,
+    _Model,
+    check_path_component,
+)
 from pipeline.errors import ConfigError
 
 
