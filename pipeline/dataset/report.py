@@ -204,7 +204,7 @@ def fig_legend(lut: np.ndarray, names: Sequence[str]) -> Figure:
         Patch(fc=np.asarray(CHANGE_COLORS[k]) / 255.0, ec="k", lw=0.4, label=f"change: {lab}")
         for k, lab in ((0, "unchanged"), (1, "changed"), (255, "ignored"))
     ]
-    fig = plt.figure(figsize=(10, 1.9), dpi=80)
+    fig = plt.figure(figsize=(12, 1.9), dpi=80)  # 6 columns of up to 24 characters
     fig.legend(handles=handles, loc="center", ncol=6, fontsize=8, frameon=False)
     return fig
 
