@@ -477,3 +477,61 @@ def test_quota_mid_month_resumes_without_repeating_blocks(srv, tmp_path):
     np.testing.assert_allclose(cube["x"][0, 12:], exp["s1"], atol=1e-5)
     np.testing.assert_array_equal(cube["counts"][0, 0], exp["s2_count"])
     np.testing.assert_array_equal(cube["counts"][0, 1], exp["s1_count"])
+
+
+def test_no_credentials_fails_without_probing_the_metadata_server(monkeypatch, tmp_path):
+    """Nothing configured: the clear message comes at once, with no connection attempt to the
+    cloud metadata server (169.254.169.254 / metadata.google.internal)."""
+    import socket
+
+    for var in ("EE_SERVICE_ACCOUNT_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "EE_API_URL",
+                "NO_GCE_CHECK", "GCE_METADATA_HOST", "GCE_METADATA_IP",
+                "EE_USE_METADATA_SERVER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    tried: list[object] = []
+
+    def connect(self, address):  # type: ignore[no-untyped-def]
+        tried.append(address)
+        raise OSError("no network in tests")
+
+    def getaddrinfo(host, *a, **k):  # type: ignore[no-untyped-def]
+        tried.append(host)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(CredentialsError, match="no Earth Engine credentials found"):
+        GeeSource(project="p")
+    assert tried == []
+
+
+def test_adc_credential_types_are_accepted(monkeypatch, tmp_path):
+    """$GOOGLE_APPLICATION_CREDENTIALS may be gcloud's authorized_user ADC file or a
+    workload-identity external_account config, not only a service-account key."""
+    from pipeline.sentinel.sources.gee.auth import resolve_credentials
+
+    adc = tmp_path / "application_default_credentials.json"
+    adc.write_text(json.dumps({
+        "type": "authorized_user", "client_id": "id.apps.googleusercontent.com",
+        "client_secret": "s", "refresh_token": "r", "quota_project_id": "my-ee-project",
+    }))
+    monkeypatch.delenv("EE_SERVICE_ACCOUNT_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    creds, project = resolve_credentials(ee, None)
+    assert type(creds).__module__ == "google.oauth2.credentials" and project == "my-ee-project"
+    token = tmp_path / "token.txt"
+    token.write_text("subject-token")
+    wif = tmp_path / "wif.json"
+    wif.write_text(json.dumps({
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/"
+                    "providers/q",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "credential_source": {"file": str(token)},
+    }))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(wif))
+    creds, _ = resolve_credentials(ee, None)
+    assert "identity_pool" in type(creds).__module__

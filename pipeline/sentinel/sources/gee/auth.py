@@ -12,7 +12,8 @@ from pipeline.errors import CredentialsError
 AUTH_HELP = (
     "Authenticate once with `earthengine authenticate` (then set sentinel.gee.project or "
     "$EE_PROJECT to your Earth Engine-enabled Cloud project), or point $EE_SERVICE_ACCOUNT_KEY "
-    "(or $GOOGLE_APPLICATION_CREDENTIALS) at a service-account JSON key and set $EE_PROJECT. "
+    "(or $GOOGLE_APPLICATION_CREDENTIALS) at a service-account JSON key, gcloud's "
+    "application_default_credentials.json or a workload-identity config and set $EE_PROJECT. "
     "To build without Earth Engine use the offline source: --config sentinel='{source: local}' "
     "(sentinel.source: local in the config)."
 )
@@ -34,12 +35,74 @@ def resolve_project(configured: str | None) -> str | None:
     return configured or os.environ.get("EE_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
 
 
-def resolve_credentials(ee: Any, api_url: str | None) -> tuple[Any, str | None]:
-    """(credentials, project from the key or None) from the environment.
+#: Scopes requested for credentials built from a key or ADC file.
+EE_SCOPES = (
+    "https://www.googleapis.com/auth/earthengine",
+    "https://www.googleapis.com/auth/cloud-platform",
+)
 
-    Order: service-account key ($EE_SERVICE_ACCOUNT_KEY, $GOOGLE_APPLICATION_CREDENTIALS),
+
+def _adc_file() -> str | None:
+    """The gcloud application-default-credentials file, if there is one."""
+    base = os.environ.get("CLOUDSDK_CONFIG") or os.path.expanduser("~/.config/gcloud")
+    path = os.path.join(base, "application_default_credentials.json")
+    return path if os.path.isfile(path) else None
+
+
+def _on_gcp() -> bool:
+    """Whether to ask the cloud metadata server for credentials: only when told so
+    ($GCE_METADATA_HOST / $GCE_METADATA_IP, as set on Google Cloud runtimes, or
+    $EE_USE_METADATA_SERVER=1); never as a blind probe of 169.254.169.254."""
+    return bool(os.environ.get("GCE_METADATA_HOST") or os.environ.get("GCE_METADATA_IP")
+                or os.environ.get("EE_USE_METADATA_SERVER") == "1")
+
+
+def _from_file(var: str, path: str) -> tuple[Any, str | None]:
+    """Credentials of a JSON credentials file of any Google type: ``service_account`` keys,
+    ``authorized_user`` (gcloud ADC), ``external_account`` (workload identity federation),
+    ``impersonated_service_account``. Returns (credentials, project or None)."""
+    import json
+
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        kind = str(info.get("type", ""))
+    except Exception as exc:  # never echo file contents
+        raise CredentialsError(f"${var} ({path}) is not a JSON credentials file "
+                               f"({type(exc).__name__}). {AUTH_HELP}") from None
+    try:
+        if kind == "external_account":  # built offline (google.auth.default would ask STS)
+            import importlib
+
+            src = info.get("credential_source", {})
+            name = ("aws" if str(src.get("environment_id", "")).startswith("aws")
+                    else "pluggable" if "executable" in src else "identity_pool")
+            module: Any = importlib.import_module(f"google.auth.{name}")
+            creds = module.Credentials.from_info(info, scopes=list(EE_SCOPES))
+            project = None
+        else:
+            import google.auth
+
+            creds, project = google.auth.load_credentials_from_file(path,
+                                                                    scopes=list(EE_SCOPES))
+    except Exception as exc:
+        raise CredentialsError(
+            f"${var} ({path}) holds '{kind or 'unknown'}' credentials that cannot be loaded "
+            f"({type(exc).__name__}): use a service-account key, gcloud's "
+            f"application_default_credentials.json or a workload-identity config. {AUTH_HELP}"
+        ) from None
+    project = project or info.get("project_id") or info.get("quota_project_id")
+    return creds, project
+
+
+def resolve_credentials(ee: Any, api_url: str | None) -> tuple[Any, str | None]:
+    """(credentials, project from the credentials or None) from the environment.
+
+    Order: a credentials file ($EE_SERVICE_ACCOUNT_KEY, $GOOGLE_APPLICATION_CREDENTIALS: a
+    service-account key, an authorized-user (gcloud ADC) or an external-account file),
     anonymous for a loopback ``api_url`` (local fake / proxy), else the persistent credentials
-    of ``earthengine authenticate`` (or application-default credentials).
+    of ``earthengine authenticate`` or gcloud's application-default credentials. The cloud
+    metadata server is asked only on Google Cloud (:func:`_on_gcp`).
 
     Raises:
         CredentialsError: nothing usable found (message says how to authenticate).
@@ -51,27 +114,18 @@ def resolve_credentials(ee: Any, api_url: str | None) -> tuple[Any, str | None]:
         if not os.path.isfile(path):
             raise CredentialsError(
                 f"${var} points to {path!r}, which is not a file: fix the path to your "
-                f"service-account JSON key. {AUTH_HELP}"
+                f"service-account JSON key or credentials file. {AUTH_HELP}"
             )
-        try:
-            import json
-
-            with open(path) as f:
-                key_project = json.load(f).get("project_id")
-            creds = ee.ServiceAccountCredentials(None, key_file=path)
-        except Exception as exc:  # never echo key contents
-            raise CredentialsError(
-                f"${var} ({path}) is not a valid service-account key ({type(exc).__name__}). "
-                f"{AUTH_HELP}"
-            ) from None
-        return creds, key_project
+        return _from_file(var, path)
     if _is_loopback_url(api_url):
         from google.auth.credentials import AnonymousCredentials
 
         return AnonymousCredentials(), None
+    stored = os.path.isfile(os.path.expanduser("~/.config/earthengine/credentials"))
+    if not (stored or _adc_file() or _on_gcp()):
+        # nothing on disk: say so now instead of letting google.auth probe the network
+        raise CredentialsError(f"no Earth Engine credentials found. {AUTH_HELP}")
     try:
         return ee.data.get_persistent_credentials(), None
     except Exception:  # EEException / google.auth errors
         raise CredentialsError(f"no Earth Engine credentials found. {AUTH_HELP}") from None
-
-
