@@ -234,7 +234,19 @@ class GeeConfig(_Model):
     backoff_base_s: float = Field(default=1.0, gt=0.0, json_schema_extra=EXECUTION)
     backoff_max_s: float = Field(default=60.0, gt=0.0, json_schema_extra=EXECUTION)
     timeout_s: float = Field(
-        default=300.0, gt=0.0, description="Per-request timeout.", json_schema_extra=EXECUTION
+        default=330.0, gt=0.0, json_schema_extra=EXECUTION,
+        description="Per-request timeout (s); longer than Earth Engine's 300 s computation "
+        "limit, so a slow block gets the server's timeout and is split. A request the client "
+        "times out twice is split too.",
+    )
+    min_block_px: int = Field(
+        default=32, ge=8, json_schema_extra=EXECUTION,
+        description="Blocks are never split below this side (px).",
+    )
+    max_split_depth: int = Field(
+        default=3, ge=0, le=8, json_schema_extra=EXECUTION,
+        description="Halvings per block at most when Earth Engine answers 'too large' or "
+        "times out (bounds the serial requests of a persistently failing block).",
     )
     max_block_bytes: int = Field(
         default=32 * 1024 * 1024,

@@ -535,3 +535,26 @@ def test_adc_credential_types_are_accepted(monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(wif))
     creds, _ = resolve_credentials(ee, None)
     assert "identity_pool" in type(creds).__module__
+
+
+def test_persistent_computation_timeout_is_bounded(srv):
+    """A block Earth Engine can never compute in time fails after a bounded number of serial
+    requests (max_split_depth + 1), never splitting below min_block_px."""
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 640, 640)
+    big = Block(0, 0, 640, 640)
+    srv.faults += [Fault("400", message="Computation timed out.")] * 20
+    src = make_source(srv)
+    with pytest.raises(SourceError, match=r"after 3 split\(s\).*Computation timed out"):
+        src.fetch_block("xian", grid, big, MONTH, Recipe())
+    assert srv.counters.requests == 4  # 640 -> 320 -> 160 -> 80 px, depth-first, then stop
+    sides = [e["grid"]["dimensions"] for e in srv.counters.log]
+    assert min(min(d["width"], d["height"]) for d in sides) >= src.min_block_px
+
+
+def test_a_request_timed_out_twice_is_split_not_repeated(srv):
+    srv.faults += [Fault("slow", delay_s=1.5), Fault("slow", delay_s=1.5)]
+    src = make_source(srv, timeout_s=0.5)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    assert res.meta["splits"] == 1 and srv.counters.ok_requests == 2  # two halves
+    assert len(src.sleeps) == 1  # one retry at the same size, then smaller requests

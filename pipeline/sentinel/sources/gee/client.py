@@ -84,7 +84,13 @@ class GeeSource:
             (:func:`resolve_credentials`).
         max_retries: retries per request for transient errors (429, 5xx, timeouts, bad bodies).
         backoff_base_s, backoff_max_s: backoff ``min(max, base * 2**attempt)`` x jitter [0.5, 1].
-        timeout_s: per-request HTTP timeout.
+        timeout_s: per-request HTTP timeout; longer than Earth Engine's own 300 s computation
+            limit, so a slow block gets the server's "Computation timed out." (and is split)
+            rather than a client timeout.
+        min_block_px: never split a block below this side (px).
+        max_split_depth: halvings per block at most (a persistent "too large" or timeout
+            fails after ``max_split_depth + 1`` serial requests instead of going down to
+            single pixels).
         sleep: injectable sleep (tests).
         seed: jitter RNG seed.
 
@@ -103,11 +109,15 @@ class GeeSource:
         max_retries: int = 6,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 60.0,
-        timeout_s: float = 300.0,
+        timeout_s: float = 330.0,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        min_block_px: int = 32,
+        max_split_depth: int = 3,
     ) -> None:
         self.max_retries = int(max_retries)
+        self.min_block_px = int(min_block_px)
+        self.max_split_depth = int(max_split_depth)
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
         self.timeout_s = float(timeout_s)
@@ -131,7 +141,9 @@ class GeeSource:
             "max_retries": g.get("max_retries", 6),
             "backoff_base_s": g.get("backoff_base_s", 1.0),
             "backoff_max_s": g.get("backoff_max_s", 60.0),
-            "timeout_s": g.get("timeout_s", 300.0),
+            "timeout_s": g.get("timeout_s", 330.0),
+            "min_block_px": g.get("min_block_px", 32),
+            "max_split_depth": g.get("max_split_depth", 3),
         }
         kw.update(overrides)
         return cls(**kw)
@@ -281,10 +293,13 @@ class GeeSource:
             if err.kind != "split":
                 raise
             parts = block.split()
-            if len(parts) == 1 or depth >= 12:
+            too_small = min(min(p.width, p.height) for p in parts) < self.min_block_px
+            if len(parts) == 1 or too_small or depth >= self.max_split_depth:
                 raise SourceError(
                     f"{where}: Earth Engine refuses even a {block.height}x{block.width} px "
-                    f"request ({err}); simplify the recipe (shadow_mask: false)"
+                    f"request after {depth} split(s) ({err}); simplify the recipe (shadow_mask: "
+                    "false), lower sentinel.block_size_px, or retry later if the servers are "
+                    "busy (finished blocks are kept)"
                 ) from None
             log.info("%s: too large (%s), splitting into %d", where, err, len(parts))
             ctr.splits += 1
@@ -306,7 +321,9 @@ class GeeSource:
             return exc
         msg = _short(exc)
         low = msg.lower()
-        if isinstance(exc, TimeoutError | ConnectionError | OSError):
+        if isinstance(exc, TimeoutError) or ("timed out" in low and isinstance(exc, OSError)):
+            return _FetchError("timeout", f"{type(exc).__name__}: {msg}")
+        if isinstance(exc, ConnectionError | OSError):
             return _FetchError("retry", f"{type(exc).__name__}: {msg}")
         status = None
         ctx = exc.__context__ or exc.__cause__
@@ -332,7 +349,7 @@ class GeeSource:
         return _FetchError("fatal", msg, status)
 
     def _with_retries(self, fn: Callable[[], Any], ctr: _Counters, where: str) -> Any:
-        attempt = 0
+        attempt = timeouts = 0
         while True:
             ctr.requests += 1
             try:
@@ -346,6 +363,13 @@ class GeeSource:
                 ) from None
             if err.kind == "split":
                 raise err
+            if err.kind == "timeout":
+                # the client gave up waiting: once may be the network; twice, the block is too
+                # heavy to compute in time -> smaller requests, not the same one again
+                timeouts += 1
+                if timeouts >= 2:
+                    raise _FetchError("split", f"timed out twice ({err})", err.status)
+                err = _FetchError("retry", str(err), err.status)
             if err.kind == "auth":
                 raise CredentialsError(
                     f"{where}: Earth Engine refused the credentials or project {self.project!r} "
