@@ -308,9 +308,12 @@ def test_quota_errors(srv):
         src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
     assert srv.counters.requests == 1
     srv.reset_counters()
+    # Google's generic 429 text is a rate limit: retried, then a resumable SourceError that
+    # says to lower the concurrency -- not "quota exhausted"
     srv.persistent_fault = Fault("429", message="Resource has been exhausted (e.g. check quota).")
-    with pytest.raises(QuotaExhaustedError):
+    with pytest.raises(SourceError, match=r"lower sentinel\.gee\.concurrency") as ei:
         make_source(srv, max_retries=3).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert not isinstance(ei.value, QuotaExhaustedError)
     assert srv.counters.requests == 4
     srv.persistent_fault = Fault("429")  # plain rate limiting that never clears
     with pytest.raises(SourceError) as ei:
@@ -558,3 +561,43 @@ def test_a_request_timed_out_twice_is_split_not_repeated(srv):
     assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
     assert res.meta["splits"] == 1 and srv.counters.ok_requests == 2  # two halves
     assert len(src.sleeps) == 1  # one retry at the same size, then smaller requests
+
+
+# the texts Earth Engine really answers (public issue threads: Xee #202-style quota errors,
+# "Too many concurrent aggregations" in geemap / se.plan reports)
+PER_MINUTE = ("Quota exceeded for quota metric 'Number of read requests' and limit 'Number of "
+              "read requests per minute per user' of service 'earthengine.googleapis.com' for "
+              "consumer 'project_number:599401802498'.")
+
+
+@pytest.mark.parametrize("status,message", [
+    ("429", PER_MINUTE),
+    ("429", "Too many concurrent aggregations."),
+    ("403", PER_MINUTE),
+])
+def test_rate_and_concurrency_limits_are_retried(srv, status, message):
+    srv.faults += [Fault(status, message=message), Fault(status, message=message)]
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+    assert res.meta["retries"] == 2 and len(src.sleeps) == 2
+
+
+@pytest.mark.parametrize("status,message", [
+    ("403", "Request denied: custom quota exceeded for EECU-seconds per day."),
+    ("429", "Quota exceeded for quota metric 'EECU-seconds' and limit 'EECU-seconds per day "
+            "per project' of service 'earthengine.googleapis.com'."),
+])
+def test_daily_compute_quota_stops_resumably_at_once(srv, status, message):
+    srv.persistent_fault = Fault(status, message=message)
+    src = make_source(srv)
+    with pytest.raises(QuotaExhaustedError, match="resume"):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.counters.requests == 1 and src.sleeps == []
+
+
+def test_too_heavy_scene_count_is_a_source_error(srv):
+    srv.faults.append(Fault("400", message="User memory limit exceeded.", endpoint="value"))
+    src = make_source(srv)
+    with pytest.raises(SourceError, match="could not count the month's scenes"):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())

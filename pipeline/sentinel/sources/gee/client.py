@@ -35,7 +35,15 @@ _SPLIT_MARKERS = (
     "too large",
     "computation timed out",
 )
-_QUOTA_MARKERS = ("quota", "exhausted")
+#: Rate and concurrency limits (HTTP 429): transient, retried with backoff, never the end of
+#: the month job's quota ("Quota exceeded for quota metric 'Number of read requests' and limit
+#: 'Number of read requests per minute per user'", "Too many concurrent aggregations.").
+_RATE_MARKERS = ("per minute", "per second", "concurrent", "too many requests", "rate limit",
+                 "too many")
+#: Quotas that do not come back within the job (daily / monthly compute, custom quotas): stop
+#: now, keep finished blocks, resume later.
+_EXHAUSTED_MARKERS = ("per day", "daily", "per month", "monthly", "custom quota", "eecu",
+                      "compute quota", "earth engine quota")
 
 
 
@@ -213,6 +221,12 @@ class GeeSource:
                     lambda: self._ee.data.computeValue(expr), ctr,
                     f"AOI {aoi}, month {month}, scene counts",
                 )
+            except _FetchError as err:  # "too large" / timed out: nothing smaller to ask
+                raise SourceError(
+                    f"AOI {aoi}, month {month}: Earth Engine could not count the month's scenes "
+                    f"({err}); the AOI may be too large for one query: split it into several "
+                    "AOI files"
+                ) from None
             finally:
                 with self._lock:
                     self._counters.add(ctr)
@@ -333,14 +347,16 @@ class GeeSource:
                 status = int(resp.status)
             except (TypeError, ValueError):
                 status = None
-        if "earth engine quota" in low:
+        quota_like = "quota" in low or status == 429
+        if quota_like and any(m in low for m in _EXHAUSTED_MARKERS):
             return _FetchError("quota", msg, status)
         if any(m in low for m in _SPLIT_MARKERS):
             return _FetchError("split", msg, status)
-        if status in (401, 403) and "quota" not in low:
-            return _FetchError("auth", msg, status)
-        if status == 429 or (status is None and ("too many" in low or "rate limit" in low)):
+        if status == 429 or any(m in low for m in _RATE_MARKERS) or (
+                "quota exceeded" in low and status in (None, 403)):
             return _FetchError("retry", msg, 429)
+        if status in (401, 403):
+            return _FetchError("auth", msg, status)
         if status is not None and status >= 500:
             return _FetchError("retry", msg, status)
         if status is None and any(m in low for m in ("internal error", "unavailable", "timed out",
@@ -381,12 +397,11 @@ class GeeSource:
                     "settings in config sentinel.* and the project's Earth Engine access"
                 ) from None
             if attempt >= self.max_retries:
-                low = str(err).lower()
-                if err.status == 429 and any(m in low for m in _QUOTA_MARKERS):
-                    raise QuotaExhaustedError(
-                        f"{where}: Earth Engine quota exhausted after {attempt} retries ({err}). "
-                        "Finished blocks are kept; rerun later to resume, or lower "
-                        "sentinel.gee.concurrency."
+                if err.status == 429:
+                    raise SourceError(
+                        f"{where}: Earth Engine kept answering 'too many requests' after "
+                        f"{attempt} retries ({err}); lower sentinel.gee.concurrency (or "
+                        "--resources gee=N) and rerun: finished blocks are kept"
                     ) from None
                 raise SourceError(
                     f"{where}: still failing after {attempt} retries ({err}); rerun to resume "
