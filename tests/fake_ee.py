@@ -254,6 +254,10 @@ class FakeEarthEngine:
         value_dtype: numpy dtype of value fields ("<f4", "<f8"); counts are ``count_dtype``.
         max_request_pixels: bigger requests -> 400 "User memory limit exceeded."
         cheap: answer constant-per-band arrays (benchmarks; skips the value function).
+        restricted_after: once this many computePixels requests have succeeded, every
+            response (that one included) carries Earth Engine's restricted-mode header
+            ``x-earth-engine-quota-status: parallelism_restricted=true`` and stays HTTP 200, as
+            for a noncommercial project over its compute quota.
     """
 
     def __init__(
@@ -264,6 +268,7 @@ class FakeEarthEngine:
         count_dtype: str = "u1",
         max_request_pixels: int | None = None,
         cheap: bool = False,
+        restricted_after: int | None = None,
     ) -> None:
         import ee
 
@@ -278,6 +283,7 @@ class FakeEarthEngine:
         self.count_dtype = count_dtype
         self.max_request_pixels = max_request_pixels
         self.cheap = cheap
+        self.restricted_after = restricted_after
         self.faults: list[Fault] = []
         self.persistent_fault: Fault | None = None
         self.counters = FakeCounters()
@@ -338,6 +344,11 @@ class FakeEarthEngine:
             h.send_header("Content-Type", ctype)
             n = len(body) if declared_len is None else declared_len
             h.send_header("Content-Length", str(n))
+            with self._lock:
+                restricted = (self.restricted_after is not None
+                              and self.counters.ok_requests >= self.restricted_after)
+            if restricted:
+                h.send_header("x-earth-engine-quota-status", "parallelism_restricted=true")
             h.end_headers()
             h.wfile.write(body)
             h.wfile.flush()

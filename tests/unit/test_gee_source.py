@@ -65,6 +65,7 @@ def srv(fake):
     fake.faults.clear()
     fake.persistent_fault = None
     fake.max_request_pixels = None
+    fake.restricted_after = None
     fake.masked_form, fake.value_dtype, fake.count_dtype = "nan", "<f4", "u1"
     fake.scenes = lambda month: {"L2A": 5, "L1C": 5, "S1": 3}
     return fake
@@ -601,3 +602,37 @@ def test_too_heavy_scene_count_is_a_source_error(srv):
     src = make_source(srv)
     with pytest.raises(SourceError, match="could not count the month's scenes"):
         src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+
+
+def test_restricted_mode_stops_resumably_and_keeps_finished_blocks(srv, tmp_path):
+    """Over its noncommercial quota a project gets HTTP 200 answers with the restricted-mode
+    header. The block in flight is kept (its answer is valid), no further request starts, and
+    the rerun resumes with the remaining blocks."""
+    sentinel = pytest.importorskip("pipeline.sentinel.fetch")
+    from pipeline.io.mosaic import init_mosaic
+
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 128, 128)
+    blocks = [Block(c, r, 64, 64) for r in (0, 64) for c in (0, 64)]
+    init_mosaic(tmp_path / "m.zarr", grid, [MONTH], chunk_px=64, aoi="xian")
+    srv.restricted_after = 2
+    # the client's own UserWarning stays
+    with pytest.warns(UserWarning, match="restricted mode"), \
+            pytest.raises(QuotaExhaustedError, match=r"restricted mode.*rerun"):
+        sentinel.run_month(make_source(srv), "xian", grid, blocks, MONTH, Recipe(),
+                           tmp_path / "m.zarr", tmp_path / "ledger", concurrency=1)
+    assert srv.counters.requests == 2 and srv.counters.ok_requests == 2
+    srv.reset_counters()
+    srv.restricted_after = None
+    summary = sentinel.run_month(make_source(srv), "xian", grid, blocks, MONTH, Recipe(),
+                                 tmp_path / "m.zarr", tmp_path / "ledger", concurrency=2)
+    assert srv.counters.requests == 2
+    assert summary["blocks_skipped"] == 2 and summary["blocks_done"] == 2
+
+
+def test_restricted_mode_header_absent_means_no_stop(srv):
+    """An empty quota-status header (what an unrestricted project gets) changes nothing."""
+    srv.restricted_after = None
+    src = make_source(srv)
+    for _ in range(3):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.counters.ok_requests == 3

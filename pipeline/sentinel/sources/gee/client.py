@@ -52,6 +52,50 @@ _EXHAUSTED_MARKERS = ("per day", "daily", "per month", "monthly", "custom quota"
 
 _INIT_LOCK = threading.Lock()
 
+#: Response header by which Earth Engine reports a noncommercial project's quota state. Over
+#: quota, responses stay HTTP 200 but carry ``parallelism_restricted=true`` ("restricted mode");
+#: earthengine-api >= 1.7.19 only warns about it.
+QUOTA_STATUS_HEADER = "x-earth-engine-quota-status"
+_RESTRICTED_FLAG = "parallelism_restricted=true"
+_restricted_lock = threading.Lock()
+#: Responses seen in this process with the restricted-mode flag (a source compares it with the
+#: value at its creation).
+_restricted_seen = 0
+
+
+def _restricted_count() -> int:
+    with _restricted_lock:
+        return _restricted_seen
+
+
+def _install_quota_status_hook(ee: Any) -> None:
+    """Count restricted-mode responses (every Cloud API response passes through
+    ``ee.data._handle_response_headers``; it is looked up when ``ee.Initialize`` builds the API
+    resource, so this must run before it). Idempotent; the client's own warning is kept."""
+    data = ee.data
+    orig = getattr(data, "_handle_response_headers", None)
+    if orig is None:
+        log.warning("this earthengine-api has no response-header hook: Earth Engine's restricted "
+                    "mode (noncommercial quota exceeded) cannot be detected; upgrade "
+                    "earthengine-api")
+        return
+    if getattr(orig, "_fusu_quota_hook", False):
+        return
+
+    def inspect(response: Any) -> None:
+        global _restricted_seen
+        try:
+            status = str(response.get(QUOTA_STATUS_HEADER, "") or "")
+        except AttributeError:
+            status = ""
+        if _RESTRICTED_FLAG in status.replace(" ", "").lower():
+            with _restricted_lock:
+                _restricted_seen += 1
+        orig(response)
+
+    inspect._fusu_quota_hook = True  # type: ignore[attr-defined]
+    data._handle_response_headers = inspect
+
 
 # --------------------------------------------------------------------------- the source
 
@@ -137,6 +181,7 @@ class GeeSource:
         self._key_locks: dict[tuple[str, str, Recipe], threading.Lock] = {}
         self.api_url = api_url or os.environ.get("EE_API_URL") or None
         self.project = resolve_project(project)
+        self._restricted_base = _restricted_count()
         self._ee = self._initialize(credentials)
 
     @classmethod
@@ -175,6 +220,7 @@ class GeeSource:
             )
         self.project = project
         with _INIT_LOCK:
+            _install_quota_status_hook(ee)
             try:
                 kwargs: dict[str, Any] = {"credentials": credentials, "project": project}
                 if self.api_url:
@@ -364,9 +410,26 @@ class GeeSource:
             return _FetchError("retry", msg, status)
         return _FetchError("fatal", msg, status)
 
+    def _check_restricted(self, where: str) -> None:
+        """Stop before the next request once Earth Engine has answered in restricted mode.
+
+        Requests already in flight finish and their blocks are stored (their answers are
+        valid); no new request starts, so the job ends with the resumable quota error instead of
+        crawling on at reduced parallelism.
+        """
+        if _restricted_count() > self._restricted_base:
+            raise QuotaExhaustedError(
+                f"{where}: Earth Engine put project {self.project!r} in restricted mode "
+                f"(response header {QUOTA_STATUS_HEADER}: {_RESTRICTED_FLAG}): its noncommercial "
+                "compute quota is used up. Finished blocks are kept; rerun the same command "
+                "after the quota resets (or move the project to a paid tier) to resume. See "
+                "https://developers.google.com/earth-engine/guides/noncommercial_tiers"
+            )
+
     def _with_retries(self, fn: Callable[[], Any], ctr: _Counters, where: str) -> Any:
         attempt = timeouts = 0
         while True:
+            self._check_restricted(where)
             ctr.requests += 1
             try:
                 return fn()
