@@ -249,6 +249,10 @@ class FakeEarthEngine:
 
     Args:
         scenes: month -> {"L2A": n, "L1C": n, "S1": n}; default 5 / 5 / 3 for every month.
+            Optional "L2A_matched" / "L1C_matched": how many of them have a cloud layer (the
+            rest are dropped by the recipe's inner join; default all). A composite of a
+            product with no usable scene fails with Earth Engine's band-less 400 unless the
+            expression merges a placeholder image into the collection.
         masked_form: how pixels with count 0 are encoded: "nan" (NaN values), "zero" (0 values),
             "mask_fields" (extra uint8 ``<band>_mask`` fields, values 0).
         value_dtype: numpy dtype of value fields ("<f4", "<f8"); counts are ``count_dtype``.
@@ -423,13 +427,24 @@ class FakeEarthEngine:
         funcs, ids, dates = walk_graph(body.get("expression", {}))
         month = _check_month(dates)
         if S1_GRD in ids and any(fn.endswith(".size") for fn in funcs):
-            return self._send(h, 200, _json.dumps({"result": dict(self.scenes(month))}).encode())
+            sc = self.scenes(month)
+            joined = "Join.saveFirst" in funcs
+            result = {k: self._usable(sc, k, joined) for k in ("L2A", "L1C")}
+            result["S1"] = sc.get("S1", 0)
+            return self._send(h, 200, _json.dumps({"result": result}).encode())
         return self._error(h, 400, "fake EE: only the scene-count dictionary is supported")
+
+    @staticmethod
+    def _usable(sc: dict[str, int], product: str, joined: bool) -> int:
+        """Scenes of ``product`` left after the cloud-layer join (``<product>_matched``, default
+        all of them) if the expression joins, else the raw count."""
+        return int(sc.get(f"{product}_matched", sc.get(product, 0))) if joined else int(
+            sc.get(product, 0))
 
     def _compute_pixels(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         with self._lock:
             self.counters.requests += 1
-        _funcs, ids, dates = walk_graph(body.get("expression", {}))
+        funcs, ids, dates = walk_graph(body.get("expression", {}))
         grid = body.get("grid") or {}
         bands = body.get("bandIds") or []
         entry = {"grid": grid, "bands": list(bands), "ids": sorted(set(ids)), "dates": dates,
@@ -463,7 +478,13 @@ class FakeEarthEngine:
             return self._error(h, 400, "User memory limit exceeded.")
         product = "L2A" if S2_L2A in ids else "L1C" if S2_L1C in ids else None
         sc = self.scenes(month)
-        s2_avail = product is not None and sc.get(product, 0) > 0
+        n_s2 = 0 if product is None else self._usable(sc, product, "Join.saveFirst" in funcs)
+        if product is not None and n_s2 == 0 and "ImageCollection.merge" not in funcs:
+            # Earth Engine: the mean of an empty collection has no bands, and the reflectance
+            # scaling (Image.divide) then fails
+            return self._error(h, 400, "Image.divide: If one image has no bands, the other must "
+                               "also have no bands.")
+        s2_avail = n_s2 > 0
         s1_avail = S1_GRD in ids and sc.get("S1", 0) > 0
         arr = np.zeros((hh, w), dtype=dtype)
         if self.cheap:

@@ -636,3 +636,34 @@ def test_restricted_mode_header_absent_means_no_stop(srv):
     for _ in range(3):
         src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
     assert srv.counters.ok_requests == 3
+
+
+def test_month_whose_l2a_scenes_lack_cloud_layers_falls_back_to_l1c(srv):
+    """Every L2A scene of the month lacks a cloud-probability match: the inner join drops them
+    all. The scene count counts joined scenes, so the month is composited from L1C instead of
+    failing with Earth Engine's band-less 400 on every rerun."""
+    srv.scenes = lambda month: {"L2A": 4, "L2A_matched": 0, "L1C": 4, "S1": 3}
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert res.meta["s2_product"] == "L1C" and res.meta["s2_scenes"] == 4
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH, product="L1C"))
+    src = make_source(srv)
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe(allow_l1c_fallback=False))
+    assert res.meta["s2_product"] is None and res.meta["s2_scenes"] == 0
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH, product=None))
+
+
+def test_empty_join_composite_keeps_its_12_bands(srv):
+    """Even when the composite is asked for with no usable scene (the scene count and the
+    composite see different moments of the catalogue), the S2 part keeps its 12 bands: all
+    masked, count 0, S1 unaffected."""
+    srv.scenes = lambda month: {"L2A": 4, "L2A_matched": 0, "L1C": 0, "S1": 3}
+    src = make_source(srv)
+    image, bands = block_image(src._ee, GRID, BLOCK, MONTH, Recipe(), "L2A", True)
+    data = src._ee.data.computePixels({"expression": image, "fileFormat": "NPY",
+                                       "bandIds": bands, "grid": block_grid(GRID, BLOCK)})
+    fields = decode_npy(bytes(data), bands, BLOCK.height, BLOCK.width)
+    assert all(np.isnan(fields[b]).all() for b in S2_BANDS)
+    assert (fields["s2_count"] == 0).all()
+    exp = expected_block(block_grid(GRID, BLOCK), MONTH)
+    np.testing.assert_array_equal(fields["VV"], exp["s1"][0])

@@ -20,15 +20,19 @@ Recipe (see :class:`pipeline.sentinel.sources.base.Recipe`):
   ``ee.Filter.equals``); masked where probability > threshold; optional cloud-shadow mask (dark
   NIR pixels inside clouds projected along the solar azimuth, as in the s2cloudless GEE
   tutorial); or Cloud Score+ (``GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED``, band ``cs``, clear
-  where cs >= threshold), joined the same way.
+  where cs >= threshold), joined the same way. The inner join drops scenes without a cloud
+  layer, so the scene count counts joined scenes (it decides L2A / L1C / none), and a fully
+  masked 12-band placeholder is merged into the masked collection: the composite never loses
+  its bands (Earth Engine fails a band-less composite with HTTP 400).
 * S1: ``COPERNICUS/S1_GRD``, IW mode, VV and VH present, optional ``orbitProperties_pass``.
 
 Reliability: the client's own retries are disabled (``ee.data.setMaxRetries(0)``) so this
 module is the single retry policy: capped exponential backoff with jitter on 429, 5xx,
 timeouts, dropped connections and truncated/undecodable bodies; never on other 4xx. "memory
 limit exceeded" / "Total request size" -> the block is split (:meth:`Block.split`) and the
-halves are stitched. A persisting quota error -> :class:`QuotaExhaustedError` (resumable: the
-driver's ledger keeps finished blocks).
+halves are stitched. A daily / custom compute quota, or a response in restricted mode (header
+``x-earth-engine-quota-status: parallelism_restricted=true``) -> :class:`QuotaExhaustedError`
+(resumable: the driver's ledger keeps finished blocks).
 
 Environment: project from ``sentinel.gee.project`` / ``$EE_PROJECT`` /
 ``$GOOGLE_CLOUD_PROJECT``; credentials from a service-account key

@@ -78,14 +78,34 @@ def _join_first(ee: Any, primary: Any, secondary: Any, name: str) -> Any:
     return ee.ImageCollection(joined)
 
 
-def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
-    """Masked S2 collection of the month: bands S2_BANDS as DN (uint16), clouds masked."""
+def s2_joined(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
+    """The month's S2 scenes of ``product`` that have a cloud layer (``recipe.s2_mask``): the
+    inner join drops the others, so this, not the raw collection, is what can be composited
+    and what the scene count counts."""
     start, end = month_bounds(month)
     coll_id = S2_L2A if product == "L2A" else S2_L1C
     s2 = ee.ImageCollection(coll_id).filterBounds(region).filterDate(start, end)
     if recipe.s2_mask == "cloud_score_plus":
         cs = ee.ImageCollection(CLOUD_SCORE_PLUS).filterBounds(region).filterDate(start, end)
-        joined = _join_first(ee, s2, cs, "cloud_score_plus")
+        return _join_first(ee, s2, cs, "cloud_score_plus")
+    probs = ee.ImageCollection(S2_CLOUD_PROB).filterBounds(region).filterDate(start, end)
+    return _join_first(ee, s2, probs, "s2cloudless")
+
+
+def _no_observation_s2(ee: Any) -> Any:
+    """A fully masked 12-band DN image: merged into the masked collection so that its mean
+    keeps the 12 bands even when the join matched no scene (an empty collection's mean has no
+    bands, and Earth Engine then fails the request with HTTP 400 "If one image has no bands,
+    the other must also have no bands"). Masked, it adds nothing to the mean or the count."""
+    return (ee.Image.constant([0] * len(S2_BANDS)).rename(list(S2_BANDS)).toUint16()
+            .updateMask(ee.Image.constant(0)))
+
+
+def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
+    """Masked S2 collection of the month: bands S2_BANDS as DN (uint16), clouds masked, plus
+    one fully masked placeholder (never band-less; see :func:`_no_observation_s2`)."""
+    joined = s2_joined(ee, region, month, recipe, product)
+    if recipe.s2_mask == "cloud_score_plus":
         threshold = float(recipe.cloud_score_plus_threshold)
 
         def mask(img: Any) -> Any:
@@ -93,8 +113,6 @@ def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str
             return img.select(list(S2_BANDS)).updateMask(clear)
 
     else:
-        probs = ee.ImageCollection(S2_CLOUD_PROB).filterBounds(region).filterDate(start, end)
-        joined = _join_first(ee, s2, probs, "s2cloudless")
         threshold = int(recipe.cloud_probability_threshold)
         shadow = bool(recipe.shadow_mask)
         has_scl = product == "L2A"
@@ -119,7 +137,7 @@ def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str
     masked = joined.map(mask)
     if recipe.s2_resampling == "bilinear":
         masked = masked.map(lambda img: img.resample("bilinear"))
-    return masked
+    return masked.merge(ee.ImageCollection([_no_observation_s2(ee)]))
 
 
 def s2_image(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
@@ -163,13 +181,16 @@ def s1_image(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
 def scene_counts_expr(
     ee: Any, grid: AoiGrid, month: str, recipe: Recipe
 ) -> Any:
-    """ee.Dictionary {L2A, L1C, S1} scene counts of the month over the AOI (one value:compute)."""
-    start, end = month_bounds(month)
+    """ee.Dictionary {L2A, L1C, S1} scene counts of the month over the AOI (one value:compute).
+
+    S2 counts are of scenes with a cloud layer (:func:`s2_joined`): a month whose L2A scenes
+    all lack one falls back to L1C (if allowed) instead of compositing nothing.
+    """
     region = _region(ee, grid)
     return ee.Dictionary(
         {
-            "L2A": ee.ImageCollection(S2_L2A).filterBounds(region).filterDate(start, end).size(),
-            "L1C": ee.ImageCollection(S2_L1C).filterBounds(region).filterDate(start, end).size(),
+            "L2A": s2_joined(ee, region, month, recipe, "L2A").size(),
+            "L1C": s2_joined(ee, region, month, recipe, "L1C").size(),
             "S1": s1_collection(ee, region, month, recipe).size(),
         }
     )
