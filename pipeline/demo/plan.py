@@ -139,24 +139,26 @@ def _fields(poly: Polygon, rng: np.random.Generator) -> list[Polygon]:
     minx, miny, maxx, maxy = poly.bounds
     axis = int(rng.integers(0, 2))
     lo, hi = (minx, maxx) if axis == 0 else (miny, maxy)
-    cuts, pos = [], lo
-    while True:
-        pos += rng.uniform(45.0, 120.0)
-        if pos >= hi - 30.0:
-            break
-        cuts.append(pos)
     out: list[Polygon] = []
-    for strip in _cut(poly, axis, cuts):
+    for strip in _cut(poly, axis, _cut_positions(rng, lo, hi, (45.0, 120.0), 30.0)):
         sminx, sminy, smaxx, smaxy = strip.bounds
         lo2, hi2 = (sminy, smaxy) if axis == 0 else (sminx, smaxx)
-        cuts2, pos = [], lo2
-        while True:
-            pos += rng.uniform(120.0, 320.0)
-            if pos >= hi2 - 60.0:
-                break
-            cuts2.append(pos)
-        out.extend(_cut(strip, 1 - axis, cuts2))
+        cuts = _cut_positions(rng, lo2, hi2, (120.0, 320.0), 60.0)
+        out.extend(_cut(strip, 1 - axis, cuts))
     return out
+
+
+def _cut_positions(rng: np.random.Generator, lo: float, hi: float,
+                   step: tuple[float, float], margin: float) -> list[float]:
+    """Cut coordinates from ``lo`` in random steps (uniform in ``step``, metres), stopping
+    ``margin`` metres short of ``hi``."""
+    cuts: list[float] = []
+    pos = lo
+    while True:
+        pos += rng.uniform(*step)
+        if pos >= hi - margin:
+            return cuts
+        cuts.append(pos)
 
 
 def _choose(weights: dict[int, float], rng: np.random.Generator) -> int:

@@ -48,17 +48,18 @@ def to_block_result(
     """Turn decoded fields into a BlockResult; values count as data only where count > 0."""
     res = BlockResult.empty(height, width)
     if S2_COUNT in fields:
-        cnt = np.nan_to_num(fields[S2_COUNT], nan=0.0)
-        res.s2_count = np.clip(cnt, 0, 255).astype(np.uint8)
-        ok = res.s2_count > 0
-        for i, b in enumerate(S2_BANDS):
-            res.s2[i] = np.where(ok, fields[b], np.nan).astype(np.float32)
+        res.s2, res.s2_count = _counted(fields, S2_COUNT, S2_BANDS)
     if S1_COUNT in fields:
-        cnt = np.nan_to_num(fields[S1_COUNT], nan=0.0)
-        res.s1_count = np.clip(cnt, 0, 255).astype(np.uint8)
-        ok = res.s1_count > 0
-        for i, b in enumerate(S1_BANDS):
-            res.s1[i] = np.where(ok, fields[b], np.nan).astype(np.float32)
+        res.s1, res.s1_count = _counted(fields, S1_COUNT, S1_BANDS)
     return res
+
+
+def _counted(fields: dict[str, np.ndarray], count_band: str, bands: tuple[str, ...]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(values float32 (len(bands), h, w), NaN where the count is 0; count uint8 (h, w))."""
+    count = np.clip(np.nan_to_num(fields[count_band], nan=0.0), 0, 255).astype(np.uint8)
+    ok = count > 0
+    values = np.stack([np.where(ok, fields[b], np.nan) for b in bands]).astype(np.float32)
+    return values, count
 
 
