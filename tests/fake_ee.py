@@ -65,6 +65,7 @@ MAX_REQUEST_BYTES = 50_331_648
 S2_L2A = "COPERNICUS/S2_SR_HARMONIZED"
 S2_L1C = "COPERNICUS/S2_HARMONIZED"
 S1_GRD = "COPERNICUS/S1_GRD"
+S1_GRD_FLOAT = "COPERNICUS/S1_GRD_FLOAT"
 _DATE_RE = _re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
@@ -108,6 +109,36 @@ def fake_values(band: str, month: str, x_c: np.ndarray, y_c: np.ndarray, product
     raise KeyError(band)
 
 
+def band_masked(band: str, x_c: np.ndarray, y_c: np.ndarray) -> np.ndarray:
+    """Pixels where ``band`` alone is masked in every observation of every month (bool): B1
+    and B9 in a sparse lattice (the 60 m bands' own footprints), VH in another (a VV-only
+    pass). The other bands of those pixels are valid."""
+    xi, yi = pixel_indices(x_c, y_c)
+    if band == "B1":
+        return (xi + 3 * yi) % 11 == 0
+    if band == "B9":
+        return (3 * xi + yi) % 17 == 0
+    if band == "VH":
+        return (2 * xi + yi) % 9 == 0
+    return np.zeros(np.shape(x_c), bool)
+
+
+def edge_zone(x_c: np.ndarray, y_c: np.ndarray) -> np.ndarray:
+    """Scene-edge pixels (bool; every 61st lattice column): B8A and B9 are masked there in every
+    scene while the other bands carry (invalid) values. A recipe without the catalogue's edge
+    mask counts them as clear observations."""
+    xi, _ = pixel_indices(x_c, y_c)
+    return xi % 61 == 0
+
+
+def overlap_zone(x_c: np.ndarray, y_c: np.ndarray) -> np.ndarray:
+    """Pixels covered by two MGRS granules of each S2 datatake and by two slices of each S1
+    pass (bool; 4 rows in every 40). Counted twice unless the recipe keeps one observation per
+    datatake / orbit-day."""
+    _, yi = pixel_indices(x_c, y_c)
+    return yi % 40 < 4
+
+
 def grid_centres(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(x_c, y_c) (h, w) pixel-centre coordinates of a computePixels grid."""
     a = grid["affineTransform"]
@@ -120,7 +151,12 @@ def grid_centres(grid: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def expected_block(grid_dict: dict[str, Any], month: str, product: str | None = "L2A",
                    with_s1: bool = True) -> dict[str, np.ndarray]:
-    """What a correct source returns for a block: s2 (12,h,w) f32 NaN-masked, counts, s1."""
+    """What a correct source returns for a block: s2 (12,h,w) f32 NaN-masked, counts, s1.
+
+    Per-band masks (:func:`band_masked`) give NaN in that band only; the scene edge
+    (:func:`edge_zone`) has no clear S2 observation; overlaps (:func:`overlap_zone`) count
+    once.
+    """
     x, y = grid_centres(grid_dict)
     h, w = x.shape
     out = {
@@ -130,15 +166,16 @@ def expected_block(grid_dict: dict[str, Any], month: str, product: str | None = 
         "s1_count": np.zeros((h, w), np.uint8),
     }
     if product is not None:
-        cnt = fake_values("s2_count", month, x, y)
+        cnt = np.where(edge_zone(x, y), 0, fake_values("s2_count", month, x, y))
         out["s2_count"] = cnt.astype(np.uint8)
         for k, b in enumerate(S2_BANDS):
             v = fake_values(b, month, x, y, product).astype(np.float32)
-            out["s2"][k] = np.where(cnt > 0, v, np.nan)
+            out["s2"][k] = np.where((cnt > 0) & ~band_masked(b, x, y), v, np.nan)
     if with_s1:
         out["s1_count"] = fake_values("s1_count", month, x, y).astype(np.uint8)
         for k, b in enumerate(S1_BANDS):
-            out["s1"][k] = fake_values(b, month, x, y).astype(np.float32)
+            v = fake_values(b, month, x, y).astype(np.float32)
+            out["s1"][k] = np.where(band_masked(b, x, y), np.nan, v)
     return out
 
 
@@ -186,6 +223,21 @@ def find_calls(tree: Any, function_name: str) -> list[dict[str, Any]]:
 def constant(node: Any) -> Any:
     """The constant value of an inlined argument node (or None)."""
     return node.get("constantValue") if isinstance(node, dict) else None
+
+
+def literal(node: Any) -> Any:
+    """The Python value of a constant argument node: ``constantValue``, an ``arrayValue`` of
+    constants (a list), or an ``Image.constant`` of one (None otherwise)."""
+    if not isinstance(node, dict):
+        return None
+    if "constantValue" in node:
+        return node["constantValue"]
+    if "arrayValue" in node:
+        return [literal(v) for v in node["arrayValue"].get("values", [])]
+    fiv = node.get("functionInvocationValue")
+    if isinstance(fiv, dict) and fiv.get("functionName") == "Image.constant":
+        return literal(fiv.get("arguments", {}).get("value"))
+    return None
 
 
 def walk_graph(expr: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
@@ -237,6 +289,7 @@ class FakeCounters:
     pixels: int = 0  # pixels of successful computePixels answers
     bytes: int = 0  # NPY bytes of successful answers
     value_requests: int = 0
+    value_tags: list[str | None] = _field(default_factory=list)
     log: list[dict[str, Any]] = _field(default_factory=list)
 
 
@@ -253,8 +306,10 @@ class FakeEarthEngine:
             rest are dropped by the recipe's inner join; default all). A composite of a
             product with no usable scene fails with Earth Engine's band-less 400 unless the
             expression merges a placeholder image into the collection.
-        masked_form: how pixels with count 0 are encoded: "nan" (NaN values), "zero" (0 values),
-            "mask_fields" (extra uint8 ``<band>_mask`` fields, values 0).
+        masked_form: how masked pixels are encoded when the expression does not unmask them:
+            "zero" (0 values: what Earth Engine's NPY output does), "nan" (NaN values),
+            "mask_fields" (extra uint8 ``<band>_mask`` fields, values 0). Masks are per band
+            (:func:`band_masked`, :func:`edge_zone`).
         value_dtype: numpy dtype of value fields ("<f4", "<f8"); counts are ``count_dtype``.
         max_request_pixels: bigger requests -> 400 "User memory limit exceeded."
         cheap: answer constant-per-band arrays (benchmarks; skips the value function).
@@ -267,7 +322,7 @@ class FakeEarthEngine:
     def __init__(
         self,
         scenes: Callable[[str], dict[str, int]] | None = None,
-        masked_form: str = "nan",
+        masked_form: str = "zero",
         value_dtype: str = "<f4",
         count_dtype: str = "u1",
         max_request_pixels: int | None = None,
@@ -421,12 +476,13 @@ class FakeEarthEngine:
     def _value_compute(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         with self._lock:
             self.counters.value_requests += 1
+            self.counters.value_tags.append(body.get("workloadTag"))
         f = self._take_fault("value")
         if f is not None and self._apply_fault(h, f):
             return
         funcs, ids, dates = walk_graph(body.get("expression", {}))
         month = _check_month(dates)
-        if S1_GRD in ids and any(fn.endswith(".size") for fn in funcs):
+        if (S1_GRD in ids or S1_GRD_FLOAT in ids) and any(fn.endswith(".size") for fn in funcs):
             sc = self.scenes(month)
             joined = "Join.saveFirst" in funcs
             result = {k: self._usable(sc, k, joined) for k in ("L2A", "L1C")}
@@ -448,7 +504,7 @@ class FakeEarthEngine:
         grid = body.get("grid") or {}
         bands = body.get("bandIds") or []
         entry = {"grid": grid, "bands": list(bands), "ids": sorted(set(ids)), "dates": dates,
-                 "ok": False}
+                 "ok": False, "workloadTag": body.get("workloadTag")}
         with self._lock:
             self.counters.log.append(entry)
         f = self._take_fault("computePixels")
@@ -470,7 +526,9 @@ class FakeEarthEngine:
             if self.masked_form == "mask_fields":
                 fields.append((f"{b}_mask", np.dtype("u1")))
         dtype = np.dtype(fields)
-        nbytes = dtype.itemsize * w * hh
+        # Earth Engine counts one mask byte per band and pixel on top of the values
+        n_mask = 0 if self.masked_form == "mask_fields" else len(bands)
+        nbytes = (dtype.itemsize + n_mask) * w * hh
         if nbytes > MAX_REQUEST_BYTES:
             return self._error(h, 400, f"Total request size ({nbytes} bytes) must be less than "
                                f"or equal to {MAX_REQUEST_BYTES} bytes.")
@@ -484,34 +542,16 @@ class FakeEarthEngine:
             # scaling (Image.divide) then fails
             return self._error(h, 400, "Image.divide: If one image has no bands, the other must "
                                "also have no bands.")
+        s1_id = S1_GRD_FLOAT if S1_GRD_FLOAT in ids else S1_GRD if S1_GRD in ids else None
         s2_avail = n_s2 > 0
-        s1_avail = S1_GRD in ids and sc.get("S1", 0) > 0
+        s1_avail = s1_id is not None and sc.get("S1", 0) > 0
         arr = np.zeros((hh, w), dtype=dtype)
         if self.cheap:
             for b in bands:
                 arr[b] = 1
         else:
-            x, y = grid_centres(grid)
-            s2c = fake_values("s2_count", month, x, y) if s2_avail else np.zeros((hh, w))
-            s1c = fake_values("s1_count", month, x, y) if s1_avail else np.zeros((hh, w))
-            for b in bands:
-                if b == "s2_count":
-                    v, valid = s2c, np.ones((hh, w), bool)
-                elif b == "s1_count":
-                    v, valid = s1c, np.ones((hh, w), bool)
-                elif b in S2_BANDS:
-                    v = fake_values(b, month, x, y, product or "L2A")
-                    valid = s2c > 0
-                else:
-                    v = fake_values(b, month, x, y)
-                    valid = s1c > 0
-                if self.masked_form == "nan" and vdt.kind == "f":
-                    v = np.where(valid, v, np.nan)
-                elif self.masked_form in ("zero", "mask_fields"):
-                    v = np.where(valid, v, 0)
-                arr[b] = v
-                if self.masked_form == "mask_fields":
-                    arr[f"{b}_mask"] = valid
+            self._fill(arr, bands, month, grid, product, s2_avail, s1_avail, s1_id,
+                       recipe_traits(body.get("expression", {})))
         buf = _io.BytesIO()
         np.save(buf, arr, allow_pickle=False)
         data = buf.getvalue()
@@ -529,6 +569,76 @@ class FakeEarthEngine:
             self.counters.bytes += len(data)
             entry["ok"] = True
         self._send(h, 200, data, "application/octet-stream")
+
+    def _fill(self, arr: np.ndarray, bands: list[str], month: str, grid: dict[str, Any],
+              product: str | None, s2_avail: bool, s1_avail: bool, s1_id: str | None,
+              traits: dict[str, Any]) -> None:
+        """Values of a response as Earth Engine would compute them for the recipe the
+        expression encodes (``traits``): the known-answer function where everything is right,
+        doubled counts without one-observation-per-datatake/pass, scene edges counted without
+        the edge mask, linear power from S1_GRD_FLOAT without the log10, and masked pixels as
+        the expression's unmask value, else as ``masked_form`` says (Earth Engine: 0)."""
+        hh, w = arr.shape
+        x, y = grid_centres(grid)
+        edge, overlap = edge_zone(x, y), overlap_zone(x, y)
+        s2c = fake_values("s2_count", month, x, y) if s2_avail else np.zeros((hh, w))
+        if traits["edge_mask"]:
+            s2c = np.where(edge, 0, s2c)
+        if not traits["s2_dedup"]:
+            s2c = np.where(overlap, 2 * s2c, s2c)
+        s1c = fake_values("s1_count", month, x, y) if s1_avail else np.zeros((hh, w))
+        if not traits["s1_dedup"]:
+            s1c = np.where(overlap, 2 * s1c, s1c)
+        vdt = np.dtype(self.value_dtype)
+        for b in bands:
+            if b == "s2_count":
+                v, valid = s2c, np.ones((hh, w), bool)
+            elif b == "s1_count":
+                v, valid = s1c, np.ones((hh, w), bool)
+            elif b in S2_BANDS:
+                v = fake_values(b, month, x, y, product or "L2A")
+                valid = (s2c > 0) & ~band_masked(b, x, y)
+                if b in ("B8A", "B9"):
+                    valid &= ~edge
+            else:
+                v = fake_values(b, month, x, y)
+                if s1_id == S1_GRD_FLOAT and not traits["log10"]:
+                    v = 10.0 ** (v / 10.0)  # the linear mean was never taken back to dB
+                valid = (s1c > 0) & ~band_masked(b, x, y)
+            if traits["fill"] is not None:
+                v = np.where(valid, v, traits["fill"])
+            elif self.masked_form == "nan" and vdt.kind == "f":
+                v = np.where(valid, v, np.nan)
+            elif self.masked_form in ("zero", "mask_fields"):
+                v = np.where(valid, v, 0)
+            arr[b] = v
+            if self.masked_form == "mask_fields":
+                arr[f"{b}_mask"] = valid if traits["fill"] is None else True
+
+
+def recipe_traits(expr: dict[str, Any]) -> dict[str, Any]:
+    """What the fake needs to know of a composite expression: the non-zero ``Image.unmask``
+    value (None: masked pixels stay masked), whether scene edges are masked (``Image.mask`` of
+    a B8A or B9 selection), whether S2 keeps one observation per datatake and S1 one per
+    orbit-day (``ImageCollection.mosaic`` per DATATAKE_IDENTIFIER / relativeOrbitNumber_start)
+    and whether the S1 mean goes through ``Image.log10``."""
+    tree = inline_graph(expr)
+    text = _json.dumps(tree)
+    fills = [literal(a.get("value")) for a in find_calls(tree, "Image.unmask")]
+    fill = next((float(v) for v in fills if isinstance(v, int | float) and v != 0), None)
+    edge = False
+    for a in find_calls(tree, "Image.mask"):
+        sel = find_calls({"x": a.get("image")}, "Image.select")
+        names = [literal(s.get("bandSelectors")) for s in sel[:1]]
+        edge = edge or any(isinstance(n, list) and ("B8A" in n or "B9" in n) for n in names)
+    mosaic = bool(find_calls(tree, "ImageCollection.mosaic"))
+    return {
+        "fill": fill,
+        "edge_mask": edge,
+        "s2_dedup": mosaic and '"DATATAKE_IDENTIFIER"' in text,
+        "s1_dedup": mosaic and '"relativeOrbitNumber_start"' in text,
+        "log10": bool(find_calls(tree, "Image.log10")),
+    }
 
 
 def _check_month(dates: list[str]) -> str:

@@ -25,6 +25,7 @@ from pipeline.sentinel.sources.base import Block, Recipe
 from pipeline.sentinel.sources.gee import (
     CLOUD_SCORE_PLUS,
     S1_GRD,
+    S1_GRD_FLOAT,
     S2_CLOUD_PROB,
     S2_L1C,
     S2_L2A,
@@ -32,7 +33,9 @@ from pipeline.sentinel.sources.gee import (
     block_grid,
     block_image,
     decode_npy,
+    to_block_result,
 )
+from pipeline.sentinel.sources.gee.recipe import NODATA_FILL
 from tests.fake_ee import (
     FakeEarthEngine,
     Fault,
@@ -66,7 +69,7 @@ def srv(fake):
     fake.persistent_fault = None
     fake.max_request_pixels = None
     fake.restricted_after = None
-    fake.masked_form, fake.value_dtype, fake.count_dtype = "nan", "<f4", "u1"
+    fake.masked_form, fake.value_dtype, fake.count_dtype = "zero", "<f4", "u1"
     fake.scenes = lambda month: {"L2A": 5, "L1C": 5, "S1": 3}
     return fake
 
@@ -166,7 +169,7 @@ def test_graph_default_recipe(srv):
     make_source(srv)  # initialises the client (algorithm signatures)
     tree, text, bands = offline_graph()
     ids = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
-    assert ids == {S2_L2A, S2_CLOUD_PROB, S1_GRD}
+    assert ids == {S2_L2A, S2_CLOUD_PROB, S1_GRD_FLOAT}  # linear S1 mean: linear power
     assert {constant(a["matchKey"]) for a in find_calls(tree, "Join.saveFirst")} == {"s2cloudless"}
     eq = [(constant(a.get("leftField")), constant(a.get("rightField")))
           for a in find_calls(tree, "Filter.equals")]
@@ -174,12 +177,12 @@ def test_graph_default_recipe(srv):
     assert {(constant(a.get("leftField")), constant(a.get("rightValue")))
             for a in find_calls(tree, "Filter.equals")} >= {("instrumentMode", "IW")}
     pols = {constant(a["rightValue"]) for a in find_calls(tree, "Filter.listContains")}
-    assert pols == {"VV", "VH"}
+    assert pols == {"VV", "VH"} and "Filter.or" in text  # either polarisation is kept
     assert "orbitProperties_pass" not in text
     gts = find_calls(tree, "Image.gt")
     assert any("40" in json.dumps(a) for a in gts)
     assert "reduce.mean" in text and "reduce.median" not in text
-    assert "Image.exp" in text and "Image.log10" in text  # linear-power S1 mean
+    assert "Image.exp" not in text and "Image.log10" in text  # mean of linear power, to dB
     assert "directionalDistanceTransform" not in text
     assert "2019-02-01" in text and "2019-03-01" in text
     assert bands == [*S2_BANDS, "s2_count", "VV", "VH", "s1_count"]
@@ -196,6 +199,7 @@ def test_graph_recipe_options(srv):
         (constant(a.get("leftField")), constant(a.get("rightValue")))
         for a in find_calls(tree, "Filter.equals")}
     assert "Image.exp" not in text and "Image.log10" not in text  # plain dB mean
+    assert S1_GRD in {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
     assert "Image.resample" not in text  # nearest (FUSU) is the default
     _, text, _ = offline_graph(Recipe(s2_resampling="bilinear"))
     assert "Image.resample" in text and "bilinear" in text
@@ -204,7 +208,7 @@ def test_graph_recipe_options(srv):
                                   with_s1=False)
     ids = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
     assert ids == {S2_L1C, CLOUD_SCORE_PLUS}
-    assert any("0.55" in json.dumps(a) for a in find_calls(tree, "Image.gte"))
+    assert any("0.55" in json.dumps(a) for a in find_calls(tree, "Image.lt"))  # cs < t: cloudy
     assert '"cs"' in text
 
 
@@ -663,7 +667,111 @@ def test_empty_join_composite_keeps_its_12_bands(srv):
     data = src._ee.data.computePixels({"expression": image, "fileFormat": "NPY",
                                        "bandIds": bands, "grid": block_grid(GRID, BLOCK)})
     fields = decode_npy(bytes(data), bands, BLOCK.height, BLOCK.width)
-    assert all(np.isnan(fields[b]).all() for b in S2_BANDS)
-    assert (fields["s2_count"] == 0).all()
+    assert all((fields[b] == NODATA_FILL).all() for b in S2_BANDS)  # unmasked, never 0
+    res = to_block_result(fields, BLOCK.height, BLOCK.width)
+    assert np.isnan(res.s2).all() and not res.s2_count.any()
     exp = expected_block(block_grid(GRID, BLOCK), MONTH)
-    np.testing.assert_array_equal(fields["VV"], exp["s1"][0])
+    np.testing.assert_array_equal(res.s1, exp["s1"])
+
+
+# --------------------------------------------------------------------------- per-band validity,
+# scene edges, one observation per datatake / pass, S1 in linear power, workload tags
+
+
+def _centres(block):
+    from tests.fake_ee import grid_centres
+
+    return grid_centres(block_grid(GRID, block))
+
+
+def test_masked_pixels_are_nan_per_band_never_zero(srv):
+    """Earth Engine's NPY output returns masked pixels as 0. A band masked in every observation
+    (B1 / B9 footprints, VH of a VV-only pass) must come back NaN in that band only, never as
+    reflectance 0 or 0 dB, while the pixel's other bands keep their values."""
+    from tests.fake_ee import band_masked
+
+    srv.masked_form = "zero"
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    x, y = _centres(BLOCK)
+    seen = res.s2_count > 0
+    b1 = band_masked("B1", x, y) & seen
+    assert b1.any()
+    assert np.isnan(res.s2[0][b1]).all() and np.isfinite(res.s2[1][b1]).all()
+    vh = band_masked("VH", x, y)
+    assert vh.any() and np.isnan(res.s1[1][vh]).all() and np.isfinite(res.s1[0][vh]).all()
+    assert not (res.s2 == 0).any() and not (res.s1 == 0).any()
+
+
+def test_scene_edges_are_masked(srv):
+    """At granule edges B8A / B9 are masked while the other bands carry values: with the
+    catalogue's edge mask those pixels are no clear observation (count 0, all bands NaN)."""
+    from tests.fake_ee import edge_zone
+
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    x, y = _centres(BLOCK)
+    edge = edge_zone(x, y)
+    assert edge.any()
+    assert not res.s2_count[edge].any() and np.isnan(res.s2[:, edge]).all()
+
+
+def test_overlapping_granules_and_slices_count_once(srv):
+    """Pixels covered by two MGRS granules of one datatake (or two slices of one S1 pass) are
+    one observation: their counts follow the same law as the rest of the block."""
+    from tests.fake_ee import fake_values, overlap_zone
+
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    x, y = _centres(BLOCK)
+    ov = overlap_zone(x, y)
+    assert ov.any() and (~ov).any()
+    assert res.s1_count.max() == fake_values("s1_count", MONTH, x, y).max()
+    assert res.s2_count.max() <= 4  # 1 + (m + x + y) % 4 datatakes at most
+    tree, text, _ = offline_graph()
+    assert '"DATATAKE_IDENTIFIER"' in text and '"relativeOrbitNumber_start"' in text
+    assert find_calls(tree, "ImageCollection.mosaic")
+
+
+def test_s1_linear_mean_is_taken_in_linear_power_from_s1_grd_float(srv):
+    """The linear mean averages S1_GRD_FLOAT (linear power) and converts once to dB; the fake
+    answers linear values to an expression that forgets the conversion."""
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    exp = expected_block(block_grid(GRID, BLOCK), MONTH)
+    np.testing.assert_array_equal(res.s1, exp["s1"])
+    assert S1_GRD_FLOAT in srv.counters.log[-1]["ids"] and S1_GRD not in srv.counters.log[-1]["ids"]
+    res_db = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, Recipe(s1_mean="db"))
+    np.testing.assert_array_equal(res_db.s1, exp["s1"])
+    assert S1_GRD in srv.counters.log[-1]["ids"]
+
+
+def test_every_request_carries_the_aoi_month_workload_tag(srv):
+    from ee import _state
+
+    from pipeline.sentinel.sources.gee.client import workload_tag
+
+    src = make_source(srv)
+    src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    src.fetch_block("xian", GRID, BLOCK, "2019-03", Recipe())
+    assert [e["workloadTag"] for e in srv.counters.log] == ["fusu-xian-2019-02",
+                                                            "fusu-xian-2019-03"]
+    assert srv.counters.value_tags == ["fusu-xian-2019-02", "fusu-xian-2019-03"]
+    assert src._ee.data.getWorkloadTag() in ("", None)  # the process-wide tag is restored
+    for aoi in ("Xi'an Old Town", "_x_", "a" * 80, "é"):
+        tag = workload_tag(aoi, "2019-02")
+        assert _state._WorkloadTag().validate(tag) == tag and len(tag) <= 63
+
+
+def test_response_size_limit_counts_one_mask_byte_per_band(srv):
+    """Earth Engine's 48 MB limit counts a mask byte per band and pixel: 840x840 px of the full
+    response is 40.9 MB of values but 52.2 MB with masks and is refused; the planner's block
+    side at the hard limit fits."""
+    from pipeline.sentinel.blocks import REQUEST_BYTES_PER_PX, block_size_px
+
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 1024, 1024)
+    src = make_source(srv)
+    image, bands = block_image(src._ee, grid, Block(0, 0, 840, 840), MONTH, Recipe(), "L2A",
+                               True)
+    with pytest.raises(ee.EEException, match="Total request size"):
+        src._ee.data.computePixels({"expression": image, "fileFormat": "NPY", "bandIds": bands,
+                                    "grid": block_grid(grid, Block(0, 0, 840, 840))})
+    side = block_size_px(REQUEST_BYTES_PER_PX, 50_331_648)
+    res = src.fetch_block("xian", grid, Block(0, 0, side, side), MONTH, Recipe())
+    assert res.meta["splits"] == 0 and res.meta["requests"] == 1

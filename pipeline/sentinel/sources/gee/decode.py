@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.sentinel.sources.base import BlockResult
-from pipeline.sentinel.sources.gee.recipe import S1_COUNT, S2_COUNT
+from pipeline.sentinel.sources.gee.recipe import NODATA_FILL, S1_COUNT, S2_COUNT
 
 
 def decode_npy(data: bytes, bands: list[str], height: int, width: int) -> dict[str, np.ndarray]:
@@ -45,7 +45,10 @@ def decode_npy(data: bytes, bands: list[str], height: int, width: int) -> dict[s
 def to_block_result(
     fields: dict[str, np.ndarray], height: int, width: int
 ) -> BlockResult:
-    """Turn decoded fields into a BlockResult; values count as data only where count > 0."""
+    """Turn decoded fields into a BlockResult. A value is data only where its own band is not
+    :data:`~pipeline.sentinel.sources.gee.recipe.NODATA_FILL` (per-band validity: a band masked
+    in every observation of the month, such as B1 at a granule edge or VH of a VV-only pass, is
+    NaN while the other bands keep their values) and the count is > 0."""
     res = BlockResult.empty(height, width)
     if S2_COUNT in fields:
         res.s2, res.s2_count = _counted(fields, S2_COUNT, S2_BANDS)
@@ -56,10 +59,13 @@ def to_block_result(
 
 def _counted(fields: dict[str, np.ndarray], count_band: str, bands: tuple[str, ...]
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(values float32 (len(bands), h, w), NaN where the count is 0; count uint8 (h, w))."""
+    """(values float32 (len(bands), h, w), NaN where the count is 0 or the band is
+    :data:`NODATA_FILL`; count uint8 (h, w))."""
     count = np.clip(np.nan_to_num(fields[count_band], nan=0.0), 0, 255).astype(np.uint8)
     ok = count > 0
-    values = np.stack([np.where(ok, fields[b], np.nan) for b in bands]).astype(np.float32)
+    values = np.stack([np.where(ok & np.isfinite(fields[b]) & (fields[b] != NODATA_FILL),
+                                fields[b], np.nan)
+                       for b in bands]).astype(np.float32)
     return values, count
 
 

@@ -6,7 +6,6 @@ docstring for the recipe; ``ee`` is passed in by the caller, never imported here
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 from pipeline.bands import S1_BANDS, S2_BANDS
@@ -19,6 +18,8 @@ S2_L1C = "COPERNICUS/S2_HARMONIZED"
 S2_CLOUD_PROB = "COPERNICUS/S2_CLOUD_PROBABILITY"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 S1_GRD = "COPERNICUS/S1_GRD"
+#: The same S1 scenes as linear power (no dB conversion): averaged before going back to dB.
+S1_GRD_FLOAT = "COPERNICUS/S1_GRD_FLOAT"
 S2_COUNT = "s2_count"
 S1_COUNT = "s1_count"
 #: Band ids of a full response, in order.
@@ -26,6 +27,15 @@ RESPONSE_BANDS: tuple[str, ...] = (*S2_BANDS, S2_COUNT, *S1_BANDS, S1_COUNT)
 #: s2cloudless shadow parameters (GEE s2cloudless tutorial defaults).
 NIR_DARK_THRESHOLD = 0.15
 CLOUD_PROJECTION_DISTANCE_KM = 1.0
+#: Value given to a masked pixel of a mean band before the response is encoded: computePixels'
+#: NPY output has no mask and returns masked pixels as 0 (a valid reflectance / dB), so every
+#: value band is unmasked with this out-of-range value and decoded back to NaN per band.
+NODATA_FILL = -32768.0
+#: Scene property that identifies one S2 datatake (all MGRS granules of one pass).
+S2_DATATAKE = "DATATAKE_IDENTIFIER"
+#: Property set on S1 scenes: relative orbit + UTC date (the slices of one pass).
+S1_PASS_KEY = "fusu_orbit_day"
+_CLEAR = "clear"
 
 def month_bounds(month: str) -> tuple[str, str]:
     """``YYYY-MM`` -> (first day, first day of the next month) as ISO dates (end exclusive)."""
@@ -92,34 +102,60 @@ def s2_joined(ee: Any, region: Any, month: str, recipe: Recipe, product: str) ->
     return _join_first(ee, s2, probs, "s2cloudless")
 
 
+def _placeholder(ee: Any, bands: tuple[str, ...], values_dtype: str) -> Any:
+    """A fully masked image with ``bands`` (values as ``values_dtype``) plus a uint8 ``clear``
+    band: merged into a masked collection so that its mean keeps its bands even when no scene
+    is left (an empty collection's mean has no bands, and Earth Engine then fails the request
+    with HTTP 400 "If one image has no bands, the other must also have no bands"). Masked, it
+    adds nothing to the mean or the count."""
+    img = ee.Image.constant([0] * len(bands)).rename(list(bands))
+    img = img.toUint16() if values_dtype == "uint16" else img.toFloat()
+    clear = ee.Image.constant(0).toUint8().rename(_CLEAR)
+    return img.addBands(clear).updateMask(ee.Image.constant(0))
+
+
 def _no_observation_s2(ee: Any) -> Any:
-    """A fully masked 12-band DN image: merged into the masked collection so that its mean
-    keeps the 12 bands even when the join matched no scene (an empty collection's mean has no
-    bands, and Earth Engine then fails the request with HTTP 400 "If one image has no bands,
-    the other must also have no bands"). Masked, it adds nothing to the mean or the count."""
-    return (ee.Image.constant([0] * len(S2_BANDS)).rename(list(S2_BANDS)).toUint16()
-            .updateMask(ee.Image.constant(0)))
+    """The S2 placeholder: 12 masked DN bands (uint16) + ``clear``."""
+    return _placeholder(ee, S2_BANDS, "uint16")
+
+
+def one_per(ee: Any, masked: Any, key: str) -> Any:
+    """One image per distinct value of property ``key``: the images sharing it (the
+    overlapping MGRS granules of one S2 datatake, the slices of one S1 pass) are mosaicked,
+    so an overlap pixel is one observation, not two, in the mean and in the count. Masks are
+    per granule (applied before), so a pixel cloudy in one granule's mask and clear in the
+    other's takes the clear one."""
+    keys = masked.aggregate_array(key).distinct()
+    return ee.ImageCollection(keys.map(
+        lambda k: masked.filter(ee.Filter.eq(key, k)).mosaic().set(key, k)))
+
+
+def _edge_mask(img: Any) -> Any:
+    """The S2 scene-edge mask the catalogue recommends: pixels where B8A and B9 have data
+    (at granule edges the bands' footprints differ and the shorter ones are masked)."""
+    return img.select("B8A").mask().And(img.select("B9").mask())
 
 
 def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
-    """Masked S2 collection of the month: bands S2_BANDS as DN (uint16), clouds masked, plus
-    one fully masked placeholder (never band-less; see :func:`_no_observation_s2`)."""
+    """Masked S2 observations of the month: one image per datatake (:func:`one_per`), bands
+    S2_BANDS as DN (uint16) with each band's own mask, clouds and scene edges masked, plus a
+    uint8 ``clear`` band (1 where the observation counts); plus one fully masked placeholder
+    (never band-less; see :func:`_placeholder`)."""
     joined = s2_joined(ee, region, month, recipe, product)
     if recipe.s2_mask == "cloud_score_plus":
         threshold = float(recipe.cloud_score_plus_threshold)
 
-        def mask(img: Any) -> Any:
-            clear = ee.Image(img.get("cloud_score_plus")).select("cs").gte(threshold)
-            return img.select(list(S2_BANDS)).updateMask(clear)
+        def bad_of(img: Any) -> Any:
+            return ee.Image(img.get("cloud_score_plus")).select("cs").lt(threshold)
 
     else:
-        threshold = int(recipe.cloud_probability_threshold)
+        threshold_pct = int(recipe.cloud_probability_threshold)
         shadow = bool(recipe.shadow_mask)
         has_scl = product == "L2A"
 
-        def mask(img: Any) -> Any:
+        def bad_of(img: Any) -> Any:
             prob = ee.Image(img.get("s2cloudless")).select("probability")
-            bad = prob.gt(threshold)
+            bad = prob.gt(threshold_pct)
             if shadow:
                 dark = img.select("B8").lt(NIR_DARK_THRESHOLD * 1e4)
                 if has_scl:  # not water (SCL 6)
@@ -132,49 +168,81 @@ def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str
                     .mask()
                 )
                 bad = bad.Or(projected.And(dark))
-            return img.select(list(S2_BANDS)).updateMask(bad.Not())
+            return bad
 
-    masked = joined.map(mask)
-    if recipe.s2_resampling == "bilinear":
-        masked = masked.map(lambda img: img.resample("bilinear"))
-    return masked.merge(ee.ImageCollection([_no_observation_s2(ee)]))
+    bilinear = recipe.s2_resampling == "bilinear"
+
+    def mask(img: Any) -> Any:
+        clear = bad_of(img).Not().And(_edge_mask(img))
+        values = img.select(list(S2_BANDS))
+        if bilinear:  # per granule: resample() has no effect on a mosaic or composite
+            values = values.resample("bilinear")
+        flag = clear.selfMask().toUint8().rename(_CLEAR)
+        return ee.Image(values.addBands(flag).updateMask(clear)
+                        .copyProperties(img, [S2_DATATAKE]))
+
+    observations = one_per(ee, joined.map(mask), S2_DATATAKE)
+    return observations.merge(ee.ImageCollection([_no_observation_s2(ee)]))
 
 
 def s2_image(ee: Any, region: Any, month: str, recipe: Recipe, product: str) -> Any:
-    """S2 mean reflectance (float32, 12 bands) + ``s2_count`` (uint8) of the month."""
+    """S2 mean reflectance (float32, 12 bands; :data:`NODATA_FILL` where a band has no clear
+    observation) + ``s2_count`` (uint8 clear datatakes)."""
     masked = s2_collection(ee, region, month, recipe, product)
-    mean = masked.mean().divide(10000).toFloat().rename(list(S2_BANDS))
-    count = masked.select("B2").count().unmask(0).min(255).toUint8().rename(S2_COUNT)
+    mean = (masked.select(list(S2_BANDS)).mean().divide(10000).toFloat()
+            .unmask(NODATA_FILL, False).rename(list(S2_BANDS)))
+    count = masked.select(_CLEAR).count().unmask(0).min(255).toUint8().rename(S2_COUNT)
     return mean.addBands(count)
 
 
 def s1_collection(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
-    """S1 GRD IW scenes with VV and VH (dB) of the month, optional orbit-pass filter."""
+    """S1 GRD IW scenes of the month with VV or VH (either alone is kept), optional orbit-pass
+    filter: ``COPERNICUS/S1_GRD_FLOAT`` (linear power) for the linear mean, else
+    ``COPERNICUS/S1_GRD`` (dB)."""
     start, end = month_bounds(month)
+    coll_id = S1_GRD_FLOAT if recipe.s1_mean == "linear" else S1_GRD
     s1 = (
-        ee.ImageCollection(S1_GRD)
+        ee.ImageCollection(coll_id)
         .filterBounds(region)
         .filterDate(start, end)
         .filter(ee.Filter.eq("instrumentMode", "IW"))
-        .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VV"))
-        .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VH"))
+        .filter(ee.Filter.Or(
+            ee.Filter.listContains("transmitterReceiverPolarisation", "VV"),
+            ee.Filter.listContains("transmitterReceiverPolarisation", "VH"),
+        ))
     )
     if recipe.s1_orbit_pass:
         s1 = s1.filter(ee.Filter.eq("orbitProperties_pass", recipe.s1_orbit_pass))
-    return s1.select(list(S1_BANDS))
+    return s1
+
+
+def s1_observations(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
+    """One image per relative orbit and UTC day (:func:`one_per`), bands VV and VH each with
+    its own mask (a VV-only scene gives VV and a masked VH) + ``clear`` (any band valid)."""
+    base = _placeholder(ee, S1_BANDS, "float").select(list(S1_BANDS))
+
+    def both(img: Any) -> Any:
+        pols = img.select("V[VH]").toFloat()
+        vals = base.addBands(pols, None, True).select(list(S1_BANDS))
+        flag = img.select("V[VH]").mask().reduce(ee.Reducer.max()).selfMask().toUint8()
+        key = (ee.Number(img.get("relativeOrbitNumber_start")).format("%d").cat("_")
+               .cat(img.date().format("YYYY-MM-dd")))
+        return vals.addBands(flag.rename(_CLEAR)).set(S1_PASS_KEY, key)
+
+    observations = one_per(ee, s1_collection(ee, region, month, recipe).map(both), S1_PASS_KEY)
+    return observations.merge(ee.ImageCollection([_placeholder(ee, S1_BANDS, "float")]))
 
 
 def s1_image(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
-    """S1 mean backscatter (float32 dB, VV, VH) + ``s1_count`` (uint8) of the month."""
-    s1 = s1_collection(ee, region, month, recipe)
+    """S1 mean backscatter (float32 dB, VV, VH; :data:`NODATA_FILL` where a band has no
+    observation) + ``s1_count`` (uint8 orbit-days). Linear mean: the mean of linear power
+    (S1_GRD_FLOAT) then 10*log10; ``db``: the plain mean of dB (S1_GRD)."""
+    obs = s1_observations(ee, region, month, recipe)
+    mean = obs.select(list(S1_BANDS)).mean()
     if recipe.s1_mean == "linear":
-        # 10^(dB/10) = exp(dB * ln(10)/10); mean in linear power; back with 10*log10
-        linear = s1.map(lambda img: img.multiply(math.log(10.0) / 10.0).exp())
-        mean = linear.mean().log10().multiply(10)
-    else:
-        mean = s1.mean()
-    mean = mean.toFloat().rename(list(S1_BANDS))
-    count = s1.select("VV").count().unmask(0).min(255).toUint8().rename(S1_COUNT)
+        mean = mean.log10().multiply(10)
+    mean = mean.toFloat().unmask(NODATA_FILL, False).rename(list(S1_BANDS))
+    count = obs.select(_CLEAR).count().unmask(0).min(255).toUint8().rename(S1_COUNT)
     return mean.addBands(count)
 
 
