@@ -248,6 +248,15 @@ class GeeConfig(_Model):
         description="Halvings per block at most when Earth Engine answers 'too large' or "
         "times out (bounds the serial requests of a persistently failing block).",
     )
+    eecu_s_per_mpx_s2: float = Field(
+        default=1.0, gt=0.0, json_schema_extra=EXECUTION,
+        description="EECU-seconds per million S2 pixel-observations, for the plan's cost "
+        "estimate (a prior; calibrate it with Cloud Monitoring's usage per workload tag).",
+    )
+    eecu_s_per_mpx_s1: float = Field(
+        default=0.2, gt=0.0, json_schema_extra=EXECUTION,
+        description="EECU-seconds per million S1 pixel-observations (plan estimate).",
+    )
     max_block_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024,

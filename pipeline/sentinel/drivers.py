@@ -36,6 +36,7 @@ from pipeline.io.mosaic import (
 from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
+from pipeline.sentinel.cost import EecuRates, eecu_estimate
 from pipeline.sentinel.fetch import run_month
 from pipeline.sentinel.sources import make_source, source_identity
 from pipeline.sentinel.sources.base import Recipe, SentinelSource
@@ -78,6 +79,11 @@ def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any
         "block_pixels": pixels, "grid_pixels": grid.width * grid.height, "footprints": len(fp),
         "footprint_px": size,
     }
+    if cfg.source == "gee":
+        est = eecu_estimate(pixels, len(months), EecuRates.from_config(cfg))
+        marker["gee_eecu_estimate"] = est
+        log.info("%s: Earth Engine estimate %.2f EECU-hours (%s)", name, est["eecu_hours"],
+                 est["model"])
     write_json(layout.mosaic_marker(name), marker)
     log.info("%s: %d blocks (%d px, %.0f%% of the %dx%d grid) x %d months -> %s", name,
              len(plan.blocks), pixels, 100.0 * pixels / (grid.width * grid.height), grid.width,

@@ -305,3 +305,34 @@ def test_scenes_added_to_the_archive_refetch_the_month(tmp_path: Path) -> None:
     again = fetch_month(aoi, "2020-03", cfg, lay)
     assert again["blocks_done"] == 1 and again["n_scenes"]["s2"] == 2
     assert fetch_month(aoi, "2020-04", cfg, lay)["blocks_done"] == 0  # April untouched
+
+
+def test_gee_plan_carries_an_eecu_estimate(tmp_path: Path) -> None:
+    """The plan of a gee build states its compute estimate: block pixels x months x nominal
+    observations x the configured EECU-s per megapixel-observation."""
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.layout import Layout
+    from pipeline.sentinel.cost import EecuRates, eecu_estimate
+    from pipeline.sentinel.drivers import init_aoi
+    from tests.sentinel_helpers import sentinel_aoi
+
+    est = eecu_estimate(1_000_000, 12, EecuRates(s2=2.0, s1=0.5))
+    assert est["pixel_observations"] == {"s2": 72_000_000, "s1": 60_000_000}
+    assert est["eecu_s"] == 72 * 2.0 + 60 * 0.5 and est["per_month_eecu_s"] == 14.5
+    assert eecu_estimate(10, 0, EecuRates())["eecu_s"] == 0.0
+    aoi = sentinel_aoi("a", MONTHS[0], MONTHS[-1])
+    lay = Layout(tmp_path / "demo")
+    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
+    fp = pd.DataFrame({"patch_id": ["a_r000_c000"], "fp_col0": [10], "fp_row0": [5],
+                       "fp_size_px": [64]})
+    write_geoparquet(fp, lay.footprints("a"))
+    gee = SentinelConfig.model_validate({"source": "gee", "block_size_px": 64,
+                                         "gee": {"eecu_s_per_mpx_s2": 3.0}})
+    marker = init_aoi(aoi, gee, lay)
+    want = eecu_estimate(marker["block_pixels"], len(MONTHS), EecuRates(s2=3.0, s1=0.2))
+    assert marker["gee_eecu_estimate"] == want and want["eecu_s"] > 0
+    assert "gee_eecu_estimate" not in init_aoi(aoi, SentinelConfig(block_size_px=64), lay)
