@@ -163,6 +163,12 @@ def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) 
         )
     if src != "local":
         return
+    if cfg.sentinel.s2_mask == "cloud_score_plus":
+        raise ConfigError(
+            "sentinel.s2_mask 'cloud_score_plus' exists only on Earth Engine: with "
+            "sentinel.source 'local' use 's2cloudless' (L1C bands, SCL for L2A-only scenes) or "
+            "'scl'"
+        )
     for name, spec in aois.items():
         if spec.template or spec.generated:  # templates build nothing; the demo makes its own
             continue

@@ -269,7 +269,17 @@ class SentinelConfig(_Model):
     source: Literal["local", "gee", "stac"] = Field(
         default="local", description="Where composites come from."
     )
-    s2_mask: Literal["s2cloudless", "cloud_score_plus"] = Field(default="s2cloudless")
+    s2_mask: Literal["s2cloudless", "cloud_score_plus", "scl"] = Field(
+        default="s2cloudless",
+        description="S2 cloud layer: s2cloudless probability (needs L1C bands; the local source "
+        "falls back to the L2A SCL layer for L2A-only scenes), Cloud Score+ (Earth Engine), or "
+        "the L2A scene classification (SCL; L2A only, so no L1C fallback).",
+    )
+    scl_mask_classes: list[int] = Field(
+        default=[0, 1, 3, 8, 9, 10],
+        description="SCL classes masked where SCL decides: 0 no data, 1 saturated/defective, "
+        "3 cloud shadow, 8 cloud medium, 9 cloud high, 10 thin cirrus (11 snow is kept).",
+    )
     cloud_probability_threshold: int = Field(
         default=40,
         ge=0,
@@ -278,6 +288,31 @@ class SentinelConfig(_Model):
     )
     cloud_score_plus_threshold: float = Field(
         default=0.6, ge=0.0, le=1.0, description="Cloud Score+ 'cs' below this is masked."
+    )
+    @field_validator("scl_mask_classes")
+    @classmethod
+    def _scl_classes(cls, v: list[int]) -> list[int]:
+        bad = [c for c in v if not 0 <= int(c) <= 11]
+        if bad:
+            raise ValueError(f"sentinel.scl_mask_classes: {bad} are not SCL classes (0..11)")
+        return sorted({int(c) for c in v})
+
+    cloud_preset: Literal["gee", "s2cloudless"] = Field(
+        default="gee",
+        description="s2cloudless post-processing of the probability: 'gee' = threshold only, "
+        "as Earth Engine's S2_CLOUD_PROBABILITY is used (average_over 0, dilation_size 0); "
+        "'s2cloudless' = the package's S2PixelCloudDetector defaults (average_over 1, "
+        "dilation_size 1), which reproduce its reference masks. Recorded in the mosaic.",
+    )
+    cloud_average_over: int | None = Field(
+        default=None, ge=0, le=16,
+        description="Disk radius (px) over which the probability is averaged before the "
+        "threshold (s2cloudless average_over); None = the preset's value.",
+    )
+    cloud_dilation_size: int | None = Field(
+        default=None, ge=0, le=16,
+        description="Disk radius (px) by which the cloud mask is dilated (s2cloudless "
+        "dilation_size); None = the preset's value.",
     )
     shadow_mask: bool = Field(
         default=False, description="Also mask cloud shadows (projected from clouds)."

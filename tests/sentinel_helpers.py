@@ -41,9 +41,12 @@ def write_scene(
     cloud_left_half: bool = False,
     month: tuple[int, int] = (2020, 3),
     l1c: bool = True,
+    scl_cloud_left_half: bool | None = None,
 ) -> Path:
     """A scene whose L2A bands all hold ``l2a_value`` (None: no L2A); with ``cloud_left_half``
-    the west half of the scene is a thick cloud in L1C (and 0.9 in L2A)."""
+    the west half of the scene is a thick cloud in L1C (and 0.9 in L2A). ``scl_cloud_left_half``
+    adds an L2A SCL layer (20 m): vegetation (4) everywhere, cloud high probability (9) in the
+    west half if True."""
     bands: dict[str, dict[str, np.ndarray]] = {}
     if l1c:
         bands["L1C"] = {}
@@ -61,6 +64,12 @@ def write_scene(
             if cloud_left_half:
                 a[:, : n // 2] = 0.9
             bands["L2A"][b] = band_array(a, b)
+        if scl_cloud_left_half is not None:
+            n = int(SIDE_M // NATIVE_RES_M["SCL"])
+            scl = np.full((n, n), 4, np.uint8)
+            if scl_cloud_left_half:
+                scl[:, : n // 2] = 9
+            bands["L2A"]["SCL"] = scl
     return write_s2_scene(archive, dt.datetime(month[0], month[1], day, 3, 25, 0), "49SGU",
                           GRID.crs, transforms(), bands)
 

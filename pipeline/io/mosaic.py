@@ -416,6 +416,7 @@ def consolidate_mosaic(
     dst: str | Path,
     s2_product: dict[str, str] | None = None,
     chunk_px: int = CUBE_CHUNK_PX,
+    extra_attrs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Copy the staging store ``src`` into the read-optimised cube ``dst`` (atomically).
 
@@ -431,6 +432,7 @@ def consolidate_mosaic(
         dst: the cube path (``Layout.mosaic``); an existing store there is replaced.
         s2_product: {month: L2A | L1C | none}, stored as the root attr ``s2_product``.
         chunk_px: spatial chunk side of the cube (px).
+        extra_attrs: further root attrs (JSON values), e.g. the compositing ``recipe``.
 
     Returns:
         {"store": dst, "chunks": {var: chunk shape}, "bytes": stored chunk bytes}.
@@ -456,6 +458,7 @@ def consolidate_mosaic(
     attrs["layout"] = "cube"
     if s2_product is not None:
         attrs["s2_product"] = dict(s2_product)
+    attrs.update(extra_attrs or {})
     tile = max(chunk_px, _COPY_TILE_PX // chunk_px * chunk_px)
     chunks: dict[str, list[int]] = {}
     with atomic_path(dp) as tmp:

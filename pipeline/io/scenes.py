@@ -30,8 +30,10 @@ L2A_FILE_BANDS: tuple[str, ...] = tuple(b for b in L1C_FILE_BANDS if b != "B10")
 #: Native resolution (m) of each band file.
 NATIVE_RES_M: dict[str, int] = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
-    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+    "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20, "SCL": 20,
 }
+#: Optional L2A scene-classification layer (uint8 Sen2Cor classes 0..11, 0 = no data).
+SCL_FILE = "SCL"
 S1_FILE_BANDS: tuple[str, ...] = ("VV", "VH")
 SCENE_JSON = "scene.json"
 _TIME_FMT = "%Y%m%dT%H%M%S"
@@ -55,6 +57,7 @@ class S2Scene:
     sun_azimuth_deg: float = 150.0
     sun_zenith_deg: float = 30.0
     offsets: Mapping[str, float] = field(default_factory=dict)
+    scl: bool = False  # L2A/SCL.tif present
 
     @property
     def id(self) -> str:
@@ -69,6 +72,7 @@ class S1Scene:
     time: dt.datetime
     orbit_pass: str | None
     units: str  # "db" or "linear"
+    bands: tuple[str, ...] = ("VV", "VH")  # polarisation files present (VV.tif, VH.tif)
 
     @property
     def id(self) -> str:
@@ -139,16 +143,28 @@ def list_s2_scenes(archive: str | Path, month: str) -> list[S2Scene]:
                 sun_azimuth_deg=float(meta.get("sun_azimuth_deg", 150.0)),
                 sun_zenith_deg=float(meta.get("sun_zenith_deg", 30.0)),
                 offsets={k: float(v) for k, v in meta.get("offsets", {}).items()},
+                scl="L2A" in products and (folder / "L2A" / f"{SCL_FILE}.tif").is_file(),
             )
         )
     return sorted(out, key=lambda s: (s.time, s.id))
 
 
 def list_s1_scenes(archive: str | Path, month: str) -> list[S1Scene]:
-    """S1 scenes of ``month``, sorted by time; empty list if none."""
+    """S1 scenes of ``month``, sorted by time; empty list if none. A scene may hold VV, VH or
+    both (``bands``).
+
+    Raises:
+        SourceError: a scene with neither VV.tif nor VH.tif, or bad ``units``.
+    """
     out = []
     for folder in _month_folders(Path(archive), "s1", month):
         meta = _read_scene_json(folder)
+        pols = tuple(b for b in S1_FILE_BANDS if (folder / f"{b}.tif").is_file())
+        if not pols:
+            raise SourceError(
+                f"S1 scene {folder} has neither VV.tif nor VH.tif: add them or remove the scene "
+                "folder"
+            )
         units = str(meta.get("units", "db")).lower()
         if units not in ("db", "linear"):
             raise SourceError(
@@ -160,6 +176,7 @@ def list_s1_scenes(archive: str | Path, month: str) -> list[S1Scene]:
                 time=_parse_time(meta["time"], folder),
                 orbit_pass=meta.get("orbit_pass"),
                 units=units,
+                bands=pols,
             )
         )
     return sorted(out, key=lambda s: (s.time, s.id))
@@ -267,7 +284,8 @@ def write_s2_scene(
         crs: CRS of the band files.
         transforms: affine transform per native resolution (10, 20, 60 m).
         bands: ``{"L1C": {"B01": uint16 DN array, ...}, "L2A": {...}}`` at native resolution,
-            DN = reflectance * 10000, 0 = no data.
+            DN = reflectance * 10000, 0 = no data; ``"L2A"`` may hold ``"SCL"`` (uint8 Sen2Cor
+            classes at 20 m, 0 = no data).
         extra: more scene.json keys (sun angles, spacecraft, ...).
 
     Returns:
@@ -276,8 +294,9 @@ def write_s2_scene(
     folder = Path(archive) / "s2" / f"{time.strftime(_TIME_FMT)}_{tile}"
     for level, arrays in bands.items():
         for b, arr in arrays.items():
+            dtype = np.uint8 if b == SCL_FILE else np.uint16
             write_band_tif(
-                folder / level / f"{b}.tif", np.asarray(arr, np.uint16), crs,
+                folder / level / f"{b}.tif", np.asarray(arr, dtype), crs,
                 transforms[NATIVE_RES_M[b]], 0,
             )
     meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "tile": tile, "crs": crs,
@@ -293,17 +312,20 @@ def write_s1_scene(
     time: dt.datetime,
     crs: str,
     transform: Any,
-    vv: np.ndarray,
-    vh: np.ndarray,
+    vv: np.ndarray | None,
+    vh: np.ndarray | None,
     units: str = "db",
     orbit_pass: str | None = "ASCENDING",
 ) -> Path:
-    """Write one S1 GRD acquisition (float32 VV / VH, NaN = no data) into the archive."""
+    """Write one S1 GRD acquisition (float32 VV / VH, NaN = no data; None = the scene lacks that
+    polarisation, e.g. a VV-only acquisition) into the archive."""
     from pipeline.io.jsonfile import write_json
 
     suffix = f"_{orbit_pass[:3]}" if orbit_pass else ""
     folder = Path(archive) / "s1" / f"{time.strftime(_TIME_FMT)}{suffix}"
     for name, arr in (("VV", vv), ("VH", vh)):
+        if arr is None:
+            continue
         write_band_tif(folder / f"{name}.tif", np.asarray(arr, np.float32), crs, transform,
                        float("nan"))
     write_json(folder / SCENE_JSON, {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "crs": crs,

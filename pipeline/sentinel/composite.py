@@ -61,6 +61,41 @@ def cloud_clear_mask(
     return clear
 
 
+def postprocess_cloud_mask(
+    probability: np.ndarray, threshold_pct: float, average_over: int, dilation_size: int,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cloudy pixels (bool (h, w)) from a cloud probability with s2cloudless' own
+    post-processing (``S2PixelCloudDetector.get_mask_from_prob``: the probability averaged over
+    a disk of radius ``average_over`` px, thresholded, then dilated by a disk of radius
+    ``dilation_size`` px; 0 = skip that step). With both 0 this is the plain threshold of
+    :func:`cloud_clear_mask`.
+
+    Args:
+        probability: (h, w) float in [0, 1], NaN = no data (counted as probability 0 in the
+            average: only pixels within ``average_over`` px of a data edge are affected).
+        threshold_pct: cloudy where the (averaged) probability * 100 > threshold_pct.
+        average_over, dilation_size: disk radii (px).
+        valid: (h, w) bool; invalid pixels are never cloudy (default: finite probability).
+
+    Returns:
+        (h, w) bool cloud mask (dilated clouds may reach into invalid pixels' neighbours only
+        where those are valid).
+    """
+    p = np.asarray(probability, dtype=np.float32)
+    ok = np.isfinite(p) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(p))
+    if average_over <= 0 and dilation_size <= 0:
+        return ok & (p * 100.0 > threshold_pct)
+    from s2cloudless import S2PixelCloudDetector
+
+    det = S2PixelCloudDetector(threshold=float(threshold_pct) / 100.0,
+                               average_over=int(average_over) or None,
+                               dilation_size=int(dilation_size) or None)
+    filled = np.where(ok, p, np.float32(0.0)).astype(np.float32)
+    cloudy = det.get_mask_from_prob(filled[None])[0].astype(bool)
+    return cloudy & ok
+
+
 def project_shadows(
     cloud: np.ndarray,
     nir: np.ndarray,
@@ -110,11 +145,15 @@ def project_shadows(
 
 @dataclass
 class MeanAccumulator:
-    """Running masked mean over acquisitions of one month (memory: one sum + one count).
+    """Running masked mean over acquisitions of one month, band by band.
 
-    ``add(values, ok)`` with values (b, h, w) and ok (h, w) bool; ``result()`` returns
-    (mean float32 (b, h, w) NaN where count == 0, count uint8 (h, w) saturating at 255).
-    ``space`` = ``"linear"`` averages dB inputs in linear power and returns dB.
+    ``add(values, ok, counted=None)`` with values (b, h, w), ``ok`` (h, w) or per band
+    (b, h, w) bool and ``counted`` (h, w) bool, the observation flag of the count (default: any
+    band ok). A band's mean uses the observations where *that band* is ok (and finite), so a
+    pixel missing one band (VH of a VV-only scene, B1 outside its footprint) keeps the others.
+    ``result()`` returns (mean float32 (b, h, w) NaN where the band has no observation, count
+    uint8 (h, w) saturating at 255). ``space`` = ``"linear"`` averages dB inputs in linear power
+    and returns dB.
     """
 
     bands: int
@@ -122,27 +161,35 @@ class MeanAccumulator:
     width: int
     space: Literal["identity", "linear"] = "identity"
     _sum: np.ndarray = field(init=False, repr=False)
+    _n: np.ndarray = field(init=False, repr=False)
     _count: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._sum = np.zeros((self.bands, self.height, self.width), np.float64)
+        self._n = np.zeros((self.bands, self.height, self.width), np.uint16)
         self._count = np.zeros((self.height, self.width), np.int32)
 
-    def add(self, values: np.ndarray, ok: np.ndarray) -> None:
+    def add(self, values: np.ndarray, ok: np.ndarray, counted: np.ndarray | None = None
+            ) -> None:
         v = np.asarray(values)
-        ok = np.asarray(ok, dtype=bool) & np.all(np.isfinite(v), axis=0)
+        okb = np.asarray(ok, dtype=bool)
+        if okb.ndim == 2:
+            okb = np.broadcast_to(okb[None], v.shape)
+        okb = okb & np.isfinite(v)
         if self.space == "linear":
             v = db_to_linear(v)
-        self._sum += np.where(ok[None], v, 0.0)
-        self._count += ok
+        self._sum += np.where(okb, v, 0.0)
+        self._n += okb
+        seen = okb.any(axis=0)
+        self._count += seen if counted is None else (np.asarray(counted, dtype=bool) & seen)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        cnt = self._count
+        n = self._n
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self._sum / np.where(cnt > 0, cnt, 1)[None]
-        mean = np.where(cnt[None] > 0, mean, np.nan)
+            mean = self._sum / np.where(n > 0, n, 1)
+        mean = np.where(n > 0, mean, np.nan)
         out = linear_to_db(mean) if self.space == "linear" else mean.astype(np.float32)
-        return out, np.minimum(cnt, 255).astype(np.uint8)
+        return out, np.minimum(self._count, 255).astype(np.uint8)
 
 
 def masked_mean(stack: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,17 @@ def summarize_aoi(aoi: AoiSpec, layout: Layout) -> dict[str, Any]:
         "months_without_s1": [m for m, s in per.items() if not s.get("n_scenes", {}).get("s1")],
         "per_month": per,
     }
-    cube = consolidate_mosaic(layout.mosaic_staging(name), layout.mosaic(name), products)
+    recipes = {json.dumps(s.get("recipe"), sort_keys=True) for s in per.values()}
+    if len(recipes) > 1:
+        raise InputError(
+            f"AOI {name}: the month summaries under {layout.month_summary(name, months[0]).parent} "
+            "were fetched with different compositing recipes (config sentinel.*): rerun rule "
+            f"sentinel_month for AOI {name} with the current config"
+        )
+    recipe = per[months[0]].get("recipe") if months else None
+    summary["recipe"] = recipe
+    cube = consolidate_mosaic(layout.mosaic_staging(name), layout.mosaic(name), products,
+                              extra_attrs={"recipe": recipe} if recipe else None)
     summary["cube"] = {"chunks": cube["chunks"], "bytes": cube["bytes"]}
     write_manifest(layout.manifest(name, "sentinel"), layout.root, "sentinel",
                    tree_files(layout.mosaic(name)))

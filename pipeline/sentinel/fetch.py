@@ -15,6 +15,7 @@ earlier runs'): requests, pixels, bytes, retries, seconds, s2_product, scenes, b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -178,6 +179,8 @@ def run_month(
     summary = summarize_month(aoi, month, blocks, ledger, blocks_done=len(done),
                               blocks_skipped=skipped, seconds=time.monotonic() - t0,
                               source=getattr(source, "name", type(source).__name__))
+    summary["recipe"] = {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dataclasses.asdict(recipe).items()}
     write_month_product(store_path, t, summary["s2_product"])
     if summary_path is not None:
         write_json(summary_path, summary)

@@ -43,6 +43,7 @@ from tests.fake_ee import (
     expected_block,
     find_calls,
     inline_graph,
+    literal,
 )
 
 GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795060.0, width=256, height=192)
@@ -775,3 +776,22 @@ def test_response_size_limit_counts_one_mask_byte_per_band(srv):
     side = block_size_px(REQUEST_BYTES_PER_PX, 50_331_648)
     res = src.fetch_block("xian", grid, Block(0, 0, side, side), MONTH, Recipe())
     assert res.meta["splits"] == 0 and res.meta["requests"] == 1
+
+
+def test_scl_cloud_mask_on_earth_engine(srv):
+    """s2_mask 'scl': the L2A SCL band decides (configured classes), no join, no L1C
+    fallback (L1C has no SCL)."""
+    make_source(srv)
+    recipe = Recipe(s2_mask="scl", scl_mask_classes=(3, 8, 9))
+    tree, text, _ = offline_graph(recipe)
+    assert not find_calls(tree, "Join.saveFirst") and '"SCL"' in text
+    remaps = find_calls(tree, "Image.remap")
+    assert remaps and all(literal(r["from"]) == [3, 8, 9] and literal(r["to"]) == [1, 1, 1]
+                          for r in remaps)
+    srv.scenes = lambda month: {"L2A": 0, "L1C": 4, "S1": 3}
+    src = make_source(srv)
+    assert src.s2_product("xian", GRID, MONTH, recipe) is None
+    assert src.s2_product("xian", GRID, MONTH, Recipe()) == "L1C"
+    srv.scenes = lambda month: {"L2A": 4, "L1C": 4, "S1": 3}
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, recipe)
+    assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))

@@ -244,3 +244,88 @@ def test_cloud_probabilities_are_cached_per_scene(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate([h.s2_count for h in halves], axis=1),
                                   whole.s2_count)
     np.testing.assert_array_equal(np.concatenate([h.s2 for h in halves], axis=2), whole.s2)
+
+
+def test_cloud_presets_postprocess_like_s2cloudless_and_do_not_depend_on_blocks(
+        tmp_path: Path) -> None:
+    """'s2cloudless' averages the probability over a radius-1 disk and dilates the mask by one
+    pixel (the package defaults): the clear pixels next to the cloud are masked too, the same
+    whether the AOI is fetched as one block or as two (the window carries a halo)."""
+    write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
+    gee = Recipe.from_config({"cloud_preset": "gee"})
+    s2c = Recipe.from_config({"cloud_preset": "s2cloudless"})
+    assert (gee.cloud_average_over, gee.cloud_dilation_size) == (0, 0)
+    assert (s2c.cloud_average_over, s2c.cloud_dilation_size) == (1, 1)
+    wide = Recipe.from_config({"cloud_preset": "s2cloudless", "cloud_dilation_size": 3})
+    assert (wide.cloud_average_over, wide.cloud_dilation_size) == (1, 3)
+    a = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", gee)
+    b = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", s2c)
+    c = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", wide)
+    clear = [int(r.s2_count.sum()) for r in (a, b, c)]
+    assert clear[0] > clear[1] > clear[2] > 0  # each dilation masks a further column
+    assert clear[0] - clear[1] == 64 * (clear[0] - clear[1]) // 64  # whole columns
+    src = LocalSource(tmp_path)
+    halves = [src.fetch_block("t", GRID, Block(col, 0, 32, 64), "2020-03", wide)
+              for col in (0, 32)]
+    np.testing.assert_array_equal(np.concatenate([h.s2_count for h in halves], axis=1),
+                                  c.s2_count)
+
+
+def test_l2a_only_scene_is_masked_with_its_scl_layer(tmp_path: Path) -> None:
+    """An L2A-only acquisition has no s2cloudless input; its SCL layer masks it instead."""
+    write_scene(tmp_path, 7, 0.3, l1c=False, scl_cloud_left_half=True)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res.meta["s2_product"] == "L2A" and res.meta["s2_cloud_layers"]["scl"] == 1
+    # the SCL cloud covers the west half of the scene: grid columns < 36
+    assert (res.s2_count[:, :34] == 0).all() and (res.s2_count[:, 38:] == 1).all()
+    np.testing.assert_allclose(res.s2[:, :, 38:], 0.3, atol=1e-4)
+    # the scl mask works for scenes with L1C too, and its classes are configurable
+    kept = Recipe.from_config({"s2_mask": "scl", "scl_mask_classes": [0, 1, 3, 8, 10]})
+    res2 = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", kept)
+    assert (res2.s2_count == 1).all()
+
+
+def test_l2a_only_scene_without_cloud_layer_is_a_counted_skip(tmp_path: Path) -> None:
+    """Without L1C bands or SCL a scene cannot be cloud-masked: it is skipped, counted, and the
+    month is not recorded as L2A or as observed."""
+    write_scene(tmp_path, 7, 0.3, l1c=False)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res.meta["s2_product"] is None and not res.s2_count.any()
+    assert np.isnan(res.s2).all()
+
+
+def test_mixed_month_keeps_the_usable_observations(tmp_path: Path) -> None:
+    """One L2A-only scene (no cloud layer) and one L1C-only scene: the month falls back to L1C
+    and keeps the L1C observation instead of coming out empty; with an SCL layer the L2A scene
+    is usable and the month is L2A, the L1C-only scene a counted skip."""
+    write_scene(tmp_path, 7, 0.3, l1c=False)
+    write_scene(tmp_path, 9, None)  # L1C only
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res.meta["s2_product"] == "L1C" and (res.s2_count == 1).all()
+    assert res.meta["s2_scenes_skipped"] == {"other_product": 1, "no_cloud_layer": 0}
+    other = tmp_path / "with_scl"
+    write_scene(other, 7, 0.3, l1c=False, scl_cloud_left_half=False)
+    write_scene(other, 9, None)
+    res2 = LocalSource(other).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert res2.meta["s2_product"] == "L2A" and (res2.s2_count == 1).all()
+    np.testing.assert_allclose(res2.s2, 0.3, atol=1e-4)
+    assert res2.meta["s2_scenes_skipped"]["other_product"] == 1
+
+
+def test_s1_bands_are_independent(tmp_path: Path) -> None:
+    """A VV-only scene gives VV (VH stays no data), and a pixel missing VH in one scene keeps
+    that scene's VV."""
+    tr = Affine(10.0, 0.0, SX0, 0.0, -10.0, SY0)
+    n = 120
+    vv = np.full((n, n), -8.0, np.float32)
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 4, 10), GRID.crs, tr, vv, None)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
+    np.testing.assert_allclose(res.s1[0], -8.0, atol=1e-5)
+    assert np.isnan(res.s1[1]).all() and (res.s1_count == 1).all()
+    vh = np.full((n, n), -15.0, np.float32)
+    vh[:, :40] = np.nan
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 16, 10), GRID.crs, tr, vv + 2.0, vh)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
+    np.testing.assert_allclose(res.s1[0], -7.0, atol=1e-5)  # both scenes' VV everywhere
+    np.testing.assert_allclose(res.s1[1][:, 30:], -15.0, atol=1e-5)
+    assert np.isnan(res.s1[1][:, :10]).all() and (res.s1_count == 2).all()

@@ -171,6 +171,11 @@ def test_stages_init_month_summary(tmp_path: Path) -> None:
         assert read_json(lay.month_summary("a", m))["month"] == m
     total = summarize_aoi(aoi, lay)
     assert total["s2_product"] == {"2020-01": "L2A", "2020-02": "L2A"}
+    from pipeline.io.mosaic import store_attrs
+
+    recorded = store_attrs(lay.mosaic("a"))["recipe"]  # the cloud recipe travels with the cube
+    assert recorded == total["recipe"] and recorded["cloud_preset"] == "gee"
+    assert (recorded["cloud_average_over"], recorded["cloud_dilation_size"]) == (0, 0)
     assert total["totals"]["requests"] == 2 * 2 * marker["n_blocks"]
     # every footprint window is fully covered by fetched data
     for c0, r0 in zip(fp.fp_col0, fp.fp_row0, strict=True):

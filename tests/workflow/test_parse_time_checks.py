@@ -42,6 +42,8 @@ def test_unavailable_source_fails_at_parse_time(tmp_path: Path, snakemake: Snake
     aoi = _aoi_file(tmp_path, sentinel_archive=str(tmp_path))
     text = _dry(snakemake, tmp_path, aoi, sentinel={"source": "stac"})
     assert "sentinel.source 'stac' is not available yet" in text
+    text = _dry(snakemake, tmp_path, aoi, sentinel={"s2_mask": "cloud_score_plus"})
+    assert "'cloud_score_plus' exists only on Earth Engine" in text
 
 
 @pytest.mark.parametrize("city", ["../../../../victim", "a/b", ".hidden"])

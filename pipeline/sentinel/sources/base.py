@@ -64,12 +64,27 @@ class Block:
         return (self,)
 
 
+#: s2cloudless post-processing presets: (average_over, dilation_size) in px (disk radii).
+CLOUD_PRESETS: dict[str, tuple[int, int]] = {
+    "gee": (0, 0),  # threshold only: how Earth Engine's S2_CLOUD_PROBABILITY is thresholded
+    "s2cloudless": (1, 1),  # S2PixelCloudDetector's defaults (its reference masks)
+}
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """The compositing recipe, shared by every source (built from config.sentinel)."""
+    """The compositing recipe, shared by every source (built from config.sentinel).
 
-    s2_mask: Literal["s2cloudless", "cloud_score_plus"] = "s2cloudless"
+    ``cloud_average_over`` / ``cloud_dilation_size``: s2cloudless post-processing (disk radii in
+    grid px; 0 = none), resolved from ``cloud_preset`` unless set explicitly.
+    """
+
+    s2_mask: Literal["s2cloudless", "cloud_score_plus", "scl"] = "s2cloudless"
     cloud_probability_threshold: int = 40
+    scl_mask_classes: tuple[int, ...] = (0, 1, 3, 8, 9, 10)
+    cloud_preset: str = "gee"
+    cloud_average_over: int = 0
+    cloud_dilation_size: int = 0
     cloud_score_plus_threshold: float = 0.6
     shadow_mask: bool = False
     allow_l1c_fallback: bool = True
@@ -80,7 +95,15 @@ class Recipe:
     @classmethod
     def from_config(cls, cfg: Any) -> Recipe:
         """Build from a :class:`pipeline.config.SentinelConfig` (or its dict form)."""
-        d = cfg if isinstance(cfg, dict) else cfg.model_dump()
+        d = dict(cfg if isinstance(cfg, dict) else cfg.model_dump())
+        preset = str(d.get("cloud_preset") or "gee")
+        avg, dil = CLOUD_PRESETS.get(preset, (0, 0))
+        if d.get("cloud_average_over") is None:
+            d["cloud_average_over"] = avg
+        if d.get("cloud_dilation_size") is None:
+            d["cloud_dilation_size"] = dil
+        if "scl_mask_classes" in d:
+            d["scl_mask_classes"] = tuple(int(c) for c in d["scl_mask_classes"])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 

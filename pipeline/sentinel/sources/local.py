@@ -27,25 +27,38 @@ Scene archive layout
 
 Recipe (identical to the Earth Engine path, pixel by pixel)
 ----------------------------------------------------------
-1. Product per month: L2A if any acquisition of the month has L2A; else L1C when
-   ``recipe.allow_l1c_fallback``; else none (count 0). Recorded as ``meta["s2_product"]``.
+1. Product per month: L2A if any acquisition of the month is usable as L2A (L2A bands and a
+   cloud layer: L1C bands for s2cloudless, or SCL); else L1C when ``recipe.allow_l1c_fallback``
+   and one is usable as L1C; else none (count 0). Recorded as ``meta["s2_product"]``. Mixed
+   months: every acquisition usable as the month's product is averaged; acquisitions of the
+   other level only (L1C-only scenes in an L2A month) are counted skips
+   (``"other_product"``), because top-of-atmosphere and surface reflectance differ by more
+   than the signal and one month's mean must be one product, as on Earth Engine.
 2. Cloud probability: s2cloudless ``S2PixelCloudDetector(all_bands=False)`` on the 10 L1C
    bands ``B01 B02 B04 B05 B08 B8A B09 B10 B11 B12`` (TOA reflectance = DN / 10000, the order
    of ``s2cloudless.utils.MODEL_BANDS``), every band **bilinearly resampled to the 10 m AOI
    grid** first -- exactly how Earth Engine's COPERNICUS/S2_CLOUD_PROBABILITY is computed, so
    both paths mask the same pixels. Like that collection, the probability is kept as a uint8
-   percentage (rounded). The classifier is per pixel (no convolution/dilation, as in GEE);
-   probabilities are cached per scene on the AOI grid (uint8, one array per acquisition of
-   the month being processed), so pixels shared by a block's shadow halo and its neighbour are
-   never classified twice. An acquisition without L1C bands cannot be cloud-masked and is
-   skipped with a warning.
-3. Clear = probability % <= ``recipe.cloud_probability_threshold`` and all bands valid;
+   percentage (rounded). The classifier is per pixel; ``recipe.cloud_preset`` decides the
+   post-processing of the probability (``gee``: none, as Earth Engine's collection is used;
+   ``s2cloudless``: the package's average over a radius-1 disk and radius-1 dilation, or any
+   ``cloud_average_over`` / ``cloud_dilation_size``, run by s2cloudless itself on the block
+   plus a halo of their reach); probabilities are cached per scene on the AOI grid (uint8, one
+   array per acquisition of the month being processed), so pixels shared by a block's halo and
+   its neighbour are never classified twice. An acquisition without L1C bands has no
+   s2cloudless input: as L2A it is masked with its SCL layer (``L2A/SCL.tif``, the classes
+   ``recipe.scl_mask_classes``) when it has one, else it is a counted skip
+   (``meta["s2_scenes_skipped"]["no_cloud_layer"]``) that never makes the month L2A or
+   observed. ``recipe.s2_mask = "scl"`` uses SCL for every scene (L2A only).
+3. Clear = not cloudy (probability % > ``recipe.cloud_probability_threshold`` after the
+   post-processing) and all bands valid;
    optional shadows (``recipe.shadow_mask``): dark-NIR pixels inside the clouds' projection
    away from the sun (up to 1 km; clouds are detected on a block + 1 km halo so shadows of
    clouds just outside the block are found).
 4. Values: the month product's 12 bands resampled to the grid with ``recipe.s2_resampling``
    (default nearest, as FUSU did); mean of clear observations; count per pixel.
-5. S1: VV/VH (nearest), optional orbit-pass filter, mean in linear power then back to dB
+5. S1: VV/VH (nearest), each band on its own (a VV-only scene gives VV and no VH), optional
+   orbit-pass filter, mean in linear power then back to dB
    (``recipe.s1_mean = "linear"``) or plain dB mean (``"db"``).
 
 A month without scenes gives NaN and count 0 (never zeros). A corrupt file raises
@@ -65,6 +78,7 @@ from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.scenes import (
+    SCL_FILE,
     S1Scene,
     S2Scene,
     file_band,
@@ -72,7 +86,7 @@ from pipeline.io.scenes import (
     list_s2_scenes,
     read_on_grid,
 )
-from pipeline.sentinel.composite import MeanAccumulator, cloud_clear_mask, project_shadows
+from pipeline.sentinel.composite import MeanAccumulator, postprocess_cloud_mask, project_shadows
 from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
 
 log = logging.getLogger(__name__)
@@ -83,6 +97,8 @@ S2CLOUDLESS_BANDS: tuple[str, ...] = (
 )
 #: Maximum cloud-shadow projection distance (m).
 SHADOW_DISTANCE_M: float = 1000.0
+#: Largest s2cloudless post-processing reach (average_over + dilation_size, px; config <= 16 each).
+MAX_POSTPROCESS_PX: int = 32
 
 
 class CloudDetector:
@@ -148,10 +164,25 @@ class LocalSource:
             return self._s1[month]
 
     @staticmethod
-    def month_product(scenes: list[S2Scene], recipe: Recipe) -> str | None:
-        if any("L2A" in s.products for s in scenes):
+    def cloud_layer(scene: S2Scene, product: str, recipe: Recipe) -> str | None:
+        """How ``scene`` is cloud-masked as ``product``: ``"s2cloudless"`` (its L1C bands),
+        ``"scl"`` (its L2A scene classification) or None (it has no usable cloud layer)."""
+        if product not in scene.products:
+            return None
+        if recipe.s2_mask == "scl":
+            return "scl" if product == "L2A" and scene.scl else None
+        if "L1C" in scene.products:
+            return "s2cloudless"
+        return "scl" if product == "L2A" and scene.scl else None
+
+    @classmethod
+    def month_product(cls, scenes: list[S2Scene], recipe: Recipe) -> str | None:
+        """The month's product: L2A if an acquisition can be used as L2A (it has L2A bands and
+        a cloud layer), else L1C when ``recipe.allow_l1c_fallback`` and one can be used as L1C,
+        else None. Unusable acquisitions never make a month L2A (or observed)."""
+        if any(cls.cloud_layer(s, "L2A", recipe) for s in scenes):
             return "L2A"
-        if recipe.allow_l1c_fallback and any("L1C" in s.products for s in scenes):
+        if recipe.allow_l1c_fallback and any(cls.cloud_layer(s, "L1C", recipe) for s in scenes):
             return "L1C"
         return None
 
@@ -169,19 +200,30 @@ class LocalSource:
             raise SourceError(f"AOI {aoi} month {month}: {exc}") from None
         product = self.month_product(s2_scenes, recipe)
         used = 0
+        layers = {"s2cloudless": 0, "scl": 0}
+        skipped = {"other_product": 0, "no_cloud_layer": 0}
         if product is not None:
             acc = MeanAccumulator(len(S2_BANDS), h, w)
             for scene in s2_scenes:
-                if product not in scene.products:
+                layer = self.cloud_layer(scene, product, recipe)
+                if layer is None:
+                    why = "other_product" if product not in scene.products else "no_cloud_layer"
+                    skipped[why] += 1
+                    log.info("%s: not usable as %s (%s): skipped", scene.path, product, why)
                     continue
-                if "L1C" not in scene.products:
-                    log.warning("%s: no L1C bands, cannot run s2cloudless: skipped", scene.path)
-                    continue
-                clear = self._clear_mask(grid, block, scene, recipe, stats)
+                if layer == "s2cloudless":
+                    clear = self._clear_mask(grid, block, scene, recipe, stats)
+                else:
+                    clear = self._scl_clear(grid, block, scene, recipe, stats)
                 if clear is None:
                     continue
                 vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
-                acc.add(vals, clear & ok)
+                # the catalogue's scene-edge rule, as on Earth Engine: an observation needs B8A
+                # and B9; each band's mean then uses the observations where it has data
+                edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
+                seen = clear & edge
+                acc.add(vals, seen[None] & ok, counted=seen)
+                layers[layer] += 1
                 used += 1
             res.s2, res.s2_count = acc.result()
         s1_used = 0
@@ -191,35 +233,63 @@ class LocalSource:
         for sc in s1_scenes:
             if recipe.s1_orbit_pass and sc.orbit_pass and sc.orbit_pass != recipe.s1_orbit_pass:
                 continue
-            data, valid = read_on_grid(
-                [sc.path / f"{b}.tif" for b in S1_BANDS], grid.crs, tr, w, h, "nearest",
+            present = [b for b in S1_BANDS if b in sc.bands]
+            got, got_ok = read_on_grid(
+                [sc.path / f"{b}.tif" for b in present], grid.crs, tr, w, h, "nearest",
                 nodata=float("nan"),
             )
-            stats["requests"] += len(S1_BANDS)
-            stats["bytes"] += data.nbytes
+            stats["requests"] += len(present)
+            stats["bytes"] += got.nbytes
+            # bands are independent: a polarisation the scene lacks is no data for that band only
+            data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
+            valid = np.zeros((len(S1_BANDS), h, w), bool)
+            for i, b in enumerate(present):
+                data[S1_BANDS.index(b)], valid[S1_BANDS.index(b)] = got[i], got_ok[i]
             if sc.units == "linear":
                 with np.errstate(divide="ignore", invalid="ignore"):
                     data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
-            ok = np.asarray(valid.all(axis=0))
-            if ok.any():
-                acc1.add(data, ok)
+            if valid.any():
+                acc1.add(data, valid)
                 s1_used += 1
         res.s1, res.s1_count = acc1.result()
         res.meta = {
             "s2_product": product,
-            "s2_scenes": len([s for s in s2_scenes if product in s.products]) if product else 0,
+            "s2_scenes": sum(1 for sc in s2_scenes if product is not None
+                             and self.cloud_layer(sc, product, recipe)),
             "s2_scenes_used": used,
+            "s2_cloud_layers": layers,
+            "s2_scenes_skipped": skipped,
             "s1_scenes": s1_used,
             "pixels": block.n_pixels,
             **stats,
         }
         return res
 
+    def _scl_clear(
+        self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]
+    ) -> np.ndarray | None:
+        """(h, w) bool clear mask from the scene's L2A SCL layer (nearest onto the grid; the
+        classes ``recipe.scl_mask_classes`` are masked), or None if it misses the block."""
+        tr = grid.window_transform(block.col0, block.row0)
+        scl, valid = read_on_grid([scene.path / "L2A" / f"{SCL_FILE}.tif"], grid.crs, tr,
+                                  block.width, block.height, "nearest", nodata=0)
+        stats["requests"] += 1
+        stats["bytes"] += scl.size
+        ok = valid[0]
+        if not ok.any():
+            return None
+        masked = np.isin(scl[0].astype(np.int64), np.asarray(recipe.scl_mask_classes, np.int64))
+        return np.asarray(ok & ~masked)
+
     def _clear_mask(
         self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]
     ) -> np.ndarray | None:
         """(h, w) bool clear mask of one scene on the block, or None if it misses the block."""
-        halo = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) if recipe.shadow_mask else 0
+        # the window reaches past the block by the shadow reach and by the post-processing
+        # disks, so a block's mask never depends on where the block ends
+        post = int(recipe.cloud_average_over) + int(recipe.cloud_dilation_size)
+        shadow_px = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) if recipe.shadow_mask else 0
+        halo = shadow_px + post
         h, w = block.height + 2 * halo, block.width + 2 * halo
         tr = grid.window_transform(block.col0 - halo, block.row0 - halo)
         off = scene.offsets.get("L1C", 0.0)
@@ -236,7 +306,9 @@ class LocalSource:
         refl = (dn + off) / np.float32(10000.0)
         pct = self._probability_pct(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok)
         prob = np.where(pct == 255, np.nan, pct / np.float32(100.0))
-        clear = cloud_clear_mask(prob, recipe.cloud_probability_threshold, ok)
+        clear = ok & ~postprocess_cloud_mask(prob, recipe.cloud_probability_threshold,
+                                             recipe.cloud_average_over,
+                                             recipe.cloud_dilation_size, ok)
         if recipe.shadow_mask:
             cloud = ok & ~clear
             nir = np.where(ok, refl[S2CLOUDLESS_BANDS.index("B08")], np.nan)
@@ -253,7 +325,7 @@ class LocalSource:
         """Cloud probability (uint8 %, 255 = invalid) of a window whose upper-left pixel is
         (col0, row0) of ``grid`` (may start outside it by up to the shadow halo), computing
         only pixels not classified before for this scene."""
-        m = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m))
+        m = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) + MAX_POSTPROCESS_PX
         month = scene.time.strftime("%Y-%m")
         with self._lock:
             if self._prob_month != month:
@@ -287,7 +359,7 @@ class LocalSource:
         stats["requests"] += len(S2_BANDS)
         stats["bytes"] += dn.size * 2
         refl = (dn + scene.offsets.get(product, 0.0)) / np.float32(10000.0)
-        return refl, np.asarray(valid.all(axis=0))
+        return refl, np.asarray(valid)
 
     def close(self) -> None:
         """Nothing to release (files are opened per read)."""

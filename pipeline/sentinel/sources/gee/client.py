@@ -316,7 +316,7 @@ class GeeSource:
         c = self.scene_counts(aoi, grid, month, recipe)
         if c["L2A"] > 0:
             return "L2A"
-        if recipe.allow_l1c_fallback and c["L1C"] > 0:
+        if recipe.allow_l1c_fallback and c["L1C"] > 0 and recipe.s2_mask != "scl":
             return "L1C"
         return None
 

@@ -95,6 +95,8 @@ def s2_joined(ee: Any, region: Any, month: str, recipe: Recipe, product: str) ->
     start, end = month_bounds(month)
     coll_id = S2_L2A if product == "L2A" else S2_L1C
     s2 = ee.ImageCollection(coll_id).filterBounds(region).filterDate(start, end)
+    if recipe.s2_mask == "scl":  # the L2A bands carry their own cloud layer: nothing to join
+        return s2
     if recipe.s2_mask == "cloud_score_plus":
         cs = ee.ImageCollection(CLOUD_SCORE_PLUS).filterBounds(region).filterDate(start, end)
         return _join_first(ee, s2, cs, "cloud_score_plus")
@@ -142,7 +144,15 @@ def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str
     uint8 ``clear`` band (1 where the observation counts); plus one fully masked placeholder
     (never band-less; see :func:`_placeholder`)."""
     joined = s2_joined(ee, region, month, recipe, product)
-    if recipe.s2_mask == "cloud_score_plus":
+    if recipe.s2_mask == "scl":
+        if product != "L2A":
+            raise SourceError(f"{month}: s2_mask 'scl' needs L2A (L1C has no SCL band)")
+        classes = [int(c) for c in recipe.scl_mask_classes]
+
+        def bad_of(img: Any) -> Any:
+            return img.select("SCL").remap(classes, [1] * len(classes), 0)
+
+    elif recipe.s2_mask == "cloud_score_plus":
         threshold = float(recipe.cloud_score_plus_threshold)
 
         def bad_of(img: Any) -> Any:
@@ -150,12 +160,17 @@ def s2_collection(ee: Any, region: Any, month: str, recipe: Recipe, product: str
 
     else:
         threshold_pct = int(recipe.cloud_probability_threshold)
+        avg, dil = int(recipe.cloud_average_over), int(recipe.cloud_dilation_size)
         shadow = bool(recipe.shadow_mask)
         has_scl = product == "L2A"
 
         def bad_of(img: Any) -> Any:
             prob = ee.Image(img.get("s2cloudless")).select("probability")
+            if avg > 0:  # s2cloudless average_over: mean over a disk (request grid px)
+                prob = prob.convolve(ee.Kernel.circle(avg, "pixels", True))
             bad = prob.gt(threshold_pct)
+            if dil > 0:  # s2cloudless dilation_size
+                bad = bad.focalMax(dil, "circle", "pixels")
             if shadow:
                 dark = img.select("B8").lt(NIR_DARK_THRESHOLD * 1e4)
                 if has_scl:  # not water (SCL 6)
