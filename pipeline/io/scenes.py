@@ -57,11 +57,27 @@ class S2Scene:
     sun_azimuth_deg: float = 150.0
     sun_zenith_deg: float = 30.0
     offsets: Mapping[str, float] = field(default_factory=dict)
-    scl: bool = False  # L2A/SCL.tif present
+    scl: bool = False  # an L2A SCL layer is present
+    #: ``"<level>/<file band>"`` -> href (path or URL) where the band is not at the archive's
+    #: ``<path>/<level>/<band>.tif`` (scenes listed from a STAC catalogue)
+    assets: Mapping[str, str] = field(default_factory=dict)
+    #: one S2 datatake (all granules of one pass): granules sharing it are one observation
+    datatake: str = ""
+    name: str = ""  # id override (STAC item id)
 
     @property
     def id(self) -> str:
-        return self.path.name
+        return self.name or self.path.name
+
+    def file(self, level: str, band: str) -> str | Path:
+        """Where band ``band`` (``B01``..``B12``, ``B8A``, ``SCL``) of ``level`` is read from."""
+        return self.assets.get(f"{level}/{band}") or self.path / level / f"{band}.tif"
+
+    @property
+    def observation(self) -> str:
+        """Key of the observation this granule belongs to (its datatake; else its sensing
+        time, which SAFE names share across the granules of one datatake)."""
+        return self.datatake or self.time.strftime(_TIME_FMT)
 
 
 @dataclass(frozen=True)
@@ -73,10 +89,24 @@ class S1Scene:
     orbit_pass: str | None
     units: str  # "db" or "linear"
     bands: tuple[str, ...] = ("VV", "VH")  # polarisation files present (VV.tif, VH.tif)
+    relative_orbit: int | None = None
+    assets: Mapping[str, str] = field(default_factory=dict)  # band -> href (STAC scenes)
+    name: str = ""
 
     @property
     def id(self) -> str:
-        return self.path.name
+        return self.name or self.path.name
+
+    def file(self, band: str) -> str | Path:
+        """Where polarisation ``band`` (``VV`` / ``VH``) is read from."""
+        return self.assets.get(band) or self.path / f"{band}.tif"
+
+    @property
+    def observation(self) -> str:
+        """Key of the pass this slice belongs to: relative orbit (or orbit direction) + UTC
+        day; the overlapping slices of one pass are one observation."""
+        orbit = self.relative_orbit if self.relative_orbit is not None else self.orbit_pass
+        return f"{orbit}_{self.time:%Y%m%d}"
 
 
 def _parse_time(s: str, where: Path) -> dt.datetime:
@@ -144,6 +174,7 @@ def list_s2_scenes(archive: str | Path, month: str) -> list[S2Scene]:
                 sun_zenith_deg=float(meta.get("sun_zenith_deg", 30.0)),
                 offsets={k: float(v) for k, v in meta.get("offsets", {}).items()},
                 scl="L2A" in products and (folder / "L2A" / f"{SCL_FILE}.tif").is_file(),
+                datatake=str(meta.get("datatake", "") or ""),
             )
         )
     return sorted(out, key=lambda s: (s.time, s.id))
@@ -177,13 +208,15 @@ def list_s1_scenes(archive: str | Path, month: str) -> list[S1Scene]:
                 orbit_pass=meta.get("orbit_pass"),
                 units=units,
                 bands=pols,
+                relative_orbit=(int(meta["relative_orbit"])
+                                if meta.get("relative_orbit") is not None else None),
             )
         )
     return sorted(out, key=lambda s: (s.time, s.id))
 
 
 def read_on_grid(
-    files: Sequence[Path],
+    files: Sequence[Path | str],
     crs: str,
     transform: Any,
     width: int,
@@ -194,7 +227,9 @@ def read_on_grid(
     """Read single-band rasters warped onto a target grid window.
 
     Args:
-        files: one single-band GeoTIFF per output band (any CRS / resolution).
+        files: one single-band GeoTIFF per output band (any CRS / resolution): a path or a
+            URL (``https://``, ``s3://``, ``/vsicurl/...``; GDAL reads only the internal tiles
+            of a Cloud-Optimized GeoTIFF that the window needs, with HTTP range requests).
         crs, transform, width, height: the target grid window.
         resampling: rasterio resampling name (``nearest`` / ``bilinear``).
         nodata: the files' nodata value when they do not declare one.
@@ -232,16 +267,34 @@ def read_on_grid(
                     arr = vrt.read(1, out_dtype="float32")
                     m = vrt.read_masks(1) > 0
         except (RasterioError, OSError) as exc:
-            kind = "missing" if not Path(f).exists() else "corrupt or unreadable"
-            raise SourceError(
-                f"scene file {f} is {kind} ({exc}): re-download the scene or remove its folder "
-                "from the archive"
-            ) from None
+            raise _read_error(f, exc) from None
         if src_nodata is not None and np.isnan(src_nodata):
             m &= np.isfinite(arr)
         data[i] = arr
         valid[i] = m
     return data, valid
+
+
+def _read_error(f: Path | str, exc: BaseException) -> SourceError:
+    """The SourceError of a band file or asset that could not be read, with the likely fix."""
+    text = str(exc)
+    if "://" not in str(f) and not str(f).startswith("/vsi"):
+        kind = "missing" if not Path(f).exists() else "corrupt or unreadable"
+        return SourceError(
+            f"scene file {f} is {kind} ({text}): re-download the scene or remove its folder "
+            "from the archive"
+        )
+    low = text.lower()
+    if "403" in low or "401" in low or "access denied" in low or "forbidden" in low:
+        fix = ("the URL is refused (unsigned or expired? Planetary Computer assets need "
+               "sentinel.stac.profile: planetary-computer, which signs them; requester-pays "
+               "buckets need AWS credentials and AWS_REQUEST_PAYER=requester)")
+    elif "404" in low or "not found" in low or "does not exist" in low:
+        fix = "the asset is missing on the server (the catalogue points at a file that is gone)"
+    else:
+        fix = ("the read failed after GDAL's retries (timeouts, 429 or 5xx answers, or a "
+               "truncated file); rerun to resume: finished blocks are kept")
+    return SourceError(f"asset {f} could not be read ({text}): {fix}")
 
 
 # ----------------------------------------------------------------------------- writers

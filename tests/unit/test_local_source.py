@@ -18,7 +18,7 @@ from pipeline.errors import SourceError
 from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
 from pipeline.sentinel.sources.base import Block, Recipe
 from pipeline.sentinel.sources.local import S2CLOUDLESS_BANDS, CloudDetector, LocalSource
-from tests.sentinel_helpers import GRID, SX0, SY0, transforms, write_scene
+from tests.sentinel_helpers import GRID, SX0, SY0, VEG_TOA, transforms, write_scene
 
 BLOCK = Block(col0=0, row0=0, width=64, height=64)
 
@@ -329,3 +329,30 @@ def test_s1_bands_are_independent(tmp_path: Path) -> None:
     np.testing.assert_allclose(res.s1[0], -7.0, atol=1e-5)  # both scenes' VV everywhere
     np.testing.assert_allclose(res.s1[1][:, 30:], -15.0, atol=1e-5)
     assert np.isnan(res.s1[1][:, :10]).all() and (res.s1_count == 2).all()
+
+
+def test_overlapping_granules_of_one_datatake_are_one_observation(tmp_path: Path) -> None:
+    """Two MGRS granules of one datatake (same sensing time, other tile) overlap the block:
+    one observation, not two; another datatake the same month is a second one. S1 slices of
+    one pass (same orbit, same day) likewise."""
+    import datetime as _dt
+
+    from pipeline.io.scenes import write_s2_scene
+    from tests.sentinel_helpers import band_array
+
+    write_scene(tmp_path, 5, 0.2)
+    bands = {lvl: {b: band_array(0.2 if lvl == "L2A" else VEG_TOA[b], b) for b in files}
+             for lvl, files in (("L1C", L1C_FILE_BANDS), ("L2A", L2A_FILE_BANDS))}
+    write_s2_scene(tmp_path, _dt.datetime(2020, 3, 5, 3, 25, 0), "49SGV", GRID.crs,
+                   transforms(), bands)  # the same datatake's neighbouring granule
+    write_scene(tmp_path, 15, 0.4)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert (res.s2_count == 2).all() and res.meta["s2_scenes_used"] == 3
+    np.testing.assert_allclose(res.s2, 0.3, atol=1e-4)  # (0.2 + 0.4) / 2, not (0.2*2 + 0.4) / 3
+    tr = Affine(10.0, 0.0, SX0, 0.0, -10.0, SY0)
+    vv = np.full((120, 120), -8.0, np.float32)
+    for minute in (0, 1):  # two slices of one pass
+        write_s1_scene(tmp_path, dt.datetime(2020, 3, 4, 10, minute), GRID.crs, tr, vv, vv - 7)
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 16, 10), GRID.crs, tr, vv, vv - 7)
+    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert (res.s1_count == 2).all()

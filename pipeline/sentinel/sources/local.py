@@ -125,6 +125,34 @@ class CloudDetector:
         return out
 
 
+class _Mosaic:
+    """The granules of one observation (datatake / pass) merged on a block: per pixel the first
+    granule in which it is seen (clear and inside the scene) provides its values."""
+
+    def __init__(self) -> None:
+        self.values: np.ndarray = np.empty(0)
+        self.ok: np.ndarray = np.empty(0)
+        self.seen: np.ndarray | None = None
+
+    def add(self, values: np.ndarray, ok: np.ndarray, seen: np.ndarray) -> None:
+        """values (b, h, w), per-band ok (b, h, w), seen (h, w) bool."""
+        if self.seen is None:
+            self.values, self.ok, self.seen = values.copy(), seen[None] & ok, seen.copy()
+            return
+        take = seen & ~self.seen
+        self.values[:, take] = values[:, take]
+        self.ok[:, take] = ok[:, take]
+        self.seen |= take
+
+
+def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:
+    """``scenes`` grouped by ``key(scene)``, groups in order of first appearance."""
+    out: dict[str, list[Any]] = {}
+    for sc in scenes:
+        out.setdefault(str(key(sc)), []).append(sc)
+    return list(out.values())
+
+
 class LocalSource:
     """:class:`~pipeline.sentinel.sources.base.SentinelSource` reading a local scene archive.
 
@@ -204,53 +232,65 @@ class LocalSource:
         skipped = {"other_product": 0, "no_cloud_layer": 0}
         if product is not None:
             acc = MeanAccumulator(len(S2_BANDS), h, w)
-            for scene in s2_scenes:
-                layer = self.cloud_layer(scene, product, recipe)
-                if layer is None:
-                    why = "other_product" if product not in scene.products else "no_cloud_layer"
-                    skipped[why] += 1
-                    log.info("%s: not usable as %s (%s): skipped", scene.path, product, why)
-                    continue
-                if layer == "s2cloudless":
-                    clear = self._clear_mask(grid, block, scene, recipe, stats)
-                else:
-                    clear = self._scl_clear(grid, block, scene, recipe, stats)
-                if clear is None:
-                    continue
-                vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
-                # the catalogue's scene-edge rule, as on Earth Engine: an observation needs B8A
-                # and B9; each band's mean then uses the observations where it has data
-                edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
-                seen = clear & edge
-                acc.add(vals, seen[None] & ok, counted=seen)
-                layers[layer] += 1
-                used += 1
+            # one observation per datatake: its overlapping granules are mosaicked (first clear
+            # granule wins per pixel) before the mean and the count
+            for members in _groups(s2_scenes, lambda sc: sc.observation):
+                obs = _Mosaic()
+                for scene in members:
+                    layer = self.cloud_layer(scene, product, recipe)
+                    if layer is None:
+                        why = ("other_product" if product not in scene.products
+                               else "no_cloud_layer")
+                        skipped[why] += 1
+                        log.info("%s: not usable as %s (%s): skipped", scene.id, product, why)
+                        continue
+                    if layer == "s2cloudless":
+                        clear = self._clear_mask(grid, block, scene, recipe, stats)
+                    else:
+                        clear = self._scl_clear(grid, block, scene, recipe, stats)
+                    if clear is None:
+                        continue
+                    vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
+                    # the catalogue's scene-edge rule, as on Earth Engine: an observation needs
+                    # B8A and B9; each band's mean uses the observations where it has data
+                    edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
+                    obs.add(vals, ok, clear & edge)
+                    layers[layer] += 1
+                    used += 1
+                if obs.seen is not None:
+                    acc.add(obs.values, obs.ok, counted=obs.seen)
             res.s2, res.s2_count = acc.result()
         s1_used = 0
         acc1 = MeanAccumulator(len(S1_BANDS), h, w,
                                space="linear" if recipe.s1_mean == "linear" else "identity")
         tr = grid.window_transform(block.col0, block.row0)
-        for sc in s1_scenes:
-            if recipe.s1_orbit_pass and sc.orbit_pass and sc.orbit_pass != recipe.s1_orbit_pass:
-                continue
-            present = [b for b in S1_BANDS if b in sc.bands]
-            got, got_ok = read_on_grid(
-                [sc.path / f"{b}.tif" for b in present], grid.crs, tr, w, h, "nearest",
-                nodata=float("nan"),
-            )
-            stats["requests"] += len(present)
-            stats["bytes"] += got.nbytes
-            # bands are independent: a polarisation the scene lacks is no data for that band only
-            data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
-            valid = np.zeros((len(S1_BANDS), h, w), bool)
-            for i, b in enumerate(present):
-                data[S1_BANDS.index(b)], valid[S1_BANDS.index(b)] = got[i], got_ok[i]
-            if sc.units == "linear":
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
-            if valid.any():
-                acc1.add(data, valid)
-                s1_used += 1
+        passes = [sc for sc in s1_scenes if not (recipe.s1_orbit_pass and sc.orbit_pass
+                                                  and sc.orbit_pass != recipe.s1_orbit_pass)]
+        # one observation per orbit and day: the overlapping slices of a pass are mosaicked
+        for members in _groups(passes, lambda sc: sc.observation):
+            obs = _Mosaic()
+            for sc in members:
+                present = [b for b in S1_BANDS if b in sc.bands]
+                got, got_ok = read_on_grid(
+                    [sc.file(b) for b in present], grid.crs, tr, w, h, "nearest",
+                    nodata=float("nan"),
+                )
+                stats["requests"] += len(present)
+                stats["bytes"] += got.nbytes
+                # bands are independent: a polarisation the scene lacks is no data for it only
+                data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
+                valid = np.zeros((len(S1_BANDS), h, w), bool)
+                for i, b in enumerate(present):
+                    data[S1_BANDS.index(b)], valid[S1_BANDS.index(b)] = got[i], got_ok[i]
+                if sc.units == "linear":
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
+                valid &= np.isfinite(data)
+                if valid.any():
+                    obs.add(data, valid, np.asarray(valid.any(axis=0)))
+                    s1_used += 1
+            if obs.seen is not None:
+                acc1.add(obs.values, obs.ok, counted=obs.seen)
         res.s1, res.s1_count = acc1.result()
         res.meta = {
             "s2_product": product,
@@ -271,7 +311,7 @@ class LocalSource:
         """(h, w) bool clear mask from the scene's L2A SCL layer (nearest onto the grid; the
         classes ``recipe.scl_mask_classes`` are masked), or None if it misses the block."""
         tr = grid.window_transform(block.col0, block.row0)
-        scl, valid = read_on_grid([scene.path / "L2A" / f"{SCL_FILE}.tif"], grid.crs, tr,
+        scl, valid = read_on_grid([scene.file("L2A", SCL_FILE)], grid.crs, tr,
                                   block.width, block.height, "nearest", nodata=0)
         stats["requests"] += 1
         stats["bytes"] += scl.size
@@ -294,7 +334,7 @@ class LocalSource:
         tr = grid.window_transform(block.col0 - halo, block.row0 - halo)
         off = scene.offsets.get("L1C", 0.0)
         dn, valid = read_on_grid(
-            [scene.path / "L1C" / f"{b}.tif" for b in S2CLOUDLESS_BANDS], grid.crs, tr, w, h,
+            [scene.file("L1C", b) for b in S2CLOUDLESS_BANDS], grid.crs, tr, w, h,
             "bilinear", nodata=0,
         )
         stats["requests"] += len(S2CLOUDLESS_BANDS)
@@ -353,7 +393,7 @@ class LocalSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         tr = grid.window_transform(block.col0, block.row0)
         dn, valid = read_on_grid(
-            [scene.path / product / f"{file_band(b)}.tif" for b in S2_BANDS], grid.crs, tr,
+            [scene.file(product, file_band(b)) for b in S2_BANDS], grid.crs, tr,
             block.width, block.height, recipe.s2_resampling, nodata=0,
         )
         stats["requests"] += len(S2_BANDS)
