@@ -156,11 +156,6 @@ def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) 
             scene archive, or with one that does not exist.
     """
     src = cfg.sentinel.source
-    if src == "stac":
-        raise ConfigError(
-            "sentinel.source 'stac' is not available yet: use 'local' (a scene archive per AOI, "
-            "docs/sources.md) or 'gee' (docs/earth-engine.md)"
-        )
     if src != "local":
         return
     if cfg.sentinel.s2_mask == "cloud_score_plus":

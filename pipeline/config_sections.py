@@ -265,6 +265,38 @@ class GeeConfig(_Model):
     )
 
 
+class StacConfig(_Model):
+    profile: Literal["earth-search", "planetary-computer"] = Field(
+        default="earth-search",
+        description="Provider layout: collection ids, asset keys, offsets, signing "
+        "(docs/sources.md lists what each provider lacks).",
+    )
+    url: str | None = Field(
+        default=None,
+        description="STAC API root URL, or a static catalogue (catalog.json path / URL, or a "
+        "folder holding one). None = the AOI's sentinel_archive if it holds a catalog.json "
+        "(the demo), else the profile's public API.",
+    )
+    s2_l2a_collection: str | None = Field(default=None, description="Override ('' = none).")
+    s2_l1c_collection: str | None = Field(default=None, description="Override ('' = none).")
+    s1_collection: str | None = Field(default=None, description="Override ('' = none).")
+    max_retries: int = Field(
+        default=4, ge=0, le=20, json_schema_extra=EXECUTION,
+        description="Retries of a search (429, 5xx, timeouts) and of each COG range read "
+        "(GDAL_HTTP_MAX_RETRY).",
+    )
+    backoff_base_s: float = Field(default=1.0, gt=0.0, json_schema_extra=EXECUTION)
+    timeout_s: float = Field(default=60.0, gt=0.0, json_schema_extra=EXECUTION)
+    concurrency: int = Field(
+        default=8, ge=1, le=64, json_schema_extra=EXECUTION,
+        description="Blocks read concurrently per month job (threads).",
+    )
+    max_items: int = Field(
+        default=5000, ge=1, json_schema_extra=EXECUTION,
+        description="Refuse a month with more items than this per collection (a wrong bbox).",
+    )
+
+
 class SentinelConfig(_Model):
     source: Literal["local", "gee", "stac"] = Field(
         default="local", description="Where composites come from."
@@ -332,6 +364,7 @@ class SentinelConfig(_Model):
         description="Block side in grid px; None = derived from gee.max_block_bytes.",
     )
     gee: GeeConfig = GeeConfig()
+    stac: StacConfig = StacConfig()
 
 
 class SplitRatios(_Model):

@@ -7,7 +7,9 @@
   and ``annotations.t1`` / ``annotations.t2`` (GeoPackage, attribute ``class``).
 * :func:`demo_scenes` rasterises the demo city's T1 / T2 class polygons at 10 m over their
   extent + 900 m margin and simulates every month of the AOI (:mod:`pipeline.demo.scenes`)
-  into ``aoi.sentinel_archive``; the output is the done marker ``<archive>/done.json``
+  into ``aoi.sentinel_archive`` (band files are COGs) plus its static STAC catalogue
+  ``<archive>/catalog.json`` (what ``sentinel.source: stac`` reads); the output is the done
+  marker ``<archive>/done.json``
   (summary: change month, scenes per month, cloud covers).
 """
 
@@ -28,6 +30,7 @@ from pipeline.demo.scenes import generate_archive, scene_extent
 from pipeline.errors import ConfigError
 from pipeline.io.geotiff import write_rgb_windows
 from pipeline.io.jsonfile import write_json
+from pipeline.io.stac import write_scene_catalog
 from pipeline.io.vector import write_gpkg
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,8 @@ def demo_scenes(aoi: AoiSpec, cfg: DemoConfig, done: str | Path | None = None) -
         archive, c1, c2, f"EPSG:{cfg.epsg}", x0, y0, aoi.months, cfg.seed,
         cfg.s2_acquisitions_per_month, cfg.s1_acquisitions_per_month,
     )
+    catalog = write_scene_catalog(archive)
+    summary["catalog"] = str(catalog)
     summary.update(aoi=aoi.name, extent={"x0": x0, "y0": y0, "width_px": w, "height_px": h},
                    crs=f"EPSG:{cfg.epsg}", seconds=round(time.perf_counter() - t0, 2))
     write_json(Path(done) if done else archive / "done.json", summary)

@@ -281,8 +281,13 @@ def generate_archive(
         for i, acq in enumerate(mp["s1"]):
             rng = np.random.default_rng(_month_seed(seed, m, f"s1-{i}"))
             vv, vh = synth_s1(cls, mo, rng)
-            write_s1_scene(archive, acq["time"], crs, transforms[10], vv, vh, units="db",
-                           orbit_pass="ASCENDING" if i % 2 == 0 else "DESCENDING")
+            # stored as linear power (gamma0), like Planetary Computer's sentinel-1-rtc COGs
+            asc = i % 2 == 0
+            write_s1_scene(archive, acq["time"], crs, transforms[10],
+                           (10.0 ** (vv / 10.0)).astype(np.float32),
+                           (10.0 ** (vh / 10.0)).astype(np.float32), units="linear",
+                           orbit_pass="ASCENDING" if asc else "DESCENDING",
+                           relative_orbit=84 if asc else 91)
         summary["months"][m] = {
             "s2": len(mp["s2"]), "s1": len(mp["s1"]), "products": mp["products"],
             "classes": mp["classes"], "cloud_cover": [round(c, 4) for c in covers],

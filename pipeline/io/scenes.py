@@ -275,6 +275,24 @@ def read_on_grid(
     return data, valid
 
 
+def gdal_http_env(max_retries: int, retry_delay_s: float, timeout_s: float) -> Any:
+    """A ``rasterio.Env`` for reading COGs over HTTP(S) / S3: GDAL retries 429 and 5xx answers
+    ``max_retries`` times (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``), gives up on a
+    stalled connection after ``timeout_s``, never lists the remote folder on open, and caches
+    the blocks it read (``VSI_CACHE``) so the windows of one scene share its header and tiles."""
+    import rasterio
+
+    return rasterio.Env(
+        GDAL_HTTP_MAX_RETRY=str(int(max_retries)),
+        GDAL_HTTP_RETRY_DELAY=str(float(retry_delay_s)),
+        GDAL_HTTP_TIMEOUT=str(int(max(1, timeout_s))),
+        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
+        CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.TIF,.tiff,.jp2",
+        GDAL_HTTP_MERGE_CONSECUTIVE_RANGES="YES",
+        VSI_CACHE="TRUE",
+    )
+
+
 def _read_error(f: Path | str, exc: BaseException) -> SourceError:
     """The SourceError of a band file or asset that could not be read, with the likely fix."""
     text = str(exc)
@@ -303,21 +321,25 @@ def _read_error(f: Path | str, exc: BaseException) -> SourceError:
 def write_band_tif(
     path: Path, array: np.ndarray, crs: str, transform: Any, nodata: float | None
 ) -> None:
-    """Write one single-band tiled, deflate-compressed GeoTIFF atomically."""
+    """Write one single-band Cloud-Optimized GeoTIFF atomically (GDAL's COG driver: 256 px
+    deflate tiles, no overviews), so the same file serves the local archive and, over HTTP,
+    the STAC catalogue (range reads of the tiles a window needs)."""
     import rasterio
+    from rasterio.shutil import copy as rio_copy
 
     from pipeline.io.atomic import atomic_path
 
     h, w = array.shape
     profile = {
         "driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": array.dtype.name,
-        "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate",
-        "predictor": 3 if array.dtype.kind == "f" else 2,
+        "crs": crs, "transform": transform, "nodata": nodata,
     }
-    if h >= 256 and w >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(array, 1)
+    with atomic_path(path) as tmp, rasterio.MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(array, 1)
+        with mem.open() as src:
+            rio_copy(src, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE="256",
+                     OVERVIEWS="NONE", PREDICTOR="YES")
 
 
 def write_s2_scene(
@@ -369,6 +391,7 @@ def write_s1_scene(
     vh: np.ndarray | None,
     units: str = "db",
     orbit_pass: str | None = "ASCENDING",
+    relative_orbit: int | None = None,
 ) -> Path:
     """Write one S1 GRD acquisition (float32 VV / VH, NaN = no data; None = the scene lacks that
     polarisation, e.g. a VV-only acquisition) into the archive."""
@@ -381,8 +404,11 @@ def write_s1_scene(
             continue
         write_band_tif(folder / f"{name}.tif", np.asarray(arr, np.float32), crs, transform,
                        float("nan"))
-    write_json(folder / SCENE_JSON, {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "crs": crs,
-                                     "units": units, "orbit_pass": orbit_pass})
+    meta: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "crs": crs,
+                            "units": units, "orbit_pass": orbit_pass}
+    if relative_orbit is not None:
+        meta["relative_orbit"] = int(relative_orbit)
+    write_json(folder / SCENE_JSON, meta)
     return folder
 
 

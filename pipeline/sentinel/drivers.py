@@ -165,7 +165,8 @@ def fetch_month(
         layout = Layout(layout.root.resolve())
     else:
         src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)
-    concurrency = cfg.gee.concurrency if cfg.source == "gee" else max(1, threads)
+    concurrency = (cfg.gee.concurrency if cfg.source == "gee" else
+                   cfg.stac.concurrency if cfg.source == "stac" else max(1, threads))
     with contextlib.ExitStack() as stack:
         ex = None
         if distributed:

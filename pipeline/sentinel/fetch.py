@@ -228,8 +228,13 @@ def summarize_month(
     products: set[str] = set()
     s2_scenes = s1_scenes = 0
     fetch_seconds = 0.0
+    skipped_items: dict[str, str] = {}
+    empty: set[str] = set()
     for b in blocks:
         m = read_json(_marker(ledger, b))
+        for it in m.get("skipped_items", []) or []:
+            skipped_items[str(it.get("item"))] = str(it.get("why"))
+        empty.update(str(c) for c in m.get("empty_searches", []) or [])
         for k in _SUM_KEYS:
             totals[k] += int(m.get(k, 0) or 0)
         if m.get("s2_product"):
@@ -252,4 +257,7 @@ def summarize_month(
         "s2_product": product,
         "n_scenes": {"s2": s2_scenes, "s1": s1_scenes},
         "no_observation": product is None and s1_scenes == 0,
+        # STAC: items left out (named, with the reason) and collections the search found empty
+        "skipped_items": [{"item": k, "why": v} for k, v in sorted(skipped_items.items())],
+        "empty_searches": sorted(empty),
     }

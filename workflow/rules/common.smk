@@ -97,7 +97,7 @@ def _demo_scenes_done(name):
 
 def _sentinel_archive_input(wildcards):
     spec = AOIS[wildcards.aoi]
-    if CFG.sentinel.source == "local" and spec.generated and spec.sentinel_archive:
+    if CFG.sentinel.source in ("local", "stac") and spec.generated and spec.sentinel_archive:
         return [_demo_scenes_done(wildcards.aoi)]
     return []
 

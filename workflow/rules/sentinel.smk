@@ -1,6 +1,7 @@
 # Rules for the Sentinel part of the pipeline (DESIGN.md section 3).
 #
-# demo_scenes     per generated AOI (local source): synthetic S1/S2 scene archive
+# demo_scenes     per generated AOI (local / stac source): synthetic S1/S2 scene archive of
+#                 COGs + its static STAC catalogue (Earth Search / Planetary Computer layouts)
 # sentinel_init   per AOI: block plan over the union of footprints + empty staging mosaic
 #                 sentinel/<aoi>/staging.zarr (write-optimised: one month per chunk)
 # sentinel_month  per (AOI, month): fetch the month's blocks into the staging store (resumable
@@ -12,10 +13,12 @@
 
 _SENTINEL_AOIS = [name for name, spec in AOIS.items() if not spec.template]
 _SENTINEL_GEE = CFG.sentinel.source == "gee"
+# sources that read the demo's generated scenes (the archive, or its static STAC catalogue)
+_SCENE_SOURCES = ("local", "stac")
 
 
 for _name, _spec in AOIS.items():
-    if not (_spec.generated and _spec.sentinel_archive and CFG.sentinel.source == "local"):
+    if not (_spec.generated and _spec.sentinel_archive and CFG.sentinel.source in _SCENE_SOURCES):
         continue
 
     rule:

@@ -6,6 +6,7 @@ source       where composites come from
 ===========  ================================================================================
 ``local``    a scene archive on disk (:mod:`pipeline.sentinel.sources.local`), e.g. the demo's
 ``gee``      Google Earth Engine computePixels (:mod:`pipeline.sentinel.sources.gee`)
+``stac``     a STAC API or static STAC catalogue of COGs (:mod:`pipeline.sentinel.sources.stac`)
 ===========  ================================================================================
 """
 
@@ -28,7 +29,27 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
 
             ident["scenes"] = month_fingerprint(archive, month)
         return ident
+    if cfg.source == "stac":
+        return {"source": "stac", "catalog": stac_location(cfg, archive),
+                "profile": cfg.stac.profile,
+                "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
+                                cfg.stac.s1_collection]}
     return {"source": str(cfg.source)}
+
+
+def stac_location(cfg: Any, archive: str | None) -> str | None:
+    """The STAC catalogue a ``stac`` build reads: ``sentinel.stac.url``, else the AOI's
+    ``sentinel_archive`` when it holds a ``catalog.json`` (the demo writes one), else None
+    (the profile's public API)."""
+    if cfg.stac.url:
+        return str(cfg.stac.url)
+    if archive:
+        from pathlib import Path
+
+        cat = Path(archive) / "catalog.json"
+        if cat.is_file() or str(archive).endswith(".json"):
+            return str(cat if cat.is_file() else archive)
+    return None
 
 
 def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
@@ -59,6 +80,17 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
         from pipeline.sentinel.sources.gee import GeeSource
 
         return GeeSource.from_config(cfg)
+    if cfg.source == "stac":
+        from pipeline.sentinel.sources.stac import StacSource
+
+        st = cfg.stac
+        return StacSource(
+            stac_location(cfg, archive), profile=st.profile,
+            collections={"s2_l2a": st.s2_l2a_collection, "s2_l1c": st.s2_l1c_collection,
+                         "s1": st.s1_collection},
+            max_retries=st.max_retries, backoff_base_s=st.backoff_base_s,
+            timeout_s=st.timeout_s, max_items=st.max_items,
+        )
     raise ConfigError(
         f"{where}: sentinel.source {cfg.source!r} is not available yet: use 'local' or 'gee'"
     )

@@ -169,6 +169,10 @@ class LocalSource:
                 f"scene archive {self.archive} does not exist: set 'sentinel_archive' in the AOI "
                 "definition (or generate the demo scenes with rule demo_scenes)"
             )
+        self._setup()
+
+    def _setup(self) -> None:
+        """State shared by every scene source: the cloud detector and the per-month caches."""
         self.detector = CloudDetector()
         self._lock = threading.Lock()
         self._s2: dict[str, list[S2Scene]] = {}
@@ -179,17 +183,24 @@ class LocalSource:
         self.classified_pixels = 0  # s2cloudless predictions made (for tests / benchmarks)
 
     # scene listings are cached per month (every block of the month shares them)
-    def s2_scenes(self, month: str) -> list[S2Scene]:
+    def s2_scenes(self, month: str, grid: AoiGrid | None = None) -> list[S2Scene]:
         with self._lock:
             if month not in self._s2:
-                self._s2[month] = list_s2_scenes(self.archive, month)
+                self._s2[month] = self._list_s2(month, grid)
             return self._s2[month]
 
-    def s1_scenes(self, month: str) -> list[S1Scene]:
+    def s1_scenes(self, month: str, grid: AoiGrid | None = None) -> list[S1Scene]:
         with self._lock:
             if month not in self._s1:
-                self._s1[month] = list_s1_scenes(self.archive, month)
+                self._s1[month] = self._list_s1(month, grid)
             return self._s1[month]
+
+    def _list_s2(self, month: str, grid: AoiGrid | None) -> list[S2Scene]:
+        """The month's S2 scenes (the archive's; a STAC source searches around ``grid``)."""
+        return list_s2_scenes(self.archive, month)
+
+    def _list_s1(self, month: str, grid: AoiGrid | None) -> list[S1Scene]:
+        return list_s1_scenes(self.archive, month)
 
     @staticmethod
     def cloud_layer(scene: S2Scene, product: str, recipe: Recipe) -> str | None:
@@ -222,8 +233,8 @@ class LocalSource:
         res = BlockResult.empty(h, w)
         stats = {"requests": 0, "bytes": 0, "retries": 0}
         try:
-            s2_scenes = self.s2_scenes(month)
-            s1_scenes = self.s1_scenes(month)
+            s2_scenes = self.s2_scenes(month, grid)
+            s1_scenes = self.s1_scenes(month, grid)
         except SourceError as exc:
             raise SourceError(f"AOI {aoi} month {month}: {exc}") from None
         product = self.month_product(s2_scenes, recipe)

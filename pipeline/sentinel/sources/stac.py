@@ -1,0 +1,418 @@
+"""Open-data Sentinel source: STAC APIs (pystac-client) and static STAC catalogues (pystac) of
+Cloud-Optimized GeoTIFFs, composited with exactly the local source's recipe.
+
+Per (AOI, month) the source searches each collection of the provider profile
+(:mod:`pipeline.sentinel.sources.stac_profiles`) once over the AOI grid's bounding box (WGS84)
+and the calendar month (paging through every result page), and turns the items into scenes:
+
+* an L2A item -> an S2 scene with its band assets (``raster:bands`` scale checked to be 1e-4;
+  the processing-baseline >= 04.00 offset of -1000 DN applied unless the provider says it
+  already removed it, ``earthsearch:boa_offset_applied``), its SCL asset, and the L1C assets of
+  the matching L1C item when the provider has L1C (same id with ``_L1C`` for ``_L2A``): those
+  feed s2cloudless (``sentinel.s2_mask: s2cloudless``); without them the SCL layer masks;
+* an L1C item without L2A -> an L1C-only scene (L1C fallback months);
+* an S1 item -> an S1 scene (``vv`` / ``vh`` assets, linear power for RTC, orbit direction and
+  relative orbit from the ``sat`` extension).
+
+Items are grouped into observations by ``s2:datatake_id`` (S2) and relative orbit + UTC day (S1),
+so the overlapping MGRS granules of one datatake count once. Blocks are then read with rasterio
+``WarpedVRT`` onto the exact AOI-grid window (GDAL reads only the COG tiles the window
+overlaps, with HTTP range requests) and composited by
+:class:`pipeline.sentinel.sources.local.LocalSource`'s code: one recipe for both sources.
+
+Faults: searches are retried (429, 5xx, timeouts) a bounded number of times with backoff; COG
+reads are retried by GDAL (``GDAL_HTTP_MAX_RETRY``); a 403/404 asset or a truncated COG raises
+:class:`~pipeline.errors.SourceError` naming the item, the asset and the fix; an item missing a
+band asset is a recorded skip (``meta["skipped_items"]``, named in the month summary); an empty
+search is recorded (``meta["empty_searches"]``) and logged, never a silent empty month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import SourceError
+from pipeline.grid import AoiGrid
+from pipeline.io.scenes import (
+    L1C_FILE_BANDS,
+    L2A_FILE_BANDS,
+    SCL_FILE,
+    S1Scene,
+    S2Scene,
+    gdal_http_env,
+)
+from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.sources.local import LocalSource
+from pipeline.sentinel.sources.stac_profiles import DEFAULT_URLS, PROFILES, StacProfile
+
+log = logging.getLogger(__name__)
+
+#: Reflectance scale every profile's S2 DNs must have (DN / 10000).
+S2_SCALE = 1e-4
+#: Calibrated S1 collection a static catalogue may hold whatever the profile (linear gamma0,
+#: ``vv`` / ``vh`` assets: Planetary Computer's layout).
+STATIC_S1 = "sentinel-1-rtc"
+#: Baseline >= 04.00 DNs carry this offset (BOA_ADD_OFFSET / RADIO_ADD_OFFSET).
+BASELINE_OFFSET_DN = -1000.0
+
+
+def month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
+    """``YYYY-MM`` -> [first instant, first instant of the next month) (UTC, naive)."""
+    y, m = (int(v) for v in month.split("-"))
+    return dt.datetime(y, m, 1), dt.datetime(y + (m == 12), m % 12 + 1, 1)
+
+
+def baseline_offset(props: dict[str, Any], profile: StacProfile) -> float:
+    """DN offset to add before dividing by 10000: 0 if the provider already removed the
+    baseline >= 04.00 offset (``profile.offset_applied_property`` True) or the baseline is
+    older; else -1000."""
+    if profile.offset_applied_property and props.get(profile.offset_applied_property) is True:
+        return 0.0
+    try:
+        baseline = float(str(props.get("s2:processing_baseline", "0")))
+    except ValueError:
+        baseline = 0.0
+    return BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
+
+
+def _item_time(item: dict[str, Any]) -> dt.datetime:
+    props = item.get("properties", {})
+    s = props.get("datetime") or props.get("start_datetime")
+    if not s:
+        raise SourceError(f"STAC item {item.get('id')!r} has no datetime: fix the catalogue")
+    t = dt.datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _check_scale(item: dict[str, Any], key: str) -> None:
+    rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
+    scale = rb.get("scale")
+    if scale is not None and abs(float(scale) - S2_SCALE) > 1e-12:
+        raise SourceError(
+            f"STAC item {item.get('id')}: asset {key!r} has raster:bands scale {scale}, not "
+            f"{S2_SCALE}: this provider's reflectance encoding is not supported"
+        )
+
+
+def s2_scenes_from_items(
+    l2a: Iterable[dict[str, Any]], l1c: Iterable[dict[str, Any]], profile: StacProfile,
+    sign: Callable[[str], str], skipped: list[dict[str, str]],
+) -> list[S2Scene]:
+    """S2 scenes from item dicts (pure): L2A items with the assets of their L1C item, plus
+    L1C items without an L2A one. Items missing a band asset are appended to ``skipped``
+    (``{"item", "why"}``) instead."""
+    l1c_by_key = {str(it["id"]).removesuffix(profile.l1c_suffix): it for it in l1c}
+    out: list[S2Scene] = []
+    used_l1c: set[str] = set()
+    for it in l2a:
+        key = str(it["id"]).removesuffix(profile.l2a_suffix)
+        assets = _band_assets(it, "L2A", L2A_FILE_BANDS, profile, sign, skipped)
+        if assets is None:
+            continue
+        products = ["L2A"]
+        offsets = {"L2A": baseline_offset(it.get("properties", {}), profile)}
+        pair = l1c_by_key.get(key)
+        if pair is not None:
+            l1c_assets = _band_assets(pair, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
+            if l1c_assets is not None:
+                assets.update(l1c_assets)
+                products.append("L1C")
+                offsets["L1C"] = baseline_offset(pair.get("properties", {}) | {
+                    profile.offset_applied_property: False}, profile)
+                used_l1c.add(str(pair["id"]))
+        out.append(_s2_scene(it, tuple(products), assets, offsets, profile))
+    for it in l1c:
+        if str(it["id"]) in used_l1c:
+            continue
+        assets = _band_assets(it, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
+        if assets is None:
+            continue
+        props = it.get("properties", {}) | {profile.offset_applied_property: False}
+        out.append(_s2_scene(it, ("L1C",), assets, {"L1C": baseline_offset(props, profile)},
+                             profile))
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def _band_assets(
+    item: dict[str, Any], level: str, bands: tuple[str, ...], profile: StacProfile,
+    sign: Callable[[str], str], skipped: list[dict[str, str]],
+) -> dict[str, str] | None:
+    assets = item.get("assets", {})
+    missing = [profile.s2_keys[b] for b in bands if profile.s2_keys[b] not in assets]
+    if missing:
+        skipped.append({"item": str(item.get("id")), "why": f"no asset {', '.join(missing)}"})
+        log.warning("STAC item %s lacks band assets %s: skipped", item.get("id"), missing)
+        return None
+    out = {}
+    for b in bands:
+        _check_scale(item, profile.s2_keys[b])
+        out[f"{level}/{b}"] = sign(str(assets[profile.s2_keys[b]]["href"]))
+    scl = assets.get(profile.s2_keys[SCL_FILE])
+    if level == "L2A" and scl is not None:
+        out[f"L2A/{SCL_FILE}"] = sign(str(scl["href"]))
+    return out
+
+
+def _s2_scene(item: dict[str, Any], products: tuple[str, ...], assets: dict[str, str],
+              offsets: dict[str, float], profile: StacProfile) -> S2Scene:
+    props = item.get("properties", {})
+    tile = str(props.get("s2:mgrs_tile") or props.get("grid:code", "") or "").removeprefix("MGRS-")
+    return S2Scene(
+        path=Path(str(item["id"])), name=str(item["id"]), time=_item_time(item), tile=tile,
+        products=products, sun_azimuth_deg=float(props.get("view:sun_azimuth", 150.0) or 150.0),
+        sun_zenith_deg=90.0 - float(props.get("view:sun_elevation", 60.0) or 60.0),
+        offsets=offsets, scl=f"L2A/{SCL_FILE}" in assets, assets=assets,
+        datatake=str(props.get("s2:datatake_id", "") or ""),
+    )
+
+
+def s1_scenes_from_items(
+    items: Iterable[dict[str, Any]], profile: StacProfile, sign: Callable[[str], str],
+    skipped: list[dict[str, str]],
+) -> list[S1Scene]:
+    """S1 scenes from item dicts (pure); an item with neither polarisation is skipped."""
+    out = []
+    for it in items:
+        assets = it.get("assets", {})
+        have = {b: sign(str(assets[k]["href"])) for b, k in profile.s1_keys.items() if k in assets}
+        if not have:
+            skipped.append({"item": str(it.get("id")), "why": "no vv / vh asset"})
+            continue
+        props = it.get("properties", {})
+        state = props.get("sat:orbit_state")
+        orbit = props.get("sat:relative_orbit")
+        out.append(S1Scene(
+            path=Path(str(it["id"])), name=str(it["id"]), time=_item_time(it),
+            orbit_pass=str(state).upper() if state else None, units=profile.s1_units,
+            bands=tuple(b for b in ("VV", "VH") if b in have), assets=have,
+            relative_orbit=int(orbit) if orbit is not None else None,
+        ))
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+class StacSource(LocalSource):
+    """:class:`~pipeline.sentinel.sources.base.SentinelSource` over a STAC API or a static STAC
+    catalogue of COGs (see the module docstring). Thread-safe.
+
+    Args:
+        catalog: STAC API root URL, or a static catalogue (``catalog.json`` path or URL, or a
+            folder holding one); None = the profile's public API.
+        profile: provider profile name (:data:`~pipeline.sentinel.sources.stac_profiles.PROFILES`).
+        collections: overrides ``{"s2_l2a": id, "s2_l1c": id, "s1": id}`` ("" = none).
+        max_retries, backoff_base_s, timeout_s: search retries and per-request timeout.
+        signer: href -> signed href (default: Planetary Computer signing for that profile).
+        max_items: refuse a month with more items than this per collection (a wrong bbox).
+        sleep: injectable sleep (tests).
+    """
+
+    name = "stac"
+
+    def __init__(
+        self,
+        catalog: str | Path | None = None,
+        profile: str = "earth-search",
+        collections: dict[str, str | None] | None = None,
+        max_retries: int = 4,
+        backoff_base_s: float = 1.0,
+        timeout_s: float = 60.0,
+        signer: Callable[[str], str] | None = None,
+        max_items: int = 5000,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if profile not in PROFILES:
+            raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
+        self.profile = PROFILES[profile]
+        loc = str(catalog) if catalog else DEFAULT_URLS[profile]
+        if "://" not in loc and Path(loc).is_dir():
+            loc = str(Path(loc) / "catalog.json")
+        self.catalog = loc
+        self.static = loc.endswith(".json")
+        if self.static and "://" not in loc and not Path(loc).is_file():
+            raise SourceError(
+                f"static STAC catalogue {loc} does not exist: point sentinel.stac.url (or the "
+                "AOI's sentinel_archive) at a catalog.json, or at a STAC API root URL"
+            )
+        cols = {"s2_l2a": self.profile.s2_l2a, "s2_l1c": self.profile.s2_l1c,
+                "s1": self.profile.s1}
+        cols.update({k: v for k, v in (collections or {}).items() if v is not None})
+        self.collections = cols
+        self._user_s1 = (collections or {}).get("s1")
+        self.max_retries = int(max_retries)
+        self.backoff_base_s = float(backoff_base_s)
+        self.timeout_s = float(timeout_s)
+        self.max_items = int(max_items)
+        self._sleep = sleep
+        self._rng = random.Random(0)
+        self._sign = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
+        self._client: Any = None
+        self._static_items: list[dict[str, Any]] | None = None
+        self._search_lock = threading.Lock()
+        self._skipped: dict[str, list[dict[str, str]]] = {}
+        self._empty: dict[str, list[str]] = {}
+        self.search_requests = 0
+        self._setup()
+
+    # ---- listing
+
+    def _list_s2(self, month: str, grid: AoiGrid | None) -> list[S2Scene]:
+        skipped = self._skipped.setdefault(month, [])
+        l2a = self._search("s2_l2a", month, grid)
+        l1c = self._search("s2_l1c", month, grid)
+        return s2_scenes_from_items(l2a, l1c, self.profile, self._sign, skipped)
+
+    def _list_s1(self, month: str, grid: AoiGrid | None) -> list[S1Scene]:
+        skipped = self._skipped.setdefault(month, [])
+        return s1_scenes_from_items(self._search("s1", month, grid), self.profile, self._sign,
+                                    skipped)
+
+    def _search(self, which: str, month: str, grid: AoiGrid | None) -> list[dict[str, Any]]:
+        coll = self.collections.get(which) or ""
+        # a static catalogue may add calibrated S1 to a provider that has none (the demo's
+        # holds Earth Search's S2 and Planetary Computer's sentinel-1-rtc layout)
+        if (not coll and which == "s1" and self.static and self._user_s1 is None
+                and any(it.get("collection") == STATIC_S1 for it in self._static())):
+            coll = STATIC_S1
+        if not coll:
+            return []
+        if grid is None:
+            raise SourceError("the STAC source searches around an AOI grid: none was given")
+        bbox = grid_bbox_wgs84(grid)
+        start, end = month_range(month)
+        where = f"STAC {self.catalog}, collection {coll}, month {month}"
+        with self._search_lock:
+            items = self._retrying(lambda: self._query(coll, bbox, start, end), where)
+        if len(items) > self.max_items:
+            raise SourceError(
+                f"{where}: {len(items)} items (more than sentinel.stac.max_items = "
+                f"{self.max_items}); check the AOI bounds"
+            )
+        if not items:
+            self._empty.setdefault(month, []).append(coll)
+            log.warning("%s: the search over %s found no item", where,
+                        [round(v, 4) for v in bbox])
+        return items
+
+    def _query(self, coll: str, bbox: tuple[float, float, float, float], start: dt.datetime,
+               end: dt.datetime) -> list[dict[str, Any]]:
+        if self.static:
+            return [it for it in self._static() if it.get("collection") == coll
+                    and _bbox_overlaps(it.get("bbox"), bbox)
+                    and start <= _item_time(it) < end]
+        client = self._api()
+        stamp = f"{start:%Y-%m-%dT%H:%M:%SZ}/{end - dt.timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ}"
+        search = client.search(collections=[coll], bbox=list(bbox), datetime=stamp, limit=100)
+        out = []
+        for page in search.pages_as_dicts():
+            self.search_requests += 1
+            out.extend(page.get("features", []))
+        return out
+
+    def _api(self) -> Any:
+        if self._client is None:
+            try:
+                from pystac_client import Client
+                from pystac_client.stac_api_io import StacApiIO
+            except ImportError:
+                raise SourceError("sentinel.source 'stac' needs pystac-client: pip install "
+                                  "pystac-client") from None
+            io = StacApiIO(timeout=self.timeout_s, max_retries=0)  # one retry policy: ours
+            self._client = Client.open(self.catalog, stac_io=io)
+            self.search_requests += 1
+        return self._client
+
+    def _static(self) -> list[dict[str, Any]]:
+        if self._static_items is None:
+            import pystac
+
+            cat = pystac.Catalog.from_file(self.catalog)
+            items = []
+            for item in cat.get_items(recursive=True):
+                d = item.to_dict(include_self_link=False, transform_hrefs=True)
+                d["collection"] = item.collection_id
+                for key, asset in item.assets.items():  # relative hrefs -> absolute
+                    d["assets"][key]["href"] = asset.get_absolute_href() or asset.href
+                items.append(d)
+            self._static_items = items
+        return self._static_items
+
+    def _retrying(self, fn: Callable[[], Any], where: str) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except SourceError:
+                raise
+            except Exception as exc:  # network / HTTP / JSON errors of the clients
+                status = _status_of(exc)
+                transient = status is None or status == 429 or status >= 500
+                if not transient or attempt >= self.max_retries:
+                    hint = ("check the URL and collection ids" if not transient else
+                            "the server kept failing; rerun later (finished blocks are kept)")
+                    raise SourceError(f"{where}: search failed after {attempt} retries "
+                                      f"({type(exc).__name__}: {exc}); {hint}") from None
+                delay = self.backoff_base_s * 2 ** attempt * (0.5 + 0.5 * self._rng.random())
+                attempt += 1
+                log.warning("%s: %s; retry %d/%d in %.1fs", where, exc, attempt,
+                            self.max_retries, delay)
+                self._sleep(delay)
+
+    # ---- blocks
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        """The month's composites on ``block`` (local source's recipe over the COGs)."""
+        with gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s):
+            res = super().fetch_block(aoi, grid, block, month, recipe)
+        res.meta["skipped_items"] = list(self._skipped.get(month, []))
+        res.meta["empty_searches"] = list(self._empty.get(month, []))
+        return res
+
+
+def grid_bbox_wgs84(grid: AoiGrid) -> tuple[float, float, float, float]:
+    """The AOI grid's bounds as a WGS84 (lon/lat) bbox, densified edges."""
+    from pyproj import Transformer
+
+    minx, miny, maxx, maxy = grid.bounds
+    tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    return tuple(float(v) for v in tr.transform_bounds(minx, miny, maxx, maxy, densify_pts=21))  # type: ignore[return-value]
+
+
+def _bbox_overlaps(a: Any, b: tuple[float, float, float, float]) -> bool:
+    if not a or len(a) < 4:
+        return True
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a client error (pystac-client ``APIError.status_code``, requests'
+    ``response.status_code``, urllib's ``HTTPError.code``); None for transport errors."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        for attr in ("status_code", "code", "status"):
+            v = getattr(e, attr, None)
+            if isinstance(v, int) and 100 <= v < 600:
+                return v
+        resp = getattr(e, "response", None)
+        code = getattr(resp, "status_code", None)
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def _pc_signer() -> Callable[[str], str]:
+    """Planetary Computer URL signing (its ``planetary-computer`` package)."""
+    try:
+        import planetary_computer  # type: ignore[import-not-found]
+    except ImportError:
+        raise SourceError(
+            "the planetary-computer profile needs signed asset URLs: pip install "
+            "planetary-computer (or pass a signer)"
+        ) from None
+    return lambda href: str(planetary_computer.sign(href))

@@ -1,0 +1,315 @@
+"""Loopback STAC servers for the STAC source tests: a STAC API (landing page, conformance,
+collections, item search by bbox / datetime / collections / query with paging) and an HTTP file
+server with Range requests for the COGs and static catalogues, both on 127.0.0.1, both
+injecting faults and counting requests and bytes.
+
+GDAL reads the COGs exactly as from S3 or Azure (``/vsicurl/`` range requests); pystac-client
+searches the API as it would Earth Search.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/item-search#query",
+    "https://api.stacspec.org/v1.0.0/collections",
+]
+
+
+@dataclass
+class Fault:
+    """An injected failure: requests whose path starts with ``prefix`` get ``kind`` ("429",
+    "500", "503", "403", "404": that status with a JSON / text body; "slow": an answer after
+    ``delay_s``; "truncate": the file's first half, announced as the whole file) ``times``
+    times (-1 = always)."""
+
+    prefix: str
+    kind: str
+    times: int = 1
+    delay_s: float = 3.0
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    search_requests: int = 0
+    file_requests: int = 0
+    bytes: int = 0  # body bytes of file answers
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeStac:
+    """Serves ``root`` under ``/files/`` and a STAC API over ``items`` under ``/api/``.
+
+    Args:
+        root: folder whose files are served (COGs, a static catalogue).
+        items: STAC item dicts (their asset hrefs should point at this server: see
+            :meth:`items_from_catalog`); each needs ``collection``.
+        page_size: the API's maximum page size (``limit`` is capped to it).
+    """
+
+    def __init__(self, root: Path, items: list[dict[str, Any]] | None = None,
+                 page_size: int = 100) -> None:
+        self.root = Path(root)
+        self.items = list(items or [])
+        self.page_size = int(page_size)
+        self.faults: list[Fault] = []
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ---- lifecycle
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api"
+
+    def file_url(self, path: Path | str) -> str:
+        rel = Path(path).resolve().relative_to(self.root.resolve())
+        return f"{self.url}/files/{rel.as_posix()}"
+
+    def start(self) -> FakeStac:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_HEAD(self) -> None:
+                fake._handle(self, "HEAD")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeStac:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def items_from_catalog(self, catalog: Path) -> list[dict[str, Any]]:
+        """The items of a static catalogue under ``root``, asset hrefs rewritten to this
+        server's ``/files/`` URLs (what a provider's API answers)."""
+        import pystac
+
+        out = []
+        for item in pystac.Catalog.from_file(str(catalog)).get_items(recursive=True):
+            d = item.to_dict(include_self_link=False)
+            d["collection"] = item.collection_id
+            for k, a in item.assets.items():
+                d["assets"][k]["href"] = self.file_url(a.get_absolute_href() or a.href)
+            d["links"] = []
+            out.append(d)
+        return out
+
+    # ---- plumbing
+    def _fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for f in self.faults:
+                if path.startswith(f.prefix) and f.times != 0:
+                    if f.times > 0:
+                        f.times -= 1
+                    return f
+        return None
+
+    def _send(self, h: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str,
+              headers: dict[str, str] | None = None, head: bool = False,
+              declared: int | None = None) -> None:
+        try:
+            h.send_response(code)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(body) if declared is None else declared))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            if not head:
+                h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _json(self, h: BaseHTTPRequestHandler, code: int, doc: Any) -> None:
+        ctype = "application/geo+json" if isinstance(doc, dict) and doc.get(
+            "type") == "FeatureCollection" else "application/json"
+        self._send(h, code, json.dumps(doc).encode(), ctype)
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        parsed = urlparse(h.path)
+        path = unquote(parsed.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        entry: dict[str, Any] = {"method": method, "path": path, "query": parsed.query,
+                                 "range": h.headers.get("Range"), "status": 200, "bytes": 0}
+        with self._lock:
+            self.counters.requests += 1
+            self.counters.log.append(entry)
+        f = self._fault(path)
+        if f is not None:
+            if f.kind == "slow":
+                time.sleep(f.delay_s)
+            elif f.kind.isdigit():
+                entry["status"] = int(f.kind)
+                msg = {"429": "Too Many Requests", "500": "Internal Server Error",
+                       "503": "Service Unavailable", "403": "AccessDenied",
+                       "404": "NoSuchKey"}.get(f.kind, "error")
+                return self._json(h, int(f.kind), {"code": msg, "description": msg})
+        try:
+            if path.startswith("/files/"):
+                return self._file(h, path[len("/files/"):], method, entry, f)
+            if path.rstrip("/") == "/api":
+                return self._json(h, 200, self._landing())
+            if path == "/api/conformance":
+                return self._json(h, 200, {"conformsTo": CONFORMANCE})
+            if path == "/api/collections":
+                ids = sorted({str(it.get("collection")) for it in self.items})
+                return self._json(h, 200, {"collections": [
+                    {"id": c, "type": "Collection", "links": []} for c in ids], "links": []})
+            if path == "/api/search":
+                with self._lock:
+                    self.counters.search_requests += 1
+                if method == "POST":
+                    params = json.loads(raw or b"{}")
+                else:
+                    q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+                    params = dict(q)
+                    if "collections" in q:
+                        params["collections"] = q["collections"].split(",")
+                    if "bbox" in q:
+                        params["bbox"] = [float(v) for v in q["bbox"].split(",")]
+                return self._json(h, 200, self._search(params))
+            entry["status"] = 404
+            return self._json(h, 404, {"code": "NotFound", "description": path})
+        except ValueError as exc:
+            entry["status"] = 400
+            return self._json(h, 400, {"code": "BadRequest", "description": str(exc)})
+
+    def _landing(self) -> dict[str, Any]:
+        base = self.api
+        return {
+            "type": "Catalog", "id": "fake-stac", "stac_version": "1.0.0",
+            "description": "loopback STAC API", "conformsTo": CONFORMANCE,
+            "links": [
+                {"rel": "self", "href": f"{base}/", "type": "application/json"},
+                {"rel": "root", "href": f"{base}/", "type": "application/json"},
+                {"rel": "conformance", "href": f"{base}/conformance"},
+                {"rel": "data", "href": f"{base}/collections"},
+                {"rel": "search", "href": f"{base}/search", "type": "application/geo+json",
+                 "method": "GET"},
+                {"rel": "search", "href": f"{base}/search", "type": "application/geo+json",
+                 "method": "POST"},
+            ],
+        }
+
+    def _search(self, p: dict[str, Any]) -> dict[str, Any]:
+        if "intersects" in p:
+            raise ValueError("intersects is not supported by this fake: use bbox")
+        cols = p.get("collections")
+        bbox = p.get("bbox")
+        start = end = None
+        if p.get("datetime"):
+            a, _, b = str(p["datetime"]).partition("/")
+            start = a if a not in ("", "..") else None
+            end = b if b not in ("", "..") else None
+        query = p.get("query") or {}
+        hits = []
+        for it in sorted(self.items, key=lambda d: (d["properties"]["datetime"], d["id"])):
+            if cols and it.get("collection") not in cols:
+                continue
+            if bbox and not _overlaps(it.get("bbox"), bbox):
+                continue
+            t = it["properties"]["datetime"]
+            if (start and t < start) or (end and t > end):
+                continue
+            if not all(_match(it["properties"].get(k), c) for k, c in query.items()):
+                continue
+            hits.append(it)
+        limit = min(int(p.get("limit") or 10), self.page_size)
+        offset = int(p.get("token") or 0)
+        page = hits[offset:offset + limit]
+        links = []
+        if offset + limit < len(hits):
+            body = {k: v for k, v in p.items() if k != "token"} | {"token": str(offset + limit)}
+            links.append({"rel": "next", "href": f"{self.api}/search", "method": "POST",
+                          "body": body, "merge": False, "type": "application/geo+json"})
+        return {"type": "FeatureCollection", "features": page, "links": links,
+                "numberMatched": len(hits), "numberReturned": len(page)}
+
+    def _file(self, h: BaseHTTPRequestHandler, rel: str, method: str, entry: dict[str, Any],
+              f: Fault | None) -> None:
+        p = (self.root / rel).resolve()
+        if self.root.resolve() not in p.parents or not p.is_file():
+            entry["status"] = 404
+            return self._send(h, 404, b"NoSuchKey", "text/plain")
+        with self._lock:
+            self.counters.file_requests += 1
+        data = p.read_bytes()
+        if f is not None and f.kind == "truncate":
+            data = data[: len(data) // 2]
+        size = len(data)
+        ctype = "application/json" if rel.endswith(".json") else "image/tiff"
+        rng = h.headers.get("Range")
+        if rng and rng.startswith("bytes="):
+            first = rng[len("bytes="):].split(",")[0]
+            a, _, b = first.partition("-")
+            lo = int(a) if a else max(0, size - int(b))
+            hi = min(int(b), size - 1) if (a and b) else size - 1
+            if lo >= size:
+                entry["status"] = 416
+                return self._send(h, 416, b"", ctype, {"Content-Range": f"bytes */{size}"})
+            body = data[lo:hi + 1]
+            entry.update(status=206, bytes=0 if method == "HEAD" else len(body))
+            with self._lock:
+                self.counters.bytes += entry["bytes"]
+            return self._send(h, 206, body, ctype, {"Content-Range": f"bytes {lo}-{hi}/{size}",
+                                                    "Accept-Ranges": "bytes"},
+                              head=method == "HEAD")
+        entry["bytes"] = 0 if method == "HEAD" else size
+        with self._lock:
+            self.counters.bytes += entry["bytes"]
+        return self._send(h, 200, data, ctype, {"Accept-Ranges": "bytes"},
+                          head=method == "HEAD")
+
+
+def _overlaps(a: Any, b: Any) -> bool:
+    if not a:
+        return True
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
+def _match(value: Any, cond: Any) -> bool:
+    if not isinstance(cond, dict):
+        return bool(value == cond)
+    ops = {"eq": lambda x, y: x == y, "neq": lambda x, y: x != y, "lt": lambda x, y: x < y,
+           "lte": lambda x, y: x <= y, "gt": lambda x, y: x > y, "gte": lambda x, y: x >= y,
+           "in": lambda x, y: x in y}
+    return value is not None and all(ops[k](value, v) for k, v in cond.items())

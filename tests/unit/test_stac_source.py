@@ -1,0 +1,275 @@
+"""STAC source: static catalogues (disk, HTTP) and a STAC API on loopback servers read by the
+real clients (pystac, pystac-client, GDAL /vsicurl), equivalence with the local archive path,
+provider conventions (asset keys, offsets, signing) and faults."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from pipeline.errors import SourceError
+from pipeline.io.scenes import write_s1_scene
+from pipeline.io.stac import write_scene_catalog
+from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.sources.local import LocalSource
+from pipeline.sentinel.sources.stac import StacSource, baseline_offset
+from pipeline.sentinel.sources.stac_profiles import PROFILES
+from tests.fake_stac import FakeStac, Fault
+from tests.sentinel_helpers import GRID, SX0, SY0, write_scene
+
+pytest.importorskip("pystac_client")
+
+BLOCK = Block(0, 0, 64, 64)
+MONTH = "2020-03"
+S1_TR = Affine(10.0, 0.0, SX0, 0.0, -10.0, SY0)
+
+
+def _archive(root: Path) -> Path:
+    write_scene(root, 3, 0.1)
+    write_scene(root, 13, 0.3, cloud_left_half=True, scl_cloud_left_half=True)
+    vv = np.full((120, 120), 0.05, np.float32)
+    vh = vv / 5
+    vh[:, :30] = np.nan
+    write_s1_scene(root, dt.datetime(2020, 3, 4, 10), GRID.crs, S1_TR, vv, vh, units="linear",
+                   relative_orbit=84)
+    write_s1_scene(root, dt.datetime(2020, 3, 16, 10), GRID.crs, S1_TR, vv * 2, None,
+                   units="linear", orbit_pass="DESCENDING", relative_orbit=91)
+    write_scene_catalog(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _archive(tmp_path_factory.mktemp("stac_archive"))
+
+
+@pytest.fixture(scope="module")
+def local(archive: Path):  # type: ignore[no-untyped-def]
+    return LocalSource(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+
+
+@pytest.fixture
+def server(archive: Path):  # type: ignore[no-untyped-def]
+    with FakeStac(archive, page_size=2) as srv:
+        srv.items = srv.items_from_catalog(archive / "catalog.json")
+        yield srv
+
+
+def _api_source(srv: FakeStac, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("collections", {"s1": "sentinel-1-rtc"})
+    kw.setdefault("backoff_base_s", 0.01)
+    kw.setdefault("sleep", lambda s: None)
+    return StacSource(srv.api, **kw)
+
+
+def _fresh(srv: FakeStac) -> FakeStac:
+    """Another server on the same archive (other port: URLs GDAL has not cached)."""
+    other = FakeStac(srv.root, page_size=srv.page_size).start()
+    other.items = other.items_from_catalog(srv.root / "catalog.json")
+    return other
+
+
+def _same(a, b) -> None:  # type: ignore[no-untyped-def]
+    for k in ("s2", "s2_count", "s1", "s1_count"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+
+
+# --------------------------------------------------------------------------- equivalence
+
+
+def test_static_catalogue_on_disk_equals_the_local_archive(archive: Path, local) -> None:  # type: ignore[no-untyped-def]
+    src = StacSource(archive)  # the folder holding catalog.json
+    res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    _same(res, local)
+    assert res.meta["s2_cloud_layers"] == {"s2cloudless": 2, "scl": 0}  # L1C paired
+    assert res.meta["skipped_items"] == [] and res.meta["empty_searches"] == []
+    # VH missing west of the scene's column 30 (grid column 6) in the only scene with VH
+    assert local.s1_count.max() == 2 and np.isnan(local.s1[1][:, :6]).all()
+    assert np.isfinite(local.s1[1][:, 6:]).all() and np.isfinite(local.s1[0]).all()
+
+
+def test_api_search_pages_and_range_reads_equal_the_local_archive(server: FakeStac,
+                                                                    local) -> None:  # type: ignore[no-untyped-def]
+    src = _api_source(server)
+    res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    _same(res, local)
+    # 2 L2A + 2 L1C + 2 S1 items at 2 per page: one search request per collection
+    assert server.counters.search_requests == 3
+    gets = [e for e in server.counters.log if e["path"].startswith("/files/")
+            and e["method"] == "GET"]
+    assert gets and all(e["range"] and e["status"] == 206 for e in gets)  # range reads only
+    # a second block of the same month searches nothing again
+    n = server.counters.search_requests
+    src.fetch_block("t", GRID, Block(0, 0, 32, 32), MONTH, Recipe())
+    assert server.counters.search_requests == n
+
+
+def test_search_follows_every_page(server: FakeStac) -> None:
+    server.page_size = 1
+    src = _api_source(server)
+    scenes = src.s2_scenes(MONTH, GRID)
+    assert len(scenes) == 2 and all(s.products == ("L2A", "L1C") for s in scenes)
+    # 2 L2A + 2 L1C items, one per page: 2 pages each, plus the empty last page never asked
+    assert server.counters.search_requests == 4
+
+
+def test_static_catalogue_over_http_equals_the_local_archive(server: FakeStac, archive: Path,
+                                                              local) -> None:  # type: ignore[no-untyped-def]
+    src = StacSource(server.file_url(archive / "catalog.json"))
+    _same(src.fetch_block("t", GRID, BLOCK, MONTH, Recipe()), local)
+
+
+# --------------------------------------------------------------------------- provider shapes
+
+
+def test_items_follow_earth_search_and_planetary_computer_shapes(archive: Path) -> None:
+    l2a = json.loads(next((archive / "sentinel-2-l2a").glob("*/*.json")).read_text())
+    assert l2a["id"].startswith("S2A_49SGU_202003") and l2a["id"].endswith("_0_L2A")
+    keys = set(l2a["assets"])
+    assert {"coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir",
+            "nir08", "nir09", "swir16", "swir22"} <= keys and "cirrus" not in keys
+    rb = l2a["assets"]["red"]["raster:bands"][0]
+    assert rb["scale"] == 0.0001 and rb["nodata"] == 0 and rb["data_type"] == "uint16"
+    assert l2a["assets"]["red"]["type"].endswith("profile=cloud-optimized")
+    for prop in ("s2:processing_baseline", "s2:datatake_id", "earthsearch:boa_offset_applied",
+                 "view:sun_azimuth", "proj:epsg", "grid:code"):
+        assert prop in l2a["properties"]
+    assert any("projection" in e for e in l2a["stac_extensions"])
+    l1c = json.loads(next((archive / "sentinel-2-l1c").glob("*/*.json")).read_text())
+    assert "cirrus" in l1c["assets"] and l1c["id"].endswith("_L1C")
+    s1 = json.loads(next((archive / "sentinel-1-rtc").glob("*/*.json")).read_text())
+    assert set(s1["assets"]) <= {"vv", "vh"} and s1["properties"]["sat:orbit_state"] in (
+        "ascending", "descending")
+
+
+def test_baseline_offset_rules() -> None:
+    es, pc = PROFILES["earth-search"], PROFILES["planetary-computer"]
+    new = {"s2:processing_baseline": "05.10"}
+    assert baseline_offset(new | {"earthsearch:boa_offset_applied": True}, es) == 0.0
+    assert baseline_offset(new | {"earthsearch:boa_offset_applied": False}, es) == -1000.0
+    assert baseline_offset(new, pc) == -1000.0  # Planetary Computer never harmonises
+    assert baseline_offset({"s2:processing_baseline": "03.01"}, pc) == 0.0
+    assert baseline_offset({}, es) == 0.0
+
+
+def _pc_items(srv: FakeStac) -> list[dict]:
+    """The server's items in Planetary Computer's layout: B01.. / SCL asset keys, no L1C."""
+    from pipeline.sentinel.sources.stac_profiles import _ES_KEYS
+
+    back = {v: k for k, v in _ES_KEYS.items()}
+    out = []
+    for it in srv.items:
+        if it["collection"] == "sentinel-2-l1c":
+            continue
+        it = copy.deepcopy(it)
+        if it["collection"] == "sentinel-2-l2a":
+            it["assets"] = {back[k]: a for k, a in it["assets"].items()}
+            it["properties"].pop("earthsearch:boa_offset_applied", None)
+        out.append(it)
+    return out
+
+
+def test_planetary_computer_items_are_signed_and_masked_with_scl(server: FakeStac) -> None:
+    server.items = _pc_items(server)
+    signed: list[str] = []
+
+    def signer(href: str) -> str:
+        signed.append(href)
+        return href + "?sig=fake"
+
+    src = _api_source(server, profile="planetary-computer", signer=signer, collections=None)
+    res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    assert res.meta["s2_product"] == "L2A" and res.meta["s2_cloud_layers"]["scl"] == 1
+    # the scene without SCL has no cloud layer (no L1C on this provider): a counted skip
+    assert res.meta["s2_scenes_skipped"]["no_cloud_layer"] == 1
+    assert (res.s2_count[:, :34] == 0).all() and (res.s2_count[:, 38:] == 1).all()
+    files = [e for e in server.counters.log if e["path"].startswith("/files/")]
+    assert signed and files and all(e["query"] == "sig=fake" for e in files)
+    assert res.s1_count.max() == 2  # sentinel-1-rtc is the profile's own S1 collection
+
+
+# --------------------------------------------------------------------------- bad input, faults
+
+
+def test_empty_search_is_recorded_never_silent(server: FakeStac) -> None:
+    src = _api_source(server)
+    res = src.fetch_block("t", GRID, BLOCK, "2020-05", Recipe())
+    assert res.meta["s2_product"] is None and not res.s2_count.any()
+    assert res.meta["empty_searches"] == ["sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-rtc"]
+
+
+def test_item_missing_a_band_asset_is_a_recorded_skip(server: FakeStac) -> None:
+    victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    del victim["assets"]["swir22"]
+    res = _api_source(server).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    assert {"item": victim["id"], "why": "no asset swir22"} in res.meta["skipped_items"]
+    assert (res.s2_count <= 1).all()  # the other scene is still used
+
+
+@pytest.mark.parametrize(("status", "text"), [("404", "missing on the server"),
+                                              ("403", "planetary-computer")])
+def test_refused_asset_names_the_asset_and_the_fix(server: FakeStac, status: str,
+                                                   text: str) -> None:
+    server.faults.append(Fault("/files/s2/", status, times=-1))
+    with pytest.raises(SourceError, match=text) as err:
+        _api_source(server, max_retries=1).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    assert "http://127.0.0.1" in str(err.value) and ".tif" in str(err.value)
+
+
+def test_search_429_and_5xx_are_retried_a_bounded_number_of_times(server: FakeStac) -> None:
+    server.faults += [Fault("/api/search", "429"), Fault("/api/search", "503")]
+    sleeps: list[float] = []
+    src = _api_source(server, sleep=sleeps.append)
+    assert len(src.s2_scenes(MONTH, GRID)) == 2 and len(sleeps) == 2
+    server.faults.append(Fault("/api/search", "500", times=-1))
+    with pytest.raises(SourceError, match="search failed after 2 retries"):
+        _api_source(server, max_retries=2).s2_scenes(MONTH, GRID)
+    server.faults.clear()
+    server.faults.append(Fault("/api/search", "400", times=-1))
+    with pytest.raises(SourceError, match="check the URL and collection ids"):
+        _api_source(server, max_retries=5).s2_scenes(MONTH, GRID)
+
+
+def test_cog_503_is_retried_by_gdal_and_persisting_fails_clearly(server: FakeStac,
+                                                                 local) -> None:  # type: ignore[no-untyped-def]
+    server.faults.append(Fault("/files/s2/", "503", times=3))
+    res = _api_source(server, max_retries=4).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    _same(res, local)
+    assert sum(e["status"] == 503 for e in server.counters.log) == 3
+    with _fresh(server) as other:  # new URLs: GDAL caches what it has read per URL
+        other.faults.append(Fault("/files/s1/", "503", times=-1))
+        with pytest.raises(SourceError, match="rerun to resume"):
+            _api_source(other, max_retries=1).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+
+
+def test_truncated_cog_is_an_error_naming_it(server: FakeStac) -> None:
+    server.faults.append(Fault("/files/s2/", "truncate", times=-1))
+    with pytest.raises(SourceError, match="could not be read"):
+        _api_source(server, max_retries=0).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+
+
+def test_a_rerun_fetches_only_the_missing_blocks(server: FakeStac, tmp_path: Path) -> None:
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+
+    store, ledger = tmp_path / "m.zarr", tmp_path / "ledger"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    blocks = [Block(c, r, 32, 32) for r in (0, 32) for c in (0, 32)]
+    with _fresh(server) as broken:  # the first run loses S1 half-way
+        broken.faults.append(Fault("/files/s1/", "404", times=-1))
+        with pytest.raises(SourceError):
+            run_month(_api_source(broken, max_retries=0), "t", GRID, blocks, MONTH, Recipe(),
+                      store, ledger, concurrency=1)
+    first = run_month(_api_source(server), "t", GRID, blocks, MONTH, Recipe(), store, ledger,
+                      concurrency=1)
+    assert first["blocks_done"] == 4 and first["blocks_skipped"] == 0
+    n = server.counters.file_requests
+    again = run_month(_api_source(server), "t", GRID, blocks, MONTH, Recipe(), store, ledger,
+                      concurrency=1)
+    assert again["blocks_skipped"] == 4 and server.counters.file_requests == n
