@@ -156,6 +156,9 @@ def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) 
             scene archive, or with one that does not exist.
     """
     src = cfg.sentinel.source
+    if src == "stac":
+        _check_stac(cfg, aois, files)
+        return
     if src != "local":
         return
     if cfg.sentinel.s2_mask == "cloud_score_plus":
@@ -189,6 +192,32 @@ def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) 
         if not Path(x.sentinel_archive).is_dir():
             raise ConfigError(
                 f"expand.sentinel_archive {x.sentinel_archive} does not exist: fix the path"
+            )
+
+
+def _check_stac(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) -> None:
+    """Parse-time checks of a ``stac`` build: what only Earth Engine has, and AOI archives that
+    are not static catalogues."""
+    st = cfg.sentinel
+    if st.s2_mask == "cloud_score_plus":
+        raise ConfigError(
+            "sentinel.s2_mask 'cloud_score_plus' exists only on Earth Engine: with "
+            "sentinel.source 'stac' use 's2cloudless' (L1C items, SCL for L2A-only ones) or 'scl'"
+        )
+    if st.stac.url:
+        return
+    for name, spec in aois.items():
+        if spec.template or spec.generated or not spec.sentinel_archive:
+            continue
+        arch = str(spec.sentinel_archive)
+        if arch.endswith(".json") or "://" in arch:
+            continue
+        if not (Path(arch) / "catalog.json").is_file():
+            raise ConfigError(
+                f"AOI {name!r} ({files.get(name, '?')}): sentinel.source is 'stac' and its "
+                f"sentinel_archive {arch} holds no catalog.json: point it at a static STAC "
+                "catalogue, remove it to search the profile's public API, or set "
+                "sentinel.source: local for a scene-archive folder"
             )
 
 

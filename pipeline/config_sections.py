@@ -280,6 +280,12 @@ class StacConfig(_Model):
     s2_l2a_collection: str | None = Field(default=None, description="Override ('' = none).")
     s2_l1c_collection: str | None = Field(default=None, description="Override ('' = none).")
     s1_collection: str | None = Field(default=None, description="Override ('' = none).")
+    s2_query: dict[str, Any] = Field(
+        default_factory=dict,
+        description="STAC API 'query' filter for the S2 searches (applied to static "
+        "catalogues too), e.g. {'eo:cloud_cover': {'lt': 80}} to skip overcast items before "
+        "any byte is read. Operators: eq, neq, lt, lte, gt, gte, in.",
+    )
     max_retries: int = Field(
         default=4, ge=0, le=20, json_schema_extra=EXECUTION,
         description="Retries of a search (429, 5xx, timeouts) and of each COG range read "
@@ -299,7 +305,10 @@ class StacConfig(_Model):
 
 class SentinelConfig(_Model):
     source: Literal["local", "gee", "stac"] = Field(
-        default="local", description="Where composites come from."
+        default="stac",
+        description="Where composites come from: 'stac' (a STAC API or static catalogue of "
+        "COGs; the demo's generated scenes are one), 'gee' (Earth Engine) or 'local' (a scene "
+        "archive folder).",
     )
     s2_mask: Literal["s2cloudless", "cloud_score_plus", "scl"] = Field(
         default="s2cloudless",

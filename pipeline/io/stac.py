@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,37 @@ def _footprint(item: Any, shape: list[int], transform: list[float], epsg: int) -
     ring = [[float(x), float(y)] for x, y in zip(lon, lat, strict=True)]
     item.geometry = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
     item.bbox = [min(lon), min(lat), max(lon), max(lat)]
+
+
+# --------------------------------------------------------------------------- reading catalogues
+
+
+def open_stac_api(url: str, timeout_s: float) -> Any:
+    """A pystac-client ``Client`` for the STAC API at ``url`` (its own retries off: the caller
+    retries, with backoff). One request: the landing page (conformance included)."""
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+
+    return Client.open(url, stac_io=StacApiIO(timeout=timeout_s, max_retries=0))
+
+
+def search_item_pages(client: Any, **params: Any) -> Iterator[list[dict[str, Any]]]:
+    """Item dicts of an API search, page by page (one request per page, following every
+    ``next`` link)."""
+    for page in client.search(**params).pages_as_dicts():
+        yield list(page.get("features", []))
+
+
+def read_static_items(catalog: str) -> list[dict[str, Any]]:
+    """Every item of a static catalogue (path or URL), as dicts with ``collection`` set and
+    asset hrefs made absolute (relative to each item's own location)."""
+    import pystac
+
+    items = []
+    for item in pystac.Catalog.from_file(catalog).get_items(recursive=True):
+        d = item.to_dict(include_self_link=False, transform_hrefs=True)
+        d["collection"] = item.collection_id
+        for key, asset in item.assets.items():
+            d["assets"][key]["href"] = asset.get_absolute_href() or asset.href
+        items.append(d)
+    return items

@@ -273,3 +273,21 @@ def test_a_rerun_fetches_only_the_missing_blocks(server: FakeStac, tmp_path: Pat
     again = run_month(_api_source(server), "t", GRID, blocks, MONTH, Recipe(), store, ledger,
                       concurrency=1)
     assert again["blocks_skipped"] == 4 and server.counters.file_requests == n
+
+
+def test_s2_query_filters_items_before_any_read(server: FakeStac, archive: Path) -> None:
+    """sentinel.stac.s2_query goes to the API's item search (and filters static catalogues the
+    same way): an overcast scene is never listed, so none of its bytes are read."""
+    cloudy = next(it for it in server.items if it["collection"].startswith("sentinel-2"))
+    for it in server.items:
+        if it["id"].rsplit("_", 1)[0] == cloudy["id"].rsplit("_", 1)[0]:
+            it["properties"]["eo:cloud_cover"] = 95.0
+    q = {"eo:cloud_cover": {"lt": 80}}
+    scenes = _api_source(server, s2_query=q).s2_scenes(MONTH, GRID)
+    assert len(scenes) == 1 and cloudy["id"].rsplit("_", 1)[0] not in scenes[0].id
+    search = [e for e in server.counters.log if e["path"] == "/api/search"]
+    assert search  # the API path does not filter locally: the server applied the query
+    static = StacSource(archive, s2_query={"eo:cloud_cover": {"gte": 0}})
+    assert len(static.s2_scenes(MONTH, GRID)) == 2
+    with pytest.raises(SourceError, match="unknown operators"):
+        StacSource(archive, s2_query={"eo:cloud_cover": {"below": 3}})

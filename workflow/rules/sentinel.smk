@@ -28,6 +28,9 @@ for _name, _spec in AOIS.items():
             _demo_scenes_done(_name),
         params:
             cfg=CFG.section("demo"),
+            # what the archive holds (COG band files + a static STAC catalogue): a change
+            # regenerates archives written by older versions
+            archive_format="cog-stac-1",
             aoi=_spec.model_dump(mode="json"),
             aoi_file=AOI_FILES[_name],
         log:

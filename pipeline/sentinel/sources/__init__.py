@@ -31,7 +31,7 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
         return ident
     if cfg.source == "stac":
         return {"source": "stac", "catalog": stac_location(cfg, archive),
-                "profile": cfg.stac.profile,
+                "profile": cfg.stac.profile, "s2_query": cfg.stac.s2_query,
                 "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
                                 cfg.stac.s1_collection]}
     return {"source": str(cfg.source)}
@@ -46,9 +46,17 @@ def stac_location(cfg: Any, archive: str | None) -> str | None:
     if archive:
         from pathlib import Path
 
+        if str(archive).endswith(".json") or "://" in str(archive):
+            return str(archive)
         cat = Path(archive) / "catalog.json"
-        if cat.is_file() or str(archive).endswith(".json"):
-            return str(cat if cat.is_file() else archive)
+        if not cat.is_file():
+            raise ConfigError(
+                f"sentinel.source is 'stac' and the scene archive {archive} holds no "
+                "catalog.json: point the AOI's sentinel_archive at a static STAC catalogue, set "
+                "sentinel.stac.url (a STAC API or catalogue), or remove sentinel_archive to use "
+                "the profile's public API"
+            )
+        return str(cat)
     return None
 
 
@@ -89,7 +97,7 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
             collections={"s2_l2a": st.s2_l2a_collection, "s2_l1c": st.s2_l1c_collection,
                          "s1": st.s1_collection},
             max_retries=st.max_retries, backoff_base_s=st.backoff_base_s,
-            timeout_s=st.timeout_s, max_items=st.max_items,
+            timeout_s=st.timeout_s, max_items=st.max_items, s2_query=st.s2_query,
         )
     raise ConfigError(
         f"{where}: sentinel.source {cfg.source!r} is not available yet: use 'local' or 'gee'"

@@ -48,6 +48,7 @@ from pipeline.io.scenes import (
     S2Scene,
     gdal_http_env,
 )
+from pipeline.io.stac import open_stac_api, read_static_items, search_item_pages
 from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
 from pipeline.sentinel.sources.local import LocalSource
 from pipeline.sentinel.sources.stac_profiles import DEFAULT_URLS, PROFILES, StacProfile
@@ -225,6 +226,7 @@ class StacSource(LocalSource):
         signer: Callable[[str], str] | None = None,
         max_items: int = 5000,
         sleep: Callable[[float], None] = time.sleep,
+        s2_query: dict[str, Any] | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -248,6 +250,12 @@ class StacSource(LocalSource):
         self.backoff_base_s = float(backoff_base_s)
         self.timeout_s = float(timeout_s)
         self.max_items = int(max_items)
+        self.s2_query = dict(s2_query or {})
+        bad = [op for cond in self.s2_query.values() if isinstance(cond, dict)
+               for op in cond if op not in _QUERY_OPS]
+        if bad:
+            raise SourceError(f"sentinel.stac.s2_query: unknown operators {bad}; use "
+                              f"{sorted(_QUERY_OPS)}")
         self._sleep = sleep
         self._rng = random.Random(0)
         self._sign = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
@@ -286,8 +294,9 @@ class StacSource(LocalSource):
         bbox = grid_bbox_wgs84(grid)
         start, end = month_range(month)
         where = f"STAC {self.catalog}, collection {coll}, month {month}"
+        query = self.s2_query if which.startswith("s2") else {}
         with self._search_lock:
-            items = self._retrying(lambda: self._query(coll, bbox, start, end), where)
+            items = self._retrying(lambda: self._query(coll, bbox, start, end, query), where)
         if len(items) > self.max_items:
             raise SourceError(
                 f"{where}: {len(items)} items (more than sentinel.stac.max_items = "
@@ -300,46 +309,31 @@ class StacSource(LocalSource):
         return items
 
     def _query(self, coll: str, bbox: tuple[float, float, float, float], start: dt.datetime,
-               end: dt.datetime) -> list[dict[str, Any]]:
+               end: dt.datetime, query: dict[str, Any]) -> list[dict[str, Any]]:
         if self.static:
             return [it for it in self._static() if it.get("collection") == coll
                     and _bbox_overlaps(it.get("bbox"), bbox)
-                    and start <= _item_time(it) < end]
+                    and start <= _item_time(it) < end
+                    and all(_matches(it.get("properties", {}).get(k), c)
+                            for k, c in query.items())]
         client = self._api()
         stamp = f"{start:%Y-%m-%dT%H:%M:%SZ}/{end - dt.timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ}"
-        search = client.search(collections=[coll], bbox=list(bbox), datetime=stamp, limit=100)
         out = []
-        for page in search.pages_as_dicts():
+        for page in search_item_pages(client, collections=[coll], bbox=list(bbox),
+                                      datetime=stamp, limit=100, query=query or None):
             self.search_requests += 1
-            out.extend(page.get("features", []))
+            out.extend(page)
         return out
 
     def _api(self) -> Any:
         if self._client is None:
-            try:
-                from pystac_client import Client
-                from pystac_client.stac_api_io import StacApiIO
-            except ImportError:
-                raise SourceError("sentinel.source 'stac' needs pystac-client: pip install "
-                                  "pystac-client") from None
-            io = StacApiIO(timeout=self.timeout_s, max_retries=0)  # one retry policy: ours
-            self._client = Client.open(self.catalog, stac_io=io)
+            self._client = open_stac_api(self.catalog, self.timeout_s)
             self.search_requests += 1
         return self._client
 
     def _static(self) -> list[dict[str, Any]]:
         if self._static_items is None:
-            import pystac
-
-            cat = pystac.Catalog.from_file(self.catalog)
-            items = []
-            for item in cat.get_items(recursive=True):
-                d = item.to_dict(include_self_link=False, transform_hrefs=True)
-                d["collection"] = item.collection_id
-                for key, asset in item.assets.items():  # relative hrefs -> absolute
-                    d["assets"][key]["href"] = asset.get_absolute_href() or asset.href
-                items.append(d)
-            self._static_items = items
+            self._static_items = read_static_items(self.catalog)
         return self._static_items
 
     def _retrying(self, fn: Callable[[], Any], where: str) -> Any:
@@ -383,6 +377,21 @@ def grid_bbox_wgs84(grid: AoiGrid) -> tuple[float, float, float, float]:
     minx, miny, maxx, maxy = grid.bounds
     tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     return tuple(float(v) for v in tr.transform_bounds(minx, miny, maxx, maxy, densify_pts=21))  # type: ignore[return-value]
+
+
+_QUERY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda x, y: bool(x == y), "neq": lambda x, y: bool(x != y),
+    "lt": lambda x, y: bool(x < y), "lte": lambda x, y: bool(x <= y),
+    "gt": lambda x, y: bool(x > y), "gte": lambda x, y: bool(x >= y),
+    "in": lambda x, y: x in y,
+}
+
+
+def _matches(value: Any, cond: Any) -> bool:
+    """STAC API ``query`` semantics for one property (a bare value means ``eq``)."""
+    if not isinstance(cond, dict):
+        return bool(value == cond)
+    return value is not None and all(_QUERY_OPS[op](value, v) for op, v in cond.items())
 
 
 def _bbox_overlaps(a: Any, b: tuple[float, float, float, float]) -> bool:
