@@ -233,7 +233,9 @@ def open_stac_api(url: str, timeout_s: float) -> Any:
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
 
-    return Client.open(url, stac_io=StacApiIO(timeout=timeout_s, max_retries=0))
+    # Client.open sets its own timeout on the StacApiIO it is given: pass it to both
+    return Client.open(url, stac_io=StacApiIO(timeout=timeout_s, max_retries=0),
+                       timeout=timeout_s)
 
 
 def search_item_pages(client: Any, **params: Any) -> Iterator[list[dict[str, Any]]]:

@@ -291,3 +291,11 @@ def test_s2_query_filters_items_before_any_read(server: FakeStac, archive: Path)
     assert len(static.s2_scenes(MONTH, GRID)) == 2
     with pytest.raises(SourceError, match="unknown operators"):
         StacSource(archive, s2_query={"eo:cloud_cover": {"below": 3}})
+
+
+def test_search_timeout_is_retried(server: FakeStac) -> None:
+    """A search answer slower than sentinel.stac.timeout_s is a timeout: retried, then fine."""
+    server.faults.append(Fault("/api/search", "slow", times=1, delay_s=2.0))
+    sleeps: list[float] = []
+    src = _api_source(server, timeout_s=0.5, sleep=sleeps.append)
+    assert len(src.s2_scenes(MONTH, GRID)) == 2 and len(sleeps) == 1

@@ -13,7 +13,8 @@ from tests.workflow.runner import Snakemake
 def _dry_run(snakemake: Snakemake, tmp_path: Path, aois: list[str],
              *targets: str) -> subprocess.CompletedProcess[str]:
     return snakemake.run("-n", "--nolock", *targets, config={
-        "results_dir": str(tmp_path / "res"), "aois": aois, "tile": {"patch_size_px": 16}},
+        "results_dir": str(tmp_path / "res"), "aois": aois, "tile": {"patch_size_px": 16},
+        "sentinel": {"source": "local"}},
         timeout=120)
 
 

@@ -29,21 +29,32 @@ def _dry(snakemake: Snakemake, tmp_path: Path, aoi: Path, **config: object) -> s
 
 def test_local_source_without_archive_fails_before_any_job(tmp_path: Path,
                                                            snakemake: Snakemake) -> None:
+    local = {"source": "local"}
     aoi = _aoi_file(tmp_path)
-    text = _dry(snakemake, tmp_path, aoi)
+    text = _dry(snakemake, tmp_path, aoi, sentinel=local)
     assert "AOI 'own'" in text and "no 'sentinel_archive'" in text and str(aoi) in text
     assert "Job stats" not in text  # nothing was planned
     missing = _aoi_file(tmp_path, sentinel_archive=str(tmp_path / "nowhere"))
-    text = _dry(snakemake, tmp_path, missing)
+    text = _dry(snakemake, tmp_path, missing, sentinel=local)
     assert "nowhere does not exist" in text
 
 
-def test_unavailable_source_fails_at_parse_time(tmp_path: Path, snakemake: Snakemake) -> None:
+def test_stac_source_with_a_non_catalogue_archive_fails_before_any_job(
+        tmp_path: Path, snakemake: Snakemake) -> None:
+    """The default source reads static catalogues: an AOI archive folder without catalog.json
+    is refused at parse time, naming the AOI file and the three ways out."""
     aoi = _aoi_file(tmp_path, sentinel_archive=str(tmp_path))
-    text = _dry(snakemake, tmp_path, aoi, sentinel={"source": "stac"})
-    assert "sentinel.source 'stac' is not available yet" in text
-    text = _dry(snakemake, tmp_path, aoi, sentinel={"s2_mask": "cloud_score_plus"})
-    assert "'cloud_score_plus' exists only on Earth Engine" in text
+    text = _dry(snakemake, tmp_path, aoi)
+    assert "holds no catalog.json" in text and str(aoi) in text and "Job stats" not in text
+
+
+def test_earth_engine_only_cloud_mask_fails_at_parse_time(tmp_path: Path,
+                                                          snakemake: Snakemake) -> None:
+    aoi = _aoi_file(tmp_path, sentinel_archive=str(tmp_path))
+    for source in ("local", "stac"):
+        text = _dry(snakemake, tmp_path, aoi,
+                    sentinel={"source": source, "s2_mask": "cloud_score_plus"})
+        assert "'cloud_score_plus' exists only on Earth Engine" in text
 
 
 @pytest.mark.parametrize("city", ["../../../../victim", "a/b", ".hidden"])

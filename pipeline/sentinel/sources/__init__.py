@@ -100,5 +100,5 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
             timeout_s=st.timeout_s, max_items=st.max_items, s2_query=st.s2_query,
         )
     raise ConfigError(
-        f"{where}: sentinel.source {cfg.source!r} is not available yet: use 'local' or 'gee'"
+        f"{where}: unknown sentinel.source {cfg.source!r}: use 'stac', 'gee' or 'local'"
     )
