@@ -442,6 +442,12 @@ class TrainConfig(_Model):
     pretrained_path: str | None = Field(
         default=None, description="Local weights for the HR backbone (None = random init)."
     )
+    change_fusion: Literal["temporal", "paper"] = Field(
+        default="temporal",
+        description="How the change head sees the series: 'temporal' = the series' early/late "
+        "change features join |f1 - f2| (the change logits depend on the series); 'paper' = "
+        "the paper's / official code's fusion, where the series cancels in |f1 - f2| (ablation).",
+    )
     epochs: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)

@@ -114,3 +114,45 @@ def test_local_pretrained_weights(tmp_path, batch: dict) -> None:
 def test_utae_needs_months() -> None:
     with pytest.raises(TrainingError, match="months"):
         build_model(TrainConfig(model="utae", months=0, tiny=True))
+
+
+def _change_response(fusion: str, batch: dict) -> tuple[float, float, float]:
+    """(max |change logits(cube A) - change logits(cube B)|, |grad| of the change loss on the
+    U-TAE, on the series' change branch) for one tiny FUSU-Net, same HR inputs."""
+    torch.manual_seed(0)
+    net = build_model(TrainConfig(tiny=True, change_fusion=fusion)).eval()
+    a, b = dict(batch), dict(batch)
+    g = torch.Generator().manual_seed(1)
+    a["sentinel"] = torch.randn(batch["sentinel"].shape, generator=g)
+    b["sentinel"] = torch.randn(batch["sentinel"].shape, generator=g)
+    with torch.no_grad():
+        delta = (net(a)["change"] - net(b)["change"]).abs().max().item()
+    net.zero_grad()
+    out = net(a)
+    target = (torch.rand(out["change"].shape, generator=g) > 0.5).float()
+    torch.nn.functional.binary_cross_entropy_with_logits(out["change"], target).backward()
+
+    def norm(mod: torch.nn.Module) -> float:
+        return float(sum(p.grad.abs().sum() for p in mod.parameters() if p.grad is not None))
+
+    branch = norm(net.month_embed) if hasattr(net, "month_embed") else 0.0
+    return delta, norm(net.utae), branch
+
+
+def test_change_head_sees_the_time_series(batch: dict) -> None:
+    """'temporal' (default): two different Sentinel cubes give different change logits and the
+    change loss trains the U-TAE and the series' change branch."""
+    delta, g_utae, g_branch = _change_response("temporal", batch)
+    assert delta > 1e-3 and g_utae > 0 and g_branch > 0
+    net = build_model(TrainConfig(tiny=True))
+    change_ids = {id(p) for p in net.change_parameters()}
+    assert {id(p) for p in net.month_embed.parameters()} <= change_ids
+
+
+def test_paper_fusion_cancels_the_series_in_the_change_head(batch: dict) -> None:
+    """'paper' (the paper's and the official code's fusion, kept for the ablation): the same
+    fused series is added to both dates, so it cancels in |f1 - f2|."""
+    delta, g_utae, g_branch = _change_response("paper", batch)
+    assert delta < 1e-5 and g_utae == 0.0 and g_branch == 0.0
+    net = build_model(TrainConfig(tiny=True, change_fusion="paper", months=0))
+    assert net.change_fusion == "paper"  # HR-only models have nothing to fuse

@@ -74,7 +74,7 @@ def test_one_block_size_policy() -> None:
 def test_one_source_factory_for_aois_and_expansions(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"AOI demo: sentinel\.source is 'local'"):
         make_source(SentinelConfig(source="local"), None, "AOI demo")
-    with pytest.raises(ConfigError, match="holds no catalog.json"):
+    with pytest.raises(ConfigError, match=r"holds no catalog\.json"):
         make_source(SentinelConfig(source="stac"), str(tmp_path), "expand")
     (tmp_path / "catalog.json").write_text(json.dumps(
         {"type": "Catalog", "id": "x", "stac_version": "1.0.0", "description": "x",

@@ -53,4 +53,5 @@ def build_model(cfg: TrainConfig) -> Any:
         n_classes=N_CLASSES, backbone=cfg.hrnet, hr_channels=width, head_channels=width,
         ts_channels=ts_channels, use_sentinel=kind == "fusunet", in_ts=SENTINEL_BANDS,
         utae_kwargs=utae_kwargs, pretrained_path=cfg.pretrained_path,
+        change_fusion=cfg.change_fusion,
     )

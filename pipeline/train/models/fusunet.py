@@ -20,6 +20,15 @@ Architecture:
     the HR patch with ``roi_align`` (box = patch_box; bilinear, so crop + upsample in one op),
     then a 1x1 conv; (2) the whole footprint through a dilated-conv bottleneck, resized to the
     HR feature size (global context).
+(d) The change branch (``change_fusion``). The paper and the official code add the same fused
+    series to both dates and take ``|f1 - f2|``: the series cancels exactly, so the change
+    logits do not depend on it and no change-loss gradient reaches the U-TAE (``"paper"``, kept
+    for the ablation). ``"temporal"`` (default) feeds the series to the change head after the
+    difference: a per-month embedding averaged over the earlier and the later half of the valid
+    months, whose absolute difference is the series' own change signal, concatenated with the
+    U-TAE features, centre-cropped to the patch and concatenated with ``|f1 - f2|``. It is
+    after the difference, so nothing cancels; the early/late split follows the series' order
+    (T1 -> T2), which is the question the change head answers.
 """
 
 from __future__ import annotations
@@ -193,40 +202,83 @@ class FusuNet(nn.Module):
                  hr_channels: int = 128, head_channels: int = 128, ts_channels: int = 64,
                  use_sentinel: bool = True, in_ts: int = 14,
                  utae_kwargs: dict[str, Any] | None = None,
-                 pretrained_path: str | None = None) -> None:
+                 pretrained_path: str | None = None,
+                 change_fusion: str = "temporal") -> None:
         super().__init__()
+        if change_fusion not in ("temporal", "paper"):
+            raise ValueError(f"change_fusion must be 'temporal' or 'paper', not {change_fusion!r}")
         self.n_classes = n_classes
         self.use_sentinel = use_sentinel
+        self.change_fusion = change_fusion if use_sentinel else "paper"
         self.backbone = HRBackbone(backbone, hr_channels, pretrained_path)
         self.seg_head = ASPPHead(hr_channels, head_channels, n_classes)
-        self.change_head = PPMHead(hr_channels, head_channels, 1)
+        temporal = self.change_fusion == "temporal"
+        self.change_head = PPMHead(hr_channels * (2 if temporal else 1), head_channels, 1)
         if use_sentinel:
             self.utae = UTAE(input_dim=in_ts, out_channels=ts_channels, **(utae_kwargs or {}))
             self.ts_head = nn.Conv2d(ts_channels, n_classes, 1)
             self.fuse_local = nn.Conv2d(ts_channels, hr_channels, 1)
             self.fuse_global = DilatedBottleneck(ts_channels, hr_channels, dilation=2)
+        if temporal:
+            # per-month embedding (shared over months) whose early / late means give the
+            # series' own change signal; fused with the U-TAE features for the change head
+            self.month_embed = nn.Sequential(nn.Conv2d(in_ts, ts_channels, 1, bias=False),
+                                             _gn(ts_channels, 8), nn.ReLU(inplace=True))
+            self.fuse_change = ConvGN(2 * ts_channels, hr_channels, 1)
 
     def change_parameters(self) -> list[nn.Parameter]:
-        """Parameters optimised by the change optimizer (AdamW): the change head."""
-        return list(self.change_head.parameters())
+        """Parameters optimised by the change optimizer (AdamW): the change head and, with
+        ``change_fusion='temporal'``, the series' change branch feeding it."""
+        params = list(self.change_head.parameters())
+        if self.change_fusion == "temporal":
+            params += list(self.month_embed.parameters()) + list(self.fuse_change.parameters())
+        return params
+
+    def series_change(self, x: torch.Tensor, month_mask: torch.Tensor) -> torch.Tensor:
+        """The series' change signal ``(B, C_ts, h, w)``: |mean of the later half of the valid
+        months - mean of the earlier half| of a per-month embedding (padding ignored; a sample
+        with one valid month has none)."""
+        B, T = x.shape[:2]
+        emb = self.month_embed(x.flatten(0, 1)).view(B, T, -1, *x.shape[-2:])
+        m = month_mask.to(emb.dtype)
+        rank = torch.cumsum(m, dim=1)
+        n = m.sum(dim=1, keepdim=True)
+        early = m * (rank <= n / 2).to(emb.dtype)
+        late = m - early
+
+        def mean(w: torch.Tensor) -> torch.Tensor:
+            w = w[:, :, None, None, None]
+            return (emb * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+        e, la = mean(early), mean(late)
+        has_both = (early.sum(1) > 0).to(emb.dtype)[:, None, None, None]
+        return (la - e).abs() * has_both
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         t1, t2 = batch["t1"], batch["t2"]
         B, _, H, W = t1.shape
         f = self.backbone(torch.cat([t1, t2], dim=0))  # shared weights, one pass
         out: dict[str, torch.Tensor] = {}
+        fsize = tuple(f.shape[-2:])
+        change_ts = None
         if self.use_sentinel:
             ts = self.utae(batch["sentinel"], batch["month_mask"])
-            fsize = tuple(f.shape[-2:])
             local = self.fuse_local(crop_to_patch(ts, batch["patch_box"], fsize))
             glob = F.interpolate(self.fuse_global(ts), size=fsize, mode="bilinear",
                                  align_corners=False)
             f = f + (local + glob).repeat(2, 1, 1, 1)
             out["seg_ts"] = crop_to_patch(self.ts_head(ts), batch["patch_box"], (H, W))
+            if self.change_fusion == "temporal":
+                sc = self.series_change(batch["sentinel"], batch["month_mask"])
+                change_ts = self.fuse_change(
+                    crop_to_patch(torch.cat([sc, ts], dim=1), batch["patch_box"], fsize))
         f1, f2 = f[:B], f[B:]
         seg = self.seg_head(f)
         seg = F.interpolate(seg, size=(H, W), mode="bilinear", align_corners=False)
         out["seg1"], out["seg2"] = seg[:B], seg[B:]
-        ch = self.change_head(torch.abs(f1 - f2))
+        diff = torch.abs(f1 - f2)
+        # 'paper': the fused series was added to both dates and cancels in |f1 - f2| (as in the
+        # official code); 'temporal': the series' own change features join the difference
+        ch = self.change_head(diff if change_ts is None else torch.cat([diff, change_ts], 1))
         out["change"] = F.interpolate(ch, size=(H, W), mode="bilinear", align_corners=False)
         return out
