@@ -431,6 +431,17 @@ class ReportConfig(_Model):
 
 
 class TrainConfig(_Model):
+    run: str = Field(
+        default="default", json_schema_extra=EXECUTION,
+        description="Run name: outputs go to <dataset>/train/<run>/ (several runs per dataset, "
+        "each resumable on its own).",
+    )
+
+    @field_validator("run")
+    @classmethod
+    def _run_slug(cls, v: str) -> str:
+        return _check_slug(v, "train.run")
+
     model: Literal["fusunet", "hr_only", "utae"] = Field(default="fusunet")
     months: int | None = Field(
         default=None, ge=0, description="Use the last N months (None = all; 0 = HR only)."
@@ -477,7 +488,9 @@ class TrainConfig(_Model):
     )
     log_every: int = Field(default=10, ge=1, description="Steps between CSV log rows.")
     max_eval_batches: int | None = Field(
-        default=None, ge=1, description="Cap on batches per evaluation (None = whole split)."
+        default=None, ge=1,
+        description="Cap on batches per validation during training (None = whole split); the "
+        "final validation and test always use the whole split.",
     )
 
 

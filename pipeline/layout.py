@@ -151,8 +151,9 @@ class Layout:
     def export_dir(self) -> Path:
         return self.root / "export" / "fusu"
 
-    def train_dir(self) -> Path:
-        return self.root / "train"
+    def train_dir(self, run: str = "default") -> Path:
+        """Outputs of one training run (``train.run``)."""
+        return self.root / "train" / run
 
     # ---- Sentinel (appended by the sentinel stages)
     def mosaic_marker(self, aoi: str) -> Path:

@@ -1,9 +1,9 @@
 """Driver of rule ``train``: FUSU-Net (or a baseline) on the built dataset.
 
 Builds the train/val/test :class:`pipeline.dataset.torchds.FusuDataset` splits and runs
-:class:`pipeline.train.trainer.Trainer`. Outputs under ``Layout.train_dir()`` (see
+:class:`pipeline.train.trainer.Trainer`. Outputs under ``Layout.train_dir(train.run)`` (see
 :mod:`pipeline.train.trainer`). Re-running after a kill resumes from
-``train/checkpoints/last.pt``. ``torch`` is imported lazily.
+``train/<run>/checkpoints/last.pt``. ``torch`` is imported lazily.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.config import TrainConfig
 from pipeline.errors import DatasetError, MissingInputError, TrainingError
+from pipeline.io.provenance import code_commit, files_digest
 from pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ def train_model(
     val_ds, test_ds = split("val", False), split("test", False)
     log.info("train %s: %d train / %s val / %s test patches, months=%s", kind, len(train_ds),
              len(val_ds) if val_ds else 0, len(test_ds) if test_ds else 0, cfg.months)
-    trainer = Trainer(cfg, train_ds, layout.train_dir(), fusu_collate, val_ds=val_ds,
-                      test_ds=test_ds, progress=progress)
+    provenance = {"commit": code_commit(),
+                  "data_version": files_digest([layout.index(), layout.stats()])}
+    trainer = Trainer(cfg, train_ds, layout.train_dir(cfg.run), fusu_collate, val_ds=val_ds,
+                      test_ds=test_ds, progress=progress, provenance=provenance)
     log.info("device %s, %d steps (%d per epoch)", trainer.device, trainer.total_steps,
              trainer.steps_per_epoch)
     result = trainer.fit()

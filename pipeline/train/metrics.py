@@ -181,6 +181,7 @@ class ChangeSegMetrics:
     change: np.ndarray = field(init=False)
     scd: np.ndarray = field(init=False)
     sc: np.ndarray = field(init=False)
+    change_den: np.ndarray = field(init=False)
     has_seg: bool = field(init=False, default=False)
     has_change: bool = field(init=False, default=False)
 
@@ -190,6 +191,7 @@ class ChangeSegMetrics:
         self.change = np.zeros((2, 2), np.int64)
         self.scd = np.zeros((n, n), np.int64)
         self.sc = np.zeros((n, n), np.int64)
+        self.change_den = np.zeros((2, 2), np.int64)
 
     def update(
         self,
@@ -214,6 +216,10 @@ class ChangeSegMetrics:
                     gt_sem = semantic_change_maps(lab, change)
                     pr_sem = np.where(pc == 1, pred, 0)
                     self.scd += confusion_matrix(gt_sem, pr_sem, n)
+        if pred1 is not None and pred2 is not None:
+            # DynamicEarthNet's protocol: change = the two segmentations disagree
+            den = (np.asarray(pred1) != np.asarray(pred2)).astype(np.int64)
+            self.change_den += confusion_matrix(change, den, 2)
         if pred2 is not None:
             changed = np.asarray(change) == 1
             self.sc += confusion_matrix(label2, pred2, n, mask=changed)
@@ -239,11 +245,21 @@ class ChangeSegMetrics:
             out["bc"] = bc["iou"]
             out["sc"] = sc
             out["scs"] = 0.5 * (bc["iou"] + sc)
+        if self.change_den.any():
+            # BC / SCS with change derived as p1 != p2 (the DEN evaluator), beside the
+            # change-head BC above
+            bc_den = binary_scores(self.change_den)["iou"]
+            out["bc_den"] = bc_den
+            out["scs_den"] = 0.5 * (bc_den + sc_class_mean(self.sc))
+        out["pixels"] = {"seg": int(self.seg.sum()), "change": int(self.change.sum()),
+                         "changed": int(self.change[1].sum()),
+                         "den": int(self.change_den.sum())}
         return out
 
     def matrices(self) -> dict[str, np.ndarray]:
         """The accumulated confusion matrices (rows = ground truth)."""
-        return {"seg": self.seg, "change": self.change, "scd": self.scd, "sc": self.sc}
+        return {"seg": self.seg, "change": self.change, "scd": self.scd, "sc": self.sc,
+                "change_den": self.change_den}
 
 
 def _f(x: float) -> float | None:

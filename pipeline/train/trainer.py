@@ -14,9 +14,12 @@ Robustness: a checkpoint (``train/checkpoints/last.pt``, written atomically) eve
 torch (and CUDA) RNG states; the data order is a pure function of (seed, epoch), so a resumed run
 continues mid-epoch exactly where the killed one stopped and reproduces an uninterrupted run.
 
-Outputs under ``Layout.train_dir()``: ``log.csv`` (training losses), ``val_log.csv`` (validation
-metrics during training), ``metrics.json`` (final val and test metrics), ``confusion_test.png``,
-``model.pt`` (final weights), ``checkpoints/last.pt``, optional ``tensorboard/``.
+Outputs under ``Layout.train_dir(run)``: ``log.csv`` (training losses), ``val_log.csv``
+(validation metrics during training), ``metrics.json`` (final val and test metrics on the whole
+splits, the test metrics of the best-on-val weights, pixel counts, config, commit, data
+version), ``confusion_test.png``, ``model.pt`` (final weights), ``checkpoints/last.pt``,
+``checkpoints/best.pt`` (best-on-val weights: ``scs``, else ``seg_miou``, else
+``change_iou``), optional ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ TRAIN_LOG_FIELDS = ("step", "epoch", "loss", "loss_seg1", "loss_seg2", "loss_ts"
                     "lr_seg", "lr_change", "samples_per_s")
 #: Settings that may differ between a checkpoint and the resuming run.
 RESUME_SAFE_KEYS = frozenset({"resume", "max_eval_batches", "num_workers", "eval_every",
-                              "log_every", "tensorboard", "checkpoint_every", "device"})
+                              "log_every", "tensorboard", "checkpoint_every", "device", "run"})
+#: Validation score that picks the best checkpoint, first present wins (higher is better).
+SELECTION_METRICS = ("scs", "seg_miou", "change_iou")
 VAL_LOG_FIELDS = ("step", "seg_miou", "change_iou", "change_f1", "scd_miou", "scs")
 
 
@@ -220,8 +225,11 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train_ds: Dataset, out_dir: str | Path,
                  collate_fn: Any, val_ds: Dataset | None = None, test_ds: Dataset | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, provenance: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.provenance = dict(provenance or {})
+        #: best validation so far: {"metric", "value", "step"} (``best.pt`` holds its weights)
+        self.best: dict[str, Any] = {}
         self.out_dir = Path(out_dir)
         self.train_ds, self.val_ds, self.test_ds = train_ds, val_ds, test_ds
         self.collate_fn = collate_fn
@@ -245,6 +253,23 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.out_dir / "checkpoints" / "last.pt"
 
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "checkpoints" / "best.pt"
+
+    def _consider_best(self, res: dict[str, Any]) -> None:
+        """Keep the weights of the best validation so far (``checkpoints/best.pt``)."""
+        metric = next((m for m in SELECTION_METRICS if m in res), None)
+        if metric is None:
+            return
+        value = float(res[metric]) if res[metric] is not None else float("nan")
+        if math.isnan(value):
+            return
+        if not self.best or value > float(self.best["value"]):
+            with atomic_path(self.best_path) as tmp:
+                torch.save(self.model.state_dict(), tmp)
+            self.best = {"metric": metric, "value": value, "step": self.step}
+
     # ---- checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -255,6 +280,7 @@ class Trainer:
             "rng": rng_state(),
             "config": self.cfg.model_dump(mode="json"),
             "kind": self.kind,
+            "best": dict(self.best),
         }
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
@@ -294,6 +320,7 @@ class Trainer:
             sch.load_state_dict(s)
         set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.best = dict(state.get("best") or {})
         log.info("resumed from %s at step %d", path, self.step)
 
     # ---- data
@@ -435,6 +462,7 @@ class Trainer:
                     res = self.evaluate(self.val_ds, self.cfg.max_eval_batches).compute()
                     self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **res})
                     self._tensorboard("val", res)
+                    self._consider_best(res)
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                     self.save_checkpoint()
                 if self.step >= end:
@@ -445,22 +473,40 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict[str, Any]:
-        """Final evaluation on val and test; writes metrics.json, model.pt, confusion PNG."""
+        """Final evaluation on val and test (always the whole splits: ``max_eval_batches`` is
+        for the validations during training only); the test split is also evaluated with the
+        best-on-val weights when those are another step's. Writes ``metrics.json`` (metrics,
+        pixel counts, the config, code commit, data version, ``hr_size_px``, the best step),
+        ``model.pt`` (final weights), ``best.pt`` (best-on-val weights) and the confusion PNG.
+        """
         result: dict[str, Any] = {"model": self.kind, "step": self.step,
-                                  "months": self.cfg.months, "device": str(self.device)}
+                                  "months": self.cfg.months, "device": str(self.device),
+                                  "run": self.cfg.run, "hr_size_px": self.cfg.hr_size_px,
+                                  "config": self.cfg.model_dump(mode="json"),
+                                  **self.provenance}
         for name, ds in (("val", self.val_ds), ("test", self.test_ds)):
             if ds is None:
                 continue
-            acc = self.evaluate(ds, self.cfg.max_eval_batches)
+            acc = self.evaluate(ds, None)
             result[name] = acc.compute()
             if name == "test" or self.test_ds is None:
                 write_confusion_png(acc.seg, self.out_dir / f"confusion_{name}.png",
                                     f"{self.kind} {name} (step {self.step})")
             if name == "val":
                 self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **result[name]})
-        write_json(self.out_dir / "metrics.json", _nan_to_none(result))
+                self._consider_best(result[name])
         with atomic_path(self.out_dir / "model.pt") as tmp:
             torch.save(self.model.state_dict(), tmp)
+        if self.best:
+            result["best"] = dict(self.best)
+            if self.test_ds is not None and self.best["step"] != self.step:
+                final = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.model.load_state_dict(torch.load(self.best_path, map_location=self.device))
+                result["test_best"] = self.evaluate(self.test_ds, None).compute()
+                self.model.load_state_dict(final)
+            elif "test" in result:
+                result["test_best"] = result["test"]
+        write_json(self.out_dir / "metrics.json", _nan_to_none(result))
         if self._tb is not None:
             self._tb.close()
         return result

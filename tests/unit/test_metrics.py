@@ -110,3 +110,22 @@ def test_semantic_change_miou_known_answer() -> None:
     assert out["seg_miou"] == pytest.approx(pm.mean_iou(mt.seg, classes=(1, 2, 3)))
     # binary change: tp1 fn1 fp0 (px3 is ignored)
     assert out["change_iou"] == pytest.approx(0.5)
+
+
+def test_den_protocol_change_is_p1_differs_from_p2() -> None:
+    """bc_den scores change derived from the segmentations (DynamicEarthNet's evaluator),
+    independent of the change head's prediction."""
+    from pipeline.train.metrics import ChangeSegMetrics
+
+    lab1 = np.array([[1, 1, 2, 2]])
+    lab2 = np.array([[1, 3, 2, 4]])
+    change = np.array([[0, 1, 0, 1]])
+    p1 = np.array([[1, 1, 2, 2]])
+    p2 = np.array([[1, 3, 2, 2]])  # finds the first change only
+    head = np.zeros_like(change)  # a change head that sees nothing
+    acc = ChangeSegMetrics()
+    acc.update(lab1, lab2, change, p1, p2, head)
+    out = acc.compute()
+    assert out["bc"] == 0.0  # the head: IoU of change 0
+    assert out["bc_den"] == pytest.approx(0.5)  # p1 != p2: 1 of the 2 changed pixels
+    assert out["pixels"] == {"seg": 8, "change": 4, "changed": 2, "den": 4}

@@ -176,11 +176,17 @@ def test_stage_on_native_dataset(tmp_path, model, months) -> None:
     cfg = _cfg(model=model, months=months, max_steps=2, eval_every=1, checkpoint_every=1)
     res = run(cfg, layout, threads=1, progress=False)
     out = layout.train_dir()
+    assert out == layout.root / "train" / "default"
     assert res["step"] == 2
     assert res["model"] == ("hr_only" if months == 0 else "fusunet")
     for name in ("metrics.json", "model.pt", "log.csv", "val_log.csv", "confusion_test.png",
-                 "checkpoints/last.pt"):
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (out / name).exists(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["config"]["months"] == months and saved["run"] == "default"
+    assert saved["commit"] and len(saved["data_version"]) == 16
+    assert "hr_size_px" in saved and saved["test"]["pixels"]["seg"] > 0
+    assert saved["best"]["step"] in (1, 2) and "test_best" in saved
     assert 0.0 <= res["test"]["seg_oa"] <= 1.0
     # a rerun resumes from the final checkpoint: no extra steps, same metrics
     again = run(cfg, layout, threads=1, progress=False)
@@ -194,3 +200,41 @@ def test_bf16_step_on_gpu(tmp_path, ds) -> None:
     assert tr.autocast and tr.device.type == "cuda"
     terms = tr.train_step(next(iter(tr._train_loader(0, 0))))
     assert all(math.isfinite(v) for v in terms.values())
+
+
+def test_named_runs_best_on_val_and_full_final_test(tmp_path) -> None:
+    """Several named runs per dataset, each resumable on its own; the best-on-val weights are
+    kept and tested; max_eval_batches never shortens the final test; DEN-protocol BC."""
+    pytest.importorskip("pipeline.dataset.torchds")
+    from pipeline.train.drivers import train_model as run
+    from tests.torchds_helpers import make_dataset
+
+    layout = make_dataset(tmp_path / "ds")
+    a = _cfg(run="t2", months=2, max_steps=3, eval_every=1, checkpoint_every=1,
+             batch_size=1, max_eval_batches=1)
+    b = _cfg(run="hr", months=0, max_steps=2, eval_every=1, checkpoint_every=1)
+    ra = run(a, layout, threads=1, progress=False)
+    rb = run(b, layout, threads=1, progress=False)  # another run: no settings clash
+    assert (layout.train_dir("t2") / "model.pt").exists()
+    assert (layout.train_dir("hr") / "model.pt").exists()
+    assert ra["model"] == "fusunet" and rb["model"] == "hr_only"
+    # the final test covers the whole split although validation was capped at one batch
+    import csv as _csv
+
+    from pipeline.dataset.torchds import FusuDataset
+
+    test = FusuDataset(layout.root, split="test", months=2)
+    assert len(test) >= 2  # more than the one batch (batch_size 1) validation is capped at
+    labelled = sum(int((test[i]["change"] != 255).sum()) for i in range(len(test)))
+    assert ra["test"]["pixels"]["change"] == labelled
+    # best-on-val: the step whose validation score is the highest
+    rows = list(_csv.DictReader((layout.train_dir("t2") / "val_log.csv").open()))
+    scores = {int(r["step"]): float(r["scs"]) for r in rows if r["scs"] not in ("", "nan")}
+    if scores:
+        assert ra["best"]["metric"] == "scs"
+        assert ra["best"]["value"] == pytest.approx(max(scores.values()))
+    # DEN protocol (change = p1 != p2) is reported beside the change head's BC
+    assert "bc_den" in ra["test"] and "bc" in ra["test"]
+    # rerunning run t2 resumes it (same step, no clash with run hr's settings)
+    again = run(a, layout, threads=1, progress=False)
+    assert again["step"] == 3 and again["best"] == ra["best"]

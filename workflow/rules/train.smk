@@ -4,7 +4,8 @@
 #   snakemake --cores 2 train --config 'train={"tiny": true, "hr_size_px": 128, "max_steps": 20}'
 # The job declares `gpu=1` (so a cluster profile / `--resources gpu=1` limits concurrent
 # training jobs); it falls back to CPU when no GPU is visible (train.device: auto).
-# Killing and re-running resumes from train/checkpoints/last.pt.
+# Outputs go to train/<train.run>/; killing and re-running resumes from
+# train/<run>/checkpoints/last.pt. Several runs per dataset: --config train='{run: t9, months: 9}'.
 
 
 rule train:
@@ -12,8 +13,8 @@ rule train:
         index=L.index(),
         stats=L.stats(),
     output:
-        metrics=f"{L.train_dir()}/metrics.json",
-        model=f"{L.train_dir()}/model.pt",
+        metrics=f"{L.train_dir(CFG.train.run)}/metrics.json",
+        model=f"{L.train_dir(CFG.train.run)}/model.pt",
     params:
         cfg=CFG.section("train"),
         root=dataset_root,
@@ -21,7 +22,7 @@ rule train:
     resources:
         gpu=1,
     log:
-        f"{ROOT}/logs/train/train.log",
+        f"{ROOT}/logs/train/{CFG.train.run}.log",
     conda:
         "../envs/train.yaml"
     script:
