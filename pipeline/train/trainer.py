@@ -193,11 +193,23 @@ def predictions(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[
         list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
-    """SGD (+poly) over segmentation parameters; AdamW (+linear decay) over the change head."""
+    """The optimizers of ``cfg.optimizer``: ``split`` = SGD (+poly) over the segmentation
+    parameters and AdamW (+linear decay) over the change branch; ``sgd`` / ``adamw`` = one
+    optimizer over every parameter (the paper's per-task recipes: SGD + poly for
+    segmentation, AdamW + linear decay for change detection)."""
+    total = max(1, total_steps)
+    if cfg.optimizer == "sgd":
+        sgd = torch.optim.SGD(model.parameters(), lr=cfg.seg_lr, momentum=cfg.seg_momentum,
+                              weight_decay=cfg.seg_weight_decay)
+        return [sgd], [torch.optim.lr_scheduler.LambdaLR(
+            sgd, lambda s: max(0.0, 1.0 - s / total) ** cfg.poly_power)]
+    if cfg.optimizer == "adamw":
+        adamw = torch.optim.AdamW(model.parameters(), lr=cfg.change_lr, betas=cfg.change_betas)
+        return [adamw], [torch.optim.lr_scheduler.LambdaLR(
+            adamw, lambda s: max(0.0, 1.0 - s / total))]
     change_ids = {id(p) for p in getattr(model, "change_parameters")()}  # noqa: B009
     seg_params = [p for p in model.parameters() if id(p) not in change_ids]
     change_params = [p for p in model.parameters() if id(p) in change_ids]
-    total = max(1, total_steps)
     opts: list[torch.optim.Optimizer] = [torch.optim.SGD(
         seg_params, lr=cfg.seg_lr, momentum=cfg.seg_momentum, weight_decay=cfg.seg_weight_decay)]
     scheds = [torch.optim.lr_scheduler.LambdaLR(

@@ -238,3 +238,30 @@ def test_named_runs_best_on_val_and_full_final_test(tmp_path) -> None:
     # rerunning run t2 resumes it (same step, no clash with run hr's settings)
     again = run(a, layout, threads=1, progress=False)
     assert again["step"] == 3 and again["best"] == ra["best"]
+
+
+def test_paper_preset_and_optimizer_recipes() -> None:
+    """'paper' = FUSU A.5.2 per task (HRNet-W18, batch 8, the task's optimizer, LR, schedule and
+    length); explicit keys win; each recipe covers every parameter exactly once."""
+    from pipeline.train.models import build_model
+    from pipeline.train.trainer import make_optimizers
+
+    seg = TrainConfig(preset="paper")
+    assert (seg.hrnet, seg.batch_size, seg.optimizer, seg.seg_lr, seg.max_steps) == (
+        "hrnet_w18", 8, "sgd", 0.01, 80_000)
+    scd = TrainConfig(preset="paper", paper_task="scd")
+    assert (scd.optimizer, scd.change_lr, scd.change_betas, scd.epochs, scd.max_steps) == (
+        "adamw", 3e-4, (0.5, 0.999), 200, None)
+    assert TrainConfig(preset="paper", paper_task="bcd").change_lr == 1e-3
+    mine = TrainConfig(preset="paper", batch_size=2, hrnet="hrnet_w18_small")
+    assert (mine.batch_size, mine.hrnet, mine.optimizer) == (2, "hrnet_w18_small", "sgd")
+    fast = TrainConfig()
+    assert (fast.preset, fast.hrnet, fast.optimizer) == ("fast", "hrnet_w18_small", "split")
+    net = build_model(TrainConfig(preset="paper", months=0))
+    n = sum(p.numel() for p in net.backbone.body.parameters())
+    assert 9.5e6 < n < 9.7e6  # HRNet-W18 as in the paper (hrnet_w18_small: 1.5M)
+    for cfg, kinds in ((seg, ["SGD"]), (scd, ["AdamW"]), (fast, ["SGD", "AdamW"])):
+        opts, scheds = make_optimizers(net, cfg.model_copy(update={"tiny": True}), 10)
+        assert [type(o).__name__ for o in opts] == kinds and len(scheds) == len(opts)
+        ids = [id(p) for o in opts for g in o.param_groups for p in g["params"]]
+        assert len(ids) == len(set(ids)) == len(list(net.parameters()))
