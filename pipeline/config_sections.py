@@ -523,6 +523,14 @@ class TrainConfig(_Model):
         default=True, description="Random horizontal/vertical flips (both dates, series, box)."
     )
     log_every: int = Field(default=10, ge=1, description="Steps between CSV log rows.")
+    eval_split: Literal["train", "val", "test"] = Field(
+        default="test", description="Split evaluated / predicted by rules evaluate / predict.",
+    )
+    weights: Literal["best", "final"] = Field(
+        default="best",
+        description="Weights of rules evaluate / predict: the run's best-on-val checkpoint "
+        "(checkpoints/best.pt, else model.pt) or its final model.pt.",
+    )
     max_eval_batches: int | None = Field(
         default=None, ge=1,
         description="Cap on batches per validation during training (None = whole split); the "

@@ -174,6 +174,20 @@ class FusuDataset:
     def patch_ids(self) -> list[str]:
         return [r["patch_id"] for r in self._records]
 
+    def label_path(self, patch_id: str, date: str = "t1") -> Path:
+        """The ``date`` (``t1`` / ``t2``) label GeoTIFF of patch ``patch_id`` (its grid is the
+        patch's: predictions are written on it)."""
+        rec = self._by_id().get(patch_id)
+        if rec is None:
+            raise KeyError(patch_id)
+        return self._path(rec, f"label_{date}", self.layout.labels_dir(rec["aoi"], date),
+                          patch_id)
+
+    def _by_id(self) -> dict[str, dict[str, Any]]:
+        if not hasattr(self, "_index_by_id"):
+            self._index_by_id = {r["patch_id"]: r for r in self._records}
+        return self._index_by_id
+
     def _sentinel_res(self, aoi: str) -> float:
         if aoi not in self._grid_res:
             g = read_json_if_exists(self.layout.grid(aoi)) or {}

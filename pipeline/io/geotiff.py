@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -346,3 +347,69 @@ def write_times_tif(
             ds.set_band_description(i, name)
         if tags:
             ds.update_tags(**{k: str(v) for k, v in tags.items()})
+
+
+def write_mosaic_vrt(
+    path: str | Path, tiles: Sequence[str | Path],
+    colormap: Mapping[int, Sequence[int]] | None = None,
+) -> Path:
+    """A GDAL VRT mosaicking single-band patch GeoTIFFs that share one CRS and pixel grid (the
+    patches of one AOI), atomically; tiles are referenced relative to the VRT, nothing is
+    copied, so the mosaic of a FUSU-scale AOI costs a few KB. ``colormap`` (value -> RGBA)
+    becomes the VRT's colour table.
+
+    Raises:
+        InputError: no tiles, or tiles on different CRSs / resolutions / off the common grid.
+    """
+    import xml.etree.ElementTree as ET
+
+    from pipeline.io.atomic import write_text_atomic
+
+    final = Path(path)
+    if not tiles:
+        raise InputError(f"{final}: no tiles to mosaic")
+    meta = []
+    for t in tiles:
+        with rasterio.open(t) as src:
+            meta.append((Path(t), src.transform, src.width, src.height, src.crs,
+                         src.dtypes[0], src.nodata))
+    _, t0, _, _, crs0, dtype0, nodata0 = meta[0]
+    res_x, res_y = t0.a, t0.e
+    for p, tr, _, _, crs, dtype, _ in meta:
+        if crs != crs0 or abs(tr.a - res_x) > 1e-9 or abs(tr.e - res_y) > 1e-9 or dtype != dtype0:
+            raise InputError(f"{p} is not on the grid of {meta[0][0]} (CRS, resolution or dtype "
+                             "differ): mosaic the AOI's tiles only")
+    x0 = min(tr.c for _, tr, *_ in meta)
+    y1 = max(tr.f for _, tr, *_ in meta)
+    x1 = max(tr.c + w * res_x for _, tr, w, *_ in meta)
+    y0 = min(tr.f + h * res_y for _, tr, _, h, *_ in meta)
+    width = round((x1 - x0) / res_x)
+    height = round((y0 - y1) / res_y)
+    gdal_type = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
+    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
+    ET.SubElement(root, "SRS").text = crs0.to_wkt() if crs0 else ""
+    ET.SubElement(root, "GeoTransform").text = f"{x0!r}, {res_x!r}, 0.0, {y1!r}, 0.0, {res_y!r}"
+    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type.get(dtype0, "Byte"),
+                         band="1")
+    if nodata0 is not None:
+        ET.SubElement(band, "NoDataValue").text = repr(float(nodata0))
+    if colormap:
+        ET.SubElement(band, "ColorInterp").text = "Palette"
+        table = ET.SubElement(band, "ColorTable")
+        for v in range(max(int(k) for k in colormap) + 1):
+            c = [int(x) for x in colormap.get(v, (0, 0, 0, 0))] + [255]
+            ET.SubElement(table, "Entry", c1=str(c[0]), c2=str(c[1]), c3=str(c[2]),
+                          c4=str(c[3]))
+    for p, tr, w, h, *_ in meta:
+        xoff, yoff = (tr.c - x0) / res_x, (tr.f - y1) / res_y
+        if abs(xoff - round(xoff)) > 1e-6 or abs(yoff - round(yoff)) > 1e-6:
+            raise InputError(f"{p} is off the pixel grid of {meta[0][0]}: not one AOI's tiles")
+        src = ET.SubElement(band, "SimpleSource")
+        rel = os.path.relpath(p.resolve(), final.resolve().parent)
+        ET.SubElement(src, "SourceFilename", relativeToVRT="1").text = rel
+        ET.SubElement(src, "SourceBand").text = "1"
+        ET.SubElement(src, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
+        ET.SubElement(src, "DstRect", xOff=str(round(xoff)), yOff=str(round(yoff)),
+                      xSize=str(w), ySize=str(h))
+    write_text_atomic(final, ET.tostring(root, encoding="unicode"))
+    return final

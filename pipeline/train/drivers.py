@@ -19,6 +19,122 @@ from pipeline.layout import Layout
 log = logging.getLogger(__name__)
 
 
+def _split_dataset(cfg: TrainConfig, layout: Layout, name: str) -> Any:
+    from pipeline.dataset.torchds import FusuDataset
+    from pipeline.train.models import model_kind
+    from pipeline.train.trainer import resolve_device
+
+    try:
+        return FusuDataset(layout.root, split=name, months=cfg.months,
+                           with_sentinel=model_kind(cfg) != "hr_only", hr_size=cfg.hr_size_px,
+                           compact=resolve_device(cfg).type == "cuda")
+    except (DatasetError, MissingInputError) as exc:
+        raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
+
+
+def _loaded_trainer(cfg: TrainConfig, layout: Layout, threads: int) -> tuple[Any, Any, str]:
+    """(a Trainer holding the run's weights, the ``eval_split`` dataset, the weights file)."""
+    try:
+        import torch
+    except ImportError:
+        raise TrainingError("evaluation needs torch and timm: pip install -e '.[train]'") from None
+    from pipeline.dataset.collate import fusu_collate
+    from pipeline.train.trainer import Trainer
+
+    torch.set_num_threads(max(1, threads))
+    ds = _split_dataset(cfg, layout, cfg.eval_split)
+    if len(ds) == 0:
+        raise TrainingError(f"split {cfg.eval_split!r} of {layout.root} is empty")
+    run = layout.train_dir(cfg.run)
+    weights = run / "checkpoints" / "best.pt"
+    if cfg.weights == "final" or not weights.is_file():
+        weights = run / "model.pt"
+    trainer = Trainer(cfg, ds, run, fusu_collate, progress=False)
+    trainer.load_weights(weights)
+    return trainer, ds, str(weights)
+
+
+def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str, Any]:
+    """Driver of rule ``evaluate``: the metrics of run ``cfg.run``'s weights (``cfg.weights``)
+    on split ``cfg.eval_split`` (the whole split), written to
+    ``train/<run>/eval_<split>_<weights>.json``.
+
+    Raises:
+        TrainingError: the run has no weights, the split is missing or empty.
+    """
+    from pipeline.io.jsonfile import write_json
+
+    trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
+    result = {"run": cfg.run, "split": cfg.eval_split, "weights": weights,
+              "model": trainer.kind, "n_patches": len(ds), "commit": code_commit(),
+              "data_version": files_digest([layout.index(), layout.stats()]),
+              "metrics": trainer.evaluate(ds, None).compute()}
+    out = layout.train_dir(cfg.run) / f"eval_{cfg.eval_split}_{cfg.weights}.json"
+    write_json(out, _json_ready(result))
+    log.info("%s on %s (%s): %s", cfg.run, cfg.eval_split, weights,
+             {k: v for k, v in result["metrics"].items() if isinstance(v, float)})
+    return result
+
+
+def predict_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str, Any]:
+    """Driver of rule ``predict``: run ``cfg.run``'s predictions on split ``cfg.eval_split`` as
+    georeferenced GeoTIFFs on each patch's own grid (the patch's T1 label: same CRS,
+    transform and size), under ``train/<run>/predictions/<split>/<aoi>/``:
+    ``seg1/<patch>.tif`` and ``seg2/<patch>.tif`` (uint8 classes 0..17 with the class colour
+    table), ``change/<patch>.tif`` (uint8 0/1); plus one VRT mosaic per AOI and kind
+    (``<aoi>/seg1.vrt`` ...). Predictions made at ``hr_size_px`` are resized back to the
+    patch's size (nearest). Returns the summary written to ``.../done.json``.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    from pipeline.classes import load_schema
+    from pipeline.io.geotiff import read_patch, write_mosaic_vrt, write_patch_tif
+    from pipeline.io.jsonfile import write_json
+
+    trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
+    out_root = layout.train_dir(cfg.run) / "predictions" / cfg.eval_split
+    colours = load_schema().colormap()  # the dataset's class table (FusuDataset: fusu17)
+    change_colours = {0: (0, 0, 0, 255), 1: (255, 255, 255, 255)}
+    written: dict[str, dict[str, list[str]]] = {}
+    for batch, pred in trainer.predict_batches(ds):
+        for b, meta in enumerate(batch["meta"]):
+            pid, aoi = meta["patch_id"], meta["aoi"]
+            ref = read_patch(ds.label_path(pid, "t1"), "T1 label")
+            h, w = ref.shape
+            for kind, key in (("seg1", "pred1"), ("seg2", "pred2"), ("change", "pred_change")):
+                arr = torch.from_numpy(np.asarray(pred[key][b], dtype=np.uint8))
+                if tuple(arr.shape) != (h, w):
+                    arr = F.interpolate(arr[None, None].float(), size=(h, w),
+                                        mode="nearest")[0, 0].to(torch.uint8)
+                path = out_root / aoi / kind / f"{pid}.tif"
+                write_patch_tif(path, arr.numpy(), ref.transform, ref.crs, None,
+                                colormap=change_colours if kind == "change" else colours)
+                written.setdefault(aoi, {}).setdefault(kind, []).append(str(path))
+    mosaics = {}
+    for aoi, kinds in written.items():
+        for kind, paths in kinds.items():
+            vrt = write_mosaic_vrt(out_root / aoi / f"{kind}.vrt", paths,
+                                   change_colours if kind == "change" else colours)
+            mosaics[f"{aoi}/{kind}"] = str(vrt)
+    summary = {"run": cfg.run, "split": cfg.eval_split, "weights": weights,
+               "patches": sum(len(k.get("seg1", [])) for k in written.values()),
+               "mosaics": mosaics, "commit": code_commit()}
+    write_json(out_root / "done.json", summary)
+    return summary
+
+
+def _json_ready(obj: Any) -> Any:
+    import math
+
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
 def train_model(
     cfg: TrainConfig, layout: Layout, threads: int = 1, progress: bool = True
 ) -> dict[str, Any]:

@@ -53,7 +53,8 @@ TRAIN_LOG_FIELDS = ("step", "epoch", "loss", "loss_seg1", "loss_seg2", "loss_ts"
                     "lr_seg", "lr_change", "samples_per_s")
 #: Settings that may differ between a checkpoint and the resuming run.
 RESUME_SAFE_KEYS = frozenset({"resume", "max_eval_batches", "num_workers", "eval_every",
-                              "log_every", "tensorboard", "checkpoint_every", "device", "run"})
+                              "log_every", "tensorboard", "checkpoint_every", "device", "run",
+                              "eval_split", "weights"})
 #: Validation score that picks the best checkpoint, first present wins (higher is better).
 SELECTION_METRICS = ("scs", "seg_miou", "change_iou")
 VAL_LOG_FIELDS = ("step", "seg_miou", "change_iou", "change_f1", "scd_miou", "scs")
@@ -390,21 +391,48 @@ class Trainer:
 
     # ---- evaluation
     @torch.no_grad()
+    def predict_batches(self, ds: Dataset, max_batches: int | None = None
+                        ) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+        """(batch on the device, predictions) for every batch of ``ds`` in order (eval mode,
+        no gradients): ``pred1`` / ``pred2`` int64 (B, H, W) classes, ``pred_change`` 0/1 (None
+        where the model has no such output)."""
+        self.model.eval()
+        with torch.no_grad():
+            for i, batch in enumerate(self._eval_loader(ds)):
+                if max_batches is not None and i >= max_batches:
+                    break
+                batch = self._on_device(batch, ds)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                    enabled=self.autocast):
+                    out = self.model(batch)
+                yield batch, predictions(out)
+
     def evaluate(self, ds: Dataset, max_batches: int | None = None) -> ChangeSegMetrics:
         """Accumulate every metric of :class:`~pipeline.train.metrics.ChangeSegMetrics` over
         ``ds``."""
-        self.model.eval()
         acc = ChangeSegMetrics()
-        for i, batch in enumerate(self._eval_loader(ds)):
-            if max_batches is not None and i >= max_batches:
-                break
-            batch = self._on_device(batch, ds)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.model(batch)
-            p = predictions(out)
+        for batch, p in self.predict_batches(ds, max_batches):
             acc.update(batch["label1"].cpu().numpy(), batch["label2"].cpu().numpy(),
                        batch["change"].cpu().numpy(), p["pred1"], p["pred2"], p["pred_change"])
         return acc
+
+    def load_weights(self, path: Path) -> None:
+        """Load model weights (``model.pt`` / ``checkpoints/best.pt``) into the model.
+
+        Raises:
+            TrainingError: missing or unreadable file, or weights of another model.
+        """
+        if not Path(path).is_file():
+            raise TrainingError(f"{path} does not exist: train run {self.cfg.run!r} first "
+                                "(rule train)")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state)
+        except Exception as exc:  # truncated file, other architecture
+            raise TrainingError(
+                f"{path} cannot be loaded into the configured {self.kind} model ({exc}): use "
+                "the train settings it was trained with"
+            ) from None
 
     # ---- logging
     def _csv(self, name: str, fields: tuple[str, ...], row: dict[str, Any]) -> None:

@@ -265,3 +265,44 @@ def test_paper_preset_and_optimizer_recipes() -> None:
         assert [type(o).__name__ for o in opts] == kinds and len(scheds) == len(opts)
         ids = [id(p) for o in opts for g in o.param_groups for p in g["params"]]
         assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+
+
+def test_evaluate_and_predict_a_saved_run(tmp_path) -> None:
+    """A saved run is evaluated on any split (same metrics as its own final test) and writes
+    its predictions as GeoTIFFs on each patch's grid, with colour tables, plus VRT mosaics."""
+    pytest.importorskip("pipeline.dataset.torchds")
+    import rasterio
+
+    from pipeline.train.drivers import evaluate_run, predict_run
+    from pipeline.train.drivers import train_model as run
+    from tests.torchds_helpers import make_dataset
+
+    layout = make_dataset(tmp_path / "ds")
+    cfg = _cfg(run="r1", max_steps=2, eval_every=1, checkpoint_every=1)
+    res = run(cfg, layout, threads=1, progress=False)
+    final = evaluate_run(cfg.model_copy(update={"weights": "final"}), layout)
+    assert final["metrics"]["seg_oa"] == pytest.approx(res["test"]["seg_oa"])
+    assert (layout.train_dir("r1") / "eval_test_final.json").exists()
+    best = evaluate_run(cfg, layout)  # the best-on-val weights
+    assert best["weights"].endswith("best.pt")
+    assert best["metrics"]["seg_oa"] == pytest.approx(res["test_best"]["seg_oa"])
+    val = evaluate_run(cfg.model_copy(update={"eval_split": "val"}), layout)
+    assert val["split"] == "val" and val["n_patches"] > 0
+    summary = predict_run(cfg, layout)
+    out = layout.train_dir("r1") / "predictions" / "test"
+    assert summary["patches"] > 0 and (out / "done.json").exists()
+    from pipeline.dataset.torchds import FusuDataset
+
+    ds = FusuDataset(layout.root, split="test")
+    pid = ds.patch_ids[0]
+    aoi = pid.rsplit("_r", 1)[0]
+    pred = out / aoi / "seg1" / f"{pid}.tif"
+    with rasterio.open(pred) as p, rasterio.open(ds.label_path(pid)) as lab:
+        assert p.transform == lab.transform and p.crs == lab.crs and p.shape == lab.shape
+        from pipeline.classes import load_schema
+
+        assert p.colormap(1)[1] == load_schema().colormap()[1]  # the class colours
+        assert p.read(1).max() <= 17
+    with rasterio.open(out / aoi / "change.vrt") as m:
+        assert m.count == 1 and m.read(1).max() <= 1
+        assert m.transform.a == lab.transform.a  # the patches' own resolution

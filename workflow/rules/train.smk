@@ -27,3 +27,47 @@ rule train:
         "../envs/train.yaml"
     script:
         "../../stages/train.py"
+
+
+# Evaluate / predict a trained run (train.run) with its best-on-val (or final: train.weights)
+# weights on one split (train.eval_split), e.g.
+#   snakemake --cores 2 evaluate --config 'train={"run": "t9", "eval_split": "val"}'
+#   snakemake --cores 2 predict     (GeoTIFFs on each patch's grid + one VRT mosaic per AOI)
+rule evaluate:
+    input:
+        model=f"{L.train_dir(CFG.train.run)}/model.pt",
+        index=L.index(),
+    output:
+        f"{L.train_dir(CFG.train.run)}/eval_{CFG.train.eval_split}_{CFG.train.weights}.json",
+    params:
+        cfg=CFG.section("train"),
+        root=dataset_root,
+    threads: CFG.train.num_workers + 1
+    resources:
+        gpu=1,
+    log:
+        f"{ROOT}/logs/evaluate/{CFG.train.run}_{CFG.train.eval_split}.log",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../../stages/evaluate.py"
+
+
+rule predict:
+    input:
+        model=f"{L.train_dir(CFG.train.run)}/model.pt",
+        index=L.index(),
+    output:
+        f"{L.train_dir(CFG.train.run)}/predictions/{CFG.train.eval_split}/done.json",
+    params:
+        cfg=CFG.section("train"),
+        root=dataset_root,
+    threads: CFG.train.num_workers + 1
+    resources:
+        gpu=1,
+    log:
+        f"{ROOT}/logs/predict/{CFG.train.run}_{CFG.train.eval_split}.log",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../../stages/predict.py"
