@@ -523,6 +523,13 @@ class TrainConfig(_Model):
         default=True, description="Random horizontal/vertical flips (both dates, series, box)."
     )
     log_every: int = Field(default=10, ge=1, description="Steps between CSV log rows.")
+    ablation_months: list[int] = Field(
+        default=[0, 9, 18, 25],
+        description="Months of the Table-7 ablation (rule ablation): one run t<N> per entry "
+        "(0 = HR only), plus the U-TAE baseline run 'utae'; every other setting is this "
+        "section's. A count above what the dataset has uses all its months (the table says "
+        "how many were used).",
+    )
     eval_split: Literal["train", "val", "test"] = Field(
         default="test", description="Split evaluated / predicted by rules evaluate / predict.",
     )

@@ -125,6 +125,66 @@ def predict_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str,
     return summary
 
 
+#: Columns of the ablation table: (header, path into metrics.json).
+ABLATION_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("run", ("run",)), ("model", ("model",)), ("months", ("months",)),
+    ("months_used", ("months_used",)), ("steps", ("step",)),
+    ("seg_miou", ("test", "seg_miou")), ("bcd_iou", ("test", "change_iou")),
+    ("scd_miou", ("test", "scd_miou")), ("scs", ("test", "scs")),
+    ("bc_den", ("test", "bc_den")), ("best_step", ("best", "step")),
+    ("best_seg_miou", ("test_best", "seg_miou")), ("best_bcd_iou", ("test_best", "change_iou")),
+)
+
+
+def ablation_runs(cfg: TrainConfig) -> dict[str, TrainConfig]:
+    """The runs of the Table-7 ablation: ``t<N>`` per ``cfg.ablation_months`` (``t0`` = HR
+    only) and the U-TAE baseline ``utae``, each this config with its run name, months and
+    model."""
+    runs = {f"t{m}": cfg.model_copy(update={"run": f"t{m}", "months": int(m),
+                                            "model": "fusunet"})
+            for m in cfg.ablation_months}
+    runs["utae"] = cfg.model_copy(update={"run": "utae", "months": None, "model": "utae"})
+    return runs
+
+
+def ablation_table(cfg: TrainConfig, layout: Layout) -> list[dict[str, Any]]:
+    """Driver of rule ``ablation``: one row per ablation run (test metrics of the final and of
+    the best-on-val weights), written to ``train/ablation.csv`` and ``train/ablation.md``.
+
+    Raises:
+        MissingInputError: a run has no ``metrics.json`` (run rule ablation, which trains them).
+    """
+    from pipeline.io.atomic import write_text_atomic
+    from pipeline.io.jsonfile import read_json
+
+    rows = []
+    for name in ablation_runs(cfg):
+        m = read_json(layout.train_dir(name) / "metrics.json", "run metrics",
+                      f"train run {name} (rule ablation)")
+        row: dict[str, Any] = {}
+        for header, path in ABLATION_COLUMNS:
+            v: Any = m
+            for k in path:
+                v = v.get(k) if isinstance(v, dict) else None
+            row[header] = v
+        rows.append(row)
+    heads = [h for h, _ in ABLATION_COLUMNS]
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        return f"{100 * v:.2f}" if isinstance(v, float) else str(v)
+
+    csv = "\n".join([",".join(heads)] + [",".join(cell(r[h]) for h in heads) for r in rows])
+    md = "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+                   + ["| " + " | ".join(cell(r[h]) for h in heads) + " |" for r in rows])
+    root = layout.root / "train"
+    write_text_atomic(root / "ablation.csv", csv + "\n")
+    write_text_atomic(root / "ablation.md", "Scores in % on the test split (final weights; "
+                      "best_*: best-on-val weights).\n\n" + md + "\n")
+    return rows
+
+
 def _json_ready(obj: Any) -> Any:
     import math
 
@@ -184,7 +244,8 @@ def train_model(
     log.info("train %s: %d train / %s val / %s test patches, months=%s", kind, len(train_ds),
              len(val_ds) if val_ds else 0, len(test_ds) if test_ds else 0, cfg.months)
     provenance = {"commit": code_commit(),
-                  "data_version": files_digest([layout.index(), layout.stats()])}
+                  "data_version": files_digest([layout.index(), layout.stats()]),
+                  "months_used": (len(train_ds[0]["meta"]["months"]) if with_sentinel else 0)}
     trainer = Trainer(cfg, train_ds, layout.train_dir(cfg.run), fusu_collate, val_ds=val_ds,
                       test_ds=test_ds, progress=progress, provenance=provenance)
     log.info("device %s, %d steps (%d per epoch)", trainer.device, trainer.total_steps,

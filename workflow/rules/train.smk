@@ -71,3 +71,52 @@ rule predict:
         "../envs/train.yaml"
     script:
         "../../stages/predict.py"
+
+
+# The Table-7 ablation: runs t<N> (train.ablation_months; t0 = HR only) and the U-TAE baseline
+# 'utae', each a named run trained with this config, then one comparison table:
+#   snakemake --cores 2 ablation --config 'train={"tiny": true, "max_steps": 20}'
+from pipeline.train.drivers import ablation_runs as _ablation_runs
+
+_ABLATION = _ablation_runs(CFG.train)
+
+
+rule train_ablation_run:
+    input:
+        index=L.index(),
+        stats=L.stats(),
+    output:
+        metrics=f"{L.train_dir('{run}')}/metrics.json",
+        model=f"{L.train_dir('{run}')}/model.pt",
+    wildcard_constraints:
+        run="|".join(_ABLATION),
+    params:
+        cfg=lambda wc: CFG.section("train") | {k: getattr(_ABLATION[wc.run], k)
+                                               for k in ("run", "months", "model")},
+        root=dataset_root,
+    threads: CFG.train.num_workers + 1
+    resources:
+        gpu=1,
+    log:
+        f"{ROOT}/logs/train/{{run}}.log",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../../stages/train_ablation_run.py"
+
+
+rule ablation:
+    input:
+        [f"{L.train_dir(name)}/metrics.json" for name in _ABLATION],
+    output:
+        csv=f"{ROOT}/train/ablation.csv",
+        md=f"{ROOT}/train/ablation.md",
+    params:
+        cfg=CFG.section("train"),
+        root=dataset_root,
+    log:
+        f"{ROOT}/logs/train/ablation.log",
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../../stages/ablation.py"
