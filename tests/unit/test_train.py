@@ -306,3 +306,34 @@ def test_evaluate_and_predict_a_saved_run(tmp_path) -> None:
     with rasterio.open(out / aoi / "change.vrt") as m:
         assert m.count == 1 and m.read(1).max() <= 1
         assert m.transform.a == lab.transform.a  # the patches' own resolution
+
+
+def test_ablation_runs_and_table(tmp_path) -> None:
+    """The ablation's runs (t<N> per train.ablation_months, t0 = HR only, plus utae) and its
+    table: one row per run, read from each run's metrics.json."""
+    from pipeline.layout import Layout
+    from pipeline.train.drivers import ablation_runs, ablation_table
+    from pipeline.train.models import model_kind
+
+    cfg = _cfg(ablation_months=[0, 9, 25])
+    runs = ablation_runs(cfg)
+    assert list(runs) == ["t0", "t9", "t25", "utae"]
+    assert [model_kind(r) for r in runs.values()] == ["hr_only", "fusunet", "fusunet", "utae"]
+    assert runs["t9"].months == 9 and runs["t9"].run == "t9" and runs["utae"].months is None
+    lay = Layout(tmp_path)
+    with pytest.raises(FileNotFoundError, match="rule ablation"):
+        ablation_table(cfg, lay)
+    for i, name in enumerate(runs):
+        d = lay.train_dir(name)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "run": name, "model": model_kind(runs[name]), "months": runs[name].months,
+            "months_used": min(runs[name].months or 13, 13), "step": 30,
+            "test": {"seg_miou": 0.1 * i, "change_iou": 0.5, "scd_miou": None},
+            "best": {"step": 20}, "test_best": {"seg_miou": 0.2}}))
+    rows = ablation_table(cfg, lay)
+    assert [r["run"] for r in rows] == list(runs) and rows[2]["months_used"] == 13
+    md = (tmp_path / "train" / "ablation.md").read_text()
+    assert "| t25 | fusunet | 25 | 13 | 30 | 20.00 | 50.00 |  |" in md
+    csv_text = (tmp_path / "train" / "ablation.csv").read_text().splitlines()
+    assert csv_text[0].startswith("run,model,months,months_used") and len(csv_text) == 5
