@@ -410,6 +410,16 @@ class ExportConfig(_Model):
     overwrite: bool = Field(
         default=False, description="Allow exporting into a non-empty directory."
     )
+    official_training: bool = Field(
+        default=False,
+        description="Write the FUSU layout for the official code's train.py to train on "
+        "(docs/formats.md lists the quirks it works around): Times with no-data filled and a "
+        "15th band (clear-observation flag), labels as class - 1 (0..16) with -1 for "
+        "unlabelled pixels (its CrossEntropyLoss ignore_index) in 32-bit TIFFs named .png.",
+    )
+    official_nodata_fill: float = Field(
+        default=0.0, description="Times value of no-data pixels with official_training.",
+    )
     bin_ignore_value: int = Field(
         default=0,
         description="label_bin value of ignored change pixels (FUSU code trains BCE on 0/1: 0; "

@@ -36,6 +36,8 @@ from pipeline.dataset.export_fusu import (
     export_rows,
     label_bin_values,
     meta_document,
+    official_label_values,
+    official_times,
     sample_paths,
 )
 from pipeline.dataset.split_report import achieved_ratios, leakage_report, split_summary
@@ -47,7 +49,7 @@ from pipeline.io.geotiff import read_patch, write_times_tif
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet, read_index_geo, read_index_table, write_geoparquet
-from pipeline.io.png import write_png
+from pipeline.io.png import write_int_label_tiff, write_png
 from pipeline.io.stac import save_stac
 from pipeline.layout import Layout
 
@@ -229,7 +231,10 @@ def export_fusu(
                 write_png(tmp / paths[key], im.data.astype("uint8", copy=False))
             for d, key in (("t1", "label1"), ("t2", "label2")):
                 lab = read_patch(root / str(getattr(r, f"label_{d}")), f"{d.upper()} label")
-                write_png(tmp / paths[key], lab.band1, palette=palette)
+                if cfg.official_training:
+                    write_int_label_tiff(tmp / paths[key], official_label_values(lab.band1))
+                else:
+                    write_png(tmp / paths[key], lab.band1, palette=palette)
             chg = read_patch(root / str(r.change_bin), "binary change").band1
             write_png(tmp / paths["label_bin"], label_bin_values(chg, cfg.bin_ignore_value))
             cube = read_footprint_cube(layout.mosaic(aoi), int(r.fp_col0), int(r.fp_row0),
@@ -237,9 +242,13 @@ def export_fusu(
             pos = {m: i for i, m in enumerate(cube["months"])}
             transform = grids[aoi].window_transform(int(r.fp_col0), int(r.fp_row0))
             for k, m in enumerate(months[aoi], start=1):
+                x, names = cube["x"][pos[m]], list(cube["bands"])
+                if cfg.official_training:
+                    x = official_times(x, cube["counts"][pos[m]][0], cfg.official_nodata_fill)
+                    names.append("clear_flag")
                 write_times_tif(
-                    tmp / paths[f"times_{k}"], cube["x"][pos[m]], transform, grids[aoi].crs,
-                    cube["bands"], tags={"month": m, "k": str(k), "patch_id": pid},
+                    tmp / paths[f"times_{k}"], x, transform, grids[aoi].crs,
+                    names, tags={"month": m, "k": str(k), "patch_id": pid},
                 )
             n_written += 1
         for s in SPLITS:
@@ -250,6 +259,7 @@ def export_fusu(
         write_text_atomic(tmp / "samples.csv", samples.to_csv(index=False))
         write_json(tmp / "meta.json", meta_document(
             ALL_BANDS, ALL_WAVELENGTHS_NM, schema.names, cfg.bin_ignore_value, months,
+            official=(cfg.official_training, cfg.official_nodata_fill),
         ))
     counts = {s: int((rows["split"] == s).sum()) for s in SPLITS}
     write_json(layout.export_manifest(), {"folder": str(dest), "samples": counts,

@@ -100,15 +100,39 @@ def check_months(
     return want
 
 
+#: Label value of pixels without a class in the official-training export: the official
+#: train.py's ``CrossEntropyLoss(ignore_index=-1)``.
+OFFICIAL_IGNORE = -1
+
+
+def official_label_values(label: np.ndarray, nodata: int = 255) -> np.ndarray:
+    """Native labels (0 = background, 1..17 classes, ``nodata``) -> the official training
+    code's targets: int32 class - 1 (0..16, its 17 outputs) and -1 (its ignore index) for
+    background and no data."""
+    a = np.asarray(label).astype(np.int32)
+    return np.where((a >= 1) & (a <= 17), a - 1, OFFICIAL_IGNORE).astype(np.int32)
+
+
+def official_times(x: np.ndarray, s2_count: np.ndarray, fill: float) -> np.ndarray:
+    """One month (14, H, W) float32 (NaN = no data) -> the official U-TAE's 15 input bands:
+    the 14 with NaN filled (its NaN propagates to every output) + a 0/1 clear-observation flag
+    (the month had a clear S2 observation at the pixel)."""
+    v = np.where(np.isfinite(x), x, np.float32(fill)).astype(np.float32)
+    flag = (np.asarray(s2_count) > 0).astype(np.float32)[None]
+    return np.concatenate([v, flag], axis=0)
+
+
 def meta_document(
     bands: Sequence[str],
     wavelengths_nm: Sequence[float],
     class_names: Sequence[str],
     bin_ignore_value: int,
     months_by_aoi: dict[str, list[str]],
+    official: tuple[bool, float] = (False, 0.0),
 ) -> dict[str, Any]:
-    """``meta.json`` of the export: conventions a FUSU user needs."""
-    return {
+    """``meta.json`` of the export: conventions a FUSU user needs (``official`` =
+    (official_training, nodata fill))."""
+    doc: dict[str, Any] = {
         "layout": "FUSU release layout: <split>/{im1,im2,label1,label2,label_bin}/<id>.png, "
         "<split>/Times/<id>_<k>.tif (k = 1..T)",
         "splits": list(SPLITS),
@@ -130,3 +154,14 @@ def meta_document(
         "label_bin": {"unchanged": 0, "changed": 1, "ignored": int(bin_ignore_value)},
         "hr": {"format": "8-bit RGB PNG", "nodata": "0 (black) where the HR image had no data"},
     }
+    if official[0]:
+        doc["times"] = {**doc["times"], "bands": [*bands, "clear_flag"],
+                        "nodata": f"filled with {official[1]}; band 15 = 1 where the month had a "
+                        "clear S2 observation"}
+        doc["labels"] = {
+            "values": {str(v - 1): n for v, n in enumerate(class_names) if v >= 1},
+            "nodata": OFFICIAL_IGNORE,
+            "format": "32-bit integer TIFF named <id>.png (PIL reads it by content): class - 1, "
+            "-1 = background / no data (the official CrossEntropyLoss ignore_index)",
+        }
+    return doc

@@ -48,6 +48,19 @@ def write_png(
     write_bytes_atomic(path, buf.getvalue())
 
 
+def write_int_label_tiff(path: str | Path, array: np.ndarray) -> None:
+    """A signed 32-bit single-band TIFF (PIL mode ``I``) at ``path``, whatever its extension,
+    atomically: PIL opens it by content, so a loader that expects ``<id>.png`` reads it, with
+    negative values (an ignore index of -1) intact."""
+    from PIL import Image
+
+    from pipeline.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array, dtype=np.int32)).save(tmp, format="TIFF",
+                                                                 compression="tiff_deflate")
+
+
 def save_figure(fig: Any, path: str | Path, dpi: float | None = None) -> None:
     """Save a matplotlib figure as PNG (at ``dpi``, default the figure's own, on white) to
     ``path`` whatever its suffix (atomic temporaries have none), then close it."""

@@ -159,3 +159,35 @@ def test_missing_months_fail_before_writing(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"'xa'.*lacks months \['2019-11', '2019-12'\]"):
         export_fusu([longer], ExportConfig(), lay, progress=False)
     assert not lay.export_dir().exists()
+
+
+def test_official_training_export_fits_the_official_train_py(tmp_path: Path) -> None:
+    """export.official_training: what the official FUSU train.py needs to run. Its dataset reads
+    label1/<id>.png with PIL and ``torch.from_numpy(np.array(img)).long()``, trains
+    ``CrossEntropyLoss(ignore_index=-1)`` over 17 outputs, feeds the Times through
+    ``UTAE(input_dim=15)`` with no NaN handling, and flips/rotates the PIL label images."""
+    import torch
+
+    lay = Layout(tmp_path / "ds")
+    make_native_aoi(lay, "xa", "xian", nrow=6, ncol=6, months=MONTHS)
+    assemble_dataset([_spec()], SplitsConfig(block_size_patches=2), lay)
+    export_fusu([_spec()], ExportConfig(fusu_layout=True, official_training=True), lay,
+                progress=False)
+    idx = pd.read_parquet(lay.index()).set_index("patch_id")
+    pid = idx.index[idx["split"] == "train"][0]
+    img = Image.open(lay.export_dir() / "train" / "label1" / f"{pid}.png")
+    img = img.transpose(Image.ROTATE_90).transpose(Image.ROTATE_270)  # its augmentation
+    target = torch.from_numpy(np.array(img)).long()
+    native = _read_band(lay.root / str(idx.loc[pid, "label_t1"]))
+    want = np.where((native >= 1) & (native <= 17), native.astype(np.int64) - 1, -1)
+    np.testing.assert_array_equal(target.numpy(), want)
+    assert int(target.max()) <= 16 and int(target.min()) >= -1 and (target == -1).any()
+    logits = torch.zeros(1, 17, *target.shape)  # its loss runs: no out-of-range target
+    assert torch.isfinite(torch.nn.CrossEntropyLoss(ignore_index=-1)(logits, target[None]))
+    with rasterio.open(lay.export_dir() / "train" / "Times" / f"{pid}_1.tif") as ds:
+        arr = ds.read()
+        assert arr.shape[0] == 15 and np.isfinite(arr).all()
+        assert set(np.unique(arr[14])) <= {0.0, 1.0} and ds.descriptions[-1] == "clear_flag"
+    meta = json.loads((lay.export_dir() / "meta.json").read_text())
+    assert meta["labels"]["nodata"] == -1 and meta["labels"]["values"]["3"] == "Cropland"
+    assert len(meta["times"]["bands"]) == 15
