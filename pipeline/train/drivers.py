@@ -246,11 +246,18 @@ def train_model(
     provenance = {"commit": code_commit(),
                   "data_version": files_digest([layout.index(), layout.stats()]),
                   "months_used": (len(train_ds[0]["meta"]["months"]) if with_sentinel else 0)}
+    from pipeline.train.distributed import init_from_env
+
+    dist, device = init_from_env(resolve_device(cfg))
     trainer = Trainer(cfg, train_ds, layout.train_dir(cfg.run), fusu_collate, val_ds=val_ds,
-                      test_ds=test_ds, progress=progress, provenance=provenance)
+                      test_ds=test_ds, progress=progress, provenance=provenance, dist=dist,
+                      device=device)
     log.info("device %s, %d steps (%d per epoch)", trainer.device, trainer.total_steps,
              trainer.steps_per_epoch)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        dist.shutdown()
     log.info("test metrics: %s", {k: v for k, v in result.get("test", {}).items()
                                   if not isinstance(v, dict)})
     return result

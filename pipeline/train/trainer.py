@@ -44,6 +44,7 @@ from pipeline.io.atomic import atomic_path, ensure_dir, remove_tree
 from pipeline.io.jsonfile import write_json
 from pipeline.io.png import save_figure
 from pipeline.io.tables import append_csv_row, truncate_csv_log
+from pipeline.train.distributed import Dist, shard
 from pipeline.train.metrics import IGNORE_INDEX, ChangeSegMetrics
 from pipeline.train.models import build_model, model_kind
 
@@ -98,18 +99,21 @@ class EpochSampler(Sampler[int]):
     ``start = batches_done * batch_size``.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0,
+                 dist: Dist | None = None) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.dist = dist or Dist()
 
     def order(self) -> list[int]:
+        """This rank's samples of the epoch in order (all of them without DDP)."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.n, generator=g).tolist()
+        return shard(torch.randperm(self.n, generator=g).tolist(), self.dist)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        return max(0, len(self.order()) - self.start)
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -238,8 +242,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, train_ds: Dataset, out_dir: str | Path,
                  collate_fn: Any, val_ds: Dataset | None = None, test_ds: Dataset | None = None,
-                 progress: bool = True, provenance: dict[str, Any] | None = None) -> None:
+                 progress: bool = True, provenance: dict[str, Any] | None = None,
+                 dist: Dist | None = None, device: torch.device | None = None) -> None:
         self.cfg = cfg
+        self.dist = dist or Dist()
         self.provenance = dict(provenance or {})
         #: best validation so far: {"metric", "value", "step"} (``best.pt`` holds its weights)
         self.best: dict[str, Any] = {}
@@ -250,12 +256,24 @@ class Trainer:
         n = len(train_ds)  # type: ignore[arg-type]
         if n == 0:
             raise TrainingError(f"the training split is empty ({out_dir}): build splits first")
-        self.steps_per_epoch = math.ceil(n / cfg.batch_size)
+        per_rank = n // self.dist.world
+        if per_rank == 0:
+            raise TrainingError(f"the training split ({n} patches) is smaller than the "
+                                f"{self.dist.world} processes: use fewer processes")
+        # one step = one batch per process (global batch = batch_size x processes)
+        self.steps_per_epoch = math.ceil(per_rank / cfg.batch_size)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
-        self.device = resolve_device(cfg)
+        self.device = device or resolve_device(cfg)
         self.kind = model_kind(cfg)
         seed_everything(cfg.seed)
         self.model = build_model(cfg).to(self.device)
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None, find_unused_parameters=True)
         self.optimizers, self.schedulers = make_optimizers(self.model, cfg, self.total_steps)
         self.step = 0
         self.autocast = self.device.type == "cuda" and cfg.bf16
@@ -297,10 +315,13 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
-        """Write the full training state atomically (temp file + rename)."""
+        """Write the full training state atomically (temp file + rename); under DDP rank 0
+        writes and every rank waits for it."""
         path = path or self.ckpt_path
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        if self.dist.is_main:
+            with atomic_path(path) as tmp:
+                torch.save(self.state_dict(), tmp)
+        self.dist.barrier()
         return path
 
     def load_checkpoint(self, path: Path | None = None) -> None:
@@ -339,7 +360,7 @@ class Trainer:
     # ---- data
     def _train_loader(self, epoch: int, start_batch: int) -> DataLoader:
         sampler = EpochSampler(len(self.train_ds), self.cfg.seed, epoch,  # type: ignore[arg-type]
-                               start_batch * self.cfg.batch_size)
+                               start_batch * self.cfg.batch_size, self.dist)
         # A private generator: creating the loader iterator must not draw from the global
         # torch RNG, or a resumed (mid-epoch) run would diverge from an uninterrupted one.
         gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
@@ -374,7 +395,7 @@ class Trainer:
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.model(batch)
+            out = self.net(batch)  # the DDP wrapper under torchrun: gradients all-reduced
         terms = compute_losses(out, batch, self.cfg.change_loss_weight)
         if not torch.isfinite(terms["loss"]):
             raise TrainingError(
@@ -436,7 +457,8 @@ class Trainer:
 
     # ---- logging
     def _csv(self, name: str, fields: tuple[str, ...], row: dict[str, Any]) -> None:
-        append_csv_row(self.out_dir / name, fields, row)
+        if self.dist.is_main:
+            append_csv_row(self.out_dir / name, fields, row)
 
     def _truncate_logs(self) -> None:
         """Drop log rows written after the checkpoint we resume from (they will be redone)."""
@@ -444,7 +466,7 @@ class Trainer:
             truncate_csv_log(self.out_dir / name, self.step)
 
     def _tensorboard(self, tag: str, values: dict[str, Any]) -> None:
-        if not self.cfg.tensorboard:
+        if not self.cfg.tensorboard or not self.dist.is_main:
             return
         if self._tb is None:
             try:
@@ -469,15 +491,21 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        ensure_dir(self.out_dir)
+        main = self.dist.is_main
+        if main:
+            ensure_dir(self.out_dir)
+        self.dist.barrier()
         if self.cfg.resume and self.ckpt_path.exists():
-            self.load_checkpoint()
-            self._truncate_logs()
-        elif not self.cfg.resume or not self.ckpt_path.exists():
+            self.load_checkpoint()  # every rank: the same state
+            if main:
+                self._truncate_logs()
+        elif main:
             for name in ("log.csv", "val_log.csv"):
                 remove_tree(self.out_dir / name)
+        self.dist.barrier()
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step,
+                   disable=not self.progress or not main,
                    desc=f"train {self.kind}", unit="step")
         t_last, n_last = time.perf_counter(), 0
         while self.step < end:
@@ -497,7 +525,7 @@ class Trainer:
                     self._csv("log.csv", TRAIN_LOG_FIELDS, row)
                     self._tensorboard("train", row)
                     t_last, n_last = time.perf_counter(), 0
-                if self.val_ds is not None and self.step % self.cfg.eval_every == 0 \
+                if main and self.val_ds is not None and self.step % self.cfg.eval_every == 0 \
                         and self.step < self.total_steps:
                     res = self.evaluate(self.val_ds, self.cfg.max_eval_batches).compute()
                     self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **res})
@@ -510,7 +538,9 @@ class Trainer:
         bar.close()
         if self.step < self.total_steps:
             return {}
-        return self.finish()
+        result = self.finish() if main else {}
+        self.dist.barrier()
+        return result
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation on val and test (always the whole splits: ``max_eval_batches`` is
@@ -521,6 +551,8 @@ class Trainer:
         """
         result: dict[str, Any] = {"model": self.kind, "step": self.step,
                                   "months": self.cfg.months, "device": str(self.device),
+                                  "processes": self.dist.world,
+                                  "global_batch": self.cfg.batch_size * self.dist.world,
                                   "run": self.cfg.run, "hr_size_px": self.cfg.hr_size_px,
                                   "config": self.cfg.model_dump(mode="json"),
                                   **self.provenance}
