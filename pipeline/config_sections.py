@@ -603,6 +603,11 @@ class ExpandConfig(_Model):
         description="Adapter 'pairs': dates CSV/JSON (default: dates.csv or dates.json in the "
         "folder). CSV columns id,t1,t2 (id '*' = every pair).",
     )
+    clip_to_sentinel: bool = Field(
+        default=False,
+        description="Start samples whose t1 predates Sentinel-2 (2015-06) at 2015-06 instead of "
+        "planning empty months (they are always reported).",
+    )
     oscd_change_encoding: Literal["auto", "0-1", "1-2"] = Field(
         default="auto",
         description="OSCD change labels: '1-2' = public release (1 no change, 2 change), "

@@ -33,9 +33,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ import numpy as np
 
 from pipeline.aoi import month_range
 from pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: What a sidecar patch index must hold (adapter 'index'); quoted by every no-georef error.
 SIDECAR_HELP = (
@@ -77,6 +80,8 @@ class SampleRecord:
         city: city / region / AOI name of the sample.
         label_encoding: change-label value convention ("1-2", "0-1") or "".
         where: file the record comes from (for messages).
+        split: the dataset's own split of the sample ("train", "test", ...) where it ships
+            split lists (OSCD's train.txt / test.txt), else "".
     """
 
     sample_id: str
@@ -90,6 +95,7 @@ class SampleRecord:
     city: str = ""
     label_encoding: str = ""
     where: str = ""
+    split: str = ""
 
 
 def parse_date(value: Any, where: str) -> dt.date:
@@ -132,18 +138,43 @@ def no_georef_error(path: Any, what: str = "image") -> InputError:
     )
 
 
-def detect_change_encoding(values: Sequence[int], configured: str, where: str) -> str:
-    """OSCD-style change-label convention from the label's distinct values.
+#: The value pair (no change, change) of each change-label convention.
+ENCODINGS: dict[str, tuple[int, int]] = {"1-2": (1, 2), "0-1": (0, 1), "0-255": (0, 255)}
+
+
+def detect_change_encoding(values: Sequence[int] | Mapping[int, int], configured: str,
+                           where: str) -> str:
+    """Change-label convention from the label's values (or {value: pixel count}).
 
     The public OSCD release stores ``1`` = no change, ``2`` = change (its README says 0/1).
-    ``configured`` ("auto", "0-1", "1-2") wins unless "auto"; auto: any 2 -> "1-2"; values
-    within {0, 1} -> "0-1"; {0, 255} (PNG masks) -> "0-255".
+    auto: any 2 (within {0, 1, 2}) -> "1-2"; values within {0, 1} -> "0-1"; {0, 255} (PNG
+    masks) -> "0-255". A forced ``configured`` convention ("0-1", "1-2", "0-255") is checked
+    against the data: a value it does not define (for example the 2s of OSCD's 1/2 labels
+    under "0-1", which would make every no-change pixel a change) is refused.
 
     Raises:
-        InputError: values that fit no convention (names ``where`` and the config key).
+        InputError: values that fit no convention, or contradict the forced one, with the
+            pixel counts per value (names ``where`` and the config key).
     """
-    vals = {int(v) for v in values}
+    counts = dict(values) if isinstance(values, Mapping) else {int(v): -1 for v in values}
+    vals = set(counts)
+
+    def listing() -> str:
+        return ", ".join(f"{v}: {n} px" if n >= 0 else str(v)
+                         for v, n in sorted(counts.items())[:8])
+
     if configured != "auto":
+        no, yes = ENCODINGS[configured]
+        # "1-2" labels may hold 0 = unlabelled; other conventions define only their two values
+        allowed = {no, yes} | ({0} if configured == "1-2" else set())
+        extra = sorted(vals - allowed)
+        if extra:
+            guess = next((e for e, (a, b) in ENCODINGS.items() if vals <= {a, b, 0}), "auto")
+            raise InputError(
+                f"{where}: the change label holds values {extra} that the configured encoding "
+                f"{configured!r} does not define (values: {listing()}); the data look like "
+                f"{guess!r}: set expand.oscd_change_encoding to {guess!r} or 'auto'"
+            )
         return configured
     if 2 in vals and vals <= {0, 1, 2}:
         return "1-2"
@@ -153,8 +184,8 @@ def detect_change_encoding(values: Sequence[int], configured: str, where: str) -
     if vals <= {0, 255}:
         return "0-255"
     raise InputError(
-        f"{where}: change label values {sorted(vals)[:8]} fit neither the OSCD release (1 no "
-        "change, 2 change) nor the README (0/1): set expand.oscd_change_encoding explicitly"
+        f"{where}: change label values ({listing()}) fit neither the OSCD release (1 no "
+        "change, 2 change), 0/1 nor 0/255: set expand.oscd_change_encoding explicitly"
     )
 
 
@@ -171,7 +202,7 @@ def change_to_binary(label: np.ndarray, encoding: str) -> np.ndarray:
     """
     a = np.asarray(label)
     out = np.full(a.shape, 255, np.uint8)
-    no, yes = {"1-2": (1, 2), "0-1": (0, 1), "0-255": (0, 255)}[encoding]
+    no, yes = ENCODINGS[encoding]
     out[a == no] = 0
     out[a == yes] = 1
     return out
@@ -240,8 +271,19 @@ def _check_crs(crs: str | None, rec: SampleRecord) -> str:
         ) from None
 
 
-def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
+#: First months with data: Sentinel-2A (first products June 2015) and Sentinel-1A (October
+#: 2014). Months before them are empty for that sensor.
+S2_FIRST_MONTH = "2015-06"
+S1_FIRST_MONTH = "2014-10"
+
+
+def build_sample_index(records: Sequence[SampleRecord], dataset: str,
+                       clip_to_sentinel: bool = False) -> Any:
     """Validate adapter records and build the sample index (module docstring).
+
+    Months before Sentinel-2 existed (``S2_FIRST_MONTH``) are logged per sample (a LEVIR-style
+    2008 t1 would plan 84 empty months); ``clip_to_sentinel`` starts such samples' series at
+    ``S2_FIRST_MONTH`` instead (the index records ``months_before_s2``).
 
     Raises:
         InputError: no samples, duplicate ids (all listed), missing dates, dates not after each
@@ -288,6 +330,16 @@ def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
                 f"({r.dates[0]}): swap them"
             )
         months = month_range(dates[0], dates[-1])
+        before = [m for m in months if m < S2_FIRST_MONTH]
+        if before:
+            log.warning(
+                "%s: sample %r spans %s..%s: %d month(s) before Sentinel-2 (%s; Sentinel-1 "
+                "from %s) %s", r.where or dataset, r.sample_id, months[0], months[-1],
+                len(before), S2_FIRST_MONTH, S1_FIRST_MONTH,
+                "are clipped (expand.clip_to_sentinel)" if clip_to_sentinel else
+                "will be empty: set expand.clip_to_sentinel: true to start at " + S2_FIRST_MONTH)
+            if clip_to_sentinel:
+                months = [m for m in months if m >= S2_FIRST_MONTH] or [S2_FIRST_MONTH]
         files = dict(r.files)
         size = max(r.width_px or 0, r.height_px or 0)
         all_bounds.append(b)
@@ -312,6 +364,8 @@ def build_sample_index(records: Sequence[SampleRecord], dataset: str) -> Any:
             "hr_t2": str(files.get("t2", "") or ""),
             "files": json.dumps(files, sort_keys=True, default=str),
             "label_encoding": r.label_encoding,
+            "source_split": r.split,
+            "months_before_s2": len(before),
         })
     geoms = bounds_polygons_wgs84([r["hr_crs"] for r in rows], np.array(all_bounds))
     gdf = gpd.GeoDataFrame(rows, geometry=list(geoms), crs="EPSG:4326")

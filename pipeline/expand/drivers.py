@@ -76,7 +76,8 @@ def expand_index(
     """
     if cfg.adapter is None:
         raise ConfigError("expand.adapter is not set: nothing to expand")
-    index = build_sample_index(read_samples(cfg), dataset)
+    index = build_sample_index(read_samples(cfg), dataset,
+                               clip_to_sentinel=cfg.clip_to_sentinel)
     exp = build_expansion(index, dataset, block_side_px(sentinel),
                           group_distance_m=cfg.group_distance_m,
                           max_group_extent_m=cfg.max_group_extent_m,

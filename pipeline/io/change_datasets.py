@@ -52,7 +52,7 @@ from pipeline.expand.adapters import (
     parse_date,
     template_records,
 )
-from pipeline.io.raster import label_values, raster_info
+from pipeline.io.raster import label_counts, raster_info
 
 _IMG_EXT = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 _GEO_EXT = (".tif", ".tiff")
@@ -68,6 +68,26 @@ def _georef(path: Path, what: str) -> dict[str, Any]:
     if info["crs"] is None:
         raise no_georef_error(path, what)
     return info
+
+
+def _check_label_shape(label: Path, info: dict[str, Any], sample: str) -> None:
+    """A change label must cover the image pixel for pixel."""
+    lab = raster_info(label)
+    if (lab["width"], lab["height"]) != (info["width"], info["height"]):
+        raise InputError(
+            f"{label}: label of sample {sample!r} is {lab['width']}x{lab['height']} px but its "
+            f"image is {info['width']}x{info['height']} px: the label must be on the image's "
+            "pixel grid (same size)"
+        )
+
+
+def _label_encoding(label: str | Path | None, info: dict[str, Any], sample: str) -> str:
+    """The change-label convention of a sample's label file ("" without one), auto-detected,
+    after checking the label's shape against the image."""
+    if not label:
+        return ""
+    _check_label_shape(Path(label), info, sample)
+    return detect_change_encoding(label_counts(label), "auto", str(label))
 
 
 def _images(folder: Path) -> list[Path]:
@@ -98,6 +118,11 @@ def read_index(path: str | Path) -> list[SampleRecord]:
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise InputError(
+            f"patch index {p} is a folder: point expand.path at the index file itself (.csv, "
+            ".parquet or .gpkg), or use expand.adapter 'pairs' for a folder of image pairs"
+        )
     if not p.is_file():
         raise InputError(f"patch index {p} does not exist: fix expand.path")
     suffix = p.suffix.lower()
@@ -169,13 +194,17 @@ def read_index(path: str | Path) -> list[SampleRecord]:
         gsd = row.get(cols.get("gsd_m", ""), None)
         w = h = None
         gsd_f = float(gsd) if gsd not in (None, "", "nan") else None
+        enc = ""
         if files.get("t1") and Path(files["t1"]).suffix.lower() in _GEO_EXT:
             info = raster_info(files["t1"])
             w, h = info["width"], info["height"]
             gsd_f = gsd_f or info["gsd_m"]
+            enc = _label_encoding(files.get("label"), info, sid)
+        elif files.get("label"):
+            enc = detect_change_encoding(label_counts(files["label"]), "auto", files["label"])
         city = str(row.get(cols.get("city", ""), "") or "")
         out.append(SampleRecord(sid, crs, b, dates, gsd_f, w, h, files,
-                                city if city != "nan" else "", "", where))
+                                city if city != "nan" else "", enc, where))
     return out
 
 
@@ -255,7 +284,8 @@ def scan_pairs(root: str | Path, dates_file: str | None = None) -> list[SampleRe
         out.append(SampleRecord(
             sid, info["crs"], info["bounds"],
             (parse_date(dates[0], where), parse_date(dates[1], where)),
-            info["gsd_m"], info["width"], info["height"], files, "", "", str(f1),
+            info["gsd_m"], info["width"], info["height"], files, "",
+            _label_encoding(files.get("label"), info, sid), str(f1),
         ))
     if missing:
         raise InputError(
@@ -309,6 +339,21 @@ def _oscd_label(city_dir: Path, root: Path) -> Path | None:
     return None
 
 
+def _oscd_splits(root: Path) -> dict[str, str]:
+    """{city: "train" | "test"} from the OSCD release's ``train.txt`` / ``test.txt`` (one
+    comma-separated line of city names, in the Images folder or beside it); {} without them."""
+    out: dict[str, str] = {}
+    for split in ("train", "test"):
+        for folder in (root, root.parent):
+            f = folder / f"{split}.txt"
+            if f.is_file():
+                for name in re.split(r"[,\s]+", f.read_text()):
+                    if name.strip():
+                        out[name.strip()] = split
+                break
+    return out
+
+
 def scan_oscd(root: str | Path, encoding: str = "auto") -> list[SampleRecord]:
     """Records of the OSCD layout, one per city (layout ``oscd``).
 
@@ -326,6 +371,7 @@ def scan_oscd(root: str | Path, encoding: str = "auto") -> list[SampleRecord]:
             f"{r}: no OSCD city folders (<city>/imgs_1/ and imgs_2/ with one GeoTIFF per band, "
             "<city>/dates.txt): point expand.path at the 'Images' folder of OSCD"
         )
+    splits = _oscd_splits(r)
     out = []
     for c in cities:
         t1, t2 = _oscd_dates(c)
@@ -338,9 +384,11 @@ def scan_oscd(root: str | Path, encoding: str = "auto") -> list[SampleRecord]:
         lab = _oscd_label(c, r)
         if lab is not None:
             files["label"] = str(lab)
-            enc = detect_change_encoding(label_values(lab), encoding, str(lab))
+            enc = detect_change_encoding(label_counts(lab), encoding, str(lab))
+            _check_label_shape(lab, info, c.name)
         out.append(SampleRecord(c.name, info["crs"], info["bounds"], (t1, t2), info["gsd_m"],
-                                info["width"], info["height"], files, c.name, enc, str(c)))
+                                info["width"], info["height"], files, c.name, enc, str(c),
+                                splits.get(c.name, "")))
     return out
 
 

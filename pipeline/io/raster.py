@@ -235,8 +235,10 @@ def raster_info(path: str | Path) -> dict[str, Any]:
 
     Returns:
         dict: ``crs`` (``EPSG:xxxx``/WKT or None when not georeferenced), ``bounds`` (minx,
-        miny, maxx, maxy in crs units), ``width``, ``height`` (px), ``gsd_m`` (pixel size in
-        metres for projected metric CRSs other than Web Mercator, else None).
+        miny, maxx, maxy in crs units), ``width``, ``height`` (px), ``gsd_xy_m`` (ground size
+        in metres, x and y: the nominal size in metric projections, the centre pixel's size on
+        the ground (:func:`ground_pixel_size`) in degrees or Web Mercator) and ``gsd_m``
+        (their geometric mean; None when unknown).
 
     Raises:
         InputError: the file cannot be opened as a raster.
@@ -264,19 +266,54 @@ def raster_info(path: str | Path) -> dict[str, Any]:
     epsg = crs.to_epsg()
     info["crs"] = f"EPSG:{epsg}" if epsg else crs.to_wkt()
     metric = crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
-    info["gsd_m"] = float(abs(tr.a)) if metric and epsg not in (3857, 900913) else None
+    if metric and epsg not in (3857, 900913):
+        # a metric projection (UTM, national grids): the nominal pixel size, as users quote it
+        info["gsd_xy_m"] = (float(abs(tr.a)), float(abs(tr.e)))
+    else:  # degrees (OSCD's EPSG:4326) or Web Mercator (SpaceNet 7): size on the ground
+        info["gsd_xy_m"] = ground_pixel_size(info["crs"], tr, info["width"], info["height"])
+    gx, gy = info["gsd_xy_m"]
+    info["gsd_m"] = float(np.sqrt(gx * gy)) if gx and gy else None
     return info
+
+
+def ground_pixel_size(crs: str, transform: Any, width: int, height: int
+                      ) -> tuple[float | None, float | None]:
+    """(x, y) size in metres on the ground of the raster's centre pixel, in any CRS: geodesic
+    distances (WGS84 ellipsoid, pyproj ``Geod``) across the pixel, so a geographic CRS (OSCD's
+    EPSG:4326: about 8.7 x 13 m) or Web Mercator gets its true size. (None, None) when the CRS
+    cannot be transformed to WGS84."""
+    from pyproj import CRS as PCRS
+    from pyproj import Geod, Transformer
+
+    try:
+        to_ll = Transformer.from_crs(PCRS.from_user_input(crs), "EPSG:4326", always_xy=True)
+    except Exception:  # an exotic WKT pyproj cannot use
+        return None, None
+    cx, cy = width / 2.0, height / 2.0
+    pts = [transform * (cx, cy), transform * (cx + 1, cy), transform * (cx, cy + 1)]
+    lon, lat = to_ll.transform([p[0] for p in pts], [p[1] for p in pts])
+    geod = Geod(ellps="WGS84")
+    _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = geod.inv(lon[0], lat[0], lon[2], lat[2])
+    ok = all(np.isfinite(v) and v > 0 for v in (dx, dy))
+    return (float(dx), float(dy)) if ok else (None, None)
 
 
 def label_values(path: str | Path) -> list[int]:
     """Distinct values of a (small) single-band label raster (GeoTIFF or PNG)."""
+    return sorted(label_counts(path))
+
+
+def label_counts(path: str | Path) -> dict[int, int]:
+    """{value: pixel count} of a (small) single-band label raster (GeoTIFF or PNG)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as src:
-            return [int(v) for v in np.unique(src.read(1))]
+            vals, counts = np.unique(src.read(1), return_counts=True)
+    return {int(v): int(c) for v, c in zip(vals, counts, strict=True)}
 
 
 def band_percentiles(

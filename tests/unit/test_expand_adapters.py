@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import geopandas as gpd
@@ -113,7 +114,9 @@ def test_pairs_folder_mixed_crs_and_dates_json(tmp_path: Path) -> None:
     idx = _index("pairs", tmp_path).set_index("sample_id")
     assert list(idx.index) == ["p1", "p2", "p3"]
     assert idx.loc["p1", "hr_crs"] == "EPSG:32649" and idx.loc["p3", "hr_crs"] == "EPSG:4326"
-    assert idx.loc["p1", "gsd_m"] == 2.0 and np.isnan(idx.loc["p3", "gsd_m"])
+    assert idx.loc["p1", "gsd_m"] == 2.0
+    # 1e-5 degree pixels at 34.3 N are 0.92 m x 1.11 m on the ground (geodesic, WGS84)
+    assert idx.loc["p3", "gsd_m"] == pytest.approx(math.sqrt(0.9205 * 1.1092), rel=2e-3)
     files = json.loads(idx.loc["p1", "files"])
     assert files["t1"].endswith("t1/p1.tif") and files["label"].endswith("label/p1.tif")
     assert idx.loc["p1", "n_months"] == 1 and idx.loc["p2", "n_months"] == 2
@@ -179,7 +182,9 @@ def test_spacenet7_multi_date(tmp_path: Path) -> None:
     s = idx.iloc[0]
     assert json.loads(s.dates) == ["2018-01-01", "2018-02-01", "2019-06-01"]
     assert (s.month_first, s.month_last, s.n_months) == ("2018-01", "2019-06", 18)
-    assert s.hr_crs == "EPSG:3857" and np.isnan(s.gsd_m)  # Web Mercator units are not metres
+    # Web Mercator metres are not ground metres: the pixel's size on the ground at its latitude
+    lat = math.radians(30.59)
+    assert s.hr_crs == "EPSG:3857" and s.gsd_m == pytest.approx(4.7773 * math.cos(lat), rel=5e-3)
     files = json.loads(s.files)
     assert len(files["images"]) == 3 and len(files["labels"]) == 3
     assert files["labels"][0].endswith("_Buildings.geojson")
@@ -204,3 +209,67 @@ def test_missing_paths_are_clear(tmp_path: Path) -> None:
         _index("oscd", tmp_path)
     with pytest.raises(InputError, match="no SpaceNet 7 AOI folders"):
         _index("spacenet7", tmp_path)
+
+
+def test_forced_encoding_contradicted_by_the_data_is_refused(tmp_path: Path) -> None:
+    """expand.oscd_change_encoding '0-1' on OSCD's 1/2 labels would turn every no-change pixel
+    into change: refused, with the pixel counts and the encoding the data look like."""
+    make_oscd(tmp_path, label_values=(1, 2))
+    with pytest.raises(InputError, match=r"values \[2\].*'0-1'.*1: 108 px, 2: 12 px.*'1-2'"):
+        _index("oscd", tmp_path, oscd_change_encoding="0-1")
+    assert set(_index("oscd", tmp_path, oscd_change_encoding="1-2")["label_encoding"]) == {"1-2"}
+
+
+def test_label_shape_must_match_the_image(tmp_path: Path) -> None:
+    make_oscd(tmp_path)
+    lab = tmp_path / "abudhabi" / "cm" / "abudhabi-cm.tif"
+    write_tif(lab, "EPSG:32640", 230000.0, 2700000.0, 10.0, 11, 10, count=1, value=1)
+    with pytest.raises(InputError, match=r"abudhabi.*11x10 px but its image is 12x10"):
+        _index("oscd", tmp_path)
+
+
+def test_every_adapter_records_the_label_encoding(tmp_path: Path) -> None:
+    """Pairs (and the index) detect their labels' convention: 0/255 masks say '0-255'."""
+    root = make_pairs(tmp_path / "pairs")
+    lab_dir = root / "label"
+    for f in sorted((root / "t1").glob("*.tif")):
+        import rasterio
+
+        with rasterio.open(f) as src:
+            h, w, t = src.height, src.width, src.transform
+        mask = np.zeros((1, h, w), np.uint8)
+        mask[0, 0, 0] = 255
+        write_tif(lab_dir / f.name, "EPSG:32649", t.c, t.f, t.a, w, h, count=1, value=mask)
+    idx = _index("pairs", root)
+    assert set(idx["label_encoding"]) == {"0-255"}
+
+
+def test_index_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"is a folder: point expand\.path at the index file"):
+        _index("index", tmp_path)
+
+
+def test_oscd_split_lists_are_read(tmp_path: Path) -> None:
+    make_oscd(tmp_path)
+    (tmp_path / "train.txt").write_text("abudhabi,beihai,bercy")
+    (tmp_path / "test.txt").write_text("brasilia,lasvegas\n")
+    idx = _index("oscd", tmp_path).set_index("sample_id")
+    assert idx.loc["abudhabi", "source_split"] == "train"
+    assert idx.loc["lasvegas", "source_split"] == "test"
+
+
+def test_months_before_sentinel_are_reported_or_clipped(tmp_path: Path, caplog) -> None:
+    """A LEVIR-style 2008 t1: 84 months before Sentinel-2, reported; clip_to_sentinel starts
+    the series at 2015-06."""
+    import logging
+
+    from pipeline.expand.adapters import SampleRecord, build_sample_index
+
+    rec = SampleRecord("old", "EPSG:32649", (650000.0, 3790000.0, 650256.0, 3790256.0),
+                       (dt.date(2008, 6, 10), dt.date(2016, 1, 5)), 0.5, 512, 512, {})
+    with caplog.at_level(logging.WARNING):
+        idx = build_sample_index((rec,), "levir")
+    assert idx.loc[0, "months_before_s2"] == 84 and idx.loc[0, "month_first"] == "2008-06"
+    assert "84 month(s) before Sentinel-2" in caplog.text and "clip_to_sentinel" in caplog.text
+    clipped = build_sample_index((rec,), "levir", clip_to_sentinel=True)
+    assert clipped.loc[0, "month_first"] == "2015-06" and clipped.loc[0, "n_months"] == 8
