@@ -603,6 +603,26 @@ class ExpandConfig(_Model):
         description="Adapter 'pairs': dates CSV/JSON (default: dates.csv or dates.json in the "
         "folder). CSV columns id,t1,t2 (id '*' = every pair).",
     )
+    footprint: Literal["auto", "scale", "extent"] = Field(
+        default="auto",
+        description="Footprint rule of the expansion: 'scale' = the backbone's footprints.scale x "
+        "the sample (FUSU's 5x, designed for 512 px x 0.5 m patches); 'extent' = the sample "
+        "plus footprint_margin_m on every side; 'auto' = extent for OSCD and SpaceNet 7 "
+        "(Sentinel-like resolution, km-size tiles), scale otherwise.",
+    )
+    footprint_margin_m: float = Field(
+        default=320.0, ge=0.0, description="Margin of the 'extent' footprint rule (m).",
+    )
+    max_footprint_area_ratio: float = Field(
+        default=30.0, gt=0.0,
+        description="The plan warns when a footprint exceeds this multiple of its sample's "
+        "area (5x footprints are 25x).",
+    )
+    max_cube_gb: float = Field(
+        default=50.0, gt=0.0,
+        description="The plan warns when the Sentinel cubes would exceed this (GB, "
+        "uncompressed).",
+    )
     clip_to_sentinel: bool = Field(
         default=False,
         description="Start samples whose t1 predates Sentinel-2 (2015-06) at 2015-06 instead of "

@@ -194,6 +194,9 @@ class FootprintRule:
             ``res_m``.
         size_px: explicit footprint side (px), overrides ``size_m`` and ``scale``.
         size_m: explicit footprint side (m), overrides ``scale``.
+        margin_m: "extent" rule of the expansion (samples already at Sentinel-like resolution
+            or with large extents): side = the sample's own side + 2 x ``margin_m`` instead of
+            ``scale`` x the side; None = the scale rule.
     """
 
     scale: float = 5.0
@@ -201,6 +204,7 @@ class FootprintRule:
     origin_multiple_m: float = 60.0
     size_px: int | None = None
     size_m: float | None = None
+    margin_m: float | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> FootprintRule:
@@ -211,13 +215,14 @@ class FootprintRule:
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "res_m": self.res_m,
                 "origin_multiple_m": self.origin_multiple_m, "size_px": self.size_px,
-                "size_m": self.size_m}
+                "size_m": self.size_m, "margin_m": self.margin_m}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FootprintRule:
         return cls(float(d["scale"]), float(d["res_m"]), float(d["origin_multiple_m"]),
                    None if d.get("size_px") is None else int(d["size_px"]),
-                   None if d.get("size_m") is None else float(d["size_m"]))
+                   None if d.get("size_m") is None else float(d["size_m"]),
+                   None if d.get("margin_m") is None else float(d["margin_m"]))
 
     def side_px(self, patch_size_px: int, gsd_m: float) -> int:
         """Footprint side (px) of a patch of ``patch_size_px`` px at ``gsd_m`` m
@@ -253,7 +258,10 @@ class FootprintRule:
     def describe_per_sample(self) -> str:
         """Human-readable rule when each sample has its own size (expansion groups)."""
         res_m, scale = self.res_m, self.scale
-        if self.size_px is not None:
+        if self.margin_m is not None and self.size_px is None and self.size_m is None:
+            size = (f"size_px = ceil((sample side (m, in the grid CRS) + 2 x {self.margin_m:g} "
+                    f"m) / {res_m:g} m) (extent rule: expand.footprint)")
+        elif self.size_px is not None:
             size = f"size_px = {self.size_px} (footprints.size_px)"
         elif self.size_m is not None:
             size = f"size_px = round({self.size_m:g} m / {res_m:g} m) (footprints.size_m)"

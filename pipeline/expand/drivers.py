@@ -78,10 +78,14 @@ def expand_index(
         raise ConfigError("expand.adapter is not set: nothing to expand")
     index = build_sample_index(read_samples(cfg), dataset,
                                clip_to_sentinel=cfg.clip_to_sentinel)
+    rule = footprint_rule(cfg, fp)
     exp = build_expansion(index, dataset, block_side_px(sentinel),
                           group_distance_m=cfg.group_distance_m,
                           max_group_extent_m=cfg.max_group_extent_m,
-                          rule=FootprintRule.from_config(fp))
+                          rule=rule)
+    warnings_ = plan_warnings(exp.index, exp.plan["totals"], cfg)
+    for w in warnings_:
+        log.warning("%s: %s", dataset, w)
     xl = layout.expand_layout()
     for g, table in exp.tables.items():
         write_geoparquet(table, xl.footprints(g))
@@ -94,7 +98,9 @@ def expand_index(
         shp = xl.footprints_shp_dir(g) if fp.export_shapefile else None
         write_footprints_vector(polys, xl.footprints_gpkg(g), shp, g)
     write_geoparquet(exp.index, layout.expand_samples())
-    plan = {**exp.plan, "adapter": cfg.adapter, "path": cfg.path, "plan_only": cfg.plan_only}
+    plan = {**exp.plan, "adapter": cfg.adapter, "path": cfg.path, "plan_only": cfg.plan_only,
+            "footprint_mode": "extent" if rule.margin_m is not None else "scale",
+            "warnings": warnings_}
     write_json(layout.expand_plan(), plan)
     t = exp.plan["totals"]
     log.info(
@@ -105,6 +111,50 @@ def expand_index(
         t["naive"]["pixel_months"] / max(1, t["pixel_months"]),
     )
     return exp
+
+
+#: Adapters whose samples are at Sentinel-like resolution or km-size (the 'auto' extent rule).
+EXTENT_ADAPTERS = frozenset({"oscd", "spacenet7"})
+
+
+def footprint_rule(cfg: Any, fp: Any) -> FootprintRule:
+    """The expansion's footprint rule: the backbone's (``footprints``) scale rule, or the
+    extent rule (sample + ``expand.footprint_margin_m``) per ``expand.footprint`` ('auto':
+    extent for :data:`EXTENT_ADAPTERS`)."""
+    import dataclasses
+
+    rule = FootprintRule.from_config(fp)
+    mode = cfg.footprint
+    if mode == "auto":
+        mode = "extent" if cfg.adapter in EXTENT_ADAPTERS else "scale"
+    return dataclasses.replace(rule, margin_m=float(cfg.footprint_margin_m)) \
+        if mode == "extent" else rule
+
+
+def plan_warnings(index: Any, totals: dict[str, Any], cfg: Any) -> list[str]:
+    """What the plan should say before any fetch: footprints much larger than their samples
+    (area ratio above ``expand.max_footprint_area_ratio``), cubes above ``expand.max_cube_gb``."""
+    import numpy as np
+
+    out = []
+    area = index["patch_w_px"].to_numpy(float) * index["patch_h_px"].to_numpy(float)
+    ratio = index["fp_size_px"].to_numpy(float) ** 2 / np.maximum(area, 1e-9)
+    big = ratio > cfg.max_footprint_area_ratio
+    if big.any():
+        worst = int(np.argmax(ratio))
+        out.append(
+            f"{int(big.sum())} of {len(index)} footprints exceed "
+            f"{cfg.max_footprint_area_ratio:g}x their sample's area (largest: sample "
+            f"{index['sample_id'].iloc[worst]!r}, {ratio[worst]:.0f}x, "
+            f"{int(index['fp_size_px'].iloc[worst])} px): set expand.footprint: extent "
+            "(sample + expand.footprint_margin_m) or footprints.size_m"
+        )
+    gb = float(totals.get("bytes_est", 0)) / 1e9
+    if gb > cfg.max_cube_gb:
+        out.append(f"the Sentinel cubes would hold about {gb:.1f} GB (more than "
+                   f"expand.max_cube_gb = {cfg.max_cube_gb:g}): shrink the footprints or raise "
+                   "the budget")
+    return out
 
 
 def _group_grid(layout: Layout, group: str) -> tuple[AoiGrid, list[str]]:

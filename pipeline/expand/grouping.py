@@ -165,6 +165,9 @@ def footprint_sizes(index: Any, pb_utm: np.ndarray, rule: FootprintRule) -> np.n
     """(N,) int64 footprint side per sample (px): the backbone's rule with the patch side
     measured in the grid CRS (``gsd = side_m / size_px``), or the explicit overrides."""
     side_m = np.maximum(pb_utm[:, 2] - pb_utm[:, 0], pb_utm[:, 3] - pb_utm[:, 1])
+    if rule.margin_m is not None and rule.size_px is None and rule.size_m is None:
+        # extent rule: the sample itself plus a margin (Sentinel-like or large samples)
+        return np.ceil((side_m + 2.0 * rule.margin_m) / rule.res_m - 1e-9).astype(np.int64)
     patch_px = index["size_px"].to_numpy(dtype=np.int64)
     out = np.empty(len(index), np.int64)
     for i in range(len(index)):

@@ -188,3 +188,37 @@ def test_fusu_templates_plan_beats_naive(tmp_path: Path) -> None:
     # 5x footprints overlap ~25x: blocked pixel-months are far below the naive ones
     assert t["ratio_naive_over_blocked"]["pixel_months"] > 10
     assert t["naive"]["requests"] == 506 * 25
+
+
+def test_oscd_footprints_follow_the_sample_not_5x(tmp_path: Path, caplog) -> None:
+    """An OSCD city (10 m, 600 x 600 px = 6 km): the 5x rule gives a 30 km footprint and a cube
+    over the byte budget (warned before any fetch); the default extent rule for OSCD gives the
+    city + 320 m a side."""
+    import logging
+
+    from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
+    from pipeline.expand.drivers import expand_index
+    from pipeline.layout import Layout
+    from tests.expand_helpers import write_tif
+
+    c = tmp_path / "Images" / "beirut"
+    for k in (1, 2):
+        for b in ("B02", "B03", "B08"):
+            write_tif(c / f"imgs_{k}" / f"S2A_beirut_{b}.tif", "EPSG:32636", 700000.0,
+                      3750000.0, 10.0, 600, 600, count=1, dtype="uint16", value=1000)
+    (c / "dates.txt").write_text("date_1: 20151204\ndate_2: 20171007\n")
+    res = {}
+    for mode in ("scale", "auto"):
+        cfg = ExpandConfig(adapter="oscd", path=str(tmp_path / "Images"), plan_only=True,
+                           footprint=mode, max_cube_gb=5.0, max_footprint_area_ratio=20.0)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            exp = expand_index(cfg, FootprintsConfig(), SentinelConfig(),
+                               Layout(tmp_path / mode), "oscd")
+        res[mode] = (int(exp.index["fp_size_px"].iloc[0]), exp.plan["totals"]["bytes_est"],
+                     "exceed 20x" in caplog.text and "more than expand.max_cube_gb" in caplog.text)
+    assert res["scale"][0] == 3000 and res["scale"][2]  # 30 km, 25x the city: warned
+    assert res["auto"][0] == 664 and not res["auto"][2]  # 6 km + 2 x 320 m
+    assert res["scale"][1] > 15 * res["auto"][1]
+    print(f"OSCD-like city: scale rule {res['scale'][0]} px, {res['scale'][1] / 1e9:.2f} GB; "
+          f"extent rule {res['auto'][0]} px, {res['auto'][1] / 1e9:.2f} GB")
