@@ -35,7 +35,7 @@ reads either store (any chunking).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -304,11 +304,30 @@ def _direct_plans(path: str) -> dict[str, Any]:
     return {k: _direct_plan(arrays[k]) for k in ("s2", "s1", "s2_count", "s1_count")}
 
 
-def _read_window(a: Any, plan: Any, ys: slice, xs: slice, out: np.ndarray) -> None:
-    """``out[...] = a[..., ys, xs]``; with a plan, reads the chunk files directly (Blosc
-    decode per chunk, the fill value where a chunk is not stored)."""
+def _s2_reflectance(dn: np.ndarray, out: np.ndarray) -> None:
+    """Stored S2 DNs -> float32 reflectance in ``out`` (DN / 10000, 65535 -> NaN), in place:
+    the same values as :func:`u16_to_reflectance` without its temporaries."""
+    np.divide(dn, np.float32(10000.0), out=out, dtype=np.float32)
+    np.copyto(out, np.float32(np.nan), where=dn == S2_NODATA_U16)
+
+
+def _read_window(a: Any, plan: Any, ys: slice, xs: slice, out: np.ndarray,
+                 ts: slice = slice(None),
+                 decode: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
+    """``out[...] = a[ts, ..., ys, xs]`` (``ts``: months); with a plan, reads the chunk files
+    directly (Blosc decode per chunk into one chunk-sized buffer, the fill value where a chunk
+    is not stored). ``decode(src, dst)`` converts each piece into ``out`` in place (e.g. the
+    uint16 S2 DNs into float reflectance) so no window-sized temporary of the stored dtype is
+    ever allocated."""
+
+    def put(dst: np.ndarray, src: np.ndarray) -> None:
+        if decode is None:
+            dst[...] = src
+        else:
+            decode(src, dst)
+
     if plan is None:
-        out[...] = a[..., ys, xs]
+        put(out, np.asarray(a[(ts, Ellipsis, ys, xs)]))
         return
     from numcodecs import blosc
 
@@ -325,10 +344,12 @@ def _read_window(a: Any, plan: Any, ys: slice, xs: slice, out: np.ndarray) -> No
             try:
                 data = (root / f"{prefix}{i}/{j}").read_bytes()
             except FileNotFoundError:
-                dst[...] = fill
+                put(dst, np.full(dst.shape, fill, dt))
                 continue
             blosc.decompress(data, buf)
-            dst[...] = buf[..., y0 - i * cy : y1 - i * cy, x0 - j * cx : x1 - j * cx]
+            del data
+            put(dst, buf[(ts, Ellipsis, slice(y0 - i * cy, y1 - i * cy),
+                          slice(x0 - j * cx, x1 - j * cx))])
 
 
 def write_block(
@@ -507,7 +528,8 @@ def mosaic_months(path: str | Path) -> list[str]:
 
 
 def read_footprint_cube(
-    path: str | Path, col0: int, row0: int, size: int | tuple[int, int], raw: bool = False
+    path: str | Path, col0: int, row0: int, size: int | tuple[int, int], raw: bool = False,
+    months: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Read a window of the mosaic (e.g. one footprint) for every month.
 
@@ -521,6 +543,9 @@ def read_footprint_cube(
         path: the ``.zarr`` store (the cube or a staging store).
         col0, row0: upper-left pixel of the window in the AOI grid.
         size: side (px), or (height, width).
+        months: (first, stop) month indices to read (default all): only those months are
+            allocated, so a sample's cube costs about its own bytes (peak ~1.5x ``x``: ``x``,
+            the uint16 S2 read buffer and the counts).
         raw: return the stored dtypes instead of ``x`` (no decoding pass): ``s2`` (T, 12, H, W)
             uint16 reflectance * 10000 with 65535 = no data and ``s1`` (T, 2, H, W) float32 dB
             with NaN = no data (``s2 / 10000`` with 65535 -> NaN, concatenated with ``s1``, is
@@ -546,34 +571,34 @@ def read_footprint_cube(
         )
     ys, xs = slice(row0, row0 + h), slice(col0, col0 + w)
     s2a, s1a = arrays["s2"], arrays["s1"]
-    T, nb2, nb1 = s2a.shape[0], s2a.shape[1], s1a.shape[1]
+    n_all, nb2, nb1 = s2a.shape[0], s2a.shape[1], s1a.shape[1]
+    m0, m1 = (0, n_all) if months is None else (int(months[0]), int(months[1]))
+    if not 0 <= m0 <= m1 <= n_all:
+        raise GridError(f"{path}: months {m0}..{m1} outside the store's {n_all} months")
+    ts, T = slice(m0, m1), m1 - m0
     plans = _direct_plans(str(Path(path)))
     counts = np.empty((T, 2, h, w), np.uint8)
-    _read_window(arrays["s2_count"], plans["s2_count"], ys, xs, counts[:, 0])
-    _read_window(arrays["s1_count"], plans["s1_count"], ys, xs, counts[:, 1])
-    months, bands = list(attrs["months"]), list(S2_BANDS + S1_BANDS)
+    _read_window(arrays["s2_count"], plans["s2_count"], ys, xs, counts[:, 0], ts)
+    _read_window(arrays["s1_count"], plans["s1_count"], ys, xs, counts[:, 1], ts)
+    month_names, bands = list(attrs["months"])[m0:m1], list(S2_BANDS + S1_BANDS)
     if raw:
         s2 = np.empty((T, nb2, h, w), np.uint16)
         s1 = np.empty((T, nb1, h, w), np.float32)
-        _read_window(s2a, plans["s2"], ys, xs, s2)
-        _read_window(s1a, plans["s1"], ys, xs, s1)
+        _read_window(s2a, plans["s2"], ys, xs, s2, ts)
+        _read_window(s1a, plans["s1"], ys, xs, s1, ts)
         return {
             "s2": s2,
             "s1": s1,
             "counts": counts,
-            "months": months,
+            "months": month_names,
             "bands": bands,
         }
     # zarr arrays read directly (no xarray), decoded into one preallocated array: same values
     # as u16_to_reflectance (DN / 10000 in float32, 65535 -> NaN) without temporaries
     x = np.empty((T, nb2 + nb1, h, w), np.float32)
-    dn = np.empty((T, nb2, h, w), s2a.dtype)
-    _read_window(s2a, plans["s2"], ys, xs, dn)
-    xs2 = x[:, :nb2]
-    np.divide(dn, np.float32(10000.0), out=xs2, dtype=np.float32)
-    np.copyto(xs2, np.float32(np.nan), where=dn == S2_NODATA_U16)
-    _read_window(s1a, plans["s1"], ys, xs, x[:, nb2:])
-    return {"x": x, "counts": counts, "months": months, "bands": bands}
+    _read_window(s2a, plans["s2"], ys, xs, x[:, :nb2], ts, decode=_s2_reflectance)
+    _read_window(s1a, plans["s1"], ys, xs, x[:, nb2:], ts)
+    return {"x": x, "counts": counts, "months": month_names, "bands": bands}
 
 
 def open_mosaic(path: str | Path) -> Any:

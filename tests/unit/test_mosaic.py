@@ -156,3 +156,33 @@ def test_consolidate_needs_a_staging_store(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="sentinel_init"):
         consolidate_mosaic(tmp_path / "missing.zarr", tmp_path / "cube.zarr")
     assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_a_window_of_some_months_costs_about_its_own_bytes(tmp_path: Path) -> None:
+    """Reading a footprint window over a sub-range of the months allocates only those months:
+    numpy's peak allocation (tracemalloc) stays within 1.5x the returned array (the uint16
+    S2 buffer and the counts on top of ``x``), and the values equal the full read's."""
+    import tracemalloc
+
+    from pipeline.grid import AoiGrid
+    from pipeline.io.mosaic import consolidate_mosaic
+
+    months = [f"{2018 + m // 12}-{m % 12 + 1:02d}" for m in range(24)]
+    grid = AoiGrid(epsg=32649, res_m=10.0, x0=650000.0, y0=3800000.0, width=256, height=256)
+    store, cube = tmp_path / "s.zarr", tmp_path / "c.zarr"
+    init_mosaic(store, grid, months, chunk_px=64, aoi="t")
+    b = Block(0, 0, 256, 256)
+    for t in range(len(months)):
+        write_block(store, t, b, _result(b, t))
+    consolidate_mosaic(store, cube, chunk_px=64)
+    full = read_footprint_cube(cube, 32, 48, 128)
+    tracemalloc.start()
+    part = read_footprint_cube(cube, 32, 48, 128, months=(6, 18))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert part["months"] == months[6:18] and part["x"].shape == (12, 14, 128, 128)
+    np.testing.assert_array_equal(part["x"], full["x"][6:18])
+    np.testing.assert_array_equal(part["counts"], full["counts"][6:18])
+    ratio = peak / part["x"].nbytes
+    print(f"peak / returned bytes = {ratio:.3f}")
+    assert ratio <= 1.5
