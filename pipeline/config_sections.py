@@ -489,6 +489,17 @@ class TrainConfig(_Model):
         return {**base, **data}
 
     model: Literal["fusunet", "hr_only", "utae"] = Field(default="fusunet")
+    dataset: Literal["native", "expanded"] = Field(
+        default="native",
+        description="Train on the native FUSU-style dataset (patches.parquet) or on the "
+        "expanded change dataset (expand/samples.parquet and its cubes: change only, no "
+        "land-use labels).",
+    )
+    expanded_fp_px: int = Field(
+        default=64, ge=8,
+        description="Expanded samples: their footprint cubes are resized to this side (px) "
+        "(footprints of one dataset differ in size; native footprints are not resized).",
+    )
     months: int | None = Field(
         default=None, ge=0, description="Use the last N months (None = all; 0 = HR only)."
     )

@@ -44,6 +44,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import ConfigError, InputError
 from pipeline.expand.adapters import (
     SampleRecord,
@@ -578,3 +580,53 @@ def read_sample_cube(layout: Any, sample_id: str, index: Any = None) -> dict[str
         "patch_box_px": (float(r["patch_off_x_px"]), float(r["patch_off_y_px"]),
                          float(r["patch_w_px"]), float(r["patch_h_px"])),
     }
+
+
+# --------------------------------------------------------------------------- sample pixels
+
+#: Band files that make an RGB from a folder of single-band files (OSCD's imgs_1/).
+_RGB_BANDS = ("B04", "B03", "B02")
+
+
+def read_sample_rgb(path: str | Path) -> np.ndarray:
+    """float32 (3, H, W) RGB of one sample date, in the file's own units (no scaling): the
+    first three bands of a raster (a one-band raster is repeated), or, for a folder of
+    single-band files (OSCD's ``imgs_1/``), its B04 / B03 / B02 files.
+
+    Raises:
+        InputError: unreadable file, or a folder without B04 / B03 / B02.
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            files = []
+            for b in _RGB_BANDS:
+                hit = sorted(p.glob(f"*{b}.tif")) + sorted(p.glob(f"*{b}.TIF"))
+                if not hit:
+                    raise InputError(f"{p}: no {b} band file (*{b}.tif): an RGB needs "
+                                     f"{'/'.join(_RGB_BANDS)}")
+                files.append(hit[0])
+            bands = []
+            for f in files:
+                with rasterio.open(f) as src:
+                    bands.append(src.read(1).astype(np.float32))
+            return np.stack(bands)
+        with rasterio.open(p) as src:
+            idx = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+            return src.read(idx).astype(np.float32)
+    except RasterioIOError as exc:
+        raise InputError(f"{p}: cannot be read ({exc}): check the file") from None
+
+
+def read_change_label(path: str | Path, encoding: str) -> np.ndarray:
+    """uint8 (H, W) binary change of a sample's label file: 0 no change, 1 change, 255 ignored
+    (:func:`pipeline.expand.adapters.change_to_binary` with the index's ``label_encoding``)."""
+    import rasterio
+
+    from pipeline.expand.adapters import change_to_binary
+
+    with rasterio.open(path) as src:
+        return change_to_binary(src.read(1), encoding)

@@ -25,6 +25,11 @@ def _split_dataset(cfg: TrainConfig, layout: Layout, name: str) -> Any:
     from pipeline.train.trainer import resolve_device
 
     try:
+        if cfg.dataset == "expanded":
+            from pipeline.dataset.torchds import ExpandedDataset
+
+            return ExpandedDataset(layout.root, split=name, hr_size=cfg.hr_size_px or 256,
+                                   fp_px=cfg.expanded_fp_px, months=cfg.months)
         return FusuDataset(layout.root, split=name, months=cfg.months,
                            with_sentinel=model_kind(cfg) != "hr_only", hr_size=cfg.hr_size_px,
                            compact=resolve_device(cfg).type == "cuda")
@@ -93,6 +98,9 @@ def predict_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str,
     from pipeline.io.geotiff import read_patch, write_mosaic_vrt, write_patch_tif
     from pipeline.io.jsonfile import write_json
 
+    if cfg.dataset != "native":
+        raise TrainingError("rule predict writes predictions on native patch grids: set "
+                            "train.dataset: native (expanded samples keep their own layouts)")
     trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
     out_root = layout.train_dir(cfg.run) / "predictions" / cfg.eval_split
     colours = load_schema().colormap()  # the dataset's class table (FusuDataset: fusu17)
@@ -230,6 +238,11 @@ def train_model(
 
     def split(name: str, required: bool) -> Any:
         try:
+            if cfg.dataset == "expanded":
+                from pipeline.dataset.torchds import ExpandedDataset
+
+                return ExpandedDataset(layout.root, split=name, hr_size=cfg.hr_size_px or 256,
+                                       fp_px=cfg.expanded_fp_px, months=cfg.months)
             return FusuDataset(layout.root, split=name, months=cfg.months,
                                with_sentinel=with_sentinel, hr_size=cfg.hr_size_px,
                                compact=compact)
@@ -243,8 +256,10 @@ def train_model(
     val_ds, test_ds = split("val", False), split("test", False)
     log.info("train %s: %d train / %s val / %s test patches, months=%s", kind, len(train_ds),
              len(val_ds) if val_ds else 0, len(test_ds) if test_ds else 0, cfg.months)
-    provenance = {"commit": code_commit(),
-                  "data_version": files_digest([layout.index(), layout.stats()]),
+    data_files = ([layout.expand_samples(), layout.expand_layout().stats()]
+                  if cfg.dataset == "expanded" else [layout.index(), layout.stats()])
+    provenance = {"commit": code_commit(), "dataset": cfg.dataset,
+                  "data_version": files_digest(data_files),
                   "months_used": (len(train_ds[0]["meta"]["months"]) if with_sentinel else 0)}
     from pipeline.train.distributed import init_from_env
 

@@ -145,3 +145,38 @@ def test_end_to_end_fake_earth_engine_mixed_crs_index(tmp_path: Path, fake_ee) -
     # w is only active in June: May holds data only where u's footprint needs it
     stats = read_json(layout.expand_layout().stats())
     assert stats["samples"] == 2 and all(c > 0 for c in stats["sentinel"]["count"])
+
+
+def test_training_stage_runs_on_an_expanded_dataset(tmp_path: Path) -> None:
+    """train.dataset: expanded: the PyTorch dataset of expanded samples (original HR pair,
+    change label, the sample's own monthly cube) in the native sample format, and the training
+    stage's tiny config on it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pipeline.config import TrainConfig
+    from pipeline.dataset.collate import fusu_collate
+    from pipeline.dataset.torchds import ExpandedDataset
+    from pipeline.train.drivers import train_model
+
+    root = make_pairs(tmp_path / "pairs")
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1)
+    write_scene(archive, 13, 0.3)
+    layout = Layout(tmp_path / "out")
+    cfg = ExpandConfig(adapter="pairs", path=str(root), sentinel_archive=str(archive))
+    expand_all(cfg, SentinelConfig(source="local"), layout)
+    ds = ExpandedDataset(layout.root, split="train", hr_size=32, fp_px=16)
+    s = ds[ds.patch_ids.index("p2")]
+    assert s["t1"].shape == (3, 32, 32) and s["change"].shape == (32, 32)
+    assert set(s["change"].unique().tolist()) <= {0, 1, 255} and (s["label1"] == 255).all()
+    assert s["sentinel"].shape == (2, 14, 16, 16) and s["meta"]["months"] == ["2020-02",
+                                                                              "2020-03"]
+    assert s["month_mask"].all() and s["patch_box"][2] > 0
+    batch = fusu_collate([ds[0], ds[1]])  # different month counts: padded like native ones
+    assert batch["sentinel"].shape[1] == 2 and not batch["month_mask"].all()
+    tc = TrainConfig(dataset="expanded", tiny=True, hr_size_px=32, expanded_fp_px=16,
+                     max_steps=2, batch_size=2, num_workers=0, eval_every=1,
+                     checkpoint_every=1, run="oscd-like")
+    res = train_model(tc, layout, threads=1, progress=False)
+    assert res["step"] == 2 and res["dataset"] == "expanded"
+    assert res["test"]["pixels"]["change"] > 0 and "change_iou" in res["test"]
