@@ -102,3 +102,41 @@ def make_levir(root: Path) -> Path:
     for sub in ("A", "B", "label"):
         write_png(root / sub / "train_1.png", count=1 if sub == "label" else 3)
     return root
+
+
+def make_dynamicearthnet(root: Path, months: tuple[str, ...] = ("2018-01", "2018-02", "2019-12"),
+                         size: int = 32) -> Path:
+    """Two DynamicEarthNet cubes in the release layout: ``planet/<zone>/<tile>/<cube>/PF-SR/
+    <YYYY-MM-DD>.tif`` (4 bands B, G, R, NIR, uint16, 3 m, UTM), ``labels/<cube>_<zone>/Labels/
+    Raster/<tile name>/<tile name>-YYYY_MM_01.tif`` (7 one-hot uint8 bands, 255 = the class)
+    and ``dynnet_training_splits/{train,val,test}.txt`` with the authors' cube paths
+    (``/reprocess-cropped/UTM-24000/...``). The second cube's label folder uses the hyphen the
+    mediatum release has where the split files have an underscore."""
+    cubes = {"1330_3107_13": ("10N", "26E-183N", "EPSG:32610", 500000.0, 4400000.0,
+                              "10N-121W-39N-L3H-SR", "train", "_"),
+             "2196_3885_13": ("17N", "9E-42N", "EPSG:32617", 300000.0, 1000000.0,
+                              "17N-83W-9N-L3H-SR", "test", "-")}
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for cid, (zone, tile, crs, x0, y0, tname, split, sep) in cubes.items():
+        pf = root / "planet" / zone / tile / cid / "PF-SR"
+        for m in months:
+            for day in ("01", "15"):
+                write_tif(pf / f"{m}-{day}.tif", crs, x0, y0, 3.0, size, size, count=4,
+                          dtype="uint16", value=1200)
+            lab = np.zeros((7, size, size), np.uint8)
+            lab[1] = 255  # agriculture ...
+            if m != months[0]:
+                lab[1, : size // 4] = 0
+                lab[0, : size // 4] = 255  # ... turned impervious in the north
+            d = root / "labels" / f"{cid}{sep}{zone}" / "Labels" / "Raster" / tname
+            write_tif(d / f"{tname}-{m.replace('-', '_')}_01.tif", crs, x0, y0, 3.0, size,
+                      size, count=7, value=lab)
+            label_rel = (f"/labels/{cid}_{zone}/Labels/Raster/{tname}/"
+                         f"{tname}-{m.replace('-', '_')}_01.tif")
+            lines[split].append(f"/reprocess-cropped/UTM-24000/{zone}/{tile}/{cid}/PF-SR "
+                                f"{label_rel} {m}")
+    sd = root / "dynnet_training_splits"
+    sd.mkdir(parents=True, exist_ok=True)
+    for split, ls in lines.items():
+        (sd / f"{split}.txt").write_text("\n".join(ls) + ("\n" if ls else ""))
+    return root

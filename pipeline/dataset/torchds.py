@@ -350,10 +350,11 @@ class ExpandedDataset:
     training stage take it unchanged (``train.dataset: expanded``).
 
     Per sample: ``t1``, ``t2`` float32 (3, hr_size, hr_size) RGB of the original images
-    (B04/B03/B02 for OSCD band folders), per image and channel scaled by its 2-98 % range and
-    centred (``(v - 0.5) / 0.25``); ``change`` int64 (hr_size, hr_size) 0/1, 255 = ignored or
-    no label (nearest resize); ``label1`` / ``label2`` all 255 (change datasets carry no
-    land-use classes: the segmentation losses are skipped); ``sentinel`` float32
+    (B04/B03/B02 for OSCD band folders; R, G, B of DynamicEarthNet's B, G, R, NIR images), per
+    image and channel scaled by its 2-98 % range and centred (``(v - 0.5) / 0.25``);
+    ``change`` int64 (hr_size, hr_size) 0/1, 255 = ignored or no label (nearest resize;
+    DynamicEarthNet: first vs last labelled month); ``label1`` / ``label2`` all 255 (no
+    FUSU land-use classes: the segmentation losses are skipped); ``sentinel`` float32
     (T, 14, fp_px, fp_px) of the sample's own months (``read_sample_cube``), standardised with
     ``expand/stats.json``, NaN -> 0, bilinear resize to ``fp_px`` (the footprints of a dataset
     differ in size); ``sentinel_valid``, ``counts``, ``month_mask``; ``patch_box`` scaled to
@@ -406,6 +407,7 @@ class ExpandedDataset:
 
         from pipeline.io.change_datasets import (
             read_change_label,
+            read_den_label,
             read_sample_cube,
             read_sample_rgb,
         )
@@ -416,8 +418,10 @@ class ExpandedDataset:
         files = json.loads(r["files"])
         size = (self.hr_size, self.hr_size)
 
+        den = r.get("label_encoding") == "den-onehot"
+
         def rgb(key: str) -> Any:
-            a = read_sample_rgb(files[key])
+            a = read_sample_rgb(files[key], (3, 2, 1) if den else (1, 2, 3))
             lo = np.nanpercentile(a, 2, axis=(1, 2))[:, None, None]
             hi = np.nanpercentile(a, 98, axis=(1, 2))[:, None, None]
             v = np.clip((a - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
@@ -426,7 +430,16 @@ class ExpandedDataset:
                                  align_corners=False)[0]
 
         t1, t2 = rgb("t1"), rgb("t2")
-        if files.get("label") and r.get("label_encoding"):
+        if den and files.get("labels"):
+            # DynamicEarthNet: change between the first and the last labelled month (255 where
+            # either has no class)
+            months_l = sorted(files["labels"])
+            a = read_den_label(files["labels"][months_l[0]])
+            b = read_den_label(files["labels"][months_l[-1]])
+            c = np.where((a == 255) | (b == 255), 255, (a != b).astype(np.uint8))
+            chg = F.interpolate(torch.from_numpy(c)[None, None].float(), size=size,
+                                mode="nearest")[0, 0].long()
+        elif files.get("label") and r.get("label_encoding"):
             chg = torch.from_numpy(read_change_label(files["label"], str(r["label_encoding"])))
             chg = F.interpolate(chg[None, None].float(), size=size,
                                 mode="nearest")[0, 0].long()

@@ -114,7 +114,7 @@ def expand_index(
 
 
 #: Adapters whose samples are at Sentinel-like resolution or km-size (the 'auto' extent rule).
-EXTENT_ADAPTERS = frozenset({"oscd", "spacenet7"})
+EXTENT_ADAPTERS = frozenset({"oscd", "spacenet7", "dynamicearthnet"})
 
 
 def footprint_rule(cfg: Any, fp: Any) -> FootprintRule:

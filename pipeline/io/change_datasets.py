@@ -439,6 +439,118 @@ def scan_spacenet7(root: str | Path) -> list[SampleRecord]:
 # --------------------------------------------------------------------------- AOI templates
 
 
+# --------------------------------------------------------------------------- DynamicEarthNet
+
+#: DynamicEarthNet's split-file folders (the TUM webshare's, torchgeo's redistribution).
+_DEN_SPLIT_DIRS = ("dynnet_training_splits", "split_info", ".")
+#: The cube paths in the split files point at the authors' machine; the release holds them
+#: under planet/ (the official loaders make the same replacement).
+_DEN_PREFIX = "/reprocess-cropped/UTM-24000/"
+#: The 7 label bands (one-hot, 255 = the class): DynamicEarthNet's classes in band order.
+DEN_CLASSES = ("impervious surface", "agriculture", "forest & other vegetation", "wetlands",
+               "soil", "water", "snow & ice")
+
+
+def _den_path(root: Path, rel: str) -> Path:
+    rel = rel.strip()
+    if rel.startswith(_DEN_PREFIX):
+        rel = "/planet/" + rel[len(_DEN_PREFIX):]
+    return root / rel.lstrip("/")
+
+
+def _den_label(root: Path, rel: str) -> Path:
+    """A label path of the split files; the mediatum release names six label folders with a
+    hyphen where the split files have the last underscore (torchgeo's redistribution notes
+    it): both spellings are tried."""
+    p = _den_path(root, rel)
+    if p.is_file():
+        return p
+    parts = rel.strip().lstrip("/").split("/")
+    if len(parts) > 1 and parts[0] == "labels":
+        d = parts[1]
+        for alt in (d[::-1].replace("_", "-", 1)[::-1], d[::-1].replace("-", "_", 1)[::-1]):
+            q = root.joinpath("labels", alt, *parts[2:])
+            if q.is_file():
+                return q
+    return p
+
+
+def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
+    """Records of the DynamicEarthNet layout, one per cube (layout ``dynamicearthnet``).
+
+    Reads the split files (``dynnet_training_splits/{train,val,test}.txt``: lines
+    ``<cube>/PF-SR <label .tif> <YYYY-MM>``); each cube becomes one multi-date sample over its
+    labelled months (the months of its split lines), with ``files`` = the PlanetFusion folder
+    (``planet/<zone>/<tile>/<cube>/PF-SR/<YYYY-MM-DD>.tif``, 4 bands B, G, R, NIR at 3 m) and
+    ``labels`` = {month: 7-band one-hot label}, the AOI-level split from the file it is listed
+    in, and the encoding ``den-onehot``.
+
+    Raises:
+        InputError: no split files, a cube without imagery or labels, no georeferencing.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise InputError(f"DynamicEarthNet folder {r} does not exist: fix expand.path")
+    lines: list[tuple[str, str, str, str]] = []
+    for d in _DEN_SPLIT_DIRS:
+        for split in ("train", "val", "test"):
+            f = r / d / f"{split}.txt"
+            if f.is_file():
+                for ln in f.read_text().splitlines():
+                    parts = ln.split()
+                    if len(parts) == 3:
+                        lines.append((split, parts[0], parts[1], parts[2]))
+        if lines:
+            break
+    if not lines:
+        raise InputError(
+            f"{r}: no DynamicEarthNet split files (dynnet_training_splits/train.txt, val.txt, "
+            "test.txt: '<cube>/PF-SR <label>.tif <YYYY-MM>' per line): put them beside planet/ "
+            "and labels/"
+        )
+    cubes: dict[str, dict[str, Any]] = {}
+    for split, cube_rel, label_rel, month in lines:
+        pf = _den_path(r, cube_rel)
+        cid = pf.parent.name if pf.name.upper() == "PF-SR" else pf.name
+        c = cubes.setdefault(cid, {"folder": pf, "labels": {}, "split": split})
+        c["labels"][month] = str(_den_label(r, label_rel))
+    out = []
+    for cid, c in sorted(cubes.items()):
+        folder: Path = c["folder"]
+        imgs = sorted(folder.glob("*.tif")) if folder.is_dir() else []
+        if not imgs:
+            raise InputError(f"DynamicEarthNet cube {cid}: no PlanetFusion images in {folder}: "
+                             "check the planet/ folder of the release")
+        missing = [m for m, p in c["labels"].items() if not Path(p).is_file()]
+        if missing:
+            raise InputError(f"DynamicEarthNet cube {cid}: label files of months {missing[:4]} "
+                             f"are missing (e.g. {c['labels'][missing[0]]})")
+        info = _georef(imgs[0], "PlanetFusion image")
+        months = sorted(c["labels"])
+        dates = tuple(dt.date(int(m[:4]), int(m[5:7]), 1) for m in months)
+        if len(dates) == 1:
+            dates = (dates[0], dates[0])
+        files: dict[str, Any] = {"images": str(folder), "labels": dict(sorted(c["labels"].items())),
+                                 "t1": str(imgs[0]), "t2": str(imgs[-1])}
+        out.append(SampleRecord(cid, info["crs"], info["bounds"], dates, info["gsd_m"],
+                                info["width"], info["height"], files, cid, "den-onehot",
+                                str(folder), c["split"]))
+    return out
+
+
+def read_den_label(path: str | Path) -> np.ndarray:
+    """uint8 (H, W) class map of a DynamicEarthNet label: 0..5 the first six one-hot bands,
+    255 = no class or snow & ice (band 7, which the official loader ignores as well)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        a = src.read()
+    out = np.full(a.shape[1:], 255, np.uint8)
+    for i in range(min(6, a.shape[0])):
+        out[a[i] == 255] = i
+    return out
+
+
 def read_aoi_templates(path: str, patch_px: int, gsd_m: float) -> list[SampleRecord]:
     """Synthetic tiling of AOI definitions with ``extent_wgs84`` (file, folder or glob)."""
     from pipeline.aoi import load_aoi
@@ -478,6 +590,8 @@ def read_samples(cfg: Any) -> list[SampleRecord]:
         return scan_oscd(cfg.path, cfg.oscd_change_encoding)
     if cfg.adapter == "spacenet7":
         return scan_spacenet7(cfg.path)
+    if cfg.adapter == "dynamicearthnet":
+        return scan_dynamicearthnet(cfg.path)
     if not cfg.plan_only:
         raise ConfigError(
             "expand.adapter 'aoi' tiles AOI extents synthetically and can only plan: set "
@@ -588,9 +702,10 @@ def read_sample_cube(layout: Any, sample_id: str, index: Any = None) -> dict[str
 _RGB_BANDS = ("B04", "B03", "B02")
 
 
-def read_sample_rgb(path: str | Path) -> np.ndarray:
-    """float32 (3, H, W) RGB of one sample date, in the file's own units (no scaling): the
-    first three bands of a raster (a one-band raster is repeated), or, for a folder of
+def read_sample_rgb(path: str | Path, bands: tuple[int, int, int] = (1, 2, 3)) -> np.ndarray:
+    """float32 (3, H, W) RGB of one sample date, in the file's own units (no scaling): bands
+    ``bands`` of a raster (1-based; DynamicEarthNet's B, G, R, NIR files: (3, 2, 1); a one-band
+    raster is repeated), or, for a folder of
     single-band files (OSCD's ``imgs_1/``), its B04 / B03 / B02 files.
 
     Raises:
@@ -609,13 +724,13 @@ def read_sample_rgb(path: str | Path) -> np.ndarray:
                     raise InputError(f"{p}: no {b} band file (*{b}.tif): an RGB needs "
                                      f"{'/'.join(_RGB_BANDS)}")
                 files.append(hit[0])
-            bands = []
+            layers = []
             for f in files:
                 with rasterio.open(f) as src:
-                    bands.append(src.read(1).astype(np.float32))
-            return np.stack(bands)
+                    layers.append(src.read(1).astype(np.float32))
+            return np.stack(layers)
         with rasterio.open(p) as src:
-            idx = [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+            idx = list(bands) if src.count >= max(bands) else [1, 1, 1]
             return src.read(idx).astype(np.float32)
     except RasterioIOError as exc:
         raise InputError(f"{p}: cannot be read ({exc}): check the file") from None

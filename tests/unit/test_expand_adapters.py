@@ -273,3 +273,43 @@ def test_months_before_sentinel_are_reported_or_clipped(tmp_path: Path, caplog) 
     assert "84 month(s) before Sentinel-2" in caplog.text and "clip_to_sentinel" in caplog.text
     clipped = build_sample_index((rec,), "levir", clip_to_sentinel=True)
     assert clipped.loc[0, "month_first"] == "2015-06" and clipped.loc[0, "n_months"] == 8
+
+
+def test_dynamicearthnet_layout(tmp_path: Path) -> None:
+    """One multi-date sample per cube over its labelled months, the AOI-level split of the
+    file that lists it, monthly labels kept per month, the mediatum hyphen spelling found."""
+    from tests.expand_helpers import make_dynamicearthnet
+
+    make_dynamicearthnet(tmp_path)
+    idx = _index("dynamicearthnet", tmp_path).set_index("sample_id")
+    assert list(idx.index) == ["1330_3107_13", "2196_3885_13"]
+    a = idx.loc["1330_3107_13"]
+    assert (a.month_first, a.month_last, a.n_months) == ("2018-01", "2019-12", 24)
+    assert a.source_split == "train" and idx.loc["2196_3885_13", "source_split"] == "test"
+    assert a.hr_crs == "EPSG:32610" and a.gsd_m == 3.0 and a.size_px == 32
+    assert a.label_encoding == "den-onehot"
+    files = json.loads(a.files)
+    assert sorted(files["labels"]) == ["2018-01", "2018-02", "2019-12"]
+    assert all(Path(p).is_file() for p in files["labels"].values())
+    b = json.loads(idx.loc["2196_3885_13", "files"])  # hyphenated label folder
+    assert "2196_3885_13-17N" in b["labels"]["2018-01"]
+    from pipeline.io.change_datasets import read_den_label
+
+    lab = read_den_label(files["labels"]["2019-12"])
+    assert lab.dtype == np.uint8 and set(np.unique(lab)) == {0, 1}
+
+
+def test_dynamicearthnet_plan_uses_the_extent_rule(tmp_path: Path) -> None:
+    from pipeline.config import FootprintsConfig, SentinelConfig
+    from pipeline.expand.drivers import expand_index
+    from pipeline.layout import Layout
+    from tests.expand_helpers import make_dynamicearthnet
+
+    make_dynamicearthnet(tmp_path / "den")
+    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(tmp_path / "den"), plan_only=True)
+    exp = expand_index(cfg, FootprintsConfig(), SentinelConfig(), Layout(tmp_path / "out"),
+                       "den")
+    # 32 px x 3 m = 96 m cubes + 320 m a side -> 74 px at 10 m (the 5x rule would give 48 px
+    # here, but 15 km for the real 1024 px cubes)
+    assert set(exp.index["fp_size_px"]) == {74} and exp.plan["totals"]["groups"] == 2
+    assert exp.plan["totals"]["group_months"] == 2 * 24
