@@ -574,13 +574,14 @@ class ExpandConfig(_Model):
     and labels are referenced, not copied."""
 
     adapter: Literal[
-        "index", "pairs", "oscd", "spacenet7", "dynamicearthnet", "aoi"] | None = Field(
+        "index", "pairs", "oscd", "spacenet7", "dynamicearthnet", "xbd", "aoi"] | None = Field(
         default=None,
         description="Change-dataset adapter: 'index' (GeoParquet/GeoJSON/GPKG/CSV patch index), "
         "'pairs' (folder of georeferenced T1/T2 GeoTIFF pairs + dates file), 'oscd' (OSCD "
         "layout), 'spacenet7' (SpaceNet 7 monthly mosaics), 'dynamicearthnet' (its release "
-        "and split files: one multi-date sample per cube), 'aoi' (plan-only synthetic tiling "
-        "of AOI templates with extent_wgs84, e.g. aoi/fusu-*.yaml). None = FUSU-style build "
+        "and split files: one multi-date sample per cube), 'xbd' (xBD / xView2 pre/post "
+        "pairs, placed by their labels' lon/lat building polygons), 'aoi' (plan-only synthetic "
+        "tiling of AOI templates with extent_wgs84, e.g. aoi/fusu-*.yaml). None = FUSU-style build "
         "from 'aois' (no expansion rules).",
     )
     path: str | None = Field(

@@ -140,3 +140,40 @@ def make_dynamicearthnet(root: Path, months: tuple[str, ...] = ("2018-01", "2018
     for split, ls in lines.items():
         (sd / f"{split}.txt").write_text("\n".join(ls) + ("\n" if ls else ""))
     return root
+
+
+def make_xbd(root: Path, size: int = 64) -> Path:
+    """Two xBD pairs in the release layout (``train/images/<disaster>_<id>_{pre,post}_
+    disaster.png``, ``train/labels/<same>.json``): label JSONs with ``features.lng_lat`` and
+    ``features.xy`` building polygons (WKT, paired by ``uid``) and the release's ``metadata``
+    keys; the second pair has no building (cannot be placed). Pixel -> lon/lat: lon = -95.5 +
+    x * 1e-5, lat = 29.8 - y * 1e-5."""
+    for split, stem, buildings in (("train", "hurricane-harvey_00000001",
+                                    [(5, 5, 20, 18, "no-damage"), (30, 40, 50, 60, "destroyed"),
+                                     (40, 2, 60, 12, "un-classified")]),
+                                   ("tier3", "hurricane-harvey_00000002", [])):
+        for when, date in (("pre", "2017-07-01T16:30:11.000Z"),
+                           ("post", "2017-08-31T17:38:50.685Z")):
+            write_png(root / split / "images" / f"{stem}_{when}_disaster.png", size, size)
+            xy, ll = [], []
+            for k, (x0, y0, x1, y1, sub) in enumerate(buildings):
+                ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+                props = {"feature_type": "building", "uid": f"u-{k}"}
+                if when == "post":
+                    props["subtype"] = sub
+                xy.append({"properties": props, "wkt": "POLYGON ((" + ", ".join(
+                    f"{x} {y}" for x, y in ring) + "))"})
+                ll.append({"properties": props, "wkt": "POLYGON ((" + ", ".join(
+                    f"{-95.5 + x * 1e-5} {29.8 - y * 1e-5}" for x, y in ring) + "))"})
+            doc = {"features": {"lng_lat": ll, "xy": xy}, "metadata": {
+                "sensor": "GEOEYE01", "provider_asset_type": "GEOEYE01", "gsd": 1.24,
+                "capture_date": date, "off_nadir_angle": 20.1, "pan_resolution": 0.5,
+                "sun_azimuth": 140.0, "sun_elevation": 60.0, "target_azimuth": 30.0,
+                "disaster": "hurricane-harvey", "disaster_type": "flooding",
+                "catalog_id": "1050010", "original_width": size, "original_height": size,
+                "width": size, "height": size, "id": f"{stem}-{when}",
+                "img_name": f"{stem}_{when}_disaster.png"}}
+            p = root / split / "labels" / f"{stem}_{when}_disaster.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(doc))
+    return root

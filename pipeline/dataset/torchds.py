@@ -410,6 +410,7 @@ class ExpandedDataset:
             read_den_label,
             read_sample_cube,
             read_sample_rgb,
+            read_xbd_change,
         )
 
         if not 0 <= i < len(self._rows):
@@ -437,6 +438,12 @@ class ExpandedDataset:
             a = read_den_label(files["labels"][months_l[0]])
             b = read_den_label(files["labels"][months_l[-1]])
             c = np.where((a == 255) | (b == 255), 255, (a != b).astype(np.uint8))
+            chg = F.interpolate(torch.from_numpy(c)[None, None].float(), size=size,
+                                mode="nearest")[0, 0].long()
+        elif r.get("label_encoding") == "xbd-damage" and files.get("label_post"):
+            # xBD: damaged buildings of the post label (255 on un-classified ones)
+            h0, w0 = int(r.get("height_px") or 1024), int(r.get("width_px") or 1024)
+            c = read_xbd_change(files["label_post"], h0, w0)
             chg = F.interpolate(torch.from_numpy(c)[None, None].float(), size=size,
                                 mode="nearest")[0, 0].long()
         elif files.get("label") and r.get("label_encoding"):

@@ -313,3 +313,28 @@ def test_dynamicearthnet_plan_uses_the_extent_rule(tmp_path: Path) -> None:
     # here, but 15 km for the real 1024 px cubes)
     assert set(exp.index["fp_size_px"]) == {74} and exp.plan["totals"]["groups"] == 2
     assert exp.plan["totals"]["group_months"] == 2 * 24
+
+
+def test_xbd_pairs_are_placed_by_their_label_coordinates(tmp_path: Path, caplog) -> None:
+    """xBD PNGs carry no georeferencing; the affine fitted to the labels' pixel / lon-lat
+    building vertices places the image; a pair without buildings is a counted skip."""
+    import logging
+
+    from pipeline.io.change_datasets import read_xbd_change, xbd_transform
+    from tests.expand_helpers import make_xbd
+
+    make_xbd(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        idx = _index("xbd", tmp_path)
+    assert list(idx["sample_id"]) == ["hurricane-harvey_00000001"]
+    assert "1 xBD pairs have no building" in caplog.text
+    s = idx.iloc[0]
+    b = json.loads(s.hr_bounds)
+    assert s.hr_crs == "EPSG:4326" and s.source_split == "train" and s.gsd_m == 1.24
+    np.testing.assert_allclose(b, [-95.5, 29.8 - 64e-5, -95.5 + 64e-5, 29.8], atol=1e-9)
+    assert (s.t1, s.t2) == ("2017-07-01", "2017-08-31") and s.label_encoding == "xbd-damage"
+    files = json.loads(s.files)
+    tr = xbd_transform(json.loads(Path(files["label_post"]).read_text()))
+    np.testing.assert_allclose(tr, [1e-5, 0, -95.5, 0, -1e-5, 29.8], atol=1e-12)
+    chg = read_xbd_change(files["label_post"], 64, 64)
+    assert chg[45, 35] == 1 and chg[10, 10] == 0 and chg[5, 50] == 255 and chg[63, 0] == 0
