@@ -35,6 +35,7 @@ Scores are fractions in [0, 1] (multiply by 100 for the papers' percentages).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,4 +272,51 @@ def scs_score(change_cm: np.ndarray, sc_cm: np.ndarray) -> dict[str, float]:
     """DynamicEarthNet's SCS from a global 2x2 change matrix and a changed-pixel class matrix."""
     bc = binary_scores(change_cm)["iou"]
     sc = sc_class_mean(sc_cm)
+    return {"bc": bc, "sc": sc, "scs": 0.5 * (bc + sc)}
+
+
+def den_scs(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], num_classes: int = 6,
+            ignore_label: int = 255) -> dict[str, float]:
+    """DynamicEarthNet's semantic change segmentation score over cubes of monthly maps, as its
+    evaluator (``codalab_eval/semantic_change_segmentation.py``) computes it.
+
+    For every cube and every consecutive month pair (t, t+1): change is ``map_t != map_t+1``
+    (ground truth and prediction alike, ignored values included); BC is the IoU of the change
+    class over all pairs of all cubes; SC is the mIoU of the semantic maps of month t+1 on the
+    ground-truth change pixels (rows of ``ignore_label`` removed; classes counted where they
+    occur in the ground truth or are hit); SCS = (BC + SC) / 2.
+
+    Args:
+        gt, pred: one (T, H, W) integer array per cube (classes 0..num_classes-1,
+            ``ignore_label`` in the ground truth), same shapes.
+
+    Returns:
+        {"bc", "sc", "scs"} fractions.
+    """
+    size = num_classes + 1 if ignore_label >= num_classes else num_classes
+    include = (np.arange(num_classes) if ignore_label >= num_classes
+               else np.array([i for i in range(num_classes) if i != ignore_label]))
+    sc_cm = np.zeros((size, size), np.int64)
+    bc_cm = np.zeros((2, 2), np.int64)
+    for g, p in zip(gt, pred, strict=True):
+        g, p = np.asarray(g, np.int64), np.asarray(p, np.int64)
+        if g.shape != p.shape:
+            raise ValueError(f"den_scs: shapes differ {g.shape} != {p.shape}")
+        for t in range(g.shape[0] - 1):
+            gc, pc = g[t] != g[t + 1], p[t] != p[t + 1]
+            lab, prd = g[t + 1], p[t + 1]
+            if ignore_label >= num_classes:
+                lab = np.where(lab != ignore_label, lab, num_classes)
+                prd = np.where(prd != ignore_label, prd, num_classes)
+            np.add.at(sc_cm, (lab[gc], prd[gc]), 1)
+            np.add.at(bc_cm, (gc.ravel().astype(np.int64), pc.ravel().astype(np.int64)), 1)
+    keep = np.zeros_like(sc_cm)
+    keep[include, :] = 1
+    sc_cm = sc_cm * keep
+    inter = sc_cm.diagonal().astype(np.float64)
+    union = sc_cm.sum(0) + sc_cm.sum(1) - inter
+    n = np.count_nonzero(inter + (sc_cm.sum(1) - inter))
+    sc = float(np.sum(inter / np.maximum(union, 1e-15)) / n) if n else 0.0
+    tp, fp, fn = bc_cm[1, 1], bc_cm[0, 1], bc_cm[1, 0]
+    bc = float(tp / max(tp + fp + fn, 1e-15))
     return {"bc": bc, "sc": sc, "scs": 0.5 * (bc + sc)}

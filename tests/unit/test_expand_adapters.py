@@ -338,3 +338,24 @@ def test_xbd_pairs_are_placed_by_their_label_coordinates(tmp_path: Path, caplog)
     np.testing.assert_allclose(tr, [1e-5, 0, -95.5, 0, -1e-5, 29.8], atol=1e-12)
     chg = read_xbd_change(files["label_post"], 64, 64)
     assert chg[45, 35] == 1 and chg[10, 10] == 0 and chg[5, 50] == 255 and chg[63, 0] == 0
+
+
+def test_xbd_plan_only_reports_footprints_and_costs(tmp_path: Path) -> None:
+    """Plan-only on the xBD fixture: the 64 px x ~1 m tile gets the scale rule (5x), placed in
+    its UTM zone, with request and byte estimates."""
+    from pipeline.config import FootprintsConfig, SentinelConfig
+    from pipeline.expand.drivers import expand_index
+    from pipeline.layout import Layout
+    from tests.expand_helpers import make_xbd
+
+    make_xbd(tmp_path / "xbd")
+    cfg = ExpandConfig(adapter="xbd", path=str(tmp_path / "xbd"), plan_only=True)
+    lay = Layout(tmp_path / "out")
+    exp = expand_index(cfg, FootprintsConfig(), SentinelConfig(), lay, "xbd")
+    plan = json.loads(lay.expand_plan().read_text())
+    t = plan["totals"]
+    assert t["samples"] == 1 and t["group_months"] == 2 and t["requests"] >= 2
+    assert t["bytes_est"] > 0 and plan["footprint_mode"] == "scale" and plan["warnings"] == []
+    fp = int(exp.index["fp_size_px"].iloc[0])
+    assert 25 <= fp <= 40  # 5 x ~61 m (64 px x 1e-5 deg at 29.8 N) / 10 m
+    assert int(exp.index["grid_epsg"].iloc[0]) == 32615  # Houston: UTM 15N

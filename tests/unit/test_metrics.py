@@ -129,3 +129,22 @@ def test_den_protocol_change_is_p1_differs_from_p2() -> None:
     assert out["bc"] == 0.0  # the head: IoU of change 0
     assert out["bc_den"] == pytest.approx(0.5)  # p1 != p2: 1 of the 2 changed pixels
     assert out["pixels"] == {"seg": 8, "change": 4, "changed": 2, "den": 4}
+
+
+def test_den_scs_known_answer() -> None:
+    """DynamicEarthNet's SCS on one 3-month cube, counted by hand: consecutive-month change,
+    BC over every pair, SC on the ground-truth change pixels of month t+1."""
+    from pipeline.train.metrics import den_scs
+
+    gt = np.array([[[0, 0, 1, 1]], [[0, 2, 1, 1]], [[0, 2, 1, 3]]])  # (T=3, 1, 4)
+    pr = np.array([[[0, 0, 1, 1]], [[0, 2, 2, 1]], [[0, 2, 2, 3]]])
+    out = den_scs([gt], [pr])
+    # pairs (0,1): gt change at px1, pred change at px1, px2; (1,2): gt px3, pred px3
+    # BC: tp = 2, fp = 1, fn = 0 -> 2/3
+    assert out["bc"] == pytest.approx(2 / 3)
+    # SC: changed gt pixels: (pair 1, px1) gt 2 pred 2; (pair 2, px3) gt 3 pred 3 -> IoU 1, 1
+    assert out["sc"] == pytest.approx(1.0) and out["scs"] == pytest.approx(5 / 6)
+    ignored = gt.copy()
+    ignored[2, 0, 3] = 255  # an ignored label is still a change, but no SC row
+    out2 = den_scs([ignored], [pr])
+    assert out2["bc"] == pytest.approx(2 / 3) and out2["sc"] == pytest.approx(1.0)
