@@ -348,7 +348,6 @@ class FakeEarthEngine:
         self.counters = FakeCounters()
         self._lock = _threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: _threading.Thread | None = None
 
     # ---- lifecycle
     @property
@@ -359,24 +358,9 @@ class FakeEarthEngine:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeEarthEngine:
-        fake = self
+        from tests.loopback import serve
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = _threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = serve(self._handle)
         return self
 
     def stop(self) -> None:

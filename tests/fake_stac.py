@@ -84,26 +84,9 @@ class FakeStac:
         return f"{self.url}/files/{rel.as_posix()}"
 
     def start(self) -> FakeStac:
-        fake = self
+        from tests.loopback import serve
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_HEAD(self) -> None:
-                fake._handle(self, "HEAD")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(self._handle)
         return self
 
     def stop(self) -> None:
