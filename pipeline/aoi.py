@@ -57,7 +57,10 @@ class AoiSpec(_Model):
         "values 0..17. None: the attribute already holds FUSU values (or FUSU class names).",
     )
     sentinel_archive: str | None = Field(
-        default=None, description="Scene archive folder for the local Sentinel source."
+        default=None,
+        description="Sentinel data of this AOI: a static STAC catalogue (a folder holding "
+        "catalog.json, or the .json) for source 'stac', or a scene archive folder for source "
+        "'local'. None with 'stac': sentinel.stac.url or the profile's public API.",
     )
     extent_wgs84: tuple[float, float, float, float] | None = Field(
         default=None,
