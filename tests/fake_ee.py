@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.grid import Footprints, compute_footprints
+from tests.loopback import LoopbackService
 
 
 def fusu_like_footprints(
@@ -293,7 +294,7 @@ class FakeCounters:
     log: list[dict[str, Any]] = _field(default_factory=list)
 
 
-class FakeEarthEngine:
+class FakeEarthEngine(LoopbackService):
     """A fake Earth Engine REST server on 127.0.0.1 (random port) in a daemon thread.
 
     Serves the discovery document and algorithm list shipped in the ``ee`` wheel, answers
@@ -349,32 +350,7 @@ class FakeEarthEngine:
         self._lock = _threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
-    # ---- lifecycle
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("fake EE server not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeEarthEngine:
-        from tests.loopback import serve
-
-        self._server = serve(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeEarthEngine:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
+    # ---- counters (start / stop / url: LoopbackService)
     def reset_counters(self) -> None:
         with self._lock:
             self.counters = FakeCounters()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from tests.loopback import LoopbackService
+
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/item-search",
@@ -48,7 +50,7 @@ class Counters:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeStac:
+class FakeStac(LoopbackService):
     """Serves ``root`` under ``/files/`` and a STAC API over ``items`` under ``/api/``.
 
     Args:
@@ -68,13 +70,7 @@ class FakeStac:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
-    # ---- lifecycle
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
+    # ---- addresses (start / stop / url: LoopbackService)
     @property
     def api(self) -> str:
         return f"{self.url}/api"
@@ -82,24 +78,6 @@ class FakeStac:
     def file_url(self, path: Path | str) -> str:
         rel = Path(path).resolve().relative_to(self.root.resolve())
         return f"{self.url}/files/{rel.as_posix()}"
-
-    def start(self) -> FakeStac:
-        from tests.loopback import serve
-
-        self._server = serve(self._handle)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeStac:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def items_from_catalog(self, catalog: Path) -> list[dict[str, Any]]:
         """The items of a static catalogue under ``root``, asset hrefs rewritten to this

@@ -32,3 +32,36 @@ def serve(handle: Callable[[BaseHTTPRequestHandler, str], None]) -> ThreadingHTT
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class LoopbackService:
+    """Lifecycle of a fake service: ``start`` (a :func:`serve` server calling the subclass's
+    ``_handle(request_handler, method)``), ``stop``, the context manager, and ``url``."""
+
+    _server: ThreadingHTTPServer | None = None
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Any:
+        self._server = serve(self._handle)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
