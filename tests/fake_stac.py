@@ -33,12 +33,13 @@ class Fault:
     """An injected failure: requests whose path starts with ``prefix`` get ``kind`` ("429",
     "500", "503", "403", "404": that status with a JSON / text body; "slow": an answer after
     ``delay_s``; "truncate": the file's first half, announced as the whole file) ``times``
-    times (-1 = always)."""
+    times (-1 = always); ``contains`` narrows it to paths holding that text."""
 
     prefix: str
     kind: str
     times: int = 1
     delay_s: float = 3.0
+    contains: str = ""  # and the path holds this (e.g. "/L1C/": one product's files only)
 
 
 @dataclass
@@ -98,7 +99,7 @@ class FakeStac(LoopbackService):
     def _fault(self, path: str) -> Fault | None:
         with self._lock:
             for f in self.faults:
-                if path.startswith(f.prefix) and f.times != 0:
+                if path.startswith(f.prefix) and f.contains in path and f.times != 0:
                     if f.times > 0:
                         f.times -= 1
                     return f
@@ -119,10 +120,10 @@ class FakeStac(LoopbackService):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _json(self, h: BaseHTTPRequestHandler, code: int, doc: Any) -> None:
+    def _json(self, h: BaseHTTPRequestHandler, code: int, doc: Any, head: bool = False) -> None:
         ctype = "application/geo+json" if isinstance(doc, dict) and doc.get(
             "type") == "FeatureCollection" else "application/json"
-        self._send(h, code, json.dumps(doc).encode(), ctype)
+        self._send(h, code, json.dumps(doc).encode(), ctype, head=head)
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parsed = urlparse(h.path)
@@ -143,7 +144,8 @@ class FakeStac(LoopbackService):
                 msg = {"429": "Too Many Requests", "500": "Internal Server Error",
                        "503": "Service Unavailable", "403": "AccessDenied",
                        "404": "NoSuchKey"}.get(f.kind, "error")
-                return self._json(h, int(f.kind), {"code": msg, "description": msg})
+                return self._json(h, int(f.kind), {"code": msg, "description": msg},
+                                  head=method == "HEAD")
         try:
             if path.startswith("/files/"):
                 return self._file(h, path[len("/files/"):], method, entry, f)
@@ -169,10 +171,12 @@ class FakeStac(LoopbackService):
                         params["bbox"] = [float(v) for v in q["bbox"].split(",")]
                 return self._json(h, 200, self._search(params))
             entry["status"] = 404
-            return self._json(h, 404, {"code": "NotFound", "description": path})
+            return self._json(h, 404, {"code": "NotFound", "description": path},
+                              head=method == "HEAD")
         except ValueError as exc:
             entry["status"] = 400
-            return self._json(h, 400, {"code": "BadRequest", "description": str(exc)})
+            return self._json(h, 400, {"code": "BadRequest", "description": str(exc)},
+                              head=method == "HEAD")
 
     def _landing(self) -> dict[str, Any]:
         base = self.api
@@ -230,7 +234,7 @@ class FakeStac(LoopbackService):
         p = (self.root / rel).resolve()
         if self.root.resolve() not in p.parents or not p.is_file():
             entry["status"] = 404
-            return self._send(h, 404, b"NoSuchKey", "text/plain")
+            return self._send(h, 404, b"NoSuchKey", "text/plain", head=method == "HEAD")
         with self._lock:
             self.counters.file_requests += 1
         data = p.read_bytes()

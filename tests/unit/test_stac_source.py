@@ -299,3 +299,22 @@ def test_search_timeout_is_retried(server: FakeStac) -> None:
     sleeps: list[float] = []
     src = _api_source(server, timeout_s=0.5, sleep=sleeps.append)
     assert len(src.s2_scenes(MONTH, GRID)) == 2 and len(sleeps) == 1
+
+
+def test_refused_l1c_falls_back_to_scl(tmp_path: Path) -> None:
+    """Earth Search's L1C is requester-pays: without AWS credentials its reads are refused
+    (403). L2A scenes with an SCL layer are then masked with it (recorded), instead of failing
+    the month; the result equals the SCL recipe on the same scenes."""
+    write_scene(tmp_path, 3, 0.1, scl_cloud_left_half=False)
+    write_scene(tmp_path, 13, 0.3, cloud_left_half=True, scl_cloud_left_half=True)
+    write_scene_catalog(tmp_path)
+    want = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    with FakeStac(tmp_path) as srv:
+        srv.items = srv.items_from_catalog(tmp_path / "catalog.json")
+        srv.faults.append(Fault("/files/s2/", "403", times=-1, contains="/L1C/"))
+        src = _api_source(srv, max_retries=0)
+        res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    assert res.meta["s2_cloud_layers"] == {"s2cloudless": 0, "scl": 2}
+    assert len(res.meta["l1c_refused"]) == 2
+    np.testing.assert_array_equal(res.s2, want.s2)
+    np.testing.assert_array_equal(res.s2_count, want.s2_count)

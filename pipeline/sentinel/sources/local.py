@@ -161,6 +161,9 @@ class LocalSource:
     """
 
     name = "local"
+    #: Mask an L2A scene with its SCL when its L1C assets are refused (HTTP 401/403), instead
+    #: of failing: only meaningful for remote assets (the STAC source sets it).
+    scl_when_l1c_refused = False
 
     def __init__(self, archive: str | Path) -> None:
         self.archive = Path(archive)
@@ -175,6 +178,9 @@ class LocalSource:
         """State shared by every scene source: the cloud detector and the per-month caches."""
         self.detector = CloudDetector()
         self._lock = threading.Lock()
+        #: scenes whose L1C assets were refused (403: requester-pays without credentials):
+        #: masked with their SCL instead (STAC sources only, see ``scl_when_l1c_refused``)
+        self.l1c_refused: set[str] = set()
         self._s2: dict[str, list[S2Scene]] = {}
         self._s1: dict[str, list[S1Scene]] = {}
         # per-scene cloud probability cache (uint8 %, 255 = not computed) for one month at a time
@@ -255,9 +261,21 @@ class LocalSource:
                         skipped[why] += 1
                         log.info("%s: not usable as %s (%s): skipped", scene.id, product, why)
                         continue
+                    if layer == "s2cloudless" and scene.id in self.l1c_refused:
+                        layer = "scl"
                     if layer == "s2cloudless":
-                        clear = self._clear_mask(grid, block, scene, recipe, stats)
-                    else:
+                        try:
+                            clear = self._clear_mask(grid, block, scene, recipe, stats)
+                        except SourceError as exc:
+                            if not (self.scl_when_l1c_refused and scene.scl
+                                    and product == "L2A" and "is refused" in str(exc)):
+                                raise
+                            with self._lock:
+                                self.l1c_refused.add(scene.id)
+                            log.warning("%s: L1C assets refused (%s): masked with its SCL "
+                                        "layer instead", scene.id, exc)
+                            layer = "scl"
+                    if layer == "scl":
                         clear = self._scl_clear(grid, block, scene, recipe, stats)
                     if clear is None:
                         continue

@@ -214,6 +214,10 @@ class StacSource(LocalSource):
     """
 
     name = "stac"
+    #: Earth Search's L1C is requester-pays: without AWS credentials its reads are refused, and
+    #: the L2A scenes then fall back to their SCL layer (recorded in ``s2_cloud_layers`` and
+    #: ``meta["l1c_refused"]``) instead of failing the month.
+    scl_when_l1c_refused = True
 
     def __init__(
         self,
@@ -366,6 +370,7 @@ class StacSource(LocalSource):
         with gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s):
             res = super().fetch_block(aoi, grid, block, month, recipe)
         res.meta["skipped_items"] = list(self._skipped.get(month, []))
+        res.meta["l1c_refused"] = sorted(self.l1c_refused)
         res.meta["empty_searches"] = list(self._empty.get(month, []))
         return res
 
