@@ -29,6 +29,8 @@ Layouts
     ``<root>/[train/]<aoi>/images/global_monthly_YYYY_MM_mosaic_<aoi>.tif`` with
     ``labels[_match]/<stem>_Buildings.geojson``: one multi-date sample per AOI whose dates are
     the first day of each mosaic's month (months run first..last).
+``dynamicearthnet``, ``xbd``
+    :mod:`pipeline.io.change_datasets_den` and :mod:`pipeline.io.change_datasets_xbd`.
 ``aoi``
     AOI definition YAML files with ``extent_wgs84`` (e.g. ``aoi/fusu-*.yaml`` templates): a
     synthetic tiling for plan-only runs.
@@ -442,252 +444,6 @@ def scan_spacenet7(root: str | Path) -> list[SampleRecord]:
 # --------------------------------------------------------------------------- AOI templates
 
 
-# --------------------------------------------------------------------------- DynamicEarthNet
-
-#: DynamicEarthNet's split-file folders (the TUM webshare's, torchgeo's redistribution).
-_DEN_SPLIT_DIRS = ("dynnet_training_splits", "split_info", ".")
-#: The cube paths in the split files point at the authors' machine; the release holds them
-#: under planet/ (the official loaders make the same replacement).
-_DEN_PREFIX = "/reprocess-cropped/UTM-24000/"
-#: The 7 label bands (one-hot, 255 = the class): DynamicEarthNet's classes in band order.
-DEN_CLASSES = ("impervious surface", "agriculture", "forest & other vegetation", "wetlands",
-               "soil", "water", "snow & ice")
-
-
-def _den_path(root: Path, rel: str) -> Path:
-    rel = rel.strip()
-    if rel.startswith(_DEN_PREFIX):
-        rel = "/planet/" + rel[len(_DEN_PREFIX):]
-    return root / rel.lstrip("/")
-
-
-def _den_label(root: Path, rel: str) -> Path:
-    """A label path of the split files; the mediatum release names six label folders with a
-    hyphen where the split files have the last underscore (torchgeo's redistribution notes
-    it): both spellings are tried."""
-    p = _den_path(root, rel)
-    if p.is_file():
-        return p
-    parts = rel.strip().lstrip("/").split("/")
-    if len(parts) > 1 and parts[0] == "labels":
-        d = parts[1]
-        for alt in (d[::-1].replace("_", "-", 1)[::-1], d[::-1].replace("-", "_", 1)[::-1]):
-            q = root.joinpath("labels", alt, *parts[2:])
-            if q.is_file():
-                return q
-    return p
-
-
-def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
-    """Records of the DynamicEarthNet layout, one per cube (layout ``dynamicearthnet``).
-
-    Reads the split files (``dynnet_training_splits/{train,val,test}.txt``: lines
-    ``<cube>/PF-SR <label .tif> <YYYY-MM>``); each cube becomes one multi-date sample over its
-    labelled months (the months of its split lines), with ``files`` = the PlanetFusion folder
-    (``planet/<zone>/<tile>/<cube>/PF-SR/<YYYY-MM-DD>.tif``, 4 bands B, G, R, NIR at 3 m) and
-    ``labels`` = {month: 7-band one-hot label}, the AOI-level split from the file it is listed
-    in, and the encoding ``den-onehot``.
-
-    Raises:
-        InputError: no split files, a cube without imagery or labels, no georeferencing.
-    """
-    r = Path(root)
-    if not r.is_dir():
-        raise InputError(f"DynamicEarthNet folder {r} does not exist: fix expand.path")
-    lines: list[tuple[str, str, str, str]] = []
-    for d in _DEN_SPLIT_DIRS:
-        for split in ("train", "val", "test"):
-            f = r / d / f"{split}.txt"
-            if f.is_file():
-                for ln in f.read_text().splitlines():
-                    parts = ln.split()
-                    if len(parts) == 3:
-                        lines.append((split, parts[0], parts[1], parts[2]))
-        if lines:
-            break
-    if not lines:
-        raise InputError(
-            f"{r}: no DynamicEarthNet split files (dynnet_training_splits/train.txt, val.txt, "
-            "test.txt: '<cube>/PF-SR <label>.tif <YYYY-MM>' per line): put them beside planet/ "
-            "and labels/"
-        )
-    cubes: dict[str, dict[str, Any]] = {}
-    for split, cube_rel, label_rel, month in lines:
-        pf = _den_path(r, cube_rel)
-        cid = pf.parent.name if pf.name.upper() == "PF-SR" else pf.name
-        c = cubes.setdefault(cid, {"folder": pf, "labels": {}, "split": split})
-        c["labels"][month] = str(_den_label(r, label_rel))
-    out = []
-    for cid, c in sorted(cubes.items()):
-        folder: Path = c["folder"]
-        imgs = sorted(folder.glob("*.tif")) if folder.is_dir() else []
-        if not imgs:
-            raise InputError(f"DynamicEarthNet cube {cid}: no PlanetFusion images in {folder}: "
-                             "check the planet/ folder of the release")
-        missing = [m for m, p in c["labels"].items() if not Path(p).is_file()]
-        if missing:
-            raise InputError(f"DynamicEarthNet cube {cid}: label files of months {missing[:4]} "
-                             f"are missing (e.g. {c['labels'][missing[0]]})")
-        info = _georef(imgs[0], "PlanetFusion image")
-        months = sorted(c["labels"])
-        dates = tuple(dt.date(int(m[:4]), int(m[5:7]), 1) for m in months)
-        if len(dates) == 1:
-            dates = (dates[0], dates[0])
-        files: dict[str, Any] = {"images": str(folder), "labels": dict(sorted(c["labels"].items())),
-                                 "t1": str(imgs[0]), "t2": str(imgs[-1])}
-        out.append(SampleRecord(cid, info["crs"], info["bounds"], dates, info["gsd_m"],
-                                info["width"], info["height"], files, cid, "den-onehot",
-                                str(folder), c["split"]))
-    return out
-
-
-def read_den_label(path: str | Path) -> np.ndarray:
-    """uint8 (H, W) class map of a DynamicEarthNet label: 0..5 the first six one-hot bands,
-    255 = no class or snow & ice (band 7, which the official loader ignores as well)."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        a = src.read()
-    out = np.full(a.shape[1:], 255, np.uint8)
-    for i in range(min(6, a.shape[0])):
-        out[a[i] == 255] = i
-    return out
-
-
-# --------------------------------------------------------------------------- xBD
-
-#: Post-disaster building subtypes that count as change (damage); "un-classified" is ignored.
-XBD_DAMAGED = ("minor-damage", "major-damage", "destroyed")
-
-
-def _xbd_vertices(doc: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Matching (pixel x, y) and (lon, lat) vertices of a label JSON's building polygons
-    (``features.xy`` and ``features.lng_lat``, paired by ``uid``)."""
-    import shapely
-
-    feats = doc.get("features", {}) or {}
-    by_uid = {}
-    for f in feats.get("xy", []) or []:
-        uid = (f.get("properties") or {}).get("uid")
-        if uid is not None and f.get("wkt"):
-            by_uid[uid] = f["wkt"]
-    px, ll = [], []
-    for f in feats.get("lng_lat", []) or []:
-        uid = (f.get("properties") or {}).get("uid")
-        if uid not in by_uid or not f.get("wkt"):
-            continue
-        a = shapely.get_coordinates(shapely.from_wkt(by_uid[uid]))
-        b = shapely.get_coordinates(shapely.from_wkt(f["wkt"]))
-        if len(a) == len(b):
-            px.append(a)
-            ll.append(b)
-    if not px:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    return np.concatenate(px), np.concatenate(ll)
-
-
-def xbd_transform(doc: dict[str, Any]) -> tuple[float, ...] | None:
-    """The pixel -> lon/lat affine (a, b, c, d, e, f) of an xBD image, fitted (least squares)
-    to its label's building vertices, which the JSON gives both in pixels and in lon/lat;
-    None when it has fewer than 3 non-collinear vertices (an image without buildings)."""
-    return fit_pixel_affine(*_xbd_vertices(doc))
-
-
-def fit_pixel_affine(px: np.ndarray, ll: np.ndarray) -> tuple[float, ...] | None:
-    """Least-squares affine (a, b, c, d, e, f) with ``lon = a x + b y + c``, ``lat = d x + e y
-    + f`` from (N, 2) pixel and (N, 2) lon/lat vertices; None below 3 non-collinear points."""
-    if len(px) < 3:
-        return None
-    A = np.column_stack([px, np.ones(len(px))])
-    if np.linalg.matrix_rank(A) < 3:
-        return None
-    (a, b, c), *_ = np.linalg.lstsq(A, ll[:, 0], rcond=None)
-    (d, e, f), *_ = np.linalg.lstsq(A, ll[:, 1], rcond=None)
-    return (float(a), float(b), float(c), float(d), float(e), float(f))
-
-
-def scan_xbd(root: str | Path) -> list[SampleRecord]:
-    """Records of the xBD / xView2 layout (``<split>/images/<disaster>_<id>_{pre,post}_
-    disaster.png`` + ``<split>/labels/<same>.json``; splits train, tier3, test, hold), one per
-    pre/post pair. The PNGs carry no georeferencing, but the label JSONs give every building
-    both in pixels (``features.xy``) and in lon/lat (``features.lng_lat``): the image's affine
-    is fitted to those vertices (pre and post together), and its bounds come from it (EPSG:4326).
-    Dates are the JSONs' ``capture_date``; ``gsd_m`` their ``gsd``; the split is the folder.
-    Pairs without buildings cannot be placed: they are skipped, counted and logged.
-
-    Raises:
-        InputError: no label JSONs, or no pair that can be placed.
-    """
-    import json as _json
-
-    r = Path(root)
-    if not r.is_dir():
-        raise InputError(f"xBD folder {r} does not exist: fix expand.path")
-    pres = (sorted(r.glob("*/labels/*_pre_disaster.json"))
-            + sorted(r.glob("labels/*_pre_disaster.json")))
-    if not pres:
-        raise InputError(f"{r}: no xBD label files (<split>/labels/<disaster>_<id>_pre_disaster"
-                         ".json): point expand.path at the xBD root")
-    out, unplaced = [], []
-    for pre in pres:
-        post = pre.with_name(pre.name.replace("_pre_disaster", "_post_disaster"))
-        if not post.is_file():
-            raise InputError(f"{pre}: no post-disaster label {post.name} beside it")
-        d1, d2 = _json.loads(pre.read_text()), _json.loads(post.read_text())
-        stem = pre.name[: -len("_pre_disaster.json")]
-        (px1, ll1), (px2, ll2) = _xbd_vertices(d1), _xbd_vertices(d2)
-        tr = fit_pixel_affine(np.concatenate([px1, px2]), np.concatenate([ll1, ll2]))
-        if tr is None:
-            unplaced.append(stem)
-            continue
-        meta = d1.get("metadata", {}) or {}
-        w, h = int(meta.get("width", 1024)), int(meta.get("height", 1024))
-        a, b, c, d, e, f = tr
-        xs = [c, c + a * w, c + b * h, c + a * w + b * h]
-        ys = [f, f + d * w, f + e * h, f + d * w + e * h]
-        bounds = (min(xs), min(ys), max(xs), max(ys))
-        t1 = parse_date(meta.get("capture_date"), str(pre))
-        t2 = parse_date((d2.get("metadata") or {}).get("capture_date"), str(post))
-        img_dir = pre.parent.parent / "images"
-        files = {"t1": str(img_dir / f"{stem}_pre_disaster.png"),
-                 "t2": str(img_dir / f"{stem}_post_disaster.png"),
-                 "label_pre": str(pre), "label_post": str(post),
-                 "transform": list(tr)}
-        out.append(SampleRecord(stem, "EPSG:4326", bounds, (t1, t2),
-                                float(meta["gsd"]) if meta.get("gsd") else None, w, h,
-                                files, str(meta.get("disaster", "") or ""), "xbd-damage",
-                                str(pre), pre.parent.parent.name))
-    if unplaced:
-        log.warning("%s: %d xBD pairs have no building to fit their georeferencing and are "
-                    "skipped (e.g. %s)", r, len(unplaced), unplaced[:3])
-    if not out:
-        raise InputError(f"{r}: none of the {len(pres)} xBD pairs has buildings to place it")
-    return out
-
-
-def read_xbd_change(post_json: str | Path, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W) change of an xBD pair: 1 on buildings the post label grades minor-damage,
-    major-damage or destroyed, 255 on un-classified buildings, 0 elsewhere (no-damage buildings
-    and background), rasterised from the pixel polygons (``features.xy``)."""
-    import json as _json
-
-    import shapely
-    from rasterio.features import rasterize
-
-    doc = _json.loads(Path(post_json).read_text())
-    shapes = []
-    for f in (doc.get("features", {}) or {}).get("xy", []) or []:
-        sub = (f.get("properties") or {}).get("subtype", "")
-        if not f.get("wkt"):
-            continue
-        val = 1 if sub in XBD_DAMAGED else 255 if sub == "un-classified" else 0
-        if val:
-            shapes.append((shapely.from_wkt(f["wkt"]), val))
-    if not shapes:
-        return np.zeros((height, width), np.uint8)
-    return rasterize(shapes, out_shape=(height, width), fill=0, dtype="uint8")
-
-
 def read_aoi_templates(path: str, patch_px: int, gsd_m: float) -> list[SampleRecord]:
     """Synthetic tiling of AOI definitions with ``extent_wgs84`` (file, folder or glob)."""
     from pipeline.aoi import load_aoi
@@ -728,8 +484,12 @@ def read_samples(cfg: Any) -> list[SampleRecord]:
     if cfg.adapter == "spacenet7":
         return scan_spacenet7(cfg.path)
     if cfg.adapter == "dynamicearthnet":
+        from pipeline.io.change_datasets_den import scan_dynamicearthnet
+
         return scan_dynamicearthnet(cfg.path)
     if cfg.adapter == "xbd":
+        from pipeline.io.change_datasets_xbd import scan_xbd
+
         return scan_xbd(cfg.path)
     if not cfg.plan_only:
         raise ConfigError(
@@ -884,3 +644,25 @@ def read_change_label(path: str | Path, encoding: str) -> np.ndarray:
 
     with rasterio.open(path) as src:
         return change_to_binary(src.read(1), encoding)
+
+
+# the multi-date / coordinate-placed layouts live in their own modules (re-exported here)
+from pipeline.io.change_datasets_den import (  # noqa: E402
+    DEN_CLASSES,
+    read_den_label,
+    scan_dynamicearthnet,
+)
+from pipeline.io.change_datasets_xbd import (  # noqa: E402
+    XBD_DAMAGED,
+    fit_pixel_affine,
+    read_xbd_change,
+    scan_xbd,
+    xbd_transform,
+)
+
+__all__ = [
+    "DEN_CLASSES", "XBD_DAMAGED", "copy_originals", "fit_pixel_affine", "read_aoi_templates",
+    "read_change_label", "read_den_label", "read_index", "read_sample_cube", "read_sample_rgb",
+    "read_samples", "read_xbd_change", "scan_dynamicearthnet", "scan_oscd", "scan_pairs",
+    "scan_spacenet7", "scan_xbd", "xbd_transform",
+]
