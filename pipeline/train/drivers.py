@@ -19,7 +19,9 @@ from pipeline.layout import Layout
 log = logging.getLogger(__name__)
 
 
-def _split_dataset(cfg: TrainConfig, layout: Layout, name: str) -> Any:
+def _split_dataset(cfg: TrainConfig, layout: Layout, name: str, required: bool = True) -> Any:
+    """The ``name`` split of the dataset ``cfg.dataset`` names (native or expanded); a split
+    that cannot be loaded is a TrainingError, or None (logged) when not ``required``."""
     from pipeline.dataset.torchds import FusuDataset
     from pipeline.train.models import model_kind
     from pipeline.train.trainer import resolve_device
@@ -30,11 +32,16 @@ def _split_dataset(cfg: TrainConfig, layout: Layout, name: str) -> Any:
 
             return ExpandedDataset(layout.root, split=name, hr_size=cfg.hr_size_px or 256,
                                    fp_px=cfg.expanded_fp_px, months=cfg.months)
+        # on a GPU: compact samples (stored dtypes through the workers), normalised on the
+        # device by Trainer (prepare_batch); on the CPU the workers normalise
         return FusuDataset(layout.root, split=name, months=cfg.months,
                            with_sentinel=model_kind(cfg) != "hr_only", hr_size=cfg.hr_size_px,
                            compact=resolve_device(cfg).type == "cuda")
     except (DatasetError, MissingInputError) as exc:
-        raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
+        if required:
+            raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
+        log.warning("no %s evaluation: %s", name, exc)
+        return None
 
 
 def _loaded_trainer(cfg: TrainConfig, layout: Layout, threads: int) -> tuple[Any, Any, str]:
@@ -68,6 +75,7 @@ def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str
         TrainingError: the run has no weights, the split is missing or empty.
     """
     from pipeline.io.jsonfile import write_json
+    from pipeline.train.trainer import nan_to_none
 
     trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
     result = {"run": cfg.run, "split": cfg.eval_split, "weights": weights,
@@ -75,7 +83,7 @@ def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str
               "data_version": files_digest([layout.index(), layout.stats()]),
               "metrics": trainer.evaluate(ds, None).compute()}
     out = layout.train_dir(cfg.run) / f"eval_{cfg.eval_split}_{cfg.weights}.json"
-    write_json(out, _json_ready(result))
+    write_json(out, nan_to_none(result))
     log.info("%s on %s (%s): %s", cfg.run, cfg.eval_split, weights,
              {k: v for k, v in result["metrics"].items() if isinstance(v, float)})
     return result
@@ -193,16 +201,6 @@ def ablation_table(cfg: TrainConfig, layout: Layout) -> list[dict[str, Any]]:
     return rows
 
 
-def _json_ready(obj: Any) -> Any:
-    import math
-
-    if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
 def train_model(
     cfg: TrainConfig, layout: Layout, threads: int = 1, progress: bool = True
 ) -> dict[str, Any]:
@@ -225,35 +223,15 @@ def train_model(
             "the train stage needs torch and timm: pip install -e '.[train]'"
         ) from None
     from pipeline.dataset.collate import fusu_collate
-    from pipeline.dataset.torchds import FusuDataset
     from pipeline.train.models import model_kind
     from pipeline.train.trainer import Trainer, resolve_device
 
     torch.set_num_threads(max(1, threads))
     kind = model_kind(cfg)
     with_sentinel = kind != "hr_only"
-    # on a GPU: compact samples (stored dtypes through the workers), normalised on the device
-    # by Trainer (prepare_batch); on the CPU the workers normalise (in parallel) as before
-    compact = resolve_device(cfg).type == "cuda"
-
-    def split(name: str, required: bool) -> Any:
-        try:
-            if cfg.dataset == "expanded":
-                from pipeline.dataset.torchds import ExpandedDataset
-
-                return ExpandedDataset(layout.root, split=name, hr_size=cfg.hr_size_px or 256,
-                                       fp_px=cfg.expanded_fp_px, months=cfg.months)
-            return FusuDataset(layout.root, split=name, months=cfg.months,
-                               with_sentinel=with_sentinel, hr_size=cfg.hr_size_px,
-                               compact=compact)
-        except (DatasetError, MissingInputError) as exc:
-            if required:
-                raise TrainingError(f"cannot load the {name!r} split: {exc}") from None
-            log.warning("no %s evaluation: %s", name, exc)
-            return None
-
-    train_ds = split("train", True)
-    val_ds, test_ds = split("val", False), split("test", False)
+    train_ds = _split_dataset(cfg, layout, "train")
+    val_ds = _split_dataset(cfg, layout, "val", required=False)
+    test_ds = _split_dataset(cfg, layout, "test", required=False)
     log.info("train %s: %d train / %s val / %s test patches, months=%s", kind, len(train_ds),
              len(val_ds) if val_ds else 0, len(test_ds) if test_ds else 0, cfg.months)
     data_files = ([layout.expand_samples(), layout.expand_layout().stats()]

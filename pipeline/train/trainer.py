@@ -578,15 +578,16 @@ class Trainer:
                 self.model.load_state_dict(final)
             elif "test" in result:
                 result["test_best"] = result["test"]
-        write_json(self.out_dir / "metrics.json", _nan_to_none(result))
+        write_json(self.out_dir / "metrics.json", nan_to_none(result))
         if self._tb is not None:
             self._tb.close()
         return result
 
 
-def _nan_to_none(obj: Any) -> Any:
+def nan_to_none(obj: Any) -> Any:
+    """A metrics dict ready for JSON: NaN -> None, keys as strings (recursively)."""
     if isinstance(obj, dict):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
+        return {str(k): nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
