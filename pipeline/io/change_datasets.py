@@ -573,13 +573,11 @@ def read_sample_cube(layout: Any, sample_id: str, index: Any = None) -> dict[str
     if not store.exists():
         raise InputError(f"{store} does not exist: run the expansion without expand.plan_only")
     c0, r0, n = int(r["fp_col0"]), int(r["fp_row0"]), int(r["fp_size_px"])
-    from pipeline.io.mosaic import mosaic_months
+    from pipeline.io.mosaic import month_span
 
-    all_months = mosaic_months(store)
-    t = [i for i, m in enumerate(all_months) if r["month_first"] <= m <= r["month_last"]]
     # the sample's months are one contiguous run of the group's: read only those (lazy: the
     # cube of one sample costs about its own bytes)
-    span = (t[0], t[-1] + 1) if t else (0, 0)
+    span = month_span(store, str(r["month_first"]), str(r["month_last"]))
     cube = read_footprint_cube(store, c0, r0, n, months=span)
     grid = AoiGrid.from_dict(read_json(xl.grid(r["aoi"])))
     return {

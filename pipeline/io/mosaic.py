@@ -527,6 +527,15 @@ def mosaic_months(path: str | Path) -> list[str]:
     return list(_root_attrs(Path(path))["months"])
 
 
+def month_span(path: str | Path, first: str, last: str) -> tuple[int, int]:
+    """(start, stop) indices of the store's months within ``first..last`` (``YYYY-MM``), a
+    contiguous run of its time axis; read from the per-process cache of opened stores, so a
+    dataset asking once per sample opens nothing twice."""
+    months = list(_open_arrays(str(Path(path)), "r")[1]["months"])
+    t = [i for i, m in enumerate(months) if first <= m <= last]
+    return (t[0], t[-1] + 1) if t else (0, 0)
+
+
 def read_footprint_cube(
     path: str | Path, col0: int, row0: int, size: int | tuple[int, int], raw: bool = False,
     months: tuple[int, int] | None = None,
