@@ -266,7 +266,7 @@ class GeeConfig(_Model):
 
 
 class StacConfig(_Model):
-    profile: Literal["earth-search", "planetary-computer"] = Field(
+    profile: Literal["earth-search", "earth-search-c1", "planetary-computer"] = Field(
         default="earth-search",
         description="Provider layout: collection ids, asset keys, offsets, signing "
         "(docs/sources.md lists what each provider lacks).",
@@ -296,6 +296,11 @@ class StacConfig(_Model):
     concurrency: int = Field(
         default=8, ge=1, le=64, json_schema_extra=EXECUTION,
         description="Blocks read concurrently per month job (threads).",
+    )
+    item_concurrency: int = Field(
+        default=4, ge=1, le=32, json_schema_extra=EXECUTION,
+        description="Scenes of one block read at once (threads: hides the object store's "
+        "latency; composited in order, so the bytes do not depend on it).",
     )
     max_items: int = Field(
         default=5000, ge=1, json_schema_extra=EXECUTION,

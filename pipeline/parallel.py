@@ -13,7 +13,11 @@ the shared file system a Snakemake cluster run needs anyway. Tasks must be pickl
 objects holding locks, open files or caches (e.g. a Sentinel source) in :class:`PerProcess`,
 which ships only how to build the object and builds it once per worker process.
 
-Public API: :func:`get_client`, :func:`executor`, :func:`map_blocks`, :class:`PerProcess`.
+Inside one block, a source's scene reads can overlap too (:func:`ordered_map`: bounded
+look-ahead on threads, results in order, so composites do not depend on it).
+
+Public API: :func:`get_client`, :func:`executor`, :func:`map_blocks`, :func:`ordered_map`,
+:class:`PerProcess`.
 """
 
 from __future__ import annotations
@@ -150,3 +154,43 @@ class PerProcess:
             obj = _CACHE.pop(self._key, None)
         if obj is not None and hasattr(obj, "close"):
             obj.close()
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int = 1,
+    wrap: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+) -> Iterator[R]:
+    """``fn(x)`` for each of ``items``, yielded in input order, with at most ``workers`` calls
+    in flight on a thread pool (``workers <= 1``: in the calling thread, lazily).
+
+    Bounded look-ahead: a result is computed at most ``workers`` items before it is consumed,
+    so memory stays at ``workers`` results whatever the number of items (the reads of one
+    block's scenes). ``wrap`` is entered around every call in its worker thread (e.g. a
+    ``rasterio.Env``: GDAL config options are thread-local). The first exception is re-raised
+    in order; calls not yet started are cancelled.
+    """
+    import collections
+
+    def call(x: T) -> R:
+        if wrap is None:
+            return fn(x)
+        with wrap():
+            return fn(x)
+
+    if workers <= 1:
+        for x in items:
+            yield call(x)
+        return
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque[Any] = collections.deque()
+        try:
+            for x in it:
+                pending.append(pool.submit(call, x))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()

@@ -48,6 +48,8 @@ class Counters:
     search_requests: int = 0
     file_requests: int = 0
     bytes: int = 0  # body bytes of file answers
+    files_in_flight: int = 0
+    max_files_in_flight: int = 0  # most file requests answered at once (overlapped reads)
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -59,11 +61,14 @@ class FakeStac(LoopbackService):
         items: STAC item dicts (their asset hrefs should point at this server: see
             :meth:`items_from_catalog`); each needs ``collection``.
         page_size: the API's maximum page size (``limit`` is capped to it).
+        latency_s: delay before every file answer (an object store's first-byte latency;
+            what overlapping reads hide).
     """
 
     def __init__(self, root: Path, items: list[dict[str, Any]] | None = None,
-                 page_size: int = 100) -> None:
+                 page_size: int = 100, latency_s: float = 0.0) -> None:
         self.root = Path(root)
+        self.latency_s = float(latency_s)
         self.items = list(items or [])
         self.page_size = int(page_size)
         self.faults: list[Fault] = []
@@ -237,6 +242,19 @@ class FakeStac(LoopbackService):
             return self._send(h, 404, b"NoSuchKey", "text/plain", head=method == "HEAD")
         with self._lock:
             self.counters.file_requests += 1
+            self.counters.files_in_flight += 1
+            self.counters.max_files_in_flight = max(self.counters.max_files_in_flight,
+                                                    self.counters.files_in_flight)
+        try:
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            self._answer_file(h, p, rel, method, entry, f)
+        finally:
+            with self._lock:
+                self.counters.files_in_flight -= 1
+
+    def _answer_file(self, h: BaseHTTPRequestHandler, p: Path, rel: str, method: str,
+                     entry: dict[str, Any], f: Fault | None) -> None:
         data = p.read_bytes()
         if f is not None and f.kind == "truncate":
             data = data[: len(data) // 2]

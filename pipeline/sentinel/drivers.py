@@ -39,7 +39,7 @@ from pipeline.layout import Layout
 from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
 from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.sources import make_source, source_identity
+from pipeline.sentinel.sources import make_source, source_identity, stac_kwargs
 from pipeline.sentinel.sources.base import Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
@@ -146,22 +146,34 @@ def fetch_month(
         layout: output layout (reads the block plan, writes the staging store and summary).
         threads: the job's threads (concurrent blocks of an offline source).
         source: a ready source (tests); None builds the configured one.
-        dask: with ``dask.address`` set and the local source, the month's blocks
-            (s2cloudless + compositing) run on that dask.distributed cluster
-            (:mod:`pipeline.parallel`); each worker opens the scene archive itself.
+        dask: with ``dask.address`` set and the local or stac source, the month's blocks
+            (reads, s2cloudless, compositing) run on that dask.distributed cluster
+            (:mod:`pipeline.parallel`); each worker opens the scene archive itself (local),
+            or gets the month's STAC search results from this job, which searched once
+            (stac).
     """
     name = aoi.name
     plan = BlockPlan.from_dict(read_json(layout.sentinel_blocks(name), "block plan",
                                          f"run rule sentinel_init for AOI {name}"))
-    distributed = bool(dask and dask.address) and cfg.source == "local" and source is None
+    distributed = (bool(dask and dask.address) and cfg.source in ("local", "stac")
+                   and source is None)
     where = f"AOI {name}"
-    if distributed:
+    if distributed and cfg.source == "stac":
+        from pipeline.parallel import PerProcess
+        from pipeline.sentinel.sources.stac import OnWorkers, build_stac_source
+
+        kwargs = stac_kwargs(cfg, aoi.sentinel_archive, absolute=True)
+        ref = PerProcess(build_stac_source, (tuple(sorted(kwargs.items())),))
+        # the job searches once; workers get the month's scenes and never search
+        src: Any = OnWorkers(ref, ref.get().month_listing(month, plan.grid))
+        layout = Layout(layout.root.resolve())
+    elif distributed:
         from pipeline.parallel import PerProcess
         from pipeline.sentinel.sources.local import LocalSource
 
         make_source(cfg, aoi.sentinel_archive, where).close()  # validate the archive here
         # workers run elsewhere (another cwd / node): ship absolute paths only
-        src: Any = PerProcess(LocalSource, (str(Path(str(aoi.sentinel_archive)).resolve()),))
+        src = PerProcess(LocalSource, (str(Path(str(aoi.sentinel_archive)).resolve()),))
         layout = Layout(layout.root.resolve())
     else:
         src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)

@@ -6,12 +6,13 @@ import hashlib
 import pickle
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.config import DaskConfig
 from pipeline.errors import ConfigError
-from pipeline.parallel import PerProcess, executor, get_client, map_blocks
+from pipeline.parallel import PerProcess, executor, get_client, map_blocks, ordered_map
 
 
 def _square_and_thread(x: int) -> tuple[int, str]:
@@ -96,6 +97,43 @@ def test_per_process_objects_are_built_once_and_pickle_without_state(
     assert obj.closed and ref.get() is not obj
 
 
+def test_ordered_map_keeps_order_bounds_look_ahead_and_wraps_each_call() -> None:
+    import contextlib
+    import time
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0, "wrapped": 0}
+    local = threading.local()
+
+    @contextlib.contextmanager
+    def wrap():  # type: ignore[no-untyped-def]
+        local.inside = True
+        with lock:
+            state["wrapped"] += 1
+        yield
+        local.inside = False
+
+    def slow(x: int) -> int:
+        assert getattr(local, "inside", False)  # entered in the worker's own thread
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.02 * (5 - x % 5))  # later items finish first
+        with lock:
+            state["now"] -= 1
+        return x * 10
+
+    out = []
+    for v in ordered_map(slow, range(12), workers=3, wrap=wrap):
+        out.append(v)
+        assert state["now"] <= 3
+    assert out == [x * 10 for x in range(12)]
+    assert 2 <= state["peak"] <= 3 and state["wrapped"] == 12
+    assert list(ordered_map(lambda x: x + 1, iter(range(4)))) == [1, 2, 3, 4]  # in-thread
+    with pytest.raises(ValueError, match="block 3 is bad"):
+        list(ordered_map(_fail_on_three, range(8), workers=2))
+
+
 def test_unreachable_scheduler_names_the_address_and_the_fix() -> None:
     with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9.*dask.address: null"):
         get_client(DaskConfig(address="tcp://127.0.0.1:9"), timeout_s=1.0)
@@ -109,9 +147,11 @@ def _store_digest(store: Path) -> dict[str, str]:
     }
 
 
-def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig) -> dict[str, str]:
-    """sentinel_init + sentinel_month (local source, real s2cloudless) of a two-block AOI under
-    ``root`` (may be relative) from a two-scene archive; returns the staging store digest."""
+def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig,
+                          cfg: Any = None) -> dict[str, str]:
+    """sentinel_init + sentinel_month (local source unless ``cfg`` says otherwise, real
+    s2cloudless) of a two-block AOI under ``root`` (may be relative) from a two-scene archive;
+    returns the staging store digest."""
     import pandas as pd
 
     from pipeline.config import SentinelConfig
@@ -126,9 +166,12 @@ def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig) -> di
     # two 64 px blocks (the mosaic chunk); the scenes cover the west one and part of the east
     grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 128}))
     if not archive.is_dir():
+        from pipeline.io.stac import write_scene_catalog
+
         write_scene(archive, 3, 0.1)
         write_scene(archive, 13, 0.3, cloud_left_half=True)
-    cfg = SentinelConfig(source="local", block_size_px=64)
+        write_scene_catalog(archive)
+    cfg = cfg or SentinelConfig(source="local", block_size_px=64)
     lay = Layout(root)
     write_json(lay.grid("a"), grid.to_dict() | {"rule": "t", "size_px": 64, "scale": 5.0})
     fp = pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"], "fp_col0": [0, 64],
@@ -179,3 +222,35 @@ def test_dask_worker_process_elsewhere_gets_absolute_paths(
                                     DaskConfig(address=cluster.scheduler_address))
     assert got == reference
     assert not any(elsewhere.iterdir())  # nothing was written relative to the worker's cwd
+
+
+def test_stac_month_on_dask_worker_processes_searches_once_and_equals_in_process(
+    tmp_path: Path
+) -> None:
+    """STAC source on a dask cluster of worker processes: the job searches the STAC API once,
+    the workers (fresh processes: nothing shared but what is shipped) get the month's scenes,
+    read the COGs over HTTP and write the same mosaic bytes as the in-process run."""
+    from distributed import LocalCluster
+
+    from pipeline.config import SentinelConfig
+    from tests.fake_stac import FakeStac
+
+    archive = tmp_path / "scenes"
+    _sentinel_month_store(tmp_path / "local", archive, DaskConfig())  # writes the archive
+    with FakeStac(archive) as srv:
+        srv.items = srv.items_from_catalog(archive / "catalog.json")
+        cfg = SentinelConfig(source="stac", block_size_px=64,
+                             stac={"url": srv.api, "s1_collection": ""})
+        inproc = _sentinel_month_store(tmp_path / "inproc", archive, DaskConfig(), cfg)
+        searches = srv.counters.search_requests
+        assert searches >= 2  # L2A + L1C
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0") as cluster:
+            files_before = srv.counters.file_requests
+            remote = _sentinel_month_store(
+                tmp_path / "remote", archive, DaskConfig(address=cluster.scheduler_address), cfg)
+            prefixes = cluster.scheduler.task_prefixes  # the blocks were the cluster's tasks
+            assert sum(prefixes["fetch_block_into_mosaic"].state_counts.values()) >= 2
+        assert srv.counters.search_requests == 2 * searches  # the job's searches only
+        assert srv.counters.file_requests > files_before  # the workers read the COGs
+    assert remote == inproc

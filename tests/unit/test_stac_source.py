@@ -125,6 +125,22 @@ def test_static_catalogue_over_http_equals_the_local_archive(server: FakeStac, a
     _same(src.fetch_block("t", GRID, BLOCK, MONTH, Recipe()), local)
 
 
+def test_scenes_of_a_block_are_read_concurrently_with_the_same_result(archive: Path,
+                                                                       local) -> None:  # type: ignore[no-untyped-def]
+    """item_concurrency overlaps the scene reads of one block (an object store's latency is
+    hidden) and composites in order: the same arrays as one scene at a time."""
+    peaks = {}
+    for n in (1, 4):
+        with FakeStac(archive, latency_s=0.01) as srv:  # a fresh port: nothing cached
+            srv.items = srv.items_from_catalog(archive / "catalog.json")
+            res = _api_source(srv, item_concurrency=n).fetch_block("t", GRID, BLOCK, MONTH,
+                                                                   Recipe())
+            peaks[n] = srv.counters.max_files_in_flight
+        _same(res, local)
+        assert res.meta["s2_scenes_used"] == 2 and res.meta["s1_scenes"] == 2
+    assert peaks[1] == 1 and peaks[4] >= 2
+
+
 # --------------------------------------------------------------------------- provider shapes
 
 
@@ -192,6 +208,59 @@ def test_planetary_computer_items_are_signed_and_masked_with_scl(server: FakeSta
     files = [e for e in server.counters.log if e["path"].startswith("/files/")]
     assert signed and files and all(e["query"] == "sig=fake" for e in files)
     assert res.s1_count.max() == 2  # sentinel-1-rtc is the profile's own S1 collection
+
+
+def _c1_items(srv: FakeStac, offset: float | None) -> list[dict]:
+    """The server's L2A items in Earth Search Collection-1 layout (sentinel-2-c1-l2a): ids
+    ``S2A_T49SGU_<YYYYMMDD>T<HHMMSS>_L2A``, baseline 05.10, no boa_offset_applied property,
+    no L1C; the band assets' raster:bands offset set to ``offset`` (None: left as written)."""
+    out = []
+    for it in srv.items:
+        if it["collection"] != "sentinel-2-l2a":
+            continue
+        it = copy.deepcopy(it)
+        props = it["properties"]
+        stamp = props["datetime"].replace("-", "").replace(":", "")[:15]
+        it["id"] = f"S2A_T{props['grid:code'].removeprefix('MGRS-')}_{stamp}_L2A"
+        it["collection"] = "sentinel-2-c1-l2a"
+        props.pop("earthsearch:boa_offset_applied", None)
+        props["s2:processing_baseline"] = "05.10"
+        for key, a in it["assets"].items():
+            if offset is not None and key != "scl" and a.get("raster:bands"):
+                a["raster:bands"][0]["offset"] = offset
+        out.append(it)
+    return out
+
+
+def test_earth_search_collection_1_reads_offsets_from_raster_bands(server: FakeStac,
+                                                                   archive: Path) -> None:
+    from pipeline.sentinel.sources.stac import item_offset_dn, s2_scenes_from_items
+
+    c1 = PROFILES["earth-search-c1"]
+    keys = [c1.s2_keys[b] for b in ("B02", "B04")]
+    stated = _c1_items(server, -0.1)
+    assert stated[0]["id"].startswith("S2A_T49SGU_202003") and stated[0]["id"].endswith("_L2A")
+    assert item_offset_dn(stated[0], keys, c1) == -1000.0  # the COGs keep the offset
+    mixed = copy.deepcopy(stated[0])
+    mixed["assets"]["red"]["raster:bands"][0]["offset"] = 0.0
+    with pytest.raises(SourceError, match="different raster:bands offsets"):
+        item_offset_dn(mixed, keys, c1)
+    scenes = s2_scenes_from_items(stated, [], c1, lambda h: h, [])
+    assert [sc.offsets for sc in scenes] == [{"L2A": -1000.0}] * 2
+    assert all(sc.products == ("L2A",) for sc in scenes)
+
+    # the archive's DNs carry no offset and its assets say 0: baseline 05.10 must not
+    # subtract 1000 when raster:bands says otherwise -> the local SCL recipe, pixel for pixel
+    server.items = _c1_items(server, None)
+    src = _api_source(server, profile="earth-search-c1", collections=None)
+    assert src.collections["s2_l2a"] == "sentinel-2-c1-l2a" and not src.collections["s2_l1c"]
+    res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    ref = LocalSource(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    for k in ("s2", "s2_count"):
+        np.testing.assert_array_equal(getattr(res, k), getattr(ref, k), err_msg=k)
+    assert res.meta["s2_cloud_layers"] == {"s2cloudless": 0, "scl": 1}
+    assert res.meta["s2_scenes_skipped"]["no_cloud_layer"] == 1
+    assert res.meta["empty_searches"] == []  # the c1 collection was searched
 
 
 # --------------------------------------------------------------------------- bad input, faults

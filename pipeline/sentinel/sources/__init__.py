@@ -60,6 +60,26 @@ def stac_location(cfg: Any, archive: str | None) -> str | None:
     return None
 
 
+def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[str, Any]:
+    """The :class:`~pipeline.sentinel.sources.stac.StacSource` arguments of a configured
+    ``stac`` build (plain values: they pickle, for dask workers). ``absolute``: a catalogue
+    path on disk is made absolute (workers run in another directory or on another node)."""
+    from pathlib import Path
+
+    st = cfg.stac
+    loc = stac_location(cfg, archive)
+    if absolute and loc and "://" not in loc:
+        loc = str(Path(loc).resolve())
+    return {
+        "catalog": loc, "profile": st.profile,
+        "collections": {"s2_l2a": st.s2_l2a_collection, "s2_l1c": st.s2_l1c_collection,
+                        "s1": st.s1_collection},
+        "max_retries": st.max_retries, "backoff_base_s": st.backoff_base_s,
+        "timeout_s": st.timeout_s, "max_items": st.max_items, "s2_query": st.s2_query,
+        "item_concurrency": st.item_concurrency,
+    }
+
+
 def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
     """The configured source, for the native AOIs and the expansion groups alike.
 
@@ -91,14 +111,7 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
     if cfg.source == "stac":
         from pipeline.sentinel.sources.stac import StacSource
 
-        st = cfg.stac
-        return StacSource(
-            stac_location(cfg, archive), profile=st.profile,
-            collections={"s2_l2a": st.s2_l2a_collection, "s2_l1c": st.s2_l1c_collection,
-                         "s1": st.s1_collection},
-            max_retries=st.max_retries, backoff_base_s=st.backoff_base_s,
-            timeout_s=st.timeout_s, max_items=st.max_items, s2_query=st.s2_query,
-        )
+        return StacSource(**stac_kwargs(cfg, archive))
     raise ConfigError(
         f"{where}: unknown sentinel.source {cfg.source!r}: use 'stac', 'gee' or 'local'"
     )

@@ -67,8 +67,10 @@ A month without scenes gives NaN and count 0 (never zeros). A corrupt file raise
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,7 @@ from pipeline.io.scenes import (
     list_s2_scenes,
     read_on_grid,
 )
+from pipeline.parallel import ordered_map
 from pipeline.sentinel.composite import MeanAccumulator, postprocess_cloud_mask, project_shadows
 from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
 
@@ -153,6 +156,25 @@ def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:
     return list(out.values())
 
 
+@dataclass
+class _SceneRead:
+    """One S2 scene read on a block: ``values`` float32 (12, h, w) reflectance, ``ok`` bool
+    (12, h, w) per-band valid, ``seen`` bool (h, w) clear and inside; all None when the scene
+    misses the block or is skipped (``skip`` = the counted reason)."""
+
+    stats: dict[str, int]
+    layer: str | None = None
+    values: np.ndarray | None = None
+    ok: np.ndarray | None = None
+    seen: np.ndarray | None = None
+    skip: str | None = None
+
+
+def _merge_stats(into: dict[str, int], other: dict[str, int]) -> None:
+    for k, v in other.items():
+        into[k] = into.get(k, 0) + int(v)
+
+
 class LocalSource:
     """:class:`~pipeline.sentinel.sources.base.SentinelSource` reading a local scene archive.
 
@@ -161,6 +183,9 @@ class LocalSource:
     """
 
     name = "local"
+    #: Scenes of one block read concurrently (threads; blocks already run in parallel, so the
+    #: local archive keeps 1; the STAC source overlaps its HTTP round trips).
+    item_concurrency: int = 1
     #: Mask an L2A scene with its SCL when its L1C assets are refused (HTTP 401/403), instead
     #: of failing: only meaningful for remote assets (the STAC source sets it).
     scl_when_l1c_refused = False
@@ -250,76 +275,59 @@ class LocalSource:
         if product is not None:
             acc = MeanAccumulator(len(S2_BANDS), h, w)
             # one observation per datatake: its overlapping granules are mosaicked (first clear
-            # granule wins per pixel) before the mean and the count
-            for members in _groups(s2_scenes, lambda sc: sc.observation):
-                obs = _Mosaic()
-                for scene in members:
-                    layer = self.cloud_layer(scene, product, recipe)
-                    if layer is None:
-                        why = ("other_product" if product not in scene.products
-                               else "no_cloud_layer")
-                        skipped[why] += 1
-                        log.info("%s: not usable as %s (%s): skipped", scene.id, product, why)
-                        continue
-                    if layer == "s2cloudless" and scene.id in self.l1c_refused:
-                        layer = "scl"
-                    if layer == "s2cloudless":
-                        try:
-                            clear = self._clear_mask(grid, block, scene, recipe, stats)
-                        except SourceError as exc:
-                            if not (self.scl_when_l1c_refused and scene.scl
-                                    and product == "L2A" and "is refused" in str(exc)):
-                                raise
-                            with self._lock:
-                                self.l1c_refused.add(scene.id)
-                            log.warning("%s: L1C assets refused (%s): masked with its SCL "
-                                        "layer instead", scene.id, exc)
-                            layer = "scl"
-                    if layer == "scl":
-                        clear = self._scl_clear(grid, block, scene, recipe, stats)
-                    if clear is None:
-                        continue
-                    vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
-                    # the catalogue's scene-edge rule, as on Earth Engine: an observation needs
-                    # B8A and B9; each band's mean uses the observations where it has data
-                    edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
-                    obs.add(vals, ok, clear & edge)
-                    layers[layer] += 1
-                    used += 1
-                if obs.seen is not None:
-                    acc.add(obs.values, obs.ok, counted=obs.seen)
+            # granule wins per pixel) before the mean and the count. Scenes are read
+            # ``item_concurrency`` at a time, results consumed in order (same bytes).
+            groups = _groups(s2_scenes, lambda sc: sc.observation)
+            flat = [(gi, sc) for gi, members in enumerate(groups) for sc in members]
+            obs, current = _Mosaic(), 0
+            for gi, got in zip(
+                (gi for gi, _ in flat),
+                ordered_map(lambda x: self._s2_observation(grid, block, x[1], product, recipe),
+                            flat, self.item_concurrency, self._read_env),
+                strict=True,
+            ):
+                if gi != current:
+                    if obs.seen is not None:
+                        acc.add(obs.values, obs.ok, counted=obs.seen)
+                    obs, current = _Mosaic(), gi
+                _merge_stats(stats, got.stats)
+                if got.skip:
+                    skipped[got.skip] += 1
+                    continue
+                if (got.values is None or got.ok is None or got.seen is None
+                        or got.layer is None):
+                    continue
+                obs.add(got.values, got.ok, got.seen)
+                layers[got.layer] += 1
+                used += 1
+            if obs.seen is not None:
+                acc.add(obs.values, obs.ok, counted=obs.seen)
             res.s2, res.s2_count = acc.result()
         s1_used = 0
         acc1 = MeanAccumulator(len(S1_BANDS), h, w,
                                space="linear" if recipe.s1_mean == "linear" else "identity")
-        tr = grid.window_transform(block.col0, block.row0)
         passes = [sc for sc in s1_scenes if not (recipe.s1_orbit_pass and sc.orbit_pass
                                                   and sc.orbit_pass != recipe.s1_orbit_pass)]
         # one observation per orbit and day: the overlapping slices of a pass are mosaicked
-        for members in _groups(passes, lambda sc: sc.observation):
-            obs = _Mosaic()
-            for sc in members:
-                present = [b for b in S1_BANDS if b in sc.bands]
-                got, got_ok = read_on_grid(
-                    [sc.file(b) for b in present], grid.crs, tr, w, h, "nearest",
-                    nodata=float("nan"),
-                )
-                stats["requests"] += len(present)
-                stats["bytes"] += got.nbytes
-                # bands are independent: a polarisation the scene lacks is no data for it only
-                data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
-                valid = np.zeros((len(S1_BANDS), h, w), bool)
-                for i, b in enumerate(present):
-                    data[S1_BANDS.index(b)], valid[S1_BANDS.index(b)] = got[i], got_ok[i]
-                if sc.units == "linear":
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
-                valid &= np.isfinite(data)
-                if valid.any():
-                    obs.add(data, valid, np.asarray(valid.any(axis=0)))
-                    s1_used += 1
-            if obs.seen is not None:
-                acc1.add(obs.values, obs.ok, counted=obs.seen)
+        groups1 = _groups(passes, lambda sc: sc.observation)
+        flat1 = [(gi, sc) for gi, members in enumerate(groups1) for sc in members]
+        obs, current = _Mosaic(), 0
+        for gi, (data, valid, st) in zip(
+            (gi for gi, _ in flat1),
+            ordered_map(lambda x: self._read_s1(grid, block, x[1]), flat1,
+                        self.item_concurrency, self._read_env),
+            strict=True,
+        ):
+            if gi != current:
+                if obs.seen is not None:
+                    acc1.add(obs.values, obs.ok, counted=obs.seen)
+                obs, current = _Mosaic(), gi
+            _merge_stats(stats, st)
+            if valid.any():
+                obs.add(data, valid, np.asarray(valid.any(axis=0)))
+                s1_used += 1
+        if obs.seen is not None:
+            acc1.add(obs.values, obs.ok, counted=obs.seen)
         res.s1, res.s1_count = acc1.result()
         res.meta = {
             "s2_product": product,
@@ -333,6 +341,69 @@ class LocalSource:
             **stats,
         }
         return res
+
+    def _read_env(self) -> contextlib.AbstractContextManager[Any]:
+        """Entered around every scene read in its worker thread (the STAC source's GDAL HTTP
+        settings; GDAL config options are thread-local)."""
+        return contextlib.nullcontext()
+
+    def _s2_observation(
+        self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe
+    ) -> _SceneRead:
+        """One S2 scene on ``block`` as ``product``: its clear mask and values, or why it is
+        skipped (thread-safe; stats of its own)."""
+        stats = {"requests": 0, "bytes": 0, "retries": 0}
+        layer = self.cloud_layer(scene, product, recipe)
+        if layer is None:
+            why = "other_product" if product not in scene.products else "no_cloud_layer"
+            log.info("%s: not usable as %s (%s): skipped", scene.id, product, why)
+            return _SceneRead(stats, skip=why)
+        if layer == "s2cloudless" and scene.id in self.l1c_refused:
+            layer = "scl"
+        clear: np.ndarray | None = None
+        if layer == "s2cloudless":
+            try:
+                clear = self._clear_mask(grid, block, scene, recipe, stats)
+            except SourceError as exc:
+                if not (self.scl_when_l1c_refused and scene.scl
+                        and product == "L2A" and "is refused" in str(exc)):
+                    raise
+                with self._lock:
+                    self.l1c_refused.add(scene.id)
+                log.warning("%s: L1C assets refused (%s): masked with its SCL layer instead",
+                            scene.id, exc)
+                layer = "scl"
+        if layer == "scl":
+            clear = self._scl_clear(grid, block, scene, recipe, stats)
+        if clear is None:
+            return _SceneRead(stats)
+        vals, ok = self._read_s2(grid, block, scene, product, recipe, stats)
+        # the catalogue's scene-edge rule, as on Earth Engine: an observation needs B8A and
+        # B9; each band's mean uses the observations where it has data
+        edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
+        return _SceneRead(stats, layer=layer, values=vals, ok=ok, seen=clear & edge)
+
+    def _read_s1(
+        self, grid: AoiGrid, block: Block, sc: S1Scene
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        """One S1 scene on ``block``: float32 (2, h, w) dB (NaN = no data), bool (2, h, w)
+        valid per band, and the read's stats. A polarisation the scene lacks is no data for
+        it only."""
+        h, w = block.height, block.width
+        tr = grid.window_transform(block.col0, block.row0)
+        present = [b for b in S1_BANDS if b in sc.bands]
+        got, got_ok = read_on_grid([sc.file(b) for b in present], grid.crs, tr, w, h,
+                                   "nearest", nodata=float("nan"))
+        stats = {"requests": len(present), "bytes": int(got.nbytes), "retries": 0}
+        data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
+        valid = np.zeros((len(S1_BANDS), h, w), bool)
+        for i, b in enumerate(present):
+            data[S1_BANDS.index(b)], valid[S1_BANDS.index(b)] = got[i], got_ok[i]
+        if sc.units == "linear":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
+        valid &= np.isfinite(data)
+        return data, valid, stats
 
     def _scl_clear(
         self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]

@@ -29,14 +29,16 @@ search is recorded (``meta["empty_searches"]``) and logged, never a silent empty
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
@@ -83,6 +85,33 @@ def baseline_offset(props: dict[str, Any], profile: StacProfile) -> float:
     return BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
 
 
+def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfile,
+                   forced_props: dict[str, Any] | None = None) -> float:
+    """DN offset of an S2 item's band assets ``keys``: with ``profile.offset_rule ==
+    "raster_bands"`` the assets' own ``raster:bands`` offset divided by their scale (Earth
+    Search Collection 1: ``offset: -0.1`` with ``scale: 0.0001`` is -1000 DN, the data keep
+    it), else (or when no asset states one) :func:`baseline_offset` of its properties.
+
+    Raises:
+        SourceError: the band assets state different offsets (a mixed or broken item).
+    """
+    props = dict(item.get("properties", {})) | dict(forced_props or {})
+    if profile.offset_rule == "raster_bands":
+        found = set()
+        for key in keys:
+            rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
+            if rb.get("offset") is not None:
+                found.add(round(float(rb["offset"]) / float(rb.get("scale") or S2_SCALE), 6))
+        if len(found) > 1:
+            raise SourceError(
+                f"STAC item {item.get('id')}: its band assets state different raster:bands "
+                f"offsets {sorted(found)}: fix the catalogue or drop the item (s2_query)"
+            )
+        if found:
+            return float(found.pop())
+    return baseline_offset(props, profile)
+
+
 def _item_time(item: dict[str, Any]) -> dt.datetime:
     props = item.get("properties", {})
     s = props.get("datetime") or props.get("start_datetime")
@@ -118,15 +147,15 @@ def s2_scenes_from_items(
         if assets is None:
             continue
         products = ["L2A"]
-        offsets = {"L2A": baseline_offset(it.get("properties", {}), profile)}
+        offsets = {"L2A": item_offset_dn(it, _keys(profile, L2A_FILE_BANDS), profile)}
         pair = l1c_by_key.get(key)
         if pair is not None:
             l1c_assets = _band_assets(pair, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
             if l1c_assets is not None:
                 assets.update(l1c_assets)
                 products.append("L1C")
-                offsets["L1C"] = baseline_offset(pair.get("properties", {}) | {
-                    profile.offset_applied_property: False}, profile)
+                offsets["L1C"] = item_offset_dn(pair, _keys(profile, L1C_FILE_BANDS), profile,
+                                                {profile.offset_applied_property: False})
                 used_l1c.add(str(pair["id"]))
         out.append(_s2_scene(it, tuple(products), assets, offsets, profile))
     for it in l1c:
@@ -135,10 +164,14 @@ def s2_scenes_from_items(
         assets = _band_assets(it, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
         if assets is None:
             continue
-        props = it.get("properties", {}) | {profile.offset_applied_property: False}
-        out.append(_s2_scene(it, ("L1C",), assets, {"L1C": baseline_offset(props, profile)},
-                             profile))
+        off = item_offset_dn(it, _keys(profile, L1C_FILE_BANDS), profile,
+                             {profile.offset_applied_property: False})
+        out.append(_s2_scene(it, ("L1C",), assets, {"L1C": off}, profile))
     return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def _keys(profile: StacProfile, bands: Iterable[str]) -> list[str]:
+    return [profile.s2_keys[b] for b in bands]
 
 
 def _band_assets(
@@ -210,6 +243,8 @@ class StacSource(LocalSource):
         max_retries, backoff_base_s, timeout_s: search retries and per-request timeout.
         signer: href -> signed href (default: Planetary Computer signing for that profile).
         max_items: refuse a month with more items than this per collection (a wrong bbox).
+        item_concurrency: scenes of one block read at once (threads; their HTTP round trips
+            overlap). Results are composited in order, so the bytes do not depend on it.
         sleep: injectable sleep (tests).
     """
 
@@ -231,6 +266,7 @@ class StacSource(LocalSource):
         max_items: int = 5000,
         sleep: Callable[[float], None] = time.sleep,
         s2_query: dict[str, Any] | None = None,
+        item_concurrency: int = 4,
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -254,6 +290,7 @@ class StacSource(LocalSource):
         self.backoff_base_s = float(backoff_base_s)
         self.timeout_s = float(timeout_s)
         self.max_items = int(max_items)
+        self.item_concurrency = max(1, int(item_concurrency))
         self.s2_query = dict(s2_query or {})
         bad = [op for cond in self.s2_query.values() if isinstance(cond, dict)
                for op in cond if op not in _QUERY_OPS]
@@ -363,6 +400,10 @@ class StacSource(LocalSource):
 
     # ---- blocks
 
+    def _read_env(self) -> contextlib.AbstractContextManager[Any]:
+        return cast(contextlib.AbstractContextManager[Any],
+                    gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s))
+
     def fetch_block(
         self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
     ) -> BlockResult:
@@ -373,6 +414,67 @@ class StacSource(LocalSource):
         res.meta["l1c_refused"] = sorted(self.l1c_refused)
         res.meta["empty_searches"] = list(self._empty.get(month, []))
         return res
+
+    # ---- dask workers: search once in the job, ship the month's scenes
+
+    def month_listing(self, month: str, grid: AoiGrid) -> MonthListing:
+        """The month's searches, done here (once per AOI-month), as a picklable listing that
+        :class:`OnWorkers` hands to every worker."""
+        s2 = tuple(self.s2_scenes(month, grid))
+        s1 = tuple(self.s1_scenes(month, grid))
+        return MonthListing(month, s2, s1,
+                            tuple(tuple(sorted(d.items())) for d in self._skipped.get(month, [])),
+                            tuple(self._empty.get(month, [])))
+
+    def preload(self, listing: MonthListing) -> None:
+        """Use ``listing`` for its month instead of searching (a dask worker's source)."""
+        with self._lock:
+            self._s2[listing.month] = list(listing.s2)
+            self._s1[listing.month] = list(listing.s1)
+            self._skipped[listing.month] = [dict(d) for d in listing.skipped]
+            self._empty[listing.month] = list(listing.empty)
+
+
+@dataclass(frozen=True)
+class MonthListing:
+    """One AOI-month's STAC search results: the scenes (asset hrefs already signed) and what
+    was skipped or found empty."""
+
+    month: str
+    s2: tuple[S2Scene, ...]
+    s1: tuple[S1Scene, ...]
+    skipped: tuple[tuple[tuple[str, str], ...], ...] = ()
+    empty: tuple[str, ...] = ()
+
+
+def build_stac_source(kwargs: tuple[tuple[str, Any], ...]) -> StacSource:
+    """``StacSource(**dict(kwargs))``: the per-process factory of :class:`OnWorkers`."""
+    return StacSource(**dict(kwargs))
+
+
+@dataclass(frozen=True)
+class OnWorkers:
+    """A picklable stand-in for a :class:`StacSource` whose blocks run on dask workers.
+
+    Each worker process builds one source from ``source`` (a
+    :class:`~pipeline.parallel.PerProcess` of :func:`build_stac_source`, shared by every
+    month) and is handed the month's ``listing``, so workers never search: the job searched
+    once (:meth:`StacSource.month_listing`).
+    """
+
+    source: Any  # PerProcess of build_stac_source
+    listing: MonthListing
+    name: str = "stac"
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        src: StacSource = self.source.get()
+        src.preload(self.listing)
+        return src.fetch_block(aoi, grid, block, month, recipe)
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def grid_bbox_wgs84(grid: AoiGrid) -> tuple[float, float, float, float]:

@@ -8,6 +8,14 @@
   ``AWS_REQUEST_PAYER=requester``). No calibrated Sentinel-1 (its ``sentinel-1-grd`` is
   uncalibrated and requester-pays): S1 stays empty unless ``sentinel.stac.s1_collection``
   names one.
+* ``earth-search-c1``: Earth Search's ``sentinel-2-c1-l2a`` (ESA's Collection-1 reprocessing,
+  processing baseline >= 05.00; item ids ``S2B_T43QDB_20200110T053549_L2A``; the same asset
+  keys as ``sentinel-2-l2a``). Its COGs keep the -1000 DN offset and their ``raster:bands``
+  state it truthfully (``offset: -0.1`` at ``scale: 0.0001``), so the offset is read from
+  there. No L1C of the same collection (so clouds come from SCL; Earth Search's
+  ``sentinel-2-l1c`` has other ids and baselines) and no calibrated Sentinel-1. ESA's
+  reprocessing has gaps (Earth Search's README, April 2024: Nov 2016 - Nov 2019 and 2022
+  missing) and some items lack band assets (recorded skips).
 * ``planetary-computer``: Microsoft Planetary Computer
   (https://planetarycomputer.microsoft.com/api/stac/v1): ``sentinel-2-l2a`` COGs (asset keys
   ``B01`` ... ``B12``, ``B8A``, ``SCL``; DNs not harmonised: baseline >= 04.00 carries the -1000
@@ -45,6 +53,9 @@ class StacProfile:
         s1_units: ``linear`` (power, e.g. RTC gamma0) or ``db``.
         offset_applied_property: item property that is True when the provider already removed
             the baseline >= 04.00 offset from the DNs ("" = never removed).
+        offset_rule: ``baseline`` (processing baseline >= 04.00 means -1000 DN unless
+            ``offset_applied_property`` says it was removed) or ``raster_bands`` (the band
+            assets' ``raster:bands`` offset / scale, where the provider states it truthfully).
         l2a_suffix, l1c_suffix: item-id suffixes that pair an L2A item with its L1C item.
         sign: asset URLs need Planetary Computer signing.
         lacks: what the provider does not offer (for the docs and warnings).
@@ -58,6 +69,7 @@ class StacProfile:
     s1_keys: dict[str, str] = field(default_factory=dict)
     s1_units: str = "linear"
     offset_applied_property: str = ""
+    offset_rule: str = "baseline"
     l2a_suffix: str = "_L2A"
     l1c_suffix: str = "_L1C"
     sign: bool = False
@@ -72,6 +84,13 @@ PROFILES: dict[str, StacProfile] = {
         lacks="calibrated Sentinel-1 (no S1 unless sentinel.stac.s1_collection is set); its L1C "
               "is JPEG2000 in a requester-pays bucket",
     ),
+    "earth-search-c1": StacProfile(
+        name="earth-search-c1", s2_l2a="sentinel-2-c1-l2a", s2_l1c="", s1="",
+        s2_keys=_ES_KEYS, s1_keys={"VV": "vv", "VH": "vh"}, s1_units="linear",
+        offset_rule="raster_bands",
+        lacks="Sentinel-2 L1C of the same collection (clouds come from SCL, no L1C fallback), "
+              "calibrated Sentinel-1, and the months ESA has not reprocessed yet",
+    ),
     "planetary-computer": StacProfile(
         name="planetary-computer", s2_l2a="sentinel-2-l2a", s2_l1c="", s1="sentinel-1-rtc",
         s2_keys=_PC_KEYS, s1_keys={"VV": "vv", "VH": "vh"}, s1_units="linear", sign=True,
@@ -82,5 +101,6 @@ PROFILES: dict[str, StacProfile] = {
 #: Earth Search's default API root and Planetary Computer's.
 DEFAULT_URLS: dict[str, str] = {
     "earth-search": "https://earth-search.aws.element84.com/v1",
+    "earth-search-c1": "https://earth-search.aws.element84.com/v1",
     "planetary-computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
 }
