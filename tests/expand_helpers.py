@@ -105,17 +105,23 @@ def make_levir(root: Path) -> Path:
 
 
 def make_dynamicearthnet(root: Path, months: tuple[str, ...] = ("2018-01", "2018-02", "2019-12"),
-                         size: int = 32) -> Path:
+                         size: int = 32, e2e: bool = False) -> Path:
     """Two DynamicEarthNet cubes in the release layout: ``planet/<zone>/<tile>/<cube>/PF-SR/
     <YYYY-MM-DD>.tif`` (4 bands B, G, R, NIR, uint16, 3 m, UTM), ``labels/<cube>_<zone>/Labels/
     Raster/<tile name>/<tile name>-YYYY_MM_01.tif`` (7 one-hot uint8 bands, 255 = the class)
     and ``dynnet_training_splits/{train,val,test}.txt`` with the authors' cube paths
     (``/reprocess-cropped/UTM-24000/...``). The second cube's label folder uses the hyphen the
-    mediatum release has where the split files have an underscore."""
+    mediatum release has where the split files have an underscore. ``e2e``: both cubes inside
+    the scene extent of tests.sentinel_helpers (EPSG:32649), so a local archive covers them."""
     cubes = {"1330_3107_13": ("10N", "26E-183N", "EPSG:32610", 500000.0, 4400000.0,
                               "10N-121W-39N-L3H-SR", "train", "_"),
              "2196_3885_13": ("17N", "9E-42N", "EPSG:32617", 300000.0, 1000000.0,
                               "17N-83W-9N-L3H-SR", "test", "-")}
+    if e2e:
+        cubes = {"1330_3107_13": ("49N", "9E-42N", E2E_CRS, 650100.0, 3794900.0,
+                                  "49N-112E-34N-L3H-SR", "train", "_"),
+                 "2196_3885_13": ("49N", "9E-43N", E2E_CRS, 650500.0, 3794600.0,
+                                  "49N-112E-34N-L3H-SR", "test", "-")}
     lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for cid, (zone, tile, crs, x0, y0, tname, split, sep) in cubes.items():
         pf = root / "planet" / zone / tile / cid / "PF-SR"
@@ -142,18 +148,19 @@ def make_dynamicearthnet(root: Path, months: tuple[str, ...] = ("2018-01", "2018
     return root
 
 
-def make_xbd(root: Path, size: int = 64) -> Path:
+def make_xbd(root: Path, size: int = 64, lon0: float = -95.5, lat0: float = 29.8,
+             dates: tuple[str, str] = ("2017-07-01T16:30:11.000Z",
+                                       "2017-08-31T17:38:50.685Z")) -> Path:
     """Two xBD pairs in the release layout (``train/images/<disaster>_<id>_{pre,post}_
     disaster.png``, ``train/labels/<same>.json``): label JSONs with ``features.lng_lat`` and
     ``features.xy`` building polygons (WKT, paired by ``uid``) and the release's ``metadata``
-    keys; the second pair has no building (cannot be placed). Pixel -> lon/lat: lon = -95.5 +
-    x * 1e-5, lat = 29.8 - y * 1e-5."""
+    keys; the second pair has no building (cannot be placed). Pixel -> lon/lat: lon = lon0 +
+    x * 1e-5, lat = lat0 - y * 1e-5 (the release's Houston by default)."""
     for split, stem, buildings in (("train", "hurricane-harvey_00000001",
                                     [(5, 5, 20, 18, "no-damage"), (30, 40, 50, 60, "destroyed"),
                                      (40, 2, 60, 12, "un-classified")]),
                                    ("tier3", "hurricane-harvey_00000002", [])):
-        for when, date in (("pre", "2017-07-01T16:30:11.000Z"),
-                           ("post", "2017-08-31T17:38:50.685Z")):
+        for when, date in (("pre", dates[0]), ("post", dates[1])):
             write_png(root / split / "images" / f"{stem}_{when}_disaster.png", size, size)
             xy, ll = [], []
             for k, (x0, y0, x1, y1, sub) in enumerate(buildings):
@@ -164,7 +171,7 @@ def make_xbd(root: Path, size: int = 64) -> Path:
                 xy.append({"properties": props, "wkt": "POLYGON ((" + ", ".join(
                     f"{x} {y}" for x, y in ring) + "))"})
                 ll.append({"properties": props, "wkt": "POLYGON ((" + ", ".join(
-                    f"{-95.5 + x * 1e-5} {29.8 - y * 1e-5}" for x, y in ring) + "))"})
+                    f"{lon0 + x * 1e-5} {lat0 - y * 1e-5}" for x, y in ring) + "))"})
             doc = {"features": {"lng_lat": ll, "xy": xy}, "metadata": {
                 "sensor": "GEOEYE01", "provider_asset_type": "GEOEYE01", "gsd": 1.24,
                 "capture_date": date, "off_nadir_angle": 20.1, "pan_resolution": 0.5,

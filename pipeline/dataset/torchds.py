@@ -67,6 +67,7 @@ from pipeline.dataset.normalize import (
 )
 from pipeline.errors import DatasetError
 from pipeline.hr.footprints import FOOTPRINT_COLUMNS
+from pipeline.io.change_datasets_den import DEN_CLASS_NAMES
 from pipeline.io.geotiff import read_patch
 from pipeline.io.jsonfile import read_json_if_exists
 from pipeline.io.mosaic import read_cube
@@ -353,15 +354,19 @@ class ExpandedDataset:
     (B04/B03/B02 for OSCD band folders; R, G, B of DynamicEarthNet's B, G, R, NIR images), per
     image and channel scaled by its 2-98 % range and centred (``(v - 0.5) / 0.25``);
     ``change`` int64 (hr_size, hr_size) 0/1, 255 = ignored or no label (nearest resize;
-    DynamicEarthNet: first vs last labelled month); ``label1`` / ``label2`` all 255 (no
-    FUSU land-use classes: the segmentation losses are skipped); ``sentinel`` float32
+    DynamicEarthNet: first vs last labelled month); ``label1`` / ``label2``: DynamicEarthNet's
+    classes of the first and the last labelled month as ids 1..6 (:data:`DEN_CLASS_NAMES`;
+    255 = no class or snow & ice) in the model's 18 outputs (:attr:`class_ids` restricts the
+    predictions to them); other datasets all 255 (no land-use classes: the segmentation losses
+    are skipped); ``sentinel`` float32
     (T, 14, fp_px, fp_px) of the sample's own months (``read_sample_cube``), standardised with
     ``expand/stats.json``, NaN -> 0, bilinear resize to ``fp_px`` (the footprints of a dataset
     differ in size); ``sentinel_valid``, ``counts``, ``month_mask``; ``patch_box`` scaled to
     ``fp_px``; ``meta`` (sample id, group, dates, months).
 
-    Splits: ``source_split`` of the index (OSCD's train.txt / test.txt); ``val`` is the test
-    split; a dataset that ships no split lists gives every sample to every split.
+    Splits: ``source_split`` of the index (OSCD's train.txt / test.txt, DynamicEarthNet's
+    train / val / test files); ``val`` is the test list where the dataset ships no val list; a
+    dataset that ships no split lists gives every sample to every split.
 
     Raises:
         DatasetError: no index, an empty split.
@@ -382,11 +387,19 @@ class ExpandedDataset:
         self._index = idx
         src = idx["source_split"].astype(str) if "source_split" in idx.columns else None
         if split not in (None, "all") and src is not None and (src != "").any():
-            want = "test" if split in ("val", "test") else "train"
+            # the dataset's own list of that name; val falls back to the test list where the
+            # dataset ships no val list (OSCD)
+            want = str(split) if split in ("train", "val", "test") else "train"
+            if want == "val" and not (src == "val").any():
+                want = "test"
             idx = idx[src == want]
         if len(idx) == 0:
             raise DatasetError(f"split {split!r} of {path} is empty")
         self._rows = idx.sort_values("sample_id").to_dict("records")
+        den = any(r.get("label_encoding") == "den-onehot" for r in self._rows)
+        #: the dataset's classes among the model's outputs (None: no semantic labels)
+        self.class_ids: tuple[int, ...] | None = (tuple(range(1, 1 + len(DEN_CLASS_NAMES)))
+                                                  if den else None)
         stats = read_json_if_exists(self.layout.expand_layout().stats()) or {}
         sen = stats.get("sentinel") or {}
         self._mean = (np.asarray(sen["mean"], np.float32) if sen.get("mean") else None)
@@ -431,15 +444,23 @@ class ExpandedDataset:
                                  align_corners=False)[0]
 
         t1, t2 = rgb("t1"), rgb("t2")
+        none = torch.full(size, 255, dtype=torch.long)
+        lab1, lab2 = none, none.clone()
+
+        def resized(a: np.ndarray) -> Any:
+            return F.interpolate(torch.from_numpy(a)[None, None].float(), size=size,
+                                 mode="nearest")[0, 0].long()
+
         if den and files.get("labels"):
-            # DynamicEarthNet: change between the first and the last labelled month (255 where
-            # either has no class)
+            # DynamicEarthNet: the classes of the first and the last labelled month (ids 1..6)
+            # and the change between them (255 where either has no class)
             months_l = sorted(files["labels"])
             a = read_den_label(files["labels"][months_l[0]])
             b = read_den_label(files["labels"][months_l[-1]])
             c = np.where((a == 255) | (b == 255), 255, (a != b).astype(np.uint8))
-            chg = F.interpolate(torch.from_numpy(c)[None, None].float(), size=size,
-                                mode="nearest")[0, 0].long()
+            chg = resized(c)
+            lab1 = resized(np.where(a == 255, 255, a.astype(np.int64) + 1))
+            lab2 = resized(np.where(b == 255, 255, b.astype(np.int64) + 1))
         elif r.get("label_encoding") == "xbd-damage" and files.get("label_post"):
             # xBD: damaged buildings of the post label (255 on un-classified ones)
             h0, w0 = int(r.get("height_px") or 1024), int(r.get("width_px") or 1024)
@@ -452,7 +473,6 @@ class ExpandedDataset:
                                 mode="nearest")[0, 0].long()
         else:
             chg = torch.full(size, 255, dtype=torch.long)
-        none = torch.full(size, 255, dtype=torch.long)
         cube = read_sample_cube(self.layout, str(r["sample_id"]), self._index)
         keep = select_months(len(cube["months"]), self.months, cube["months"])
         x, counts = cube["x"][keep], cube["counts"][keep]
@@ -474,7 +494,7 @@ class ExpandedDataset:
         box = torch.tensor([v * k for v in cube["patch_box_px"]], dtype=torch.float32)
         months = [cube["months"][j] for j in keep]
         return {
-            "t1": t1, "t2": t2, "label1": none, "label2": none.clone(), "change": chg,
+            "t1": t1, "t2": t2, "label1": lab1, "label2": lab2, "change": chg,
             "sentinel": sen, "sentinel_valid": vmask, "counts": cnt,
             "month_mask": torch.ones(len(months), dtype=torch.bool), "patch_box": box,
             "meta": {"patch_id": str(r["sample_id"]), "aoi": cube["group"],
@@ -483,5 +503,6 @@ class ExpandedDataset:
                      "bands": list(ALL_BANDS), "wavelengths_nm": list(WAVELENGTHS_NM),
                      "gsd_m": r.get("gsd_m"), "sentinel_gsd_m": None,
                      "footprint": (r.get("fp_col0"), r.get("fp_row0"), r.get("fp_size_px")),
-                     "class_ids": [], "class_names": []},
+                     "class_ids": list(self.class_ids or ()),
+                     "class_names": list(DEN_CLASS_NAMES) if self.class_ids else []},
         }

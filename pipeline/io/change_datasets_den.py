@@ -110,6 +110,14 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
     return out
 
 
+#: DynamicEarthNet's classes in the order of its one-hot label bands (the seventh, snow & ice,
+#: is ignored by the official loader and here).
+DEN_CLASS_NAMES: tuple[str, ...] = (
+    "impervious surface", "agriculture", "forest & other vegetation", "wetlands", "soil",
+    "water",
+)
+
+
 def read_den_label(path: str | Path) -> np.ndarray:
     """uint8 (H, W) class map of a DynamicEarthNet label: 0..5 the first six one-hot bands,
     255 = no class or snow & ice (band 7, which the official loader ignores as well)."""

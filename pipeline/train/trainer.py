@@ -187,10 +187,20 @@ def compute_losses(out: dict[str, torch.Tensor], batch: dict[str, Any],
     return terms
 
 
-def predictions(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Class maps (B, H, W) int64 and binary change (B, H, W) uint8 from model logits."""
-    p1 = out["seg1"].argmax(1)
-    p2 = out["seg2"].argmax(1)
+def predictions(out: dict[str, torch.Tensor],
+                class_ids: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """Class maps (B, H, W) int64 and binary change (B, H, W) uint8 from model logits.
+
+    ``class_ids``: the dataset's own classes (a DynamicEarthNet expansion uses 1..6 of the 18
+    outputs); the argmax then runs over those only, so a class the dataset cannot hold is
+    never predicted."""
+    s1, s2 = out["seg1"], out["seg2"]
+    if class_ids:
+        keep = torch.full((s1.shape[1],), float("-inf"), device=s1.device, dtype=s1.dtype)
+        keep[list(class_ids)] = 0.0
+        s1, s2 = s1 + keep[None, :, None, None], s2 + keep[None, :, None, None]
+    p1 = s1.argmax(1)
+    p2 = s2.argmax(1)
     pc = (out["change"][:, 0] > 0) if "change" in out else (p1 != p2)
     return {"pred1": p1.cpu().numpy(), "pred2": p2.cpu().numpy(),
             "pred_change": pc.to(torch.uint8).cpu().numpy()}
@@ -418,6 +428,7 @@ class Trainer:
         no gradients): ``pred1`` / ``pred2`` int64 (B, H, W) classes, ``pred_change`` 0/1 (None
         where the model has no such output)."""
         self.model.eval()
+        class_ids = getattr(ds, "class_ids", None)
         with torch.no_grad():
             for i, batch in enumerate(self._eval_loader(ds)):
                 if max_batches is not None and i >= max_batches:
@@ -426,7 +437,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                     enabled=self.autocast):
                     out = self.model(batch)
-                yield batch, predictions(out)
+                yield batch, predictions(out, class_ids)
 
     def evaluate(self, ds: Dataset, max_batches: int | None = None) -> ChangeSegMetrics:
         """Accumulate every metric of :class:`~pipeline.train.metrics.ChangeSegMetrics` over

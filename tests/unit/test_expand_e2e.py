@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.bands import S2_BANDS
 from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
+from pipeline.errors import DatasetError
 from pipeline.expand.drivers import expand_index, expand_init, expand_month, expand_stats
 from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import read_footprint_cube
@@ -180,3 +181,86 @@ def test_training_stage_runs_on_an_expanded_dataset(tmp_path: Path) -> None:
     res = train_model(tc, layout, threads=1, progress=False)
     assert res["step"] == 2 and res["dataset"] == "expanded"
     assert res["test"]["pixels"]["change"] > 0 and "change_iou" in res["test"]
+
+
+def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) -> None:
+    """DynamicEarthNet end to end: the adapter, the fetch of each cube's Sentinel months from
+    a scene archive, the expanded PyTorch dataset with the classes of the first and last
+    labelled month (ids 1..6) and their change, and the training stage on it, whose
+    predictions stay within the dataset's six classes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pipeline.config import TrainConfig
+    from pipeline.dataset.torchds import ExpandedDataset
+    from pipeline.io.change_datasets_den import DEN_CLASS_NAMES
+    from pipeline.train.drivers import train_model
+    from tests.expand_helpers import make_dynamicearthnet
+
+    den = make_dynamicearthnet(tmp_path / "den", months=("2020-02", "2020-03"), e2e=True)
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1, month=(2020, 2))
+    write_scene(archive, 13, 0.3)
+    layout = Layout(tmp_path / "out")
+    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(den), sentinel_archive=str(archive),
+                       footprint_margin_m=100.0)
+    expand_all(cfg, SentinelConfig(source="local"), layout)
+    ds = ExpandedDataset(layout.root, split="train", hr_size=32, fp_px=16)
+    assert ds.class_ids == (1, 2, 3, 4, 5, 6) and len(ds) == 1
+    s = ds[0]
+    # agriculture (id 2) everywhere in the first month; the north quarter impervious (id 1)
+    # in the last one, which is the change
+    assert set(s["label1"].unique().tolist()) == {2}
+    assert set(s["label2"].unique().tolist()) == {1, 2}
+    assert ((s["label2"] == 1) == (s["change"] == 1)).all()
+    assert s["change"][:8].eq(1).all() and s["change"][8:].eq(0).all()
+    assert s["meta"]["months"] == ["2020-02", "2020-03"]
+    assert s["meta"]["class_names"] == list(DEN_CLASS_NAMES)
+    assert s["sentinel"].shape == (2, 14, 16, 16) and s["sentinel_valid"].any()
+    tc = TrainConfig(dataset="expanded", tiny=True, hr_size_px=32, expanded_fp_px=16,
+                     max_steps=2, batch_size=1, num_workers=0, eval_every=1,
+                     checkpoint_every=1, run="den")
+    res = train_model(tc, layout, threads=1, progress=False)
+    test = res["test"]
+    assert res["step"] == 2 and test["pixels"]["seg"] > 0
+    assert test["seg_miou"] is not None and "bc_den" in test
+    # classes 7..17 do not exist in DynamicEarthNet: never predicted, so their IoU is undefined
+    assert all(test["seg_iou_per_class"][c] is None
+               for c in range(7, 18)), test["seg_iou_per_class"]
+    # no val list here: val is the test list; a dataset with a val list gets its own
+    assert ExpandedDataset(layout.root, split="val").patch_ids == ["2196_3885_13"]
+    from pipeline.io.parquet import write_geoparquet
+
+    idx = read_geoparquet(layout.expand_samples())
+    idx.loc[idx["sample_id"] == "2196_3885_13", "source_split"] = "val"
+    write_geoparquet(idx, layout.expand_samples())
+    assert ExpandedDataset(layout.root, split="val").patch_ids == ["2196_3885_13"]
+    with pytest.raises(DatasetError, match="split 'test'"):
+        ExpandedDataset(layout.root, split="test")
+
+
+def test_xbd_expansion_reads_its_cube_and_damage_mask(tmp_path: Path) -> None:
+    """xBD end to end: pairs placed from their label JSONs, the Sentinel months of the pre and
+    post dates fetched from a scene archive, and the expanded sample (RGB pair, damaged
+    buildings as change, un-classified ones ignored, the monthly cube)."""
+    pytest.importorskip("torch")
+    from pipeline.dataset.torchds import ExpandedDataset
+    from tests.expand_helpers import make_xbd
+
+    xbd = make_xbd(tmp_path / "xbd", lon0=112.632, lat0=34.2845,
+                   dates=("2020-02-20T03:30:11.000Z", "2020-03-18T03:38:50.685Z"))
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1, month=(2020, 2))
+    write_scene(archive, 13, 0.3)
+    layout = Layout(tmp_path / "out")
+    cfg = ExpandConfig(adapter="xbd", path=str(xbd), sentinel_archive=str(archive))
+    expand_all(cfg, SentinelConfig(source="local"), layout)
+    ds = ExpandedDataset(layout.root, split=None, hr_size=64, fp_px=16)
+    assert len(ds) == 1  # the pair without buildings cannot be placed: a counted skip
+    s = ds[0]
+    assert s["meta"]["months"] == ["2020-02", "2020-03"]
+    assert s["sentinel"].shape == (2, 14, 16, 16) and s["sentinel_valid"].all()
+    assert s["counts"][:, 0].max() >= 1  # S2 observations in both months
+    chg = s["change"]
+    # building 2 (x 30..50, y 40..60) destroyed; building 3 (x 40..60, y 2..12) un-classified
+    assert chg[45, 35] == 1 and chg[10, 10] == 0 and chg[5, 50] == 255
+    assert set(chg.unique().tolist()) == {0, 1, 255}

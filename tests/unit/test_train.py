@@ -337,3 +337,18 @@ def test_ablation_runs_and_table(tmp_path) -> None:
     assert "| t25 | fusunet | 25 | 13 | 30 | 20.00 | 50.00 |  |" in md
     csv_text = (tmp_path / "train" / "ablation.csv").read_text().splitlines()
     assert csv_text[0].startswith("run,model,months,months_used") and len(csv_text) == 5
+
+
+def test_predictions_stay_within_the_datasets_classes() -> None:
+    """A dataset with its own classes (DynamicEarthNet: ids 1..6 of the 18 outputs) gets
+    argmaxes over those only; change from the change head is unaffected."""
+    from pipeline.train.trainer import predictions
+
+    seg = torch.zeros((1, 18, 2, 2))
+    seg[:, 10] = 5.0  # a class the dataset cannot hold wins the plain argmax
+    seg[:, 3, 0, 0] = 1.0
+    out = {"seg1": seg, "seg2": seg.clone(), "change": torch.ones((1, 1, 2, 2))}
+    assert (predictions(out)["pred1"] == 10).all()
+    p = predictions(out, (1, 2, 3, 4, 5, 6))
+    assert p["pred1"][0, 0, 0] == 3 and set(p["pred2"].ravel().tolist()) <= set(range(1, 7))
+    assert p["pred_change"].all()
