@@ -265,6 +265,24 @@ def test_paper_preset_and_optimizer_recipes() -> None:
         assert [type(o).__name__ for o in opts] == kinds and len(scheds) == len(opts)
         ids = [id(p) for o in opts for g in o.param_groups for p in g["params"]]
         assert len(ids) == len(set(ids)) == len(list(net.parameters()))
+    # the official train.py: one Adam, lr 1.5e-4 on the backbone and 10x on the rest, L2 1e-4,
+    # poly 0.9 per step on both groups, 100 epochs, batch 8
+    off = TrainConfig(preset="official")
+    assert (off.optimizer, off.hrnet, off.batch_size, off.epochs, off.official_lr) == (
+        "official", "hrnet_w18", 8, 100, 1.5e-4)
+    (adam,), (sched,) = make_optimizers(net, off, 10)
+    assert type(adam).__name__ == "Adam" and adam.defaults["weight_decay"] == 1e-4
+    back, rest = adam.param_groups
+    backbone = {id(p) for p in net.backbone.parameters()}
+    assert {id(p) for p in back["params"]} == backbone and back["lr"] == 1.5e-4
+    assert not backbone & {id(p) for p in rest["params"]}
+    assert rest["lr"] == pytest.approx(1.5e-3)
+    assert len(back["params"]) + len(rest["params"]) == len(list(net.parameters()))
+    for _ in range(5):
+        adam.step()
+        sched.step()
+    assert back["lr"] == pytest.approx(1.5e-4 * 0.5 ** 0.9)
+    assert rest["lr"] == pytest.approx(10 * back["lr"])
 
 
 def test_evaluate_and_predict_a_saved_run(tmp_path) -> None:
