@@ -207,10 +207,22 @@ def fetch_block_into_mosaic(
     tb = time.monotonic()
     result = source.fetch_block(aoi, grid, block, month, recipe)
     write_block(store_path, t, block, result)
-    meta = {k: v for k, v in result.meta.items() if isinstance(v, int | float | str | None)}
+    # everything JSON can hold: counts, and the lists / dicts the month summary aggregates
+    # (skipped items, empty searches, cloud layers)
+    meta = {k: v for k, v in result.meta.items() if _jsonable(v)}
     meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3), recipe_key=key)
     write_json(_marker(ledger, block), meta)  # marker strictly after the data
     return block.id
+
+
+def _jsonable(v: Any) -> bool:
+    if v is None or isinstance(v, bool | int | float | str):
+        return True
+    if isinstance(v, list | tuple):
+        return all(_jsonable(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _jsonable(x) for k, x in v.items())
+    return False
 
 
 def summarize_month(

@@ -281,6 +281,29 @@ def test_item_missing_a_band_asset_is_a_recorded_skip(server: FakeStac) -> None:
     assert (res.s2_count <= 1).all()  # the other scene is still used
 
 
+def test_skips_and_empty_searches_reach_the_month_summary(server: FakeStac,
+                                                          tmp_path: Path) -> None:
+    """What a block records (skipped items, empty searches, cloud layers) survives the ledger
+    marker into the month summary a user reads."""
+    from pipeline.io.jsonfile import read_json
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+
+    victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    del victim["assets"]["swir22"]
+    store, ledger = tmp_path / "m.zarr", tmp_path / "ledger"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    blocks = [Block(0, 0, 32, 32), Block(32, 0, 32, 32)]
+    summary = run_month(_api_source(server, collections={"s1": "sentinel-1-grd-none"}), "t",
+                        GRID, blocks, MONTH, Recipe(), store, ledger, concurrency=1,
+                        summary_path=tmp_path / "summary.json")
+    assert summary["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
+    assert summary["empty_searches"] == ["sentinel-1-grd-none"]
+    assert read_json(tmp_path / "summary.json")["skipped_items"] == summary["skipped_items"]
+    marker = read_json(next(ledger.glob("*.json")))
+    assert marker["s2_cloud_layers"] == {"s2cloudless": 1, "scl": 0}
+
+
 @pytest.mark.parametrize(("status", "text"), [("404", "missing on the server"),
                                               ("403", "planetary-computer")])
 def test_refused_asset_names_the_asset_and_the_fix(server: FakeStac, status: str,
