@@ -286,6 +286,13 @@ class StacConfig(_Model):
         "catalogues too), e.g. {'eo:cloud_cover': {'lt': 80}} to skip overcast items before "
         "any byte is read. Operators: eq, neq, lt, lte, gt, gte, in.",
     )
+    verify_offsets: bool = Field(
+        default=True,
+        description="Where the profile's 'offset already removed' flag is unreliable (Earth "
+        "Search's earthsearch:boa_offset_applied is false on some harmonised COGs), check "
+        "each such item's pixels (its B12 overview) before subtracting the -1000 DN offset; "
+        "corrected items are listed in the month summary (offset_corrected).",
+    )
     max_retries: int = Field(
         default=4, ge=0, le=20, json_schema_extra=EXECUTION,
         description="Retries of a search (429, 5xx, timeouts) and of each COG range read "

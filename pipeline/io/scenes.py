@@ -275,6 +275,33 @@ def read_on_grid(
     return data, valid
 
 
+def read_coarsest(f: Path | str, max_px: int = 4_000_000) -> np.ndarray | None:
+    """Band 1 of a raster at its coarsest internal overview (a COG's smallest level: one or a
+    few range requests), float32 with NaN where nodata; without overviews the full band if it
+    has at most ``max_px`` pixels, else None (too costly to sample).
+
+    Raises:
+        SourceError: a missing or unreadable file (named).
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(f) as src:
+            levels = src.overviews(1)
+            nodata = src.nodata
+        if not levels and src.width * src.height > max_px:
+            return None
+        kw = {"overview_level": len(levels) - 1} if levels else {}
+        with rasterio.open(f, **kw) as src:
+            a = src.read(1, out_dtype="float32")
+    except (RasterioError, OSError) as exc:
+        raise _read_error(f, exc) from None
+    if nodata is not None:
+        a[a == nodata] = np.nan
+    return a
+
+
 def gdal_http_env(max_retries: int, retry_delay_s: float, timeout_s: float) -> Any:
     """A ``rasterio.Env`` for reading COGs over HTTP(S) / S3: GDAL retries 429 and 5xx answers
     ``max_retries`` times (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``), gives up on a

@@ -242,11 +242,13 @@ def summarize_month(
     fetch_seconds = 0.0
     skipped_items: dict[str, str] = {}
     empty: set[str] = set()
+    corrected: set[str] = set()
     for b in blocks:
         m = read_json(_marker(ledger, b))
         for it in m.get("skipped_items", []) or []:
             skipped_items[str(it.get("item"))] = str(it.get("why"))
         empty.update(str(c) for c in m.get("empty_searches", []) or [])
+        corrected.update(str(c) for c in m.get("offset_corrected", []) or [])
         for k in _SUM_KEYS:
             totals[k] += int(m.get(k, 0) or 0)
         if m.get("s2_product"):
@@ -272,4 +274,6 @@ def summarize_month(
         # STAC: items left out (named, with the reason) and collections the search found empty
         "skipped_items": [{"item": k, "why": v} for k, v in sorted(skipped_items.items())],
         "empty_searches": sorted(empty),
+        # STAC: items read with offset 0 although their flag said the offset was still there
+        "offset_corrected": sorted(corrected),
     }

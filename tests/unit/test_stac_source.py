@@ -263,6 +263,59 @@ def test_earth_search_collection_1_reads_offsets_from_raster_bands(server: FakeS
     assert res.meta["empty_searches"] == []  # the c1 collection was searched
 
 
+def test_wrong_offset_flags_are_caught_by_the_pixels(tmp_path: Path) -> None:
+    """Earth Search marks some harmonised COGs 'earthsearch:boa_offset_applied: false'
+    (its issues #66, #71): the source checks such items' B12 pixels and reads them with
+    offset 0, while items that really carry the offset keep -1000. Both scenes hold the same
+    reflectance (0.02), so the month's mean is 0.02; trusting the flags gives -0.03."""
+    from pipeline.io.scenes import L2A_FILE_BANDS, NATIVE_RES_M, write_s2_scene
+    from tests.sentinel_helpers import band_array, transforms
+
+    root = tmp_path / "es"
+    for day, value, extra in ((3, 0.02, {}), (13, 0.12, {"offsets": {"L2A": -1000}})):
+        bands = {b: band_array(value, b) for b in L2A_FILE_BANDS}
+        bands["SCL"] = np.full((60, 60), 4, np.uint8)
+        write_s2_scene(root, dt.datetime(2020, 3, day, 3, 25), "49SGU", GRID.crs, transforms(),
+                       {"L2A": bands}, extra=extra)
+    write_scene_catalog(root)
+    # the harmonised scene's item as Earth Search publishes it: baseline 04.00, flag false,
+    # raster:bands offset -0.1
+    path = next(p for p in (root / "sentinel-2-l2a").glob("*/*.json") if "20200303" in p.name)
+    item = json.loads(path.read_text())
+    item["properties"]["s2:processing_baseline"] = "04.00"
+    for a in item["assets"].values():
+        for rb in a.get("raster:bands", []):
+            if "scale" in rb:
+                rb["offset"] = -0.1
+    path.write_text(json.dumps(item))
+    assert NATIVE_RES_M["B12"] == 20
+
+    src = StacSource(root, collections={"s1": ""})
+    res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    assert src.offset_checks == 2 and res.meta["offset_corrected"] == [item["id"]]
+    assert (res.s2_count == 2).all()
+    np.testing.assert_allclose(res.s2, 0.02, atol=1e-6)
+    trusting = StacSource(root, collections={"s1": ""}, verify_offsets=False)
+    res = trusting.fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    np.testing.assert_allclose(res.s2, -0.03, atol=1e-6)
+    assert res.meta["offset_corrected"] == [] and trusting.offset_checks == 0
+
+
+def test_offset_check_trusts_the_flag_when_the_pixels_cannot_tell() -> None:
+    from pipeline.sentinel.sources.stac import dn_shows_offset_removed
+
+    rng = np.random.default_rng(0)
+    harmonised = rng.integers(50, 4000, 5000).astype(np.float32)  # water .. bright soil
+    carrying = harmonised + 1000.0
+    bright = rng.integers(2000, 6000, 5000).astype(np.float32)  # a desert: harmonised or not?
+    assert dn_shows_offset_removed(harmonised)
+    assert not dn_shows_offset_removed(carrying)
+    assert not dn_shows_offset_removed(bright)  # no evidence: the flag decides
+    assert not dn_shows_offset_removed(np.full(500, 100.0, np.float32))  # too few pixels
+    nodata = np.concatenate([np.zeros(5000, np.float32), carrying])
+    assert not dn_shows_offset_removed(nodata)  # nodata 0 is not a dark pixel
+
+
 # --------------------------------------------------------------------------- bad input, faults
 
 

@@ -32,6 +32,7 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
     if cfg.source == "stac":
         return {"source": "stac", "catalog": stac_location(cfg, archive),
                 "profile": cfg.stac.profile, "s2_query": cfg.stac.s2_query,
+                "verify_offsets": cfg.stac.verify_offsets,
                 "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
                                 cfg.stac.s1_collection]}
     return {"source": str(cfg.source)}
@@ -76,7 +77,7 @@ def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[s
                         "s1": st.s1_collection},
         "max_retries": st.max_retries, "backoff_base_s": st.backoff_base_s,
         "timeout_s": st.timeout_s, "max_items": st.max_items, "s2_query": st.s2_query,
-        "item_concurrency": st.item_concurrency,
+        "item_concurrency": st.item_concurrency, "verify_offsets": st.verify_offsets,
     }
 
 

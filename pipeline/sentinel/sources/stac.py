@@ -30,6 +30,7 @@ search is recorded (``meta["empty_searches"]``) and logged, never a silent empty
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -40,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.scenes import (
@@ -49,8 +52,10 @@ from pipeline.io.scenes import (
     S1Scene,
     S2Scene,
     gdal_http_env,
+    read_coarsest,
 )
 from pipeline.io.stac import open_stac_api, read_static_items, search_item_pages
+from pipeline.parallel import ordered_map
 from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
 from pipeline.sentinel.sources.local import LocalSource
 from pipeline.sentinel.sources.stac_profiles import DEFAULT_URLS, PROFILES, StacProfile
@@ -110,6 +115,25 @@ def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfi
         if found:
             return float(found.pop())
     return baseline_offset(props, profile)
+
+
+#: The band whose coarsest overview decides whether an item's offset was already removed: dark
+#: in SWIR are water, vegetation, shadow and snow, so most scenes hold many pixels whose
+#: harmonised DN is far below 1000, which DNs that still carry the +1000 offset cannot be.
+OFFSET_CHECK_BAND = "B12"
+
+
+def dn_shows_offset_removed(dn: np.ndarray, below: float = 900.0,
+                            min_fraction: float = 0.01, min_pixels: int = 1000) -> bool:
+    """True when DNs that should still carry the baseline >= 04.00 offset (+1000) clearly do
+    not: at least ``min_fraction`` of the valid pixels (finite, > 0) are below ``below``, i.e.
+    a reflectance under -0.01 once the offset were removed, which Sen2Cor does not produce at
+    that rate. False when the data cannot tell (too few pixels, a bright scene): the
+    provider's flag is then trusted."""
+    v = dn[np.isfinite(dn) & (dn > 0)]
+    if v.size < min_pixels:
+        return False
+    return float(np.mean(v < below)) >= min_fraction
 
 
 def _item_time(item: dict[str, Any]) -> dt.datetime:
@@ -245,6 +269,8 @@ class StacSource(LocalSource):
         max_items: refuse a month with more items than this per collection (a wrong bbox).
         item_concurrency: scenes of one block read at once (threads; their HTTP round trips
             overlap). Results are composited in order, so the bytes do not depend on it.
+        verify_offsets: check the pixels of items whose offset flag the profile distrusts
+            (:meth:`_verify_offsets`).
         sleep: injectable sleep (tests).
     """
 
@@ -267,6 +293,7 @@ class StacSource(LocalSource):
         sleep: Callable[[float], None] = time.sleep,
         s2_query: dict[str, Any] | None = None,
         item_concurrency: int = 4,
+        verify_offsets: bool = True,
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -291,6 +318,9 @@ class StacSource(LocalSource):
         self.timeout_s = float(timeout_s)
         self.max_items = int(max_items)
         self.item_concurrency = max(1, int(item_concurrency))
+        self.verify_offsets = bool(verify_offsets)
+        self._offset_fixed: dict[str, list[str]] = {}
+        self.offset_checks = 0  # items whose offset flag was checked against their pixels
         self.s2_query = dict(s2_query or {})
         bad = [op for cond in self.s2_query.values() if isinstance(cond, dict)
                for op in cond if op not in _QUERY_OPS]
@@ -314,7 +344,38 @@ class StacSource(LocalSource):
         skipped = self._skipped.setdefault(month, [])
         l2a = self._search("s2_l2a", month, grid)
         l1c = self._search("s2_l1c", month, grid)
-        return s2_scenes_from_items(l2a, l1c, self.profile, self._sign, skipped)
+        scenes = s2_scenes_from_items(l2a, l1c, self.profile, self._sign, skipped)
+        return self._verify_offsets(month, scenes)
+
+    def _verify_offsets(self, month: str, scenes: list[S2Scene]) -> list[S2Scene]:
+        """Scenes whose provider flag says the -1000 DN offset is still in the data but whose
+        pixels show it was removed get offset 0 (Earth Search, whose
+        ``earthsearch:boa_offset_applied`` is ``false`` on some harmonised COGs: its issues
+        #66 and #71, cirrus-earth-search #33). One read of the coarsest overview of
+        :data:`OFFSET_CHECK_BAND` per such item; corrected items are recorded
+        (``meta["offset_corrected"]``) and logged."""
+        if not (self.verify_offsets and self.profile.verify_offset_flag):
+            return scenes
+        todo = [i for i, sc in enumerate(scenes)
+                if "L2A" in sc.products and sc.offsets.get("L2A") == BASELINE_OFFSET_DN]
+        fixed = self._offset_fixed.setdefault(month, [])
+
+        def check(i: int) -> bool:
+            dn = read_coarsest(scenes[i].file("L2A", OFFSET_CHECK_BAND))
+            return dn is not None and dn_shows_offset_removed(dn)
+
+        out = list(scenes)
+        for i, removed in zip(todo, ordered_map(check, todo, self.item_concurrency,
+                                                self._read_env), strict=True):
+            if removed:
+                sc = out[i]
+                log.warning("STAC item %s: %s is false but its %s pixels show the offset was "
+                            "already removed: read with offset 0", sc.id,
+                            self.profile.offset_applied_property, OFFSET_CHECK_BAND)
+                out[i] = dataclasses.replace(sc, offsets={**sc.offsets, "L2A": 0.0})
+                fixed.append(sc.id)
+        self.offset_checks += len(todo)
+        return out
 
     def _list_s1(self, month: str, grid: AoiGrid | None) -> list[S1Scene]:
         skipped = self._skipped.setdefault(month, [])
@@ -413,6 +474,7 @@ class StacSource(LocalSource):
         res.meta["skipped_items"] = list(self._skipped.get(month, []))
         res.meta["l1c_refused"] = sorted(self.l1c_refused)
         res.meta["empty_searches"] = list(self._empty.get(month, []))
+        res.meta["offset_corrected"] = list(self._offset_fixed.get(month, []))
         return res
 
     # ---- dask workers: search once in the job, ship the month's scenes
@@ -424,7 +486,8 @@ class StacSource(LocalSource):
         s1 = tuple(self.s1_scenes(month, grid))
         return MonthListing(month, s2, s1,
                             tuple(tuple(sorted(d.items())) for d in self._skipped.get(month, [])),
-                            tuple(self._empty.get(month, [])))
+                            tuple(self._empty.get(month, [])),
+                            tuple(self._offset_fixed.get(month, [])))
 
     def preload(self, listing: MonthListing) -> None:
         """Use ``listing`` for its month instead of searching (a dask worker's source)."""
@@ -433,6 +496,7 @@ class StacSource(LocalSource):
             self._s1[listing.month] = list(listing.s1)
             self._skipped[listing.month] = [dict(d) for d in listing.skipped]
             self._empty[listing.month] = list(listing.empty)
+            self._offset_fixed[listing.month] = list(listing.offset_corrected)
 
 
 @dataclass(frozen=True)
@@ -445,6 +509,7 @@ class MonthListing:
     s1: tuple[S1Scene, ...]
     skipped: tuple[tuple[tuple[str, str], ...], ...] = ()
     empty: tuple[str, ...] = ()
+    offset_corrected: tuple[str, ...] = ()
 
 
 def build_stac_source(kwargs: tuple[tuple[str, Any], ...]) -> StacSource:

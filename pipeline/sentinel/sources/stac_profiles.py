@@ -56,6 +56,10 @@ class StacProfile:
         offset_rule: ``baseline`` (processing baseline >= 04.00 means -1000 DN unless
             ``offset_applied_property`` says it was removed) or ``raster_bands`` (the band
             assets' ``raster:bands`` offset / scale, where the provider states it truthfully).
+        verify_offset_flag: the provider's ``offset_applied_property`` is known to be wrong on
+            some items (Earth Search: ``false`` on COGs whose offset was already removed), so
+            the data are checked before the offset is applied
+            (:func:`pipeline.sentinel.sources.stac.dn_shows_offset_removed`).
         l2a_suffix, l1c_suffix: item-id suffixes that pair an L2A item with its L1C item.
         sign: asset URLs need Planetary Computer signing.
         lacks: what the provider does not offer (for the docs and warnings).
@@ -70,6 +74,7 @@ class StacProfile:
     s1_units: str = "linear"
     offset_applied_property: str = ""
     offset_rule: str = "baseline"
+    verify_offset_flag: bool = False
     l2a_suffix: str = "_L2A"
     l1c_suffix: str = "_L1C"
     sign: bool = False
@@ -80,7 +85,7 @@ PROFILES: dict[str, StacProfile] = {
     "earth-search": StacProfile(
         name="earth-search", s2_l2a="sentinel-2-l2a", s2_l1c="sentinel-2-l1c", s1="",
         s2_keys=_ES_KEYS, s1_keys={"VV": "vv", "VH": "vh"}, s1_units="linear",
-        offset_applied_property="earthsearch:boa_offset_applied",
+        offset_applied_property="earthsearch:boa_offset_applied", verify_offset_flag=True,
         lacks="calibrated Sentinel-1 (no S1 unless sentinel.stac.s1_collection is set); its L1C "
               "is JPEG2000 in a requester-pays bucket",
     ),
