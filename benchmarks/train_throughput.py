@@ -7,7 +7,8 @@
     python -m benchmarks.train_throughput --small --root results/demo   # + real-loading step time
 
 Paper sizes (FUSU A.5.2 / section 4): HR 512 x 512 RGB, Sentinel 25 x 14 x 128 x 128, batch 8,
-full widths (HRNet-W18-small backbone, U-TAE 64-64-64-128). For every model variant it reports
+full widths (``--preset fast``: HRNet-W18-small backbone; ``--preset paper``: HRNet-W18 as in
+the paper; U-TAE 64-64-64-128). For every model variant it reports
 the mean training-step time over ``--steps`` steps after ``--warmup`` steps with synthetic batches
 already in (device) memory, samples/s, and peak memory (CUDA: ``max_memory_allocated``; CPU:
 the process's peak RSS, which includes the Python/torch baseline). With ``--root`` it also
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", action="store_true",
                     help="CPU-sized run: tiny widths, HR 64, Sentinel 4 x 14 x 32 x 32, batch 2")
     ap.add_argument("--models", default="fusunet,hr_only,utae")
+    ap.add_argument("--preset", default="fast", choices=["fast", "paper"],
+                    help="model widths / backbone of train.preset (paper = HRNet-W18)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=None)
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
               "need a GPU; the numbers below are CPU numbers (peak memory = process RSS).")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"sizes: HR {hr}x{hr}, Sentinel {t}x14x{fp}x{fp}, batch {batch}, "
-          f"{'tiny' if tiny else 'full'} widths, {steps} timed steps after {args.warmup} warm-up")
+          f"{'tiny' if tiny else 'full'} widths, preset {args.preset}, {steps} timed steps "
+          f"after {args.warmup} warm-up")
 
     class _One(torch.utils.data.Dataset):  # only its length is used by Trainer
         def __len__(self) -> int:
@@ -118,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
     synth_times: dict[str, float] = {}
     for model in args.models.split(","):
-        cfg = TrainConfig(model=model, tiny=tiny, batch_size=batch, max_steps=10_000,
-                          device=args.device, augment=False, num_workers=0)
+        cfg = TrainConfig(preset=args.preset, model=model, tiny=tiny, batch_size=batch,
+                          max_steps=10_000, device=args.device, augment=False, num_workers=0)
         with tempfile.TemporaryDirectory() as tmp:
             tr = Trainer(cfg, _One(), tmp, None, progress=False)
             if tr.device.type == "cuda":
@@ -138,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.dataset.torchds import FusuDataset
 
         model = args.models.split(",")[0]
-        cfg = TrainConfig(model=model, tiny=tiny, batch_size=batch, max_steps=10_000,
-                          device=args.device, augment=False, num_workers=args.workers,
-                          hr_size_px=hr)
+        cfg = TrainConfig(preset=args.preset, model=model, tiny=tiny, batch_size=batch,
+                          max_steps=10_000, device=args.device, augment=False,
+                          num_workers=args.workers, hr_size_px=hr)
         ds = FusuDataset(args.root, split="train", hr_size=hr,
                          with_sentinel=model != "hr_only")
         with tempfile.TemporaryDirectory() as tmp:

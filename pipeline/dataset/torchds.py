@@ -67,7 +67,6 @@ from pipeline.dataset.normalize import (
 )
 from pipeline.errors import DatasetError
 from pipeline.hr.footprints import FOOTPRINT_COLUMNS
-from pipeline.io.change_datasets_den import DEN_CLASS_NAMES
 from pipeline.io.geotiff import read_patch
 from pipeline.io.jsonfile import read_json_if_exists
 from pipeline.io.mosaic import read_cube
@@ -355,7 +354,8 @@ class ExpandedDataset:
     image and channel scaled by its 2-98 % range and centred (``(v - 0.5) / 0.25``);
     ``change`` int64 (hr_size, hr_size) 0/1, 255 = ignored or no label (nearest resize;
     DynamicEarthNet: first vs last labelled month); ``label1`` / ``label2``: DynamicEarthNet's
-    classes of the first and the last labelled month as ids 1..6 (:data:`DEN_CLASS_NAMES`;
+    classes of the first and the last labelled month as ids 1..6 (the first six of
+    :data:`pipeline.io.change_datasets.DEN_CLASSES`;
     255 = no class or snow & ice) in the model's 18 outputs (:attr:`class_ids` restricts the
     predictions to them); other datasets all 255 (no land-use classes: the segmentation losses
     are skipped); ``sentinel`` float32
@@ -397,9 +397,16 @@ class ExpandedDataset:
             raise DatasetError(f"split {split!r} of {path} is empty")
         self._rows = idx.sort_values("sample_id").to_dict("records")
         den = any(r.get("label_encoding") == "den-onehot" for r in self._rows)
+        if den:
+            from pipeline.io.change_datasets import DEN_CLASSES
+
+            # the six classes the official loader trains (snow & ice, band 7, is ignored)
+            self.class_names: tuple[str, ...] = tuple(DEN_CLASSES[:6])
+        else:
+            self.class_names = ()
         #: the dataset's classes among the model's outputs (None: no semantic labels)
-        self.class_ids: tuple[int, ...] | None = (tuple(range(1, 1 + len(DEN_CLASS_NAMES)))
-                                                  if den else None)
+        self.class_ids: tuple[int, ...] | None = (
+            tuple(range(1, 1 + len(self.class_names))) if den else None)
         stats = read_json_if_exists(self.layout.expand_layout().stats()) or {}
         sen = stats.get("sentinel") or {}
         self._mean = (np.asarray(sen["mean"], np.float32) if sen.get("mean") else None)
@@ -504,5 +511,5 @@ class ExpandedDataset:
                      "gsd_m": r.get("gsd_m"), "sentinel_gsd_m": None,
                      "footprint": (r.get("fp_col0"), r.get("fp_row0"), r.get("fp_size_px")),
                      "class_ids": list(self.class_ids or ()),
-                     "class_names": list(DEN_CLASS_NAMES) if self.class_ids else []},
+                     "class_names": list(self.class_names)},
         }

@@ -69,6 +69,8 @@ _SN7_RE = re.compile(r"global_monthly_(\d{4})_(\d{2})_mosaic")
 
 
 def _georef(path: Path, what: str) -> dict[str, Any]:
+    """:func:`pipeline.io.raster.raster_info` of a georeferenced GeoTIFF, else the error that
+    says the sample cannot be placed."""
     if path.suffix.lower() not in _GEO_EXT:
         raise no_georef_error(path, what)
     info = raster_info(path)

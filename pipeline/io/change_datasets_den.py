@@ -11,7 +11,6 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.expand.adapters import SampleRecord
-from pipeline.io.change_datasets import _georef
 
 #: DynamicEarthNet's split-file folders (the TUM webshare's, torchgeo's redistribution).
 _DEN_SPLIT_DIRS = ("dynnet_training_splits", "split_info", ".")
@@ -60,6 +59,9 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
     Raises:
         InputError: no split files, a cube without imagery or labels, no georeferencing.
     """
+    # imported here: pipeline.io.change_datasets re-exports this module's names at its end
+    from pipeline.io.change_datasets import _georef
+
     r = Path(root)
     if not r.is_dir():
         raise InputError(f"DynamicEarthNet folder {r} does not exist: fix expand.path")
@@ -108,14 +110,6 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
                                 info["width"], info["height"], files, cid, "den-onehot",
                                 str(folder), c["split"]))
     return out
-
-
-#: DynamicEarthNet's classes in the order of its one-hot label bands (the seventh, snow & ice,
-#: is ignored by the official loader and here).
-DEN_CLASS_NAMES: tuple[str, ...] = (
-    "impervious surface", "agriculture", "forest & other vegetation", "wetlands", "soil",
-    "water",
-)
 
 
 def read_den_label(path: str | Path) -> np.ndarray:

@@ -192,7 +192,7 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
     pytest.importorskip("timm")
     from pipeline.config import TrainConfig
     from pipeline.dataset.torchds import ExpandedDataset
-    from pipeline.io.change_datasets_den import DEN_CLASS_NAMES
+    from pipeline.io.change_datasets import DEN_CLASSES
     from pipeline.train.drivers import train_model
     from tests.expand_helpers import make_dynamicearthnet
 
@@ -214,7 +214,7 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
     assert ((s["label2"] == 1) == (s["change"] == 1)).all()
     assert s["change"][:8].eq(1).all() and s["change"][8:].eq(0).all()
     assert s["meta"]["months"] == ["2020-02", "2020-03"]
-    assert s["meta"]["class_names"] == list(DEN_CLASS_NAMES)
+    assert s["meta"]["class_names"] == list(DEN_CLASSES[:6])
     assert s["sentinel"].shape == (2, 14, 16, 16) and s["sentinel_valid"].any()
     tc = TrainConfig(dataset="expanded", tiny=True, hr_size_px=32, expanded_fp_px=16,
                      max_steps=2, batch_size=1, num_workers=0, eval_every=1,

@@ -134,3 +134,22 @@ def test_mypy_is_clean() -> None:
     out = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """Each module imports first in a fresh interpreter (what a user's script or a DataLoader
+    worker does), so no import cycle hides behind the order the test suite happens to import
+    modules in. One interpreter per module, several at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+             for p in _modules() if p.name != "__main__.py"]
+
+    def run(name: str) -> tuple[str, int, str]:
+        r = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        return name, r.returncode, r.stderr.strip()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        bad = [(n, err) for n, rc, err in pool.map(run, names) if rc != 0]
+    assert not bad, "\n\n".join(f"{n}:\n{e}" for n, e in bad)
