@@ -18,7 +18,8 @@ from pipeline.io.scenes import write_s1_scene
 from pipeline.io.stac import write_scene_catalog
 from pipeline.sentinel.sources.base import Block, Recipe
 from pipeline.sentinel.sources.local import LocalSource
-from pipeline.sentinel.sources.stac import StacSource, baseline_offset
+from pipeline.sentinel.sources.stac import StacSource
+from pipeline.sentinel.sources.stac_items import baseline_offset
 from pipeline.sentinel.sources.stac_profiles import PROFILES
 from tests.fake_stac import FakeStac, Fault
 from tests.sentinel_helpers import GRID, SX0, SY0, write_scene
@@ -234,7 +235,7 @@ def _c1_items(srv: FakeStac, offset: float | None) -> list[dict]:
 
 def test_earth_search_collection_1_reads_offsets_from_raster_bands(server: FakeStac,
                                                                    archive: Path) -> None:
-    from pipeline.sentinel.sources.stac import item_offset_dn, s2_scenes_from_items
+    from pipeline.sentinel.sources.stac_items import item_offset_dn, s2_scenes_from_items
 
     c1 = PROFILES["earth-search-c1"]
     keys = [c1.s2_keys[b] for b in ("B02", "B04")]
@@ -302,7 +303,7 @@ def test_wrong_offset_flags_are_caught_by_the_pixels(tmp_path: Path) -> None:
 
 
 def test_offset_check_trusts_the_flag_when_the_pixels_cannot_tell() -> None:
-    from pipeline.sentinel.sources.stac import dn_shows_offset_removed
+    from pipeline.sentinel.sources.stac_items import dn_shows_offset_removed
 
     rng = np.random.default_rng(0)
     harmonised = rng.integers(50, 4000, 5000).astype(np.float32)  # water .. bright soil

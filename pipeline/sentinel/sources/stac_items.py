@@ -1,0 +1,233 @@
+"""STAC items -> scenes of the STAC source (pure: item dicts in, scene records out, no I/O).
+
+Provider conventions of :mod:`pipeline.sentinel.sources.stac_profiles` are applied here: asset
+keys, the ``raster:bands`` scale check, the processing-baseline offset (from the item's
+properties or its ``raster:bands``), L2A <-> L1C pairing by item id, S1 orbit fields, and the
+STAC API ``query`` semantics used to filter static catalogues like an API would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import SourceError
+from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, SCL_FILE, S1Scene, S2Scene
+from pipeline.sentinel.sources.stac_profiles import StacProfile
+
+log = logging.getLogger(__name__)
+
+#: Reflectance scale every profile's S2 DNs must have (DN / 10000).
+S2_SCALE = 1e-4
+#: Baseline >= 04.00 DNs carry this offset (BOA_ADD_OFFSET / RADIO_ADD_OFFSET).
+BASELINE_OFFSET_DN = -1000.0
+
+
+def month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
+    """``YYYY-MM`` -> [first instant, first instant of the next month) (UTC, naive)."""
+    y, m = (int(v) for v in month.split("-"))
+    return dt.datetime(y, m, 1), dt.datetime(y + (m == 12), m % 12 + 1, 1)
+
+
+def baseline_offset(props: dict[str, Any], profile: StacProfile) -> float:
+    """DN offset to add before dividing by 10000: 0 if the provider already removed the
+    baseline >= 04.00 offset (``profile.offset_applied_property`` True) or the baseline is
+    older; else -1000."""
+    if profile.offset_applied_property and props.get(profile.offset_applied_property) is True:
+        return 0.0
+    try:
+        baseline = float(str(props.get("s2:processing_baseline", "0")))
+    except ValueError:
+        baseline = 0.0
+    return BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
+
+
+def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfile,
+                   forced_props: dict[str, Any] | None = None) -> float:
+    """DN offset of an S2 item's band assets ``keys``: with ``profile.offset_rule ==
+    "raster_bands"`` the assets' own ``raster:bands`` offset divided by their scale (Earth
+    Search Collection 1: ``offset: -0.1`` with ``scale: 0.0001`` is -1000 DN, the data keep
+    it), else (or when no asset states one) :func:`baseline_offset` of its properties.
+
+    Raises:
+        SourceError: the band assets state different offsets (a mixed or broken item).
+    """
+    props = dict(item.get("properties", {})) | dict(forced_props or {})
+    if profile.offset_rule == "raster_bands":
+        found = set()
+        for key in keys:
+            rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
+            if rb.get("offset") is not None:
+                found.add(round(float(rb["offset"]) / float(rb.get("scale") or S2_SCALE), 6))
+        if len(found) > 1:
+            raise SourceError(
+                f"STAC item {item.get('id')}: its band assets state different raster:bands "
+                f"offsets {sorted(found)}: fix the catalogue or drop the item (s2_query)"
+            )
+        if found:
+            return float(found.pop())
+    return baseline_offset(props, profile)
+
+
+#: The band whose coarsest overview decides whether an item's offset was already removed: dark
+#: in SWIR are water, vegetation, shadow and snow, so most scenes hold many pixels whose
+#: harmonised DN is far below 1000, which DNs that still carry the +1000 offset cannot be.
+OFFSET_CHECK_BAND = "B12"
+
+
+def dn_shows_offset_removed(dn: np.ndarray, below: float = 900.0,
+                            min_fraction: float = 0.01, min_pixels: int = 1000) -> bool:
+    """True when DNs that should still carry the baseline >= 04.00 offset (+1000) clearly do
+    not: at least ``min_fraction`` of the valid pixels (finite, > 0) are below ``below``, i.e.
+    a reflectance under -0.01 once the offset were removed, which Sen2Cor does not produce at
+    that rate. False when the data cannot tell (too few pixels, a bright scene): the
+    provider's flag is then trusted."""
+    v = dn[np.isfinite(dn) & (dn > 0)]
+    if v.size < min_pixels:
+        return False
+    return float(np.mean(v < below)) >= min_fraction
+
+
+def item_time(item: dict[str, Any]) -> dt.datetime:
+    props = item.get("properties", {})
+    s = props.get("datetime") or props.get("start_datetime")
+    if not s:
+        raise SourceError(f"STAC item {item.get('id')!r} has no datetime: fix the catalogue")
+    t = dt.datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _check_scale(item: dict[str, Any], key: str) -> None:
+    rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
+    scale = rb.get("scale")
+    if scale is not None and abs(float(scale) - S2_SCALE) > 1e-12:
+        raise SourceError(
+            f"STAC item {item.get('id')}: asset {key!r} has raster:bands scale {scale}, not "
+            f"{S2_SCALE}: this provider's reflectance encoding is not supported"
+        )
+
+
+def s2_scenes_from_items(
+    l2a: Iterable[dict[str, Any]], l1c: Iterable[dict[str, Any]], profile: StacProfile,
+    sign: Callable[[str], str], skipped: list[dict[str, str]],
+) -> list[S2Scene]:
+    """S2 scenes from item dicts (pure): L2A items with the assets of their L1C item, plus
+    L1C items without an L2A one. Items missing a band asset are appended to ``skipped``
+    (``{"item", "why"}``) instead."""
+    l1c_by_key = {str(it["id"]).removesuffix(profile.l1c_suffix): it for it in l1c}
+    out: list[S2Scene] = []
+    used_l1c: set[str] = set()
+    for it in l2a:
+        key = str(it["id"]).removesuffix(profile.l2a_suffix)
+        assets = _band_assets(it, "L2A", L2A_FILE_BANDS, profile, sign, skipped)
+        if assets is None:
+            continue
+        products = ["L2A"]
+        offsets = {"L2A": item_offset_dn(it, _keys(profile, L2A_FILE_BANDS), profile)}
+        pair = l1c_by_key.get(key)
+        if pair is not None:
+            l1c_assets = _band_assets(pair, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
+            if l1c_assets is not None:
+                assets.update(l1c_assets)
+                products.append("L1C")
+                offsets["L1C"] = item_offset_dn(pair, _keys(profile, L1C_FILE_BANDS), profile,
+                                                {profile.offset_applied_property: False})
+                used_l1c.add(str(pair["id"]))
+        out.append(_s2_scene(it, tuple(products), assets, offsets, profile))
+    for it in l1c:
+        if str(it["id"]) in used_l1c:
+            continue
+        assets = _band_assets(it, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
+        if assets is None:
+            continue
+        off = item_offset_dn(it, _keys(profile, L1C_FILE_BANDS), profile,
+                             {profile.offset_applied_property: False})
+        out.append(_s2_scene(it, ("L1C",), assets, {"L1C": off}, profile))
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def _keys(profile: StacProfile, bands: Iterable[str]) -> list[str]:
+    return [profile.s2_keys[b] for b in bands]
+
+
+def _band_assets(
+    item: dict[str, Any], level: str, bands: tuple[str, ...], profile: StacProfile,
+    sign: Callable[[str], str], skipped: list[dict[str, str]],
+) -> dict[str, str] | None:
+    assets = item.get("assets", {})
+    missing = [profile.s2_keys[b] for b in bands if profile.s2_keys[b] not in assets]
+    if missing:
+        skipped.append({"item": str(item.get("id")), "why": f"no asset {', '.join(missing)}"})
+        log.warning("STAC item %s lacks band assets %s: skipped", item.get("id"), missing)
+        return None
+    out = {}
+    for b in bands:
+        _check_scale(item, profile.s2_keys[b])
+        out[f"{level}/{b}"] = sign(str(assets[profile.s2_keys[b]]["href"]))
+    scl = assets.get(profile.s2_keys[SCL_FILE])
+    if level == "L2A" and scl is not None:
+        out[f"L2A/{SCL_FILE}"] = sign(str(scl["href"]))
+    return out
+
+
+def _s2_scene(item: dict[str, Any], products: tuple[str, ...], assets: dict[str, str],
+              offsets: dict[str, float], profile: StacProfile) -> S2Scene:
+    props = item.get("properties", {})
+    tile = str(props.get("s2:mgrs_tile") or props.get("grid:code", "") or "").removeprefix("MGRS-")
+    return S2Scene(
+        path=Path(str(item["id"])), name=str(item["id"]), time=item_time(item), tile=tile,
+        products=products, sun_azimuth_deg=float(props.get("view:sun_azimuth", 150.0) or 150.0),
+        sun_zenith_deg=90.0 - float(props.get("view:sun_elevation", 60.0) or 60.0),
+        offsets=offsets, scl=f"L2A/{SCL_FILE}" in assets, assets=assets,
+        datatake=str(props.get("s2:datatake_id", "") or ""),
+    )
+
+
+def s1_scenes_from_items(
+    items: Iterable[dict[str, Any]], profile: StacProfile, sign: Callable[[str], str],
+    skipped: list[dict[str, str]],
+) -> list[S1Scene]:
+    """S1 scenes from item dicts (pure); an item with neither polarisation is skipped."""
+    out = []
+    for it in items:
+        assets = it.get("assets", {})
+        have = {b: sign(str(assets[k]["href"])) for b, k in profile.s1_keys.items() if k in assets}
+        if not have:
+            skipped.append({"item": str(it.get("id")), "why": "no vv / vh asset"})
+            continue
+        props = it.get("properties", {})
+        state = props.get("sat:orbit_state")
+        orbit = props.get("sat:relative_orbit")
+        out.append(S1Scene(
+            path=Path(str(it["id"])), name=str(it["id"]), time=item_time(it),
+            orbit_pass=str(state).upper() if state else None, units=profile.s1_units,
+            bands=tuple(b for b in ("VV", "VH") if b in have), assets=have,
+            relative_orbit=int(orbit) if orbit is not None else None,
+        ))
+    return sorted(out, key=lambda s: (s.time, s.id))
+
+
+QUERY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda x, y: bool(x == y), "neq": lambda x, y: bool(x != y),
+    "lt": lambda x, y: bool(x < y), "lte": lambda x, y: bool(x <= y),
+    "gt": lambda x, y: bool(x > y), "gte": lambda x, y: bool(x >= y),
+    "in": lambda x, y: x in y,
+}
+
+
+def matches_query(value: Any, cond: Any) -> bool:
+    """STAC API ``query`` semantics for one property (a bare value means ``eq``)."""
+    if not isinstance(cond, dict):
+        return bool(value == cond)
+    return value is not None and all(QUERY_OPS[op](value, v) for op, v in cond.items())
+
+
+def bbox_overlaps(a: Any, b: tuple[float, float, float, float]) -> bool:
+    if not a or len(a) < 4:
+        return True
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
