@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,11 @@ class _Mosaic:
         self.values[:, take] = values[:, take]
         self.ok[:, take] = ok[:, take]
         self.seen |= take
+
+    def flush(self, acc: MeanAccumulator) -> None:
+        """Add this observation (if any granule was seen) to ``acc``, counted where seen."""
+        if self.seen is not None:
+            acc.add(self.values, self.ok, counted=self.seen)
 
 
 def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:
@@ -275,33 +281,16 @@ class LocalSource:
         if product is not None:
             acc = MeanAccumulator(len(S2_BANDS), h, w)
             # one observation per datatake: its overlapping granules are mosaicked (first clear
-            # granule wins per pixel) before the mean and the count. Scenes are read
-            # ``item_concurrency`` at a time, results consumed in order (same bytes).
-            groups = _groups(s2_scenes, lambda sc: sc.observation)
-            flat = [(gi, sc) for gi, members in enumerate(groups) for sc in members]
-            obs, current = _Mosaic(), 0
-            for gi, got in zip(
-                (gi for gi, _ in flat),
-                ordered_map(lambda x: self._s2_observation(grid, block, x[1], product, recipe),
-                            flat, self.item_concurrency, self._read_env),
-                strict=True,
-            ):
-                if gi != current:
-                    if obs.seen is not None:
-                        acc.add(obs.values, obs.ok, counted=obs.seen)
-                    obs, current = _Mosaic(), gi
+            # granule wins per pixel) before the mean and the count
+            for got in self._mosaicked(
+                    _groups(s2_scenes, lambda sc: sc.observation), acc,
+                    lambda sc: self._s2_observation(grid, block, sc, product, recipe)):
                 _merge_stats(stats, got.stats)
                 if got.skip:
                     skipped[got.skip] += 1
-                    continue
-                if (got.values is None or got.ok is None or got.seen is None
-                        or got.layer is None):
-                    continue
-                obs.add(got.values, got.ok, got.seen)
-                layers[got.layer] += 1
-                used += 1
-            if obs.seen is not None:
-                acc.add(obs.values, obs.ok, counted=obs.seen)
+                elif got.layer is not None:
+                    layers[got.layer] += 1
+                    used += 1
             res.s2, res.s2_count = acc.result()
         s1_used = 0
         acc1 = MeanAccumulator(len(S1_BANDS), h, w,
@@ -309,25 +298,10 @@ class LocalSource:
         passes = [sc for sc in s1_scenes if not (recipe.s1_orbit_pass and sc.orbit_pass
                                                   and sc.orbit_pass != recipe.s1_orbit_pass)]
         # one observation per orbit and day: the overlapping slices of a pass are mosaicked
-        groups1 = _groups(passes, lambda sc: sc.observation)
-        flat1 = [(gi, sc) for gi, members in enumerate(groups1) for sc in members]
-        obs, current = _Mosaic(), 0
-        for gi, (data, valid, st) in zip(
-            (gi for gi, _ in flat1),
-            ordered_map(lambda x: self._read_s1(grid, block, x[1]), flat1,
-                        self.item_concurrency, self._read_env),
-            strict=True,
-        ):
-            if gi != current:
-                if obs.seen is not None:
-                    acc1.add(obs.values, obs.ok, counted=obs.seen)
-                obs, current = _Mosaic(), gi
-            _merge_stats(stats, st)
-            if valid.any():
-                obs.add(data, valid, np.asarray(valid.any(axis=0)))
-                s1_used += 1
-        if obs.seen is not None:
-            acc1.add(obs.values, obs.ok, counted=obs.seen)
+        for got in self._mosaicked(_groups(passes, lambda sc: sc.observation), acc1,
+                                   lambda sc: self._read_s1(grid, block, sc)):
+            _merge_stats(stats, got.stats)
+            s1_used += got.layer is not None
         res.s1, res.s1_count = acc1.result()
         res.meta = {
             "s2_product": product,
@@ -383,12 +357,10 @@ class LocalSource:
         edge = ok[S2_BANDS.index("B8A")] & ok[S2_BANDS.index("B9")]
         return _SceneRead(stats, layer=layer, values=vals, ok=ok, seen=clear & edge)
 
-    def _read_s1(
-        self, grid: AoiGrid, block: Block, sc: S1Scene
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-        """One S1 scene on ``block``: float32 (2, h, w) dB (NaN = no data), bool (2, h, w)
-        valid per band, and the read's stats. A polarisation the scene lacks is no data for
-        it only."""
+    def _read_s1(self, grid: AoiGrid, block: Block, sc: S1Scene) -> _SceneRead:
+        """One S1 scene on ``block``: ``values`` float32 (2, h, w) dB (NaN = no data), ``ok``
+        bool (2, h, w) valid per band (a polarisation the scene lacks is no data for it only),
+        ``seen`` where any band is; no values when it misses the block."""
         h, w = block.height, block.width
         tr = grid.window_transform(block.col0, block.row0)
         present = [b for b in S1_BANDS if b in sc.bands]
@@ -403,7 +375,30 @@ class LocalSource:
             with np.errstate(divide="ignore", invalid="ignore"):
                 data = 10.0 * np.log10(np.where(data > 0, data, np.nan))
         valid &= np.isfinite(data)
-        return data, valid, stats
+        if not valid.any():
+            return _SceneRead(stats)
+        return _SceneRead(stats, layer="s1", values=data, ok=valid,
+                          seen=np.asarray(valid.any(axis=0)))
+
+    def _mosaicked(
+        self, groups: list[list[Any]], acc: MeanAccumulator,
+        read: Callable[[Any], _SceneRead],
+    ) -> Iterator[_SceneRead]:
+        """Read every scene of ``groups`` (one group = one observation: a datatake's granules,
+        a pass's slices) ``item_concurrency`` at a time, in order; mosaic each group's reads
+        (first seen wins per pixel) and add the mosaic to ``acc``. Yields every read, in
+        order, for the caller's counts; order, not timing, decides the bytes."""
+        flat = [(gi, sc) for gi, members in enumerate(groups) for sc in members]
+        obs, current = _Mosaic(), 0
+        reads = ordered_map(lambda x: read(x[1]), flat, self.item_concurrency, self._read_env)
+        for (gi, _), got in zip(flat, reads, strict=True):
+            if gi != current:
+                obs.flush(acc)
+                obs, current = _Mosaic(), gi
+            if got.values is not None and got.ok is not None and got.seen is not None:
+                obs.add(got.values, got.ok, got.seen)
+            yield got
+        obs.flush(acc)
 
     def _scl_clear(
         self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]
