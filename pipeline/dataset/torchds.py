@@ -404,9 +404,7 @@ class ExpandedDataset:
             self.class_names: tuple[str, ...] = tuple(DEN_CLASSES[:6])
         else:
             self.class_names = ()
-        #: the dataset's classes among the model's outputs (None: no semantic labels)
-        self.class_ids: tuple[int, ...] | None = (
-            tuple(range(1, 1 + len(self.class_names))) if den else None)
+
         stats = read_json_if_exists(self.layout.expand_layout().stats()) or {}
         sen = stats.get("sentinel") or {}
         self._mean = (np.asarray(sen["mean"], np.float32) if sen.get("mean") else None)
@@ -414,6 +412,12 @@ class ExpandedDataset:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    @property
+    def class_ids(self) -> tuple[int, ...] | None:
+        """The dataset's classes among the model's outputs (ids 1..n of ``class_names``);
+        None: no semantic labels."""
+        return tuple(range(1, 1 + len(self.class_names))) if self.class_names else None
 
     @property
     def patch_ids(self) -> list[str]:

@@ -290,11 +290,12 @@ def read_coarsest(f: Path | str, max_px: int = 4_000_000) -> np.ndarray | None:
         with rasterio.open(f) as src:
             levels = src.overviews(1)
             nodata = src.nodata
-        if not levels and src.width * src.height > max_px:
-            return None
-        kw = {"overview_level": len(levels) - 1} if levels else {}
-        with rasterio.open(f, **kw) as src:
-            a = src.read(1, out_dtype="float32")
+            if not levels and src.width * src.height > max_px:
+                return None
+            # a read at the coarsest overview's size is served from that overview (nearest)
+            k = levels[-1] if levels else 1
+            shape = (-(-src.height // k), -(-src.width // k))
+            a = src.read(1, out_shape=shape, out_dtype="float32")
     except (RasterioError, OSError) as exc:
         raise _read_error(f, exc) from None
     if nodata is not None:

@@ -166,17 +166,16 @@ def fetch_month(
         ref = PerProcess(build_stac_source, (tuple(sorted(kwargs.items())),))
         # the job searches once; workers get the month's scenes and never search
         src: Any = OnWorkers(ref, ref.get().month_listing(month, plan.grid))
-        layout = Layout(layout.root.resolve())
     elif distributed:
         from pipeline.parallel import PerProcess
         from pipeline.sentinel.sources.local import LocalSource
 
         make_source(cfg, aoi.sentinel_archive, where).close()  # validate the archive here
-        # workers run elsewhere (another cwd / node): ship absolute paths only
         src = PerProcess(LocalSource, (str(Path(str(aoi.sentinel_archive)).resolve()),))
-        layout = Layout(layout.root.resolve())
     else:
         src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)
+    if distributed:  # workers run elsewhere (another cwd / node): absolute paths only
+        layout = Layout(layout.root.resolve())
     concurrency = (cfg.gee.concurrency if cfg.source == "gee" else
                    cfg.stac.concurrency if cfg.source == "stac" else max(1, threads))
     with contextlib.ExitStack() as stack:

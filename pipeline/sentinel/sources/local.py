@@ -165,8 +165,9 @@ def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:
 @dataclass
 class _SceneRead:
     """One S2 scene read on a block: ``values`` float32 (12, h, w) reflectance, ``ok`` bool
-    (12, h, w) per-band valid, ``seen`` bool (h, w) clear and inside; all None when the scene
-    misses the block or is skipped (``skip`` = the counted reason)."""
+    (12, h, w) per-band valid, ``seen`` bool (h, w) clear and inside (S1: dB values, per-band
+    valid, seen where any band is); all None when the scene misses the block or is skipped
+    (``skip`` = the counted reason). ``layer``: the S2 cloud layer that masked it."""
 
     stats: dict[str, int]
     layer: str | None = None
@@ -174,6 +175,11 @@ class _SceneRead:
     ok: np.ndarray | None = None
     seen: np.ndarray | None = None
     skip: str | None = None
+
+    @property
+    def used(self) -> bool:
+        """The scene contributed to the block's observation."""
+        return self.values is not None and self.ok is not None and self.seen is not None
 
 
 def _merge_stats(into: dict[str, int], other: dict[str, int]) -> None:
@@ -288,7 +294,7 @@ class LocalSource:
                 _merge_stats(stats, got.stats)
                 if got.skip:
                     skipped[got.skip] += 1
-                elif got.layer is not None:
+                elif got.used and got.layer is not None:
                     layers[got.layer] += 1
                     used += 1
             res.s2, res.s2_count = acc.result()
@@ -301,7 +307,7 @@ class LocalSource:
         for got in self._mosaicked(_groups(passes, lambda sc: sc.observation), acc1,
                                    lambda sc: self._read_s1(grid, block, sc)):
             _merge_stats(stats, got.stats)
-            s1_used += got.layer is not None
+            s1_used += got.used
         res.s1, res.s1_count = acc1.result()
         res.meta = {
             "s2_product": product,
@@ -377,8 +383,7 @@ class LocalSource:
         valid &= np.isfinite(data)
         if not valid.any():
             return _SceneRead(stats)
-        return _SceneRead(stats, layer="s1", values=data, ok=valid,
-                          seen=np.asarray(valid.any(axis=0)))
+        return _SceneRead(stats, values=data, ok=valid, seen=np.asarray(valid.any(axis=0)))
 
     def _mosaicked(
         self, groups: list[list[Any]], acc: MeanAccumulator,

@@ -289,9 +289,9 @@ class StacSource(LocalSource):
     def fetch_block(
         self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
     ) -> BlockResult:
-        """The month's composites on ``block`` (local source's recipe over the COGs)."""
-        with gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s):
-            res = super().fetch_block(aoi, grid, block, month, recipe)
+        """The month's composites on ``block`` (local source's recipe over the COGs; every
+        scene read runs in :meth:`_read_env`, GDAL's HTTP settings)."""
+        res = super().fetch_block(aoi, grid, block, month, recipe)
         res.meta["skipped_items"] = list(self._skipped.get(month, []))
         res.meta["l1c_refused"] = sorted(self.l1c_refused)
         res.meta["empty_searches"] = list(self._empty.get(month, []))
@@ -305,8 +305,7 @@ class StacSource(LocalSource):
         :class:`OnWorkers` hands to every worker."""
         s2 = tuple(self.s2_scenes(month, grid))
         s1 = tuple(self.s1_scenes(month, grid))
-        return MonthListing(month, s2, s1,
-                            tuple(tuple(sorted(d.items())) for d in self._skipped.get(month, [])),
+        return MonthListing(month, s2, s1, tuple(self._skipped.get(month, [])),
                             tuple(self._empty.get(month, [])),
                             tuple(self._offset_fixed.get(month, [])))
 
@@ -315,7 +314,7 @@ class StacSource(LocalSource):
         with self._lock:
             self._s2[listing.month] = list(listing.s2)
             self._s1[listing.month] = list(listing.s1)
-            self._skipped[listing.month] = [dict(d) for d in listing.skipped]
+            self._skipped[listing.month] = list(listing.skipped)
             self._empty[listing.month] = list(listing.empty)
             self._offset_fixed[listing.month] = list(listing.offset_corrected)
 
@@ -328,7 +327,7 @@ class MonthListing:
     month: str
     s2: tuple[S2Scene, ...]
     s1: tuple[S1Scene, ...]
-    skipped: tuple[tuple[tuple[str, str], ...], ...] = ()
+    skipped: tuple[dict[str, str], ...] = ()
     empty: tuple[str, ...] = ()
     offset_corrected: tuple[str, ...] = ()
 
