@@ -92,7 +92,7 @@ def make_native_aoi(
     from pipeline.io.geotiff import write_patch_tif
     from pipeline.io.jsonfile import write_json
     from pipeline.io.parquet import write_geoparquet
-    from pipeline.sentinel.sources.base import Block, BlockResult
+    from pipeline.sentinel.model import Block, BlockResult
 
     rng = np.random.default_rng(seed)
     side = HR_PX * HR_GSD

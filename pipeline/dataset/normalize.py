@@ -17,7 +17,7 @@ from pipeline.errors import DatasetError
 LABEL_NODATA = 255
 S2_NODATA_DN = 65535  # stored S2 no-data value (uint16 reflectance * 10000)
 S2_DN_SCALE = 10000.0
-#: Wavelengths (nm) of the 14 Sentinel bands in :data:`pipeline.sentinel.sources.base.ALL_BANDS`
+#: Wavelengths (nm) of the 14 Sentinel bands in :data:`pipeline.sentinel.model.ALL_BANDS`
 # order.
 WAVELENGTHS_NM: tuple[float, ...] = tuple(S2_WAVELENGTHS_NM) + (S1_WAVELENGTH_NM,) * len(S1_BANDS)
 HR_BANDS: tuple[str, ...] = ("R", "G", "B")

@@ -43,7 +43,7 @@ from pipeline.io.jsonfile import write_json
 from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, write_block
 from pipeline.io.parquet import write_geoparquet
 from pipeline.layout import Layout
-from pipeline.sentinel.sources.base import Block, BlockResult
+from pipeline.sentinel.model import Block, BlockResult
 
 EPSG = 32649
 RES_M = 10.0

@@ -355,7 +355,7 @@ class ExpandedDataset:
     ``change`` int64 (hr_size, hr_size) 0/1, 255 = ignored or no label (nearest resize;
     DynamicEarthNet: first vs last labelled month); ``label1`` / ``label2``: DynamicEarthNet's
     classes of the first and the last labelled month as ids 1..6 (the first six of
-    :data:`pipeline.io.change_datasets.DEN_CLASSES`;
+    :data:`pipeline.expand.datasets.dynamicearthnet.DEN_CLASSES`;
     255 = no class or snow & ice) in the model's 18 outputs (:attr:`class_ids` restricts the
     predictions to them); other datasets all 255 (no land-use classes: the segmentation losses
     are skipped); ``sentinel`` float32
@@ -398,7 +398,7 @@ class ExpandedDataset:
         self._rows = idx.sort_values("sample_id").to_dict("records")
         den = any(r.get("label_encoding") == "den-onehot" for r in self._rows)
         if den:
-            from pipeline.io.change_datasets import DEN_CLASSES
+            from pipeline.expand.datasets.dynamicearthnet import DEN_CLASSES
 
             # the six classes the official loader trains (snow & ice, band 7, is ignored)
             self.class_names: tuple[str, ...] = tuple(DEN_CLASSES[:6])
@@ -429,13 +429,10 @@ class ExpandedDataset:
         import torch
         import torch.nn.functional as F  # noqa: N812
 
-        from pipeline.io.change_datasets import (
-            read_change_label,
-            read_den_label,
-            read_sample_cube,
-            read_sample_rgb,
-            read_xbd_change,
-        )
+        from pipeline.expand.cube import read_sample_cube
+        from pipeline.expand.datasets.common import read_change_label, read_sample_rgb
+        from pipeline.expand.datasets.dynamicearthnet import read_den_label
+        from pipeline.expand.datasets.xbd import read_xbd_change
 
         if not 0 <= i < len(self._rows):
             raise IndexError(i)

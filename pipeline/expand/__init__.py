@@ -7,6 +7,7 @@
 * :mod:`pipeline.expand.plan` -- per-sample months, per (group, month) blocks, and the request
   plan with an Earth Engine cost proxy and naive per-footprint numbers.
 
-Reading the foreign layouts (OSCD, SpaceNet 7, pair folders, index files) lives in
-:mod:`pipeline.io.change_datasets`.
+Reading the foreign layouts lives in :mod:`pipeline.expand.datasets` (one module per dataset:
+OSCD, SpaceNet 7, DynamicEarthNet, xBD, pair folders, index files); an expanded sample's cube
+is read back by :mod:`pipeline.expand.cube`.
 """

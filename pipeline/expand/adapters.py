@@ -1,6 +1,6 @@
 """Dataset adapters, pure part: sample records -> the expansion sample index.
 
-Every adapter (:func:`pipeline.io.change_datasets.read_samples`) turns a foreign layout into a list
+Every adapter (:func:`pipeline.expand.datasets.read_samples`) turns a foreign layout into a list
 of :class:`SampleRecord` (one per change sample: an image pair, a multi-date stack, or a row of
 a patch index). :func:`build_sample_index` validates them (ids unique, dates present and
 ordered, a real CRS) and builds the index GeoDataFrame shared by every adapter:

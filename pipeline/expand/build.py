@@ -1,7 +1,7 @@
 """Sample index -> groups, footprints, per-group tables and the request plan (pure).
 
 :func:`build_expansion` is what the ``expand_index`` stage runs between reading a foreign
-layout (:mod:`pipeline.io.change_datasets`) and writing the outputs.
+layout (:mod:`pipeline.expand.datasets`) and writing the outputs.
 """
 
 from __future__ import annotations

@@ -38,9 +38,10 @@ from pipeline.dataset.stats import check_sentinel_inputs, sentinel_moments
 from pipeline.errors import ConfigError
 from pipeline.expand.adapters import build_sample_index
 from pipeline.expand.build import FP_COLUMNS, Expansion, build_expansion
+from pipeline.expand.datasets import read_samples
 from pipeline.expand.plan import blocks_for_month, months_of
 from pipeline.grid import AoiGrid, FootprintRule
-from pipeline.io.change_datasets import copy_originals, read_samples
+from pipeline.io.files import copy_originals
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import (
     DEFAULT_CHUNK_PX,
@@ -55,8 +56,8 @@ from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import block_side_px
 from pipeline.sentinel.fetch import run_month
+from pipeline.sentinel.model import Recipe, SentinelSource
 from pipeline.sentinel.sources import make_source, source_identity
-from pipeline.sentinel.sources.base import Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
 

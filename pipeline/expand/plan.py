@@ -29,7 +29,7 @@ from pipeline.aoi import month_range
 from pipeline.bands import ALL_BANDS
 from pipeline.grid import AoiGrid
 from pipeline.sentinel.blocks import CHUNK_PX, REQUEST_BYTES_PER_PX, plan_blocks
-from pipeline.sentinel.sources.base import Block
+from pipeline.sentinel.model import Block
 
 
 def months_of(first: str, last: str) -> list[str]:

@@ -1,4 +1,7 @@
-"""All file I/O of the pipeline, one module per format; pure modules never open files.
+"""All file I/O of the pipeline, one module per format; the bottom layer: it imports nothing of
+``pipeline`` but :mod:`pipeline.errors`, :mod:`pipeline.grid`, :mod:`pipeline.bands` and
+:mod:`pipeline.layout` (a test keeps it so). Foreign dataset layouts live in
+:mod:`pipeline.expand.datasets`, which discovers files and reads pixels through here.
 
 ==========================  ===========================================================
 module                      format
@@ -15,7 +18,7 @@ module                      format
 :mod:`.tables`              CSV tables (class mapping)
 :mod:`.mosaic`              the Zarr Sentinel mosaics (staging store and cube)
 :mod:`.scenes`              the local scene archive (GeoTIFF bands + scene.json)
-:mod:`.change_datasets`     layouts of foreign change datasets (OSCD, SpaceNet 7, pairs, index)
+:mod:`.files`               copies of original files and folders (expansion originals)
 :mod:`.png`                 PNG images and figures
 :mod:`.stac`                STAC catalogues
 ==========================  ===========================================================

@@ -37,15 +37,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from pipeline.bands import S1_BANDS, S1_WAVELENGTH_NM, S2_BANDS, S2_WAVELENGTHS_NM
 from pipeline.errors import GridError, InputError, MissingInputError
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.composite import S2_NODATA_U16, reflectance_to_u16
-from pipeline.sentinel.sources.base import Block, BlockResult
 
 DEFAULT_CHUNK_PX: int = 64
 #: Spatial chunk side (px) of the read-optimised cube (chunks span all months and bands).
@@ -56,6 +54,54 @@ _COPY_TILE_PX: int = 256
 _DATA_VARS: tuple[str, ...] = ("s2", "s1", "s2_count", "s1_count")
 PRODUCT_CODES: dict[str | None, int] = {None: 0, "none": 0, "L1C": 1, "L2A": 2}
 PRODUCT_NAMES: dict[int, str] = {0: "none", 1: "L1C", 2: "L2A"}
+
+
+
+class BlockWindow(Protocol):
+    """A chunk-aligned window of the AOI grid (``pipeline.sentinel.model.Block`` is one)."""
+
+    @property
+    def col0(self) -> int: ...
+    @property
+    def row0(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+
+
+class BlockArrays(Protocol):
+    """One block's monthly composites (``pipeline.sentinel.model.BlockResult`` is one):
+    ``s2`` float32 (12, h, w) reflectance (NaN = none), ``s1`` float32 (2, h, w) dB,
+    ``s2_count`` / ``s1_count`` uint8 (h, w)."""
+
+    s2: np.ndarray
+    s2_count: np.ndarray
+    s1: np.ndarray
+    s1_count: np.ndarray
+
+
+#: uint16 nodata of the stored S2 reflectance (the mosaic encoding: reflectance * 10000).
+S2_NODATA_U16: int = 65535
+
+
+def reflectance_to_u16(refl: np.ndarray) -> np.ndarray:
+    """float reflectance (NaN = nodata) -> uint16 ``round(r * 10000)`` clipped to 0..65534,
+    65535 = nodata."""
+    r = np.asarray(refl, dtype=np.float64)
+    ok = np.isfinite(r)
+    dn = np.clip(np.rint(np.where(ok, r, 0.0) * 10000.0), 0, S2_NODATA_U16 - 1)
+    return np.where(ok, dn, S2_NODATA_U16).astype(np.uint16)
+
+
+def u16_to_reflectance(dn: np.ndarray) -> np.ndarray:
+    """uint16 stored reflectance -> float32 reflectance with NaN for 65535."""
+    d = np.asarray(dn)
+    return np.where(d == S2_NODATA_U16, np.nan, d.astype(np.float32) / np.float32(10000.0)).astype(
+        np.float32
+    )
 
 
 def _coords(grid: AoiGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -353,7 +399,7 @@ def _read_window(a: Any, plan: Any, ys: slice, xs: slice, out: np.ndarray,
 
 
 def write_block(
-    path: str | Path, month_index: int, block: Block, result: BlockResult
+    path: str | Path, month_index: int, block: BlockWindow, result: BlockArrays
 ) -> None:
     """Write one block's monthly composites into time slice ``month_index`` of the store.
 

@@ -276,6 +276,32 @@ def raster_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
+
+def read_bands(path: str | Path, indexes: Sequence[int] | None = None,
+               fallback: Sequence[int] | None = None) -> np.ndarray:
+    """(bands, H, W) pixels of a whole raster in its own dtype: every band, or the 1-based
+    ``indexes``; a raster with fewer bands than ``max(indexes)`` is read with ``fallback``
+    instead when given (e.g. [1, 1, 1]: a grey image as RGB).
+
+    Raises:
+        InputError: the file cannot be read, or lacks a requested band.
+    """
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(p) as src:
+                idx = list(indexes) if indexes is not None else list(range(1, src.count + 1))
+                if max(idx) > src.count:
+                    if fallback is None:
+                        raise InputError(f"{p}: has {src.count} bands, band {max(idx)} was "
+                                         "asked for: check the file")
+                    idx = list(fallback)
+                return np.asarray(src.read(idx))
+    except RasterioIOError as exc:
+        raise InputError(f"{p}: cannot be read ({exc}): check the file") from None
+
+
 def ground_pixel_size(crs: str, transform: Any, width: int, height: int
                       ) -> tuple[float | None, float | None]:
     """(x, y) size in metres on the ground of the raster's centre pixel, in any CRS: geodesic

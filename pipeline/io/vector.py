@@ -154,3 +154,31 @@ def write_footprints_vector(
     if shapefile_dir is not None:
         out.append(write_shapefile(polygons, shapefile_dir, f"{aoi or 'aoi'}_footprints"))
     return out
+
+
+def read_feature_table(path: str | Path, what: str = "table") -> tuple[Any, Any, str | None]:
+    """A table of features in any format: CSV (every column as text, empty cells kept), or
+    GeoParquet / GeoJSON / GeoPackage / shapefile (through geopandas).
+
+    Returns:
+        (pandas DataFrame of the non-geometry columns, the GeoSeries or None for CSV, the
+        file's CRS as a string or None).
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    import pandas as pd
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(p, dtype=str, keep_default_na=False), None, None
+        import geopandas as gpd
+
+        gdf = gpd.read_parquet(p) if suffix in (".parquet", ".geoparquet") else gpd.read_file(p)
+    except Exception as exc:  # pyogrio / pyarrow / pandas raise many types
+        raise InputError(f"{what} {p} cannot be read ({exc}): use GeoParquet, GeoJSON, "
+                         "GeoPackage or CSV") from None
+    crs = gdf.crs.to_string() if gdf.crs is not None else None
+    return pd.DataFrame(gdf.drop(columns=gdf.geometry.name)), gdf.geometry, crs

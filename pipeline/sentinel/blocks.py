@@ -15,7 +15,7 @@ planner covers the *union* of footprint windows with a few large rectangular blo
   written concurrently without locks.
 
 Blocks never overlap, are ordered by (row0, col0) and their ids are deterministic
-(:attr:`pipeline.sentinel.sources.base.Block.id`). All sizes are in grid pixels (10 m by default).
+(:attr:`pipeline.sentinel.model.Block.id`). All sizes are in grid pixels (10 m by default).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import ConfigError, GridError
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.sources.base import Block
+from pipeline.sentinel.model import Block
 
 #: Mosaic spatial chunk (px): blocks are aligned to it.
 CHUNK_PX: int = 64

@@ -23,9 +23,6 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-#: uint16 nodata of the stored S2 reflectance (reflectance * 10000).
-S2_NODATA_U16: int = 65535
-
 
 def db_to_linear(db: np.ndarray) -> np.ndarray:
     """Backscatter dB -> linear power (float64 for accurate averaging); NaN stays NaN."""
@@ -218,20 +215,3 @@ def s1_mean(stack_db: np.ndarray, mode: Literal["linear", "db"] = "linear") -> t
     for i in range(n):
         acc.add(stack_db[i], np.ones((h, w), bool))
     return acc.result()
-
-
-def reflectance_to_u16(refl: np.ndarray) -> np.ndarray:
-    """float reflectance (NaN = nodata) -> uint16 ``round(r * 10000)`` clipped to 0..65534,
-    65535 = nodata."""
-    r = np.asarray(refl, dtype=np.float64)
-    ok = np.isfinite(r)
-    dn = np.clip(np.rint(np.where(ok, r, 0.0) * 10000.0), 0, S2_NODATA_U16 - 1)
-    return np.where(ok, dn, S2_NODATA_U16).astype(np.uint16)
-
-
-def u16_to_reflectance(dn: np.ndarray) -> np.ndarray:
-    """uint16 stored reflectance -> float32 reflectance with NaN for 65535."""
-    d = np.asarray(dn)
-    return np.where(d == S2_NODATA_U16, np.nan, d.astype(np.float32) / np.float32(10000.0)).astype(
-        np.float32
-    )

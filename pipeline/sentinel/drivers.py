@@ -39,8 +39,8 @@ from pipeline.layout import Layout
 from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
 from pipeline.sentinel.fetch import run_month
+from pipeline.sentinel.model import Recipe, SentinelSource
 from pipeline.sentinel.sources import make_source, source_identity, stac_kwargs
-from pipeline.sentinel.sources.base import Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
 

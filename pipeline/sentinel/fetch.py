@@ -28,7 +28,7 @@ from pipeline.grid import AoiGrid
 from pipeline.io.atomic import ensure_dir
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
-from pipeline.sentinel.sources.base import Block, Recipe, SentinelSource
+from pipeline.sentinel.model import Block, Recipe, SentinelSource
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_month(
     """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
 
     Args:
-        source: a :class:`~pipeline.sentinel.sources.base.SentinelSource` (thread-safe fetch_block).
+        source: a :class:`~pipeline.sentinel.model.SentinelSource` (thread-safe fetch_block).
         aoi: AOI name (messages, source requests).
         grid: the AOI grid the mosaic was made for.
         blocks: disjoint, chunk-aligned blocks (block planner output).

@@ -14,7 +14,7 @@ from pipeline.sentinel.blocks import (
     plan_blocks,
     requested_pixels,
 )
-from pipeline.sentinel.sources.base import Block, blocks_overlap
+from pipeline.sentinel.model import Block, blocks_overlap
 from tests.fake_ee import fusu_like_footprints
 
 

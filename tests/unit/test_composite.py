@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.io.mosaic import reflectance_to_u16, u16_to_reflectance
 from pipeline.sentinel.composite import (
     MeanAccumulator,
     cloud_clear_mask,
@@ -12,9 +13,7 @@ from pipeline.sentinel.composite import (
     linear_to_db,
     masked_mean,
     project_shadows,
-    reflectance_to_u16,
     s1_mean,
-    u16_to_reflectance,
 )
 
 

@@ -21,7 +21,7 @@ from pipeline.expand.adapters import (
     detect_change_encoding,
     parse_date,
 )
-from pipeline.io.change_datasets import read_samples
+from pipeline.expand.datasets import read_samples
 from tests.expand_helpers import make_levir, make_oscd, make_pairs, make_spacenet7, write_tif
 
 
@@ -293,7 +293,7 @@ def test_dynamicearthnet_layout(tmp_path: Path) -> None:
     assert all(Path(p).is_file() for p in files["labels"].values())
     b = json.loads(idx.loc["2196_3885_13", "files"])  # hyphenated label folder
     assert "2196_3885_13-17N" in b["labels"]["2018-01"]
-    from pipeline.io.change_datasets import read_den_label
+    from pipeline.expand.datasets.dynamicearthnet import read_den_label
 
     lab = read_den_label(files["labels"]["2019-12"])
     assert lab.dtype == np.uint8 and set(np.unique(lab)) == {0, 1}
@@ -320,7 +320,7 @@ def test_xbd_pairs_are_placed_by_their_label_coordinates(tmp_path: Path, caplog)
     building vertices places the image; a pair without buildings is a counted skip."""
     import logging
 
-    from pipeline.io.change_datasets import read_xbd_change, xbd_transform
+    from pipeline.expand.datasets.xbd import read_xbd_change, xbd_transform
     from tests.expand_helpers import make_xbd
 
     make_xbd(tmp_path)

@@ -17,7 +17,7 @@ from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import read_footprint_cube
 from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
-from pipeline.sentinel.sources.base import Block
+from pipeline.sentinel.model import Block
 from tests.expand_helpers import make_pairs
 from tests.sentinel_helpers import write_scene
 
@@ -78,7 +78,7 @@ def test_end_to_end_local_source(tmp_path: Path) -> None:
     assert (layout.expand_originals_dir() / "p1" / "t1" / "p1.tif").is_file()
     assert (layout.expand_originals_dir() / "p2" / "label" / "p2.tif").is_file()
     # the per-sample reader keeps each sample's own months
-    from pipeline.io.change_datasets import read_sample_cube
+    from pipeline.expand.cube import read_sample_cube
 
     c1, c2 = read_sample_cube(layout, "p1"), read_sample_cube(layout, "p2")
     assert c1["months"] == ["2020-03"] and c2["months"] == ["2020-02", "2020-03"]
@@ -192,7 +192,7 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
     pytest.importorskip("timm")
     from pipeline.config import TrainConfig
     from pipeline.dataset.torchds import ExpandedDataset
-    from pipeline.io.change_datasets import DEN_CLASSES
+    from pipeline.expand.datasets.dynamicearthnet import DEN_CLASSES
     from pipeline.train.drivers import train_model
     from tests.expand_helpers import make_dynamicearthnet
 

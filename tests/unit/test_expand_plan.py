@@ -178,7 +178,7 @@ def test_per_sample_months_union_and_active_blocks() -> None:
 
 def test_fusu_templates_plan_beats_naive(tmp_path: Path) -> None:
     from pipeline.config import ExpandConfig
-    from pipeline.io.change_datasets import read_samples
+    from pipeline.expand.datasets import read_samples
 
     idx = build_sample_index(read_samples(ExpandConfig(
         adapter="aoi", path="aoi/fusu-beilin.yaml", plan_only=True)), "fusu")

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.bands import S2_BANDS
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 
 pytestmark = pytest.mark.gee_live
 

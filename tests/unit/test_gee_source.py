@@ -20,8 +20,8 @@ ee = pytest.importorskip("ee")
 from pipeline.bands import S2_BANDS
 from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
+from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources import gee as gee_mod
-from pipeline.sentinel.sources.base import Block, Recipe
 from pipeline.sentinel.sources.gee import (
     CLOUD_SCORE_PLUS,
     S1_GRD,
@@ -391,7 +391,7 @@ import sys, json
 import ee.deprecation
 ee.deprecation._FetchDataCatalogStac = lambda: {}
 from pipeline.sentinel.sources.gee import GeeSource
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 from pipeline.grid import AoiGrid
 from pipeline.sentinel.fetch import run_month
 a = json.loads(sys.argv[1])

@@ -16,7 +16,7 @@ from pipeline.bands import S2_BANDS
 from pipeline.demo.scenes import synth_s2
 from pipeline.errors import SourceError
 from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import S2CLOUDLESS_BANDS, CloudDetector, LocalSource
 from tests.sentinel_helpers import GRID, SX0, SY0, VEG_TOA, transforms, write_scene
 

@@ -18,7 +18,7 @@ from pipeline.io.mosaic import (
     write_block,
     write_month_product,
 )
-from pipeline.sentinel.sources.base import Block, BlockResult
+from pipeline.sentinel.model import Block, BlockResult
 
 GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=160, height=128)
 MONTHS = ["2019-08", "2019-09", "2019-10"]

@@ -15,7 +15,7 @@ from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import init_mosaic, read_footprint_cube
 from pipeline.sentinel.blocks import plan_blocks
 from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.model import Block, BlockResult, Recipe
 
 GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=192, height=160)
 MONTHS = ["2020-01", "2020-02"]

@@ -16,7 +16,7 @@ from affine import Affine
 from pipeline.errors import SourceError
 from pipeline.io.scenes import write_s1_scene
 from pipeline.io.stac import write_scene_catalog
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import LocalSource
 from pipeline.sentinel.sources.stac import StacSource
 from pipeline.sentinel.sources.stac_items import baseline_offset

@@ -1,5 +1,5 @@
 """Sentinel-1/2 monthly composite sources behind one protocol
-(:class:`pipeline.sentinel.sources.base.SentinelSource`) and the one factory that builds them.
+(:class:`pipeline.sentinel.model.SentinelSource`) and the one factory that builds them.
 
 ===========  ================================================================================
 source       where composites come from
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.sentinel.sources.base import SentinelSource
+from pipeline.sentinel.model import SentinelSource
 
 
 def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> dict[str, Any]:

@@ -91,7 +91,7 @@ from pipeline.io.scenes import (
 )
 from pipeline.parallel import ordered_map
 from pipeline.sentinel.composite import MeanAccumulator, postprocess_cloud_mask, project_shadows
-from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.model import Block, BlockResult, Recipe
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _merge_stats(into: dict[str, int], other: dict[str, int]) -> None:
 
 
 class LocalSource:
-    """:class:`~pipeline.sentinel.sources.base.SentinelSource` reading a local scene archive.
+    """:class:`~pipeline.sentinel.model.SentinelSource` reading a local scene archive.
 
     Args:
         archive: the archive root (layout in the module docstring).

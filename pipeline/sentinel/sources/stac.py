@@ -53,7 +53,7 @@ from pipeline.io.scenes import (
 )
 from pipeline.io.stac import open_stac_api, read_static_items, search_item_pages
 from pipeline.parallel import ordered_map
-from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.model import Block, BlockResult, Recipe
 from pipeline.sentinel.sources.local import LocalSource
 from pipeline.sentinel.sources.stac_items import (
     BASELINE_OFFSET_DN,
@@ -77,7 +77,7 @@ STATIC_S1 = "sentinel-1-rtc"
 
 
 class StacSource(LocalSource):
-    """:class:`~pipeline.sentinel.sources.base.SentinelSource` over a STAC API or a static STAC
+    """:class:`~pipeline.sentinel.model.SentinelSource` over a STAC API or a static STAC
     catalogue of COGs (see the module docstring). Thread-safe.
 
     Args:

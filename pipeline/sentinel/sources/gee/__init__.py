@@ -14,7 +14,7 @@ on the block's exact window of the AOI grid: ``grid = {dimensions, affineTransfo
 (never region + scale), ``fileFormat = NPY``. A sensor without scenes in the month is left out
 of the request (NaN values, zero counts); a month with neither sends no request at all.
 
-Recipe (see :class:`pipeline.sentinel.sources.base.Recipe`):
+Recipe (see :class:`pipeline.sentinel.model.Recipe`):
 * S2: ``COPERNICUS/S2_SR_HARMONIZED`` (L1C fallback ``COPERNICUS/S2_HARMONIZED``) joined with
   ``COPERNICUS/S2_CLOUD_PROBABILITY`` on ``system:index`` (``ee.Join.saveFirst`` +
   ``ee.Filter.equals``); masked where probability > threshold; optional cloud-shadow mask (dark

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.sources.base import Block, BlockResult, Recipe
+from pipeline.sentinel.model import Block, BlockResult, Recipe
 from pipeline.sentinel.sources.gee.auth import AUTH_HELP, resolve_credentials, resolve_project
 from pipeline.sentinel.sources.gee.decode import decode_npy, to_block_result
 from pipeline.sentinel.sources.gee.recipe import (

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from pipeline.bands import S1_BANDS, S2_BANDS
-from pipeline.sentinel.sources.base import BlockResult
+from pipeline.sentinel.model import BlockResult
 from pipeline.sentinel.sources.gee.recipe import NODATA_FILL, S1_COUNT, S2_COUNT
 
 

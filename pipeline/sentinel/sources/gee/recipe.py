@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 
 S2_L2A = "COPERNICUS/S2_SR_HARMONIZED"
 S2_L1C = "COPERNICUS/S2_HARMONIZED"

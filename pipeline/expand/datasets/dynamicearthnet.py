@@ -11,6 +11,8 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.expand.adapters import SampleRecord
+from pipeline.expand.datasets.common import georef
+from pipeline.io.raster import read_bands
 
 #: DynamicEarthNet's split-file folders (the TUM webshare's, torchgeo's redistribution).
 _DEN_SPLIT_DIRS = ("dynnet_training_splits", "split_info", ".")
@@ -59,9 +61,6 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
     Raises:
         InputError: no split files, a cube without imagery or labels, no georeferencing.
     """
-    # imported here: pipeline.io.change_datasets re-exports this module's names at its end
-    from pipeline.io.change_datasets import _georef
-
     r = Path(root)
     if not r.is_dir():
         raise InputError(f"DynamicEarthNet folder {r} does not exist: fix expand.path")
@@ -99,7 +98,7 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
         if missing:
             raise InputError(f"DynamicEarthNet cube {cid}: label files of months {missing[:4]} "
                              f"are missing (e.g. {c['labels'][missing[0]]})")
-        info = _georef(imgs[0], "PlanetFusion image")
+        info = georef(imgs[0], "PlanetFusion image")
         months = sorted(c["labels"])
         dates = tuple(dt.date(int(m[:4]), int(m[5:7]), 1) for m in months)
         if len(dates) == 1:
@@ -115,10 +114,7 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
 def read_den_label(path: str | Path) -> np.ndarray:
     """uint8 (H, W) class map of a DynamicEarthNet label: 0..5 the first six one-hot bands,
     255 = no class or snow & ice (band 7, which the official loader ignores as well)."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        a = src.read()
+    a = read_bands(path)
     out = np.full(a.shape[1:], 255, np.uint8)
     for i in range(min(6, a.shape[0])):
         out[a[i] == 255] = i
