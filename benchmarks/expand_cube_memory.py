@@ -53,7 +53,7 @@ def main() -> None:
 
     from pipeline.grid import AoiGrid
     from pipeline.io.mosaic import consolidate_mosaic, init_mosaic, write_block
-    from pipeline.sentinel.sources.base import Block, BlockResult
+    from pipeline.sentinel.model import Block, BlockResult
 
     months = [f"{2016 + m // 12}-{m % 12 + 1:02d}" for m in range(args.months)]
     grid = AoiGrid(epsg=32636, res_m=10.0, x0=700000.0, y0=3750000.0, width=args.side,

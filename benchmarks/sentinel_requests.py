@@ -26,7 +26,7 @@ from pipeline.sentinel.blocks import (
     plan_blocks,
     requested_pixels,
 )
-from pipeline.sentinel.sources.base import Block, Recipe
+from pipeline.sentinel.model import Block, Recipe
 
 
 def main(argv: list[str] | None = None) -> int:

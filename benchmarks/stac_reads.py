@@ -95,7 +95,7 @@ def main() -> None:
     from pipeline.io.scenes import L2A_FILE_BANDS, NATIVE_RES_M, gdal_http_env, read_on_grid
     from pipeline.io.stac import write_scene_catalog
     from pipeline.sentinel.blocks import CHUNK_PX, plan_blocks
-    from pipeline.sentinel.sources.base import Recipe
+    from pipeline.sentinel.model import Recipe
     from pipeline.sentinel.sources.stac import StacSource
     from pipeline.sentinel.sources.stac_profiles import PROFILES
     from tests.fake_ee import fusu_like_footprints
