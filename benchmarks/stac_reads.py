@@ -96,7 +96,7 @@ def main() -> None:
     from pipeline.io.stac import write_scene_catalog
     from pipeline.sentinel.blocks import CHUNK_PX, plan_blocks
     from pipeline.sentinel.model import Recipe
-    from pipeline.sentinel.sources.stac import StacSource
+    from pipeline.sentinel.sources.stac import stac_source
     from pipeline.sentinel.sources.stac_profiles import PROFILES
     from tests.fake_ee import fusu_like_footprints
     from tests.fake_stac import FakeStac
@@ -117,7 +117,7 @@ def main() -> None:
         blocks = plan_blocks(grid, fp.col0, fp.row0, int(fp.size_px), 640, chunk_px=CHUNK_PX)
         with FakeStac(root, page_size=100) as srv:
             srv.items = srv.items_from_catalog(root / "catalog.json")
-            src = StacSource(srv.api, collections={"s2_l1c": "", "s1": ""})
+            src = stac_source(srv.api, collections={"s2_l1c": "", "s1": ""})
             srv.counters.log.clear()
             srv.counters.bytes = 0
             t = time.perf_counter()
@@ -185,7 +185,7 @@ def main() -> None:
         for n_items in (1, 4):
             with FakeStac(root, page_size=100, latency_s=args.latency_ms / 1000.0) as srv:
                 srv.items = srv.items_from_catalog(root / "catalog.json")
-                src = StacSource(srv.api, collections={"s2_l1c": "", "s1": ""},
+                src = stac_source(srv.api, collections={"s2_l1c": "", "s1": ""},
                                  item_concurrency=n_items)
                 src.s2_scenes("2020-06", grid)  # the search is not what is compared
                 t = time.perf_counter()

@@ -112,9 +112,9 @@ class PerProcess:
     Pickling ships only ``factory`` (a top-level callable, e.g. a class) and ``args``;
     :meth:`get` builds the object on first use in each process (worker) and reuses it, so
     thread-safe objects with locks and caches (a
-    :class:`~pipeline.sentinel.sources.local.LocalSource`)
+    :func:`~pipeline.sentinel.sources.local.local_source`)
     can be used from dask tasks. Attribute access is forwarded to the built object, so a
-    ``PerProcess(LocalSource, (archive,))`` can stand in for the source itself.
+    ``PerProcess(local_source, (archive,))`` can stand in for the source itself.
     """
 
     factory: Callable[..., Any]

@@ -165,13 +165,13 @@ def fetch_month(
         kwargs = stac_kwargs(cfg, aoi.sentinel_archive, absolute=True)
         ref = PerProcess(build_stac_source, (tuple(sorted(kwargs.items())),))
         # the job searches once; workers get the month's scenes and never search
-        src: Any = OnWorkers(ref, ref.get().month_listing(month, plan.grid))
+        src: Any = OnWorkers(ref, ref.get().provider.month_listing(month, plan.grid))
     elif distributed:
         from pipeline.parallel import PerProcess
-        from pipeline.sentinel.sources.local import LocalSource
+        from pipeline.sentinel.sources.local import local_source
 
         make_source(cfg, aoi.sentinel_archive, where).close()  # validate the archive here
-        src = PerProcess(LocalSource, (str(Path(str(aoi.sentinel_archive)).resolve()),))
+        src = PerProcess(local_source, (str(Path(str(aoi.sentinel_archive)).resolve()),))
     else:
         src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)
     if distributed:  # workers run elsewhere (another cwd / node): absolute paths only

@@ -14,7 +14,7 @@ Band order and units (fixed for the whole project):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -105,6 +105,26 @@ class Recipe:
         if "scl_mask_classes" in d:
             d["scl_mask_classes"] = tuple(int(c) for c in d["scl_mask_classes"])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def month_product(recipe: Recipe, usable: Mapping[str, int]) -> str | None:
+    """The product policy of every source: the S2 level a month is composited from.
+
+    Args:
+        recipe: the compositing recipe (``allow_l1c_fallback``, ``s2_mask``).
+        usable: {"L2A": n, "L1C": n} acquisitions of the month usable as that level, i.e.
+            with a cloud layer (s2cloudless needs L1C bands; SCL is an L2A band).
+
+    Returns:
+        "L2A" if any acquisition is usable as L2A; else "L1C" when
+        ``recipe.allow_l1c_fallback`` and one is usable as L1C (never with ``s2_mask: scl``,
+        which L1C cannot satisfy); else None (no S2 for the month: NaN values, count 0).
+    """
+    if int(usable.get("L2A", 0)) > 0:
+        return "L2A"
+    if recipe.allow_l1c_fallback and recipe.s2_mask != "scl" and int(usable.get("L1C", 0)) > 0:
+        return "L1C"
+    return None
 
 
 @dataclass

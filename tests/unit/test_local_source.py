@@ -16,8 +16,9 @@ from pipeline.bands import S2_BANDS
 from pipeline.demo.scenes import synth_s2
 from pipeline.errors import SourceError
 from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
+from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.model import Block, Recipe
-from pipeline.sentinel.sources.local import S2CLOUDLESS_BANDS, CloudDetector, LocalSource
+from pipeline.sentinel.sources.local import local_source
 from tests.sentinel_helpers import GRID, SX0, SY0, VEG_TOA, transforms, write_scene
 
 BLOCK = Block(col0=0, row0=0, width=64, height=64)
@@ -33,7 +34,7 @@ def test_cloud_masked_mean_and_counts(tmp_path: Path) -> None:
     write_scene(tmp_path, 3, 0.1)
     write_scene(tmp_path, 13, 0.3)
     write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
-    src = LocalSource(tmp_path)
+    src = local_source(tmp_path)
     res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     # scene x 649800..651000, cloud west of 650400 -> grid columns < 36; stay 8 px from the edge
     west, east = (slice(None), slice(0, 28)), (slice(None), slice(44, 64))
@@ -46,7 +47,7 @@ def test_cloud_masked_mean_and_counts(tmp_path: Path) -> None:
 
 def test_month_without_scenes_is_nodata(tmp_path: Path) -> None:
     write_scene(tmp_path, 3, 0.1)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-04", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-04", Recipe())
     assert np.isnan(res.s2).all() and np.isnan(res.s1).all()
     assert (res.s2_count == 0).all() and (res.s1_count == 0).all()
     assert res.meta["s2_product"] is None
@@ -54,7 +55,7 @@ def test_month_without_scenes_is_nodata(tmp_path: Path) -> None:
 
 def test_l1c_fallback_and_its_switch(tmp_path: Path) -> None:
     write_scene(tmp_path, 5, None)  # L1C only
-    src = LocalSource(tmp_path)
+    src = local_source(tmp_path)
     res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res.meta["s2_product"] == "L1C"
     assert res.s2[S2_BANDS.index("B8")] == pytest.approx(0.37, abs=1e-4)
@@ -66,7 +67,7 @@ def test_l1c_fallback_and_its_switch(tmp_path: Path) -> None:
 def test_l2a_wins_over_l1c_only_scenes(tmp_path: Path) -> None:
     write_scene(tmp_path, 5, None)
     write_scene(tmp_path, 9, 0.25)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res.meta["s2_product"] == "L2A"
     np.testing.assert_allclose(res.s2, 0.25, atol=1e-4)
     assert (res.s2_count == 1).all()
@@ -88,7 +89,7 @@ def test_reprojection_from_another_crs_lands_on_the_right_pixels(tmp_path: Path)
     n, r = 60, 20.0
     x0, y0 = np.floor(cx - n * r / 2), np.ceil(cy + n * r / 2)
     _encoded_scene(tmp_path, "EPSG:32650", x0, y0, r, n)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     dn = np.rint(res.s2[S2_BANDS.index("B2")] * 10000).astype(int)
     rows, cols = np.mgrid[0:64, 0:64]
     gx = GRID.x0 + (cols + 0.5) * 10
@@ -103,7 +104,7 @@ def test_reprojection_from_another_crs_lands_on_the_right_pixels(tmp_path: Path)
 
 def test_native_20m_band_nests_exactly(tmp_path: Path) -> None:
     _encoded_scene(tmp_path, GRID.crs, SX0, SY0, 20.0, 60)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, Block(32, 0, 32, 64), "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, Block(32, 0, 32, 64), "2020-03", Recipe())
     dn = np.rint(res.s2[S2_BANDS.index("B5")] * 10000).astype(int)
     rows, cols = np.mgrid[0:64, 32:64]
     # grid pixel (r, c) centre is 240 m east / south of the scene corner + 10*(c, r) + 5
@@ -118,7 +119,7 @@ def test_s1_units_and_linear_mean(tmp_path: Path) -> None:
                    np.full(shape, -20.0), units="db", orbit_pass="ASCENDING")
     write_s1_scene(tmp_path, dt.datetime(2020, 3, 14), GRID.crs, tr, np.full(shape, 0.01),
                    np.full(shape, 0.01), units="linear", orbit_pass="DESCENDING")
-    src = LocalSource(tmp_path)
+    src = local_source(tmp_path)
     res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     np.testing.assert_allclose(res.s1[0], 10 * np.log10((0.1 + 0.01) / 2), atol=1e-4)
     np.testing.assert_allclose(res.s1[1], -20.0, atol=1e-4)
@@ -135,19 +136,19 @@ def test_corrupt_scene_file_is_named(tmp_path: Path) -> None:
     bad = folder / "L2A" / "B04.tif"
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(SourceError, match=r"B04\.tif"):
-        LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+        local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
 
 
 def test_corrupt_scene_json_is_named(tmp_path: Path) -> None:
     folder = write_scene(tmp_path, 3, 0.1)
     (folder / "scene.json").write_text("{not json")
     with pytest.raises(SourceError, match=r"scene\.json"):
-        LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+        local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
 
 
 def test_missing_archive(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="sentinel_archive"):
-        LocalSource(tmp_path / "nope")
+        local_source(tmp_path / "nope")
 
 
 def test_demo_clouds_are_detected_by_s2cloudless() -> None:
@@ -189,7 +190,7 @@ def test_shadow_mask_removes_dark_pixels_down_sun(tmp_path: Path) -> None:
     nir[:, 60:] = 0.05  # dark east half (shadowed surface)
     write_band_tif(folder / "L1C" / "B08.tif", band_array(nir, "B08"), GRID.crs,
                    transforms()[10], 0)
-    src = LocalSource(tmp_path)
+    src = local_source(tmp_path)
     plain = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     shadow = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(shadow_mask=True))
     east = (slice(None), slice(44, 64))
@@ -221,7 +222,7 @@ def test_demo_archive_is_deterministic_and_readable(tmp_path: Path) -> None:
     assert s_a["change_month"] == plan["change_month"] == "2020-06"
     assert s_a["months"]["2020-05"]["products"] == ["L1C"]  # first month: L1C fallback
     grid = AoiGrid(32649, 10.0, 650040.0, 3795000.0, 60, 60)
-    src = LocalSource(tmp_path / "a")
+    src = local_source(tmp_path / "a")
     b = Block(0, 0, 60, 60)
     r5 = src.fetch_block("t", grid, b, "2020-05", Recipe())
     r7 = src.fetch_block("t", grid, b, "2020-07", Recipe())
@@ -236,8 +237,8 @@ def test_demo_archive_is_deterministic_and_readable(tmp_path: Path) -> None:
 def test_cloud_probabilities_are_cached_per_scene(tmp_path: Path) -> None:
     write_scene(tmp_path, 23, 0.5, cloud_left_half=True)
     recipe = Recipe(shadow_mask=True)  # blocks read a 1 km halo: neighbours share pixels
-    whole = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", recipe)
-    src = LocalSource(tmp_path)
+    whole = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", recipe)
+    src = local_source(tmp_path)
     halves = [src.fetch_block("t", GRID, Block(c, 0, 32, 64), "2020-03", recipe) for c in (0, 32)]
     # the scene covers 120 x 120 px: every valid pixel is classified exactly once
     assert src.classified_pixels == 120 * 120
@@ -258,13 +259,13 @@ def test_cloud_presets_postprocess_like_s2cloudless_and_do_not_depend_on_blocks(
     assert (s2c.cloud_average_over, s2c.cloud_dilation_size) == (1, 1)
     wide = Recipe.from_config({"cloud_preset": "s2cloudless", "cloud_dilation_size": 3})
     assert (wide.cloud_average_over, wide.cloud_dilation_size) == (1, 3)
-    a = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", gee)
-    b = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", s2c)
-    c = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", wide)
+    a = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", gee)
+    b = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", s2c)
+    c = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", wide)
     clear = [int(r.s2_count.sum()) for r in (a, b, c)]
     assert clear[0] > clear[1] > clear[2] > 0  # each dilation masks a further column
     assert clear[0] - clear[1] == 64 * (clear[0] - clear[1]) // 64  # whole columns
-    src = LocalSource(tmp_path)
+    src = local_source(tmp_path)
     halves = [src.fetch_block("t", GRID, Block(col, 0, 32, 64), "2020-03", wide)
               for col in (0, 32)]
     np.testing.assert_array_equal(np.concatenate([h.s2_count for h in halves], axis=1),
@@ -274,14 +275,14 @@ def test_cloud_presets_postprocess_like_s2cloudless_and_do_not_depend_on_blocks(
 def test_l2a_only_scene_is_masked_with_its_scl_layer(tmp_path: Path) -> None:
     """An L2A-only acquisition has no s2cloudless input; its SCL layer masks it instead."""
     write_scene(tmp_path, 7, 0.3, l1c=False, scl_cloud_left_half=True)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res.meta["s2_product"] == "L2A" and res.meta["s2_cloud_layers"]["scl"] == 1
     # the SCL cloud covers the west half of the scene: grid columns < 36
     assert (res.s2_count[:, :34] == 0).all() and (res.s2_count[:, 38:] == 1).all()
     np.testing.assert_allclose(res.s2[:, :, 38:], 0.3, atol=1e-4)
     # the scl mask works for scenes with L1C too, and its classes are configurable
     kept = Recipe.from_config({"s2_mask": "scl", "scl_mask_classes": [0, 1, 3, 8, 10]})
-    res2 = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", kept)
+    res2 = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", kept)
     assert (res2.s2_count == 1).all()
 
 
@@ -289,7 +290,7 @@ def test_l2a_only_scene_without_cloud_layer_is_a_counted_skip(tmp_path: Path) ->
     """Without L1C bands or SCL a scene cannot be cloud-masked: it is skipped, counted, and the
     month is not recorded as L2A or as observed."""
     write_scene(tmp_path, 7, 0.3, l1c=False)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res.meta["s2_product"] is None and not res.s2_count.any()
     assert np.isnan(res.s2).all()
 
@@ -300,13 +301,13 @@ def test_mixed_month_keeps_the_usable_observations(tmp_path: Path) -> None:
     is usable and the month is L2A, the L1C-only scene a counted skip."""
     write_scene(tmp_path, 7, 0.3, l1c=False)
     write_scene(tmp_path, 9, None)  # L1C only
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res.meta["s2_product"] == "L1C" and (res.s2_count == 1).all()
     assert res.meta["s2_scenes_skipped"] == {"other_product": 1, "no_cloud_layer": 0}
     other = tmp_path / "with_scl"
     write_scene(other, 7, 0.3, l1c=False, scl_cloud_left_half=False)
     write_scene(other, 9, None)
-    res2 = LocalSource(other).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res2 = local_source(other).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert res2.meta["s2_product"] == "L2A" and (res2.s2_count == 1).all()
     np.testing.assert_allclose(res2.s2, 0.3, atol=1e-4)
     assert res2.meta["s2_scenes_skipped"]["other_product"] == 1
@@ -319,13 +320,13 @@ def test_s1_bands_are_independent(tmp_path: Path) -> None:
     n = 120
     vv = np.full((n, n), -8.0, np.float32)
     write_s1_scene(tmp_path, dt.datetime(2020, 3, 4, 10), GRID.crs, tr, vv, None)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
     np.testing.assert_allclose(res.s1[0], -8.0, atol=1e-5)
     assert np.isnan(res.s1[1]).all() and (res.s1_count == 1).all()
     vh = np.full((n, n), -15.0, np.float32)
     vh[:, :40] = np.nan
     write_s1_scene(tmp_path, dt.datetime(2020, 3, 16, 10), GRID.crs, tr, vv + 2.0, vh)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe(s1_mean="db"))
     np.testing.assert_allclose(res.s1[0], -7.0, atol=1e-5)  # both scenes' VV everywhere
     np.testing.assert_allclose(res.s1[1][:, 30:], -15.0, atol=1e-5)
     assert np.isnan(res.s1[1][:, :10]).all() and (res.s1_count == 2).all()
@@ -346,7 +347,7 @@ def test_overlapping_granules_of_one_datatake_are_one_observation(tmp_path: Path
     write_s2_scene(tmp_path, _dt.datetime(2020, 3, 5, 3, 25, 0), "49SGV", GRID.crs,
                    transforms(), bands)  # the same datatake's neighbouring granule
     write_scene(tmp_path, 15, 0.4)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert (res.s2_count == 2).all() and res.meta["s2_scenes_used"] == 3
     np.testing.assert_allclose(res.s2, 0.3, atol=1e-4)  # (0.2 + 0.4) / 2, not (0.2*2 + 0.4) / 3
     tr = Affine(10.0, 0.0, SX0, 0.0, -10.0, SY0)
@@ -354,5 +355,5 @@ def test_overlapping_granules_of_one_datatake_are_one_observation(tmp_path: Path
     for minute in (0, 1):  # two slices of one pass
         write_s1_scene(tmp_path, dt.datetime(2020, 3, 4, 10, minute), GRID.crs, tr, vv, vv - 7)
     write_s1_scene(tmp_path, dt.datetime(2020, 3, 16, 10), GRID.crs, tr, vv, vv - 7)
-    res = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert (res.s1_count == 2).all()

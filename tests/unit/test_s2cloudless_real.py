@@ -23,8 +23,8 @@ import pytest
 
 from pipeline.io.scenes import L1C_FILE_BANDS
 from pipeline.sentinel.composite import cloud_clear_mask, postprocess_cloud_mask
+from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.model import Recipe
-from pipeline.sentinel.sources.local import S2CLOUDLESS_BANDS, CloudDetector
 
 pytestmark = pytest.mark.slow
 

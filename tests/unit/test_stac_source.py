@@ -17,8 +17,8 @@ from pipeline.errors import SourceError
 from pipeline.io.scenes import write_s1_scene
 from pipeline.io.stac import write_scene_catalog
 from pipeline.sentinel.model import Block, Recipe
-from pipeline.sentinel.sources.local import LocalSource
-from pipeline.sentinel.sources.stac import StacSource
+from pipeline.sentinel.sources.local import local_source
+from pipeline.sentinel.sources.stac import stac_source
 from pipeline.sentinel.sources.stac_items import baseline_offset
 from pipeline.sentinel.sources.stac_profiles import PROFILES
 from tests.fake_stac import FakeStac, Fault
@@ -52,7 +52,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def local(archive: Path):  # type: ignore[no-untyped-def]
-    return LocalSource(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    return local_source(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def _api_source(srv: FakeStac, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("collections", {"s1": "sentinel-1-rtc"})
     kw.setdefault("backoff_base_s", 0.01)
     kw.setdefault("sleep", lambda s: None)
-    return StacSource(srv.api, **kw)
+    return stac_source(srv.api, **kw)
 
 
 def _fresh(srv: FakeStac) -> FakeStac:
@@ -85,7 +85,7 @@ def _same(a, b) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_static_catalogue_on_disk_equals_the_local_archive(archive: Path, local) -> None:  # type: ignore[no-untyped-def]
-    src = StacSource(archive)  # the folder holding catalog.json
+    src = stac_source(archive)  # the folder holding catalog.json
     res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
     _same(res, local)
     assert res.meta["s2_cloud_layers"] == {"s2cloudless": 2, "scl": 0}  # L1C paired
@@ -122,7 +122,7 @@ def test_search_follows_every_page(server: FakeStac) -> None:
 
 def test_static_catalogue_over_http_equals_the_local_archive(server: FakeStac, archive: Path,
                                                               local) -> None:  # type: ignore[no-untyped-def]
-    src = StacSource(server.file_url(archive / "catalog.json"))
+    src = stac_source(server.file_url(archive / "catalog.json"))
     _same(src.fetch_block("t", GRID, BLOCK, MONTH, Recipe()), local)
 
 
@@ -254,9 +254,10 @@ def test_earth_search_collection_1_reads_offsets_from_raster_bands(server: FakeS
     # subtract 1000 when raster:bands says otherwise -> the local SCL recipe, pixel for pixel
     server.items = _c1_items(server, None)
     src = _api_source(server, profile="earth-search-c1", collections=None)
-    assert src.collections["s2_l2a"] == "sentinel-2-c1-l2a" and not src.collections["s2_l1c"]
+    cols = src.provider.collections
+    assert cols["s2_l2a"] == "sentinel-2-c1-l2a" and not cols["s2_l1c"]
     res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
-    ref = LocalSource(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    ref = local_source(archive).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
     for k in ("s2", "s2_count"):
         np.testing.assert_array_equal(getattr(res, k), getattr(ref, k), err_msg=k)
     assert res.meta["s2_cloud_layers"] == {"s2cloudless": 0, "scl": 1}
@@ -291,15 +292,15 @@ def test_wrong_offset_flags_are_caught_by_the_pixels(tmp_path: Path) -> None:
     path.write_text(json.dumps(item))
     assert NATIVE_RES_M["B12"] == 20
 
-    src = StacSource(root, collections={"s1": ""})
+    src = stac_source(root, collections={"s1": ""})
     res = src.fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
-    assert src.offset_checks == 2 and res.meta["offset_corrected"] == [item["id"]]
+    assert src.provider.offset_checks == 2 and res.meta["offset_corrected"] == [item["id"]]
     assert (res.s2_count == 2).all()
     np.testing.assert_allclose(res.s2, 0.02, atol=1e-6)
-    trusting = StacSource(root, collections={"s1": ""}, verify_offsets=False)
+    trusting = stac_source(root, collections={"s1": ""}, verify_offsets=False)
     res = trusting.fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
     np.testing.assert_allclose(res.s2, -0.03, atol=1e-6)
-    assert res.meta["offset_corrected"] == [] and trusting.offset_checks == 0
+    assert res.meta["offset_corrected"] == [] and trusting.provider.offset_checks == 0
 
 
 def test_offset_check_trusts_the_flag_when_the_pixels_cannot_tell() -> None:
@@ -433,10 +434,10 @@ def test_s2_query_filters_items_before_any_read(server: FakeStac, archive: Path)
     assert len(scenes) == 1 and cloudy["id"].rsplit("_", 1)[0] not in scenes[0].id
     search = [e for e in server.counters.log if e["path"] == "/api/search"]
     assert search  # the API path does not filter locally: the server applied the query
-    static = StacSource(archive, s2_query={"eo:cloud_cover": {"gte": 0}})
+    static = stac_source(archive, s2_query={"eo:cloud_cover": {"gte": 0}})
     assert len(static.s2_scenes(MONTH, GRID)) == 2
     with pytest.raises(SourceError, match="unknown operators"):
-        StacSource(archive, s2_query={"eo:cloud_cover": {"below": 3}})
+        stac_source(archive, s2_query={"eo:cloud_cover": {"below": 3}})
 
 
 def test_search_timeout_is_retried(server: FakeStac) -> None:
@@ -454,7 +455,7 @@ def test_refused_l1c_falls_back_to_scl(tmp_path: Path) -> None:
     write_scene(tmp_path, 3, 0.1, scl_cloud_left_half=False)
     write_scene(tmp_path, 13, 0.3, cloud_left_half=True, scl_cloud_left_half=True)
     write_scene_catalog(tmp_path)
-    want = LocalSource(tmp_path).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
+    want = local_source(tmp_path).fetch_block("t", GRID, BLOCK, MONTH, Recipe(s2_mask="scl"))
     with FakeStac(tmp_path) as srv:
         srv.items = srv.items_from_catalog(tmp_path / "catalog.json")
         srv.faults.append(Fault("/files/s2/", "403", times=-1, contains="/L1C/"))

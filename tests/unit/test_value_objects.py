@@ -80,9 +80,10 @@ def test_one_source_factory_for_aois_and_expansions(tmp_path: Path) -> None:
         {"type": "Catalog", "id": "x", "stac_version": "1.0.0", "description": "x",
          "links": []}))
     stac = make_source(SentinelConfig(source="stac"), str(tmp_path), "expand")
-    assert type(stac).__name__ == "StacSource" and stac.catalog.endswith("catalog.json")
+    assert type(stac).__name__ == "Compositor" and type(stac.provider).__name__ == "StacCatalog"
+    assert stac.provider.catalog.endswith("catalog.json")
     src = make_source(SentinelConfig(source="local"), str(tmp_path), "expand")
-    assert type(src).__name__ == "LocalSource"
+    assert type(src).__name__ == "Compositor" and type(src.provider).__name__ == "LocalArchive"
     src.close()
 
 

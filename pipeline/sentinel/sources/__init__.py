@@ -62,7 +62,7 @@ def stac_location(cfg: Any, archive: str | None) -> str | None:
 
 
 def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[str, Any]:
-    """The :class:`~pipeline.sentinel.sources.stac.StacSource` arguments of a configured
+    """The :class:`~pipeline.sentinel.sources.stac.StacCatalog` arguments of a configured
     ``stac`` build (plain values: they pickle, for dask workers). ``absolute``: a catalogue
     path on disk is made absolute (workers run in another directory or on another node)."""
     from pathlib import Path
@@ -102,17 +102,17 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
                 "AOI definition a 'sentinel_archive' (or set expand.sentinel_archive for an "
                 "expansion; layout in docs/sources.md), or set sentinel.source: gee"
             )
-        from pipeline.sentinel.sources.local import LocalSource
+        from pipeline.sentinel.sources.local import local_source
 
-        return LocalSource(archive)
+        return local_source(archive)
     if cfg.source == "gee":
         from pipeline.sentinel.sources.gee import GeeSource
 
         return GeeSource.from_config(cfg)
     if cfg.source == "stac":
-        from pipeline.sentinel.sources.stac import StacSource
+        from pipeline.sentinel.sources.stac import stac_source
 
-        return StacSource(**stac_kwargs(cfg, archive))
+        return stac_source(**stac_kwargs(cfg, archive))
     raise ConfigError(
         f"{where}: unknown sentinel.source {cfg.source!r}: use 'stac', 'gee' or 'local'"
     )

@@ -20,7 +20,7 @@ Items are grouped into observations by ``s2:datatake_id`` (S2) and relative orbi
 so the overlapping MGRS granules of one datatake count once. Blocks are then read with rasterio
 ``WarpedVRT`` onto the exact AOI-grid window (GDAL reads only the COG tiles the window
 overlaps, with HTTP range requests) and composited by
-:class:`pipeline.sentinel.sources.local.LocalSource`'s code: one recipe for both sources.
+:class:`pipeline.sentinel.compositor.Compositor`: one compositor for every scene provider.
 
 Faults: searches are retried (429, 5xx, timeouts) a bounded number of times with backoff; COG
 reads are retried by GDAL (``GDAL_HTTP_MAX_RETRY``); a 403/404 asset or a truncated COG raises
@@ -53,8 +53,8 @@ from pipeline.io.scenes import (
 )
 from pipeline.io.stac import open_stac_api, read_static_items, search_item_pages
 from pipeline.parallel import ordered_map
+from pipeline.sentinel.compositor import Compositor
 from pipeline.sentinel.model import Block, BlockResult, Recipe
-from pipeline.sentinel.sources.local import LocalSource
 from pipeline.sentinel.sources.stac_items import (
     BASELINE_OFFSET_DN,
     OFFSET_CHECK_BAND,
@@ -76,8 +76,8 @@ log = logging.getLogger(__name__)
 STATIC_S1 = "sentinel-1-rtc"
 
 
-class StacSource(LocalSource):
-    """:class:`~pipeline.sentinel.model.SentinelSource` over a STAC API or a static STAC
+class StacCatalog:
+    """:class:`~pipeline.sentinel.compositor.SceneProvider` of a STAC API or a static STAC
     catalogue of COGs (see the module docstring). Thread-safe.
 
     Args:
@@ -157,11 +157,17 @@ class StacSource(LocalSource):
         self._skipped: dict[str, list[dict[str, str]]] = {}
         self._empty: dict[str, list[str]] = {}
         self.search_requests = 0
-        self._setup()
+        self._lock = threading.Lock()
+        #: month listings handed over by the job (dask workers never search)
+        self._preloaded: dict[str, MonthListing] = {}
 
     # ---- listing
 
-    def _list_s2(self, month: str, grid: AoiGrid | None) -> list[S2Scene]:
+    def list_s2(self, month: str, grid: AoiGrid) -> list[S2Scene]:
+        """The month's S2 scenes: L2A items paired with their L1C, or L1C alone (one search
+        per collection; a preloaded listing instead on a dask worker)."""
+        if month in self._preloaded:
+            return list(self._preloaded[month].s2)
         skipped = self._skipped.setdefault(month, [])
         l2a = self._search("s2_l2a", month, grid)
         l1c = self._search("s2_l1c", month, grid)
@@ -187,7 +193,7 @@ class StacSource(LocalSource):
 
         out = list(scenes)
         for i, removed in zip(todo, ordered_map(check, todo, self.item_concurrency,
-                                                self._read_env), strict=True):
+                                                self.read_env), strict=True):
             if removed:
                 sc = out[i]
                 log.warning("STAC item %s: %s is false but its %s pixels show the offset was "
@@ -198,7 +204,10 @@ class StacSource(LocalSource):
         self.offset_checks += len(todo)
         return out
 
-    def _list_s1(self, month: str, grid: AoiGrid | None) -> list[S1Scene]:
+    def list_s1(self, month: str, grid: AoiGrid) -> list[S1Scene]:
+        """The month's S1 scenes (calibrated collections only)."""
+        if month in self._preloaded:
+            return list(self._preloaded[month].s1)
         skipped = self._skipped.setdefault(month, [])
         return s1_scenes_from_items(self._search("s1", month, grid), self.profile, self._sign,
                                     skipped)
@@ -282,29 +291,28 @@ class StacSource(LocalSource):
 
     # ---- blocks
 
-    def _read_env(self) -> contextlib.AbstractContextManager[Any]:
+    def read_env(self) -> contextlib.AbstractContextManager[Any]:
+        """GDAL's HTTP settings (retries, backoff, timeouts), entered in every read thread."""
         return cast(contextlib.AbstractContextManager[Any],
                     gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s))
 
-    def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
-    ) -> BlockResult:
-        """The month's composites on ``block`` (local source's recipe over the COGs; every
-        scene read runs in :meth:`_read_env`, GDAL's HTTP settings)."""
-        res = super().fetch_block(aoi, grid, block, month, recipe)
-        res.meta["skipped_items"] = list(self._skipped.get(month, []))
-        res.meta["l1c_refused"] = sorted(self.l1c_refused)
-        res.meta["empty_searches"] = list(self._empty.get(month, []))
-        res.meta["offset_corrected"] = list(self._offset_fixed.get(month, []))
-        return res
+    def month_meta(self, month: str) -> dict[str, Any]:
+        """What the month's listing skipped, found empty or corrected (the block meta and the
+        month summary name them)."""
+        return {"skipped_items": list(self._skipped.get(month, [])),
+                "empty_searches": list(self._empty.get(month, [])),
+                "offset_corrected": list(self._offset_fixed.get(month, []))}
+
+    def close(self) -> None:
+        """Nothing held open between searches (pystac-client opens a session per client)."""
 
     # ---- dask workers: search once in the job, ship the month's scenes
 
     def month_listing(self, month: str, grid: AoiGrid) -> MonthListing:
         """The month's searches, done here (once per AOI-month), as a picklable listing that
         :class:`OnWorkers` hands to every worker."""
-        s2 = tuple(self.s2_scenes(month, grid))
-        s1 = tuple(self.s1_scenes(month, grid))
+        s2 = tuple(self.list_s2(month, grid))
+        s1 = tuple(self.list_s1(month, grid))
         return MonthListing(month, s2, s1, tuple(self._skipped.get(month, [])),
                             tuple(self._empty.get(month, [])),
                             tuple(self._offset_fixed.get(month, [])))
@@ -312,8 +320,7 @@ class StacSource(LocalSource):
     def preload(self, listing: MonthListing) -> None:
         """Use ``listing`` for its month instead of searching (a dask worker's source)."""
         with self._lock:
-            self._s2[listing.month] = list(listing.s2)
-            self._s1[listing.month] = list(listing.s1)
+            self._preloaded[listing.month] = listing
             self._skipped[listing.month] = list(listing.skipped)
             self._empty[listing.month] = list(listing.empty)
             self._offset_fixed[listing.month] = list(listing.offset_corrected)
@@ -332,19 +339,24 @@ class MonthListing:
     offset_corrected: tuple[str, ...] = ()
 
 
-def build_stac_source(kwargs: tuple[tuple[str, Any], ...]) -> StacSource:
-    """``StacSource(**dict(kwargs))``: the per-process factory of :class:`OnWorkers`."""
-    return StacSource(**dict(kwargs))
+def stac_source(catalog: str | Path | None = None, **kwargs: Any) -> Compositor:
+    """The ``stac`` source: the compositor over ``StacCatalog(catalog, **kwargs)``."""
+    return Compositor(StacCatalog(catalog, **kwargs))
+
+
+def build_stac_source(kwargs: tuple[tuple[str, Any], ...]) -> Compositor:
+    """``stac_source(**dict(kwargs))``: the per-process factory of :class:`OnWorkers`."""
+    return stac_source(**dict(kwargs))
 
 
 @dataclass(frozen=True)
 class OnWorkers:
-    """A picklable stand-in for a :class:`StacSource` whose blocks run on dask workers.
+    """A picklable stand-in for the ``stac`` source whose blocks run on dask workers.
 
     Each worker process builds one source from ``source`` (a
     :class:`~pipeline.parallel.PerProcess` of :func:`build_stac_source`, shared by every
     month) and is handed the month's ``listing``, so workers never search: the job searched
-    once (:meth:`StacSource.month_listing`).
+    once (:meth:`StacCatalog.month_listing`).
     """
 
     source: Any  # PerProcess of build_stac_source
@@ -354,8 +366,8 @@ class OnWorkers:
     def fetch_block(
         self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
     ) -> BlockResult:
-        src: StacSource = self.source.get()
-        src.preload(self.listing)
+        src: Compositor = self.source.get()
+        cast(StacCatalog, src.provider).preload(self.listing)
         return src.fetch_block(aoi, grid, block, month, recipe)
 
     def close(self) -> None:

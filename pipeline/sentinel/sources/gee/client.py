@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.errors import CredentialsError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.model import Block, BlockResult, Recipe
+from pipeline.sentinel.model import Block, BlockResult, Recipe, month_product
 from pipeline.sentinel.sources.gee.auth import AUTH_HELP, resolve_credentials, resolve_project
 from pipeline.sentinel.sources.gee.decode import decode_npy, to_block_result
 from pipeline.sentinel.sources.gee.recipe import (
@@ -312,13 +312,10 @@ class GeeSource:
             return counts
 
     def s2_product(self, aoi: str, grid: AoiGrid, month: str, recipe: Recipe) -> str | None:
-        """'L2A', 'L1C' (fallback) or None for the month (cached per AOI and month)."""
-        c = self.scene_counts(aoi, grid, month, recipe)
-        if c["L2A"] > 0:
-            return "L2A"
-        if recipe.allow_l1c_fallback and c["L1C"] > 0 and recipe.s2_mask != "scl":
-            return "L1C"
-        return None
+        """'L2A', 'L1C' (fallback) or None for the month: the shared product policy
+        (:func:`~pipeline.sentinel.model.month_product`) over the server's counts of scenes
+        with a cloud layer (cached per AOI and month)."""
+        return month_product(recipe, self.scene_counts(aoi, grid, month, recipe))
 
     def fetch_block(
         self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
