@@ -10,7 +10,7 @@ def _run(s: Stage) -> object:
     if s.smk.params.mode == "init":
         return expand_init(s.group, s.layout)
     return expand_month(s.group, s.month, s.config.sentinel, s.config.expand, s.layout,
-                        threads=s.threads)
+                        threads=s.threads, dask=s.config.dask)
 
 
 run_stage(snakemake, _run)  # type: ignore[name-defined]  # noqa: F821

@@ -33,7 +33,7 @@ import numpy as np
 import shapely
 
 from pipeline.bands import ALL_BANDS
-from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
+from pipeline.config import DaskConfig, ExpandConfig, FootprintsConfig, SentinelConfig
 from pipeline.dataset.stats import check_sentinel_inputs, sentinel_moments
 from pipeline.errors import ConfigError
 from pipeline.expand.adapters import build_sample_index
@@ -44,7 +44,7 @@ from pipeline.grid import AoiGrid, FootprintRule
 from pipeline.io.files import copy_originals
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import (
-    DEFAULT_CHUNK_PX,
+    CHUNK_PX,
     consolidate_mosaic,
     init_mosaic,
     mosaic_months,
@@ -55,9 +55,8 @@ from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import block_side_px
-from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.model import Recipe, SentinelSource
-from pipeline.sentinel.sources import make_source, source_identity
+from pipeline.sentinel.model import SentinelSource
+from pipeline.sentinel.month import MonthJob, fetch_month_job
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +163,17 @@ def _group_grid(layout: Layout, group: str) -> tuple[AoiGrid, list[str]]:
     return AoiGrid.from_dict(doc), list(doc["months"])
 
 
-def expand_init(group: str, layout: Layout, chunk_px: int = DEFAULT_CHUNK_PX) -> Path:
+def expand_init(group: str, layout: Layout) -> Path:
     """Driver of rule ``expand_sentinel_init``: create (or keep, when it matches) the group's
     staging store; write the ready marker."""
     grid, months = _group_grid(layout, group)
     xl = layout.expand_layout()
     store = xl.mosaic_staging(group)
-    if init_mosaic(store, grid, months, chunk_px=chunk_px, aoi=group):
+    if init_mosaic(store, grid, months, chunk_px=CHUNK_PX, aoi=group):
         remove_ledger(xl.ledger_dir(group, months[0]).parent)
     marker = layout.expand_mosaic_ready(group)
     write_json(marker, {"group": group, "store": str(store), "grid": grid.to_dict(),
-                        "months": months, "chunk_px": chunk_px})
+                        "months": months, "chunk_px": CHUNK_PX})
     return marker
 
 
@@ -185,11 +184,13 @@ def expand_month(
     expand: ExpandConfig,
     layout: Layout,
     source: SentinelSource | None = None,
-    chunk_px: int = DEFAULT_CHUNK_PX,
     threads: int = 1,
+    dask: DaskConfig | None = None,
 ) -> dict[str, Any]:
     """Driver of rule ``expand_sentinel_month``: fetch one (group, month) into the group
-    store; returns the month summary.
+    store through the same month-fetch path as the native AOIs
+    (:func:`pipeline.sentinel.month.fetch_month_job`: the same concurrency and dask
+    decisions); returns the month summary.
 
     Raises:
         ConfigError: source misconfigured. SourceError / QuotaExhaustedError: from the fetch
@@ -198,26 +199,18 @@ def expand_month(
     xl = layout.expand_layout()
     grid, _ = _group_grid(layout, group)
     if not layout.expand_mosaic_ready(group).exists():
-        expand_init(group, layout, chunk_px)
+        expand_init(group, layout)
     t = read_geoparquet(xl.footprints(group))
     blocks = blocks_for_month(
         grid, t["fp_col0"].to_numpy(np.int64), t["fp_row0"].to_numpy(np.int64),
         t["fp_size_px"].to_numpy(np.int64), t["month_first"].to_numpy(str),
-        t["month_last"].to_numpy(str), month, block_side_px(sentinel, chunk_px), chunk_px,
+        t["month_last"].to_numpy(str), month, block_side_px(sentinel, CHUNK_PX), CHUNK_PX,
     )
-    src = source if source is not None else make_source(sentinel, expand.sentinel_archive,
-                                                        "expand")
-    try:
-        summary = run_month(
-            src, group, grid, blocks, month, Recipe.from_config(sentinel),
-            xl.mosaic_staging(group), xl.ledger_dir(group, month),
-            concurrency=sentinel.gee.concurrency if sentinel.source == "gee" else max(1, threads),
-            summary_path=xl.month_summary(group, month),
-            identity=source_identity(sentinel, expand.sentinel_archive, month),
-        )
-    finally:
-        if source is None:
-            src.close()
+    job = MonthJob(group, month, grid, tuple(blocks), xl.mosaic_staging(group),
+                   xl.ledger_dir(group, month), xl.month_summary(group, month),
+                   expand.sentinel_archive, "expand")
+    summary = fetch_month_job(job, sentinel, threads=threads, dask=dask, source=source,
+                              progress=False)
     log.info("%s %s: %d blocks (%d fetched, %d resumed), %d requests, %d px", group, month,
              summary["blocks"], summary["blocks_done"], summary["blocks_skipped"],
              summary["requests"], summary["pixels"])

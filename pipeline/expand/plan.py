@@ -28,7 +28,8 @@ import numpy as np
 from pipeline.aoi import month_range
 from pipeline.bands import ALL_BANDS
 from pipeline.grid import AoiGrid
-from pipeline.sentinel.blocks import CHUNK_PX, REQUEST_BYTES_PER_PX, plan_blocks
+from pipeline.io.mosaic import CHUNK_PX
+from pipeline.sentinel.blocks import REQUEST_BYTES_PER_PX, plan_blocks
 from pipeline.sentinel.model import Block
 
 

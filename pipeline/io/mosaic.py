@@ -45,7 +45,9 @@ from pipeline.bands import S1_BANDS, S1_WAVELENGTH_NM, S2_BANDS, S2_WAVELENGTHS_
 from pipeline.errors import GridError, InputError, MissingInputError
 from pipeline.grid import AoiGrid
 
-DEFAULT_CHUNK_PX: int = 64
+#: Spatial chunk side (px) of the staging store; Sentinel blocks are aligned to it (the one
+#: chunk constant of the project).
+CHUNK_PX: int = 64
 #: Spatial chunk side (px) of the read-optimised cube (chunks span all months and bands).
 CUBE_CHUNK_PX: int = 64
 #: Side (px) of the tiles :func:`consolidate_mosaic` copies at a time (memory stays flat:
@@ -114,7 +116,7 @@ def init_mosaic(
     path: str | Path,
     grid: AoiGrid,
     months: Sequence[str],
-    chunk_px: int = DEFAULT_CHUNK_PX,
+    chunk_px: int = CHUNK_PX,
     aoi: str = "",
     overwrite: bool = False,
 ) -> bool:

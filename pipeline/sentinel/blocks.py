@@ -29,10 +29,9 @@ import numpy as np
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import ConfigError, GridError
 from pipeline.grid import AoiGrid
+from pipeline.io.mosaic import CHUNK_PX
 from pipeline.sentinel.model import Block
 
-#: Mosaic spatial chunk (px): blocks are aligned to it.
-CHUNK_PX: int = 64
 #: Uncompressed bytes per pixel of the S2 part of a GEE response: 12 float32 reflectances + a
 #: uint8 clear count, plus one mask byte per band (counted conservatively, in case the server
 #: encodes masks alongside values).

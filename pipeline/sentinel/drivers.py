@@ -14,10 +14,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from pipeline.aoi import AoiSpec
@@ -28,6 +26,7 @@ from pipeline.io.atomic import remove_tree
 from pipeline.io.jsonfile import read_json, read_json_folder, write_json
 from pipeline.io.manifest import tree_files, write_manifest
 from pipeline.io.mosaic import (
+    CHUNK_PX,
     StoreMismatchError,
     consolidate_mosaic,
     init_mosaic,
@@ -36,11 +35,10 @@ from pipeline.io.mosaic import (
 )
 from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
-from pipeline.sentinel.blocks import CHUNK_PX, BlockPlan, block_side_px, plan_blocks
+from pipeline.sentinel.blocks import BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
-from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.model import Recipe, SentinelSource
-from pipeline.sentinel.sources import make_source, source_identity, stac_kwargs
+from pipeline.sentinel.model import SentinelSource
+from pipeline.sentinel.month import MonthJob, fetch_month_job
 
 log = logging.getLogger(__name__)
 
@@ -140,62 +138,22 @@ def fetch_month(
     """Driver of rule ``sentinel_month``: fetch one AOI-month; returns the month summary.
 
     Args:
-        aoi: the AOI (``sentinel_archive`` for the local source).
+        aoi: the AOI (``sentinel_archive`` for the local source or a static catalogue).
         month: ``YYYY-MM``, one of ``aoi.months``.
         cfg: the ``sentinel`` section, execution settings included.
         layout: output layout (reads the block plan, writes the staging store and summary).
-        threads: the job's threads (concurrent blocks of an offline source).
+        threads: the job's threads.
         source: a ready source (tests); None builds the configured one.
-        dask: with ``dask.address`` set and the local or stac source, the month's blocks
-            (reads, s2cloudless, compositing) run on that dask.distributed cluster
-            (:mod:`pipeline.parallel`); each worker opens the scene archive itself (local),
-            or gets the month's STAC search results from this job, which searched once
-            (stac).
+        dask: the ``dask`` section; the month-fetch path
+            (:func:`pipeline.sentinel.month.fetch_month_job`) decides concurrency and dask.
     """
     name = aoi.name
     plan = BlockPlan.from_dict(read_json(layout.sentinel_blocks(name), "block plan",
                                          f"run rule sentinel_init for AOI {name}"))
-    distributed = (bool(dask and dask.address) and cfg.source in ("local", "stac")
-                   and source is None)
-    where = f"AOI {name}"
-    if distributed and cfg.source == "stac":
-        from pipeline.parallel import PerProcess
-        from pipeline.sentinel.sources.stac import OnWorkers, build_stac_source
-
-        kwargs = stac_kwargs(cfg, aoi.sentinel_archive, absolute=True)
-        ref = PerProcess(build_stac_source, (tuple(sorted(kwargs.items())),))
-        # the job searches once; workers get the month's scenes and never search
-        src: Any = OnWorkers(ref, ref.get().provider.month_listing(month, plan.grid))
-    elif distributed:
-        from pipeline.parallel import PerProcess
-        from pipeline.sentinel.sources.local import local_source
-
-        make_source(cfg, aoi.sentinel_archive, where).close()  # validate the archive here
-        src = PerProcess(local_source, (str(Path(str(aoi.sentinel_archive)).resolve()),))
-    else:
-        src = source if source is not None else make_source(cfg, aoi.sentinel_archive, where)
-    if distributed:  # workers run elsewhere (another cwd / node): absolute paths only
-        layout = Layout(layout.root.resolve())
-    concurrency = (cfg.gee.concurrency if cfg.source == "gee" else
-                   cfg.stac.concurrency if cfg.source == "stac" else max(1, threads))
-    with contextlib.ExitStack() as stack:
-        ex = None
-        if distributed:
-            from pipeline.parallel import executor
-
-            assert dask is not None
-            ex = stack.enter_context(executor(dask, threads))
-            log.info("%s %s: blocks run on the dask cluster at %s", name, month, dask.address)
-        try:
-            summary = run_month(
-                src, name, plan.grid, plan.blocks, month, Recipe.from_config(cfg),
-                layout.mosaic_staging(name), layout.ledger_dir(name, month),
-                concurrency=concurrency, summary_path=layout.month_summary(name, month),
-                progress=True, executor=ex,
-                identity=source_identity(cfg, aoi.sentinel_archive, month),
-            )
-        finally:
-            src.close()
+    job = MonthJob(name, month, plan.grid, tuple(plan.blocks), layout.mosaic_staging(name),
+                   layout.ledger_dir(name, month), layout.month_summary(name, month),
+                   aoi.sentinel_archive, f"AOI {name}")
+    summary = fetch_month_job(job, cfg, threads=threads, dask=dask, source=source)
     log.info("%s %s: %d blocks fetched, %d resumed, product %s, %d S2 / %d S1 scenes, %.1f s",
              name, month, summary["blocks_done"], summary["blocks_skipped"],
              summary["s2_product"], summary["n_scenes"]["s2"], summary["n_scenes"]["s1"],

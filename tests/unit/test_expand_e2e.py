@@ -264,3 +264,53 @@ def test_xbd_expansion_reads_its_cube_and_damage_mask(tmp_path: Path) -> None:
     # building 2 (x 30..50, y 40..60) destroyed; building 3 (x 40..60, y 2..12) un-classified
     assert chg[45, 35] == 1 and chg[10, 10] == 0 and chg[5, 50] == 255
     assert set(chg.unique().tolist()) == {0, 1, 255}
+
+
+def _stac_expansion(tmp_path: Path) -> tuple[ExpandConfig, Layout]:
+    """The pairs fixture indexed for an expansion whose scenes come from a static STAC
+    catalogue (the scene archive with its catalog.json)."""
+    from pipeline.io.stac import write_scene_catalog
+
+    root = make_pairs(tmp_path / "pairs")
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1)
+    write_scene(archive, 13, 0.3)
+    write_scene_catalog(archive)
+    cfg = ExpandConfig(adapter="pairs", path=str(root), sentinel_archive=str(archive))
+    layout = Layout(tmp_path / "out")
+    expand_index(cfg, FootprintsConfig(), SentinelConfig(block_size_px=64), layout, "ds")
+    expand_init("ds-g000", layout)
+    return cfg, layout
+
+
+def test_expansion_uses_the_stac_concurrency_like_the_native_aois(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One month-fetch path: an expansion on the STAC source fetches
+    ``sentinel.stac.concurrency`` blocks at once (as native AOIs do), not the job's threads,
+    and gives the same pixels as the local archive it was catalogued from."""
+    import pipeline.sentinel.month as month_mod
+
+    seen: list[int] = []
+    real = month_mod.run_month
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["concurrency"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(month_mod, "run_month", spy)
+    cfg, layout = _stac_expansion(tmp_path)
+    stac = SentinelConfig(source="stac", block_size_px=64, stac={"concurrency": 5})
+    s = expand_month("ds-g000", "2020-03", stac, cfg, layout, threads=2)
+    assert seen == [5] and s["source"] == "stac" and s["blocks_done"] >= 1
+    local = SentinelConfig(source="local", block_size_px=64)
+    layout2 = Layout(tmp_path / "out2")
+    expand_index(cfg, FootprintsConfig(), local, layout2, "ds")
+    expand_month("ds-g000", "2020-03", local, cfg, layout2, threads=2)
+    assert seen == [5, 2]  # the local archive: the job's threads
+    xl, xl2 = layout.expand_layout(), layout2.expand_layout()
+    a = read_footprint_cube(xl.mosaic_staging("ds-g000"), 0, 0, (30, 42))
+    b = read_footprint_cube(xl2.mosaic_staging("ds-g000"), 0, 0, (30, 42))
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["counts"], b["counts"])
+    assert (a["counts"][1, 0] == 2).any()  # the March scenes were composited

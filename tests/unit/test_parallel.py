@@ -254,3 +254,41 @@ def test_stac_month_on_dask_worker_processes_searches_once_and_equals_in_process
         assert srv.counters.search_requests == 2 * searches  # the job's searches only
         assert srv.counters.file_requests > files_before  # the workers read the COGs
     assert remote == inproc
+
+
+def test_expansion_blocks_run_on_the_dask_cluster_with_the_stac_source(
+    tmp_path: Path, local_cluster  # type: ignore[no-untyped-def]
+) -> None:
+    """One month-fetch path: with ``dask.address`` set, an expansion's STAC blocks are tasks of
+    the cluster (as a native AOI's are) and write the same bytes as the in-process run."""
+    from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
+    from pipeline.expand.drivers import expand_index, expand_init, expand_month
+    from pipeline.io.stac import write_scene_catalog
+    from pipeline.layout import Layout
+    from tests.expand_helpers import make_pairs
+    from tests.sentinel_helpers import write_scene
+
+    root = make_pairs(tmp_path / "pairs")
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1)
+    write_scene(archive, 13, 0.3, cloud_left_half=True)
+    write_scene_catalog(archive)
+    cfg = ExpandConfig(adapter="pairs", path=str(root), sentinel_archive=str(archive))
+    stac = SentinelConfig(source="stac", block_size_px=64, stac={"s1_collection": ""})
+
+    def run(out: Path, dask: DaskConfig) -> dict[str, str]:
+        layout = Layout(out)
+        expand_index(cfg, FootprintsConfig(), stac, layout, "ds")
+        expand_init("ds-g000", layout)
+        s = expand_month("ds-g000", "2020-03", stac, cfg, layout, threads=2, dask=dask)
+        assert s["blocks_done"] >= 1 and s["s2_product"] == "L2A"
+        return _store_digest(layout.expand_layout().mosaic_staging("ds-g000"))
+
+    before = sum(local_cluster.scheduler.task_prefixes["fetch_block_into_mosaic"]
+                 .state_counts.values()) \
+        if "fetch_block_into_mosaic" in local_cluster.scheduler.task_prefixes else 0
+    inproc = run(tmp_path / "inproc", DaskConfig())
+    on_dask = run(tmp_path / "dask", DaskConfig(address=local_cluster.scheduler_address))
+    prefixes = local_cluster.scheduler.task_prefixes
+    assert sum(prefixes["fetch_block_into_mosaic"].state_counts.values()) > before
+    assert on_dask == inproc

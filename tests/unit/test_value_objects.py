@@ -22,8 +22,8 @@ from pipeline.errors import (
     SourceError,
 )
 from pipeline.grid import AoiGrid, FootprintRule
+from pipeline.io.mosaic import CHUNK_PX
 from pipeline.sentinel.blocks import (
-    CHUNK_PX,
     OFFLINE_BLOCK_PX,
     REQUEST_BYTES_PER_PX,
     BlockPlan,
