@@ -59,8 +59,9 @@ from pipeline.hr.labels import (
 )
 from pipeline.hr.tiling import TileResult, tile_pair
 from pipeline.io.atomic import remove_empty_dir
+from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
 from pipeline.io.geotiff import clear_patch_tifs, read_patch, write_patch_tif
-from pipeline.io.jsonfile import input_fingerprint, read_fingerprint, write_fingerprint, write_json
+from pipeline.io.jsonfile import write_json
 from pipeline.io.manifest import tree_files, write_manifest
 from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.tables import read_class_mapping
@@ -223,7 +224,7 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
     index_path, out_index = layout.patches(name), layout.labels_index(name)
     schema = load_schema(cfg.class_schema)
     mapping_path = Path(aoi.class_mapping) if aoi.class_mapping else None
-    fp = input_fingerprint(
+    fp = stat_digest(
         [index_path, ann_paths["t1"], ann_paths["t2"], mapping_path, schema_path(schema.id)],
         extra={"cfg": cfg.model_dump(mode="json"), "attr": aoi.class_attribute, "v": 1},
     )
@@ -322,7 +323,7 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
     """
     name = aoi.name
     labels_index, out_index = layout.labels_index(name), layout.change_index(name)
-    fp = input_fingerprint([labels_index], extra={"cfg": cfg.model_dump(mode="json"), "v": 1})
+    fp = stat_digest([labels_index], extra={"cfg": cfg.model_dump(mode="json"), "v": 1})
     state = layout.change_state(name)
     if out_index.is_file() and read_fingerprint(state) == fp:
         log.info("AOI %r: change is up to date (%s)", name, out_index)

@@ -133,8 +133,8 @@ def tile_pair(
     from tqdm import tqdm
 
     from pipeline.io.atomic import adopt_temporary, atomic_path, ensure_dir, remove_tree
+    from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
     from pipeline.io.geotiff import write_patch_tif
-    from pipeline.io.jsonfile import input_fingerprint, read_fingerprint, write_fingerprint
     from pipeline.io.raster import (
         band_percentiles,
         bounded_gdal_cache,
@@ -223,7 +223,7 @@ def tile_pair(
     skipped = 0
     # a run killed mid-way left its patches in temporary folders: resume in them when they
     # were made from the same images and settings
-    fp = input_fingerprint([image_t1, image_t2], extra={"cfg": cfg.model_dump(mode="json"),
+    fp = stat_digest([image_t1, image_t2], extra={"cfg": cfg.model_dump(mode="json"),
                                                         "v": 1})
 
     def same_inputs(folder: Path) -> bool:

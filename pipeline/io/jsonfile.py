@@ -5,9 +5,7 @@ interrupted run made from the same inputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,40 +56,6 @@ def read_json_if_exists(path: str | Path) -> Any | None:
     """JSON content of ``path`` or None if it does not exist."""
     p = Path(path)
     return read_json(p) if p.is_file() else None
-
-
-def input_fingerprint(paths: Sequence[str | Path | None], extra: Any = None) -> str:
-    """Hash of ``extra`` (JSON-able settings) and each path's name, size and mtime.
-
-    Used to tell whether patch rasters left on disk by an earlier (possibly interrupted) run
-    were made from the same inputs and settings, so a rerun can reuse them.
-    """
-    items: list[Any] = [extra]
-    for p in paths:
-        if p is None:
-            items.append(None)
-            continue
-        q = Path(p)
-        try:
-            st = q.stat()
-            items.append([str(q.resolve()), st.st_size, st.st_mtime_ns])
-        except OSError:
-            items.append([str(q), None, None])
-    blob = json.dumps(items, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def read_fingerprint(path: str | Path) -> str | None:
-    """The fingerprint stored by :func:`write_fingerprint`, or None (missing / corrupt)."""
-    try:
-        return str(json.loads(Path(path).read_text())["fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def write_fingerprint(path: str | Path, fingerprint: str) -> None:
-    """Store a fingerprint atomically."""
-    write_json(path, {"fingerprint": fingerprint})
 
 
 def read_json_folder(folder: str | Path) -> dict[str, Any]:

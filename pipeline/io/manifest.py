@@ -9,22 +9,14 @@ output so Snakemake rebuilds just that stage (which reuses every file that is st
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.io.digest import file_sha256
 from pipeline.io.jsonfile import read_json_if_exists, write_json
 
 VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_entries(root: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
@@ -34,7 +26,7 @@ def file_entries(root: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]
         p = Path(f)
         st = p.stat()
         out[p.relative_to(root).as_posix()] = {
-            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p),
+            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(p),
         }
     return out
 
@@ -73,7 +65,7 @@ def check_manifest(path: Path, root: Path, checksums: bool = False) -> list[str]
             continue
         if st.st_size != e["size"]:
             problems.append(f"{rel}: size changed")
-        elif st.st_mtime_ns != e["mtime_ns"] or (checksums and _sha256(p) != e["sha256"]):
+        elif st.st_mtime_ns != e["mtime_ns"] or (checksums and file_sha256(p) != e["sha256"]):
             problems.append(f"{rel}: modified")
     return problems
 

@@ -1,10 +1,9 @@
-"""What produced an output: the code's git commit and a digest of the data it read."""
+"""What produced an output: the code's git commit (the data digest is
+:func:`pipeline.io.digest.content_digest`)."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
-from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -21,16 +20,3 @@ def code_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
-
-
-def files_digest(paths: Iterable[Path | str]) -> str:
-    """SHA-256 (first 16 hex digits) over the names and bytes of ``paths`` (missing files
-    count by name only): equal digests = the same data."""
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        h.update(p.name.encode())
-        if p.is_file():
-            with p.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()[:16]

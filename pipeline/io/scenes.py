@@ -453,12 +453,9 @@ def month_fingerprint(archive: str | Path, month: str) -> str:
     """Fingerprint of the scenes the archive holds for ``month`` (folder names, and the size and
     mtime of every file in them): part of the block ledger's key, so scenes added to or replaced
     in the archive refetch that month instead of resuming."""
-    import hashlib
+    from pipeline.io.digest import tree_stat_digest
 
-    items: list[list[object]] = []
-    for sensor in ("s2", "s1"):
-        for folder in _month_folders(Path(archive), sensor, month):
-            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-                st = f.stat()
-                items.append([f.relative_to(archive).as_posix(), st.st_size, st.st_mtime_ns])
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+    files = [f for sensor in ("s2", "s1")
+             for folder in _month_folders(Path(archive), sensor, month)
+             for f in sorted(p for p in folder.rglob("*") if p.is_file())]
+    return tree_stat_digest(files, archive)

@@ -26,6 +26,7 @@ from typing import Any
 from pipeline.errors import GridError, PipelineError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.atomic import ensure_dir
+from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
 from pipeline.sentinel.model import Block, Recipe, SentinelSource
@@ -44,12 +45,8 @@ def recipe_key(recipe: Recipe, identity: dict[str, Any] | None = None) -> str:
     compositing recipe and the source's identity (e.g. ``{"source": "local", "archive":
     <absolute path>}``). Stored in every ledger marker; a marker with another key does not
     count as done, so changing the recipe or the source refetches instead of resuming."""
-    import dataclasses
-    import hashlib
-    import json
-
     doc = {"recipe": dataclasses.asdict(recipe), "source": identity or {}}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(doc, 16)
 
 
 def _is_done(ledger_dir: Path, block: Block, key: str) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.config import TrainConfig
 from pipeline.errors import DatasetError, MissingInputError, TrainingError
-from pipeline.io.provenance import code_commit, files_digest
+from pipeline.io.digest import content_digest
+from pipeline.io.provenance import code_commit
 from pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str
     trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
     result = {"run": cfg.run, "split": cfg.eval_split, "weights": weights,
               "model": trainer.kind, "n_patches": len(ds), "commit": code_commit(),
-              "data_version": files_digest([layout.index(), layout.stats()]),
+              "data_version": content_digest([layout.index(), layout.stats()]),
               "metrics": trainer.evaluate(ds, None).compute()}
     out = layout.train_dir(cfg.run) / f"eval_{cfg.eval_split}_{cfg.weights}.json"
     write_json(out, nan_to_none(result))
@@ -237,7 +238,7 @@ def train_model(
     data_files = ([layout.expand_samples(), layout.expand_layout().stats()]
                   if cfg.dataset == "expanded" else [layout.index(), layout.stats()])
     provenance = {"commit": code_commit(), "dataset": cfg.dataset,
-                  "data_version": files_digest(data_files),
+                  "data_version": content_digest(data_files),
                   "months_used": (len(train_ds[0]["meta"]["months"]) if with_sentinel else 0)}
     from pipeline.train.distributed import init_from_env
 

@@ -230,3 +230,70 @@ def test_no_reexports_behind_noqa() -> None:
     bad = [f"{p.relative_to(REPO)}:{i}" for p in _modules()
            for i, line in enumerate(p.read_text().splitlines(), 1) if "noqa: E402" in line]
     assert not bad, bad
+
+
+#: Rule params that declare a config section under another name (derived values): only what
+#: the name says decides the rule's bytes, and the stage reads nothing else of that section.
+DERIVED_PARAMS = {
+    "dataset_root": {"results_dir", "dataset"},
+    "_EXPAND_INDEX_CFG": {"expand"},          # the expand section less the fetch-only keys
+    "_EXPAND_FETCH_CFG": {"expand"},          # expand.sentinel_archive
+    "_EXPAND_BLOCK_PX": {"sentinel"},         # block_side_px(sentinel): the index's blocks
+    "_DATASET_AOI_PARAMS": set(),
+}
+#: Sections that only say how a job runs (never its bytes): readable by every stage.
+EXECUTION_SECTIONS = {"dask"}
+
+
+def _rule_blocks() -> list[tuple[str, str]]:
+    """(rule text, stage script name) of every rule of workflow/rules/ with a script."""
+    out = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [m.start() for m in re.finditer(r"^\s*(rule|checkpoint)\b.*:\s*$", text, re.M)]
+        for a, b in zip(starts, [*starts[1:], len(text)], strict=False):
+            block = text[a:b]
+            m = re.search(r'"\.\./\.\./stages/(\w+)\.py"', block)
+            if m:
+                out.append((block, m.group(1)))
+    return out
+
+
+def _declared(block: str) -> set[str]:
+    """The config sections / fields a rule's params declare (``CFG.section("x")`` -> x,
+    ``CFG.x.y`` -> x.y, ``CFG.x`` -> x, derived names per :data:`DERIVED_PARAMS`)."""
+    params = block.split("params:", 1)[1] if "params:" in block else ""
+    params = re.split(r"^\s{4,8}(log|conda|script|threads|resources|output|input)\s*:", params,
+                      maxsplit=1, flags=re.M)[0]
+    out = set(re.findall(r'CFG\.section\("(\w+)"\)', params))
+    out |= {m for m in re.findall(r"CFG\.(\w+(?:\.\w+)?)", params) if not m.startswith("section")}
+    for name, sections in DERIVED_PARAMS.items():
+        if re.search(rf"\b{name}\b", params):
+            out |= sections
+    return out
+
+
+def test_stages_read_only_the_config_their_rule_declares() -> None:
+    """A stage reads only the config sections (or fields) its rule's params declare, so every
+    setting that decides a rule's bytes is a rerun trigger of that rule; execution sections
+    (dask) are free. Rules sharing a script are checked against the union of their params."""
+    declared: dict[str, set[str]] = {}
+    for block, script in _rule_blocks():
+        declared.setdefault(script, set()).update(_declared(block))
+    bad = []
+    for script, decl in sorted(declared.items()):
+        src = (REPO / "stages" / f"{script}.py").read_text()
+        for sec, field in set(re.findall(r"\bconfig\.(\w+)(?:\.(\w+))?", src)):
+            if sec in EXECUTION_SECTIONS or sec in decl or f"{sec}.{field}" in decl:
+                continue
+            bad.append(f"stages/{script}.py reads config.{sec}{'.' + field if field else ''} "
+                       f"but its rule declares only {sorted(decl)}")
+    assert declared and not bad, "\n".join(bad)
+
+
+def test_one_digest_module() -> None:
+    """Every digest that decides reuse is computed by pipeline/io/digest.py (the demo's
+    seeded noise hashes its seed, which decides no freshness)."""
+    allowed = {"pipeline/io/digest.py", "pipeline/demo/scenes.py"}
+    users = {p.relative_to(REPO).as_posix() for p in _modules() if "hashlib" in _imports(p)}
+    assert users <= allowed, sorted(users - allowed)
