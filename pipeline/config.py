@@ -204,21 +204,13 @@ def _check_stac(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) ->
             "sentinel.s2_mask 'cloud_score_plus' exists only on Earth Engine: with "
             "sentinel.source 'stac' use 's2cloudless' (L1C items, SCL for L2A-only ones) or 'scl'"
         )
-    if st.stac.url:
-        return
+    from pipeline.io.stac import locate_catalogue
+
     for name, spec in aois.items():
-        if spec.template or spec.generated or not spec.sentinel_archive:
+        if spec.template or spec.generated:
             continue
-        arch = str(spec.sentinel_archive)
-        if arch.endswith(".json") or "://" in arch:
-            continue
-        if not (Path(arch) / "catalog.json").is_file():
-            raise ConfigError(
-                f"AOI {name!r} ({files.get(name, '?')}): sentinel.source is 'stac' and its "
-                f"sentinel_archive {arch} holds no catalog.json: point it at a static STAC "
-                "catalogue, remove it to search the profile's public API, or set "
-                "sentinel.source: local for a scene-archive folder"
-            )
+        locate_catalogue(st.stac.url, spec.sentinel_archive,
+                         f"AOI {name!r} ({files.get(name, '?')})")
 
 
 def section_model(name: str) -> type[BaseModel]:

@@ -40,6 +40,7 @@ class Fault:
     times: int = 1
     delay_s: float = 3.0
     contains: str = ""  # and the path holds this (e.g. "/L1C/": one product's files only)
+    retry_after_s: int | None = None  # a Retry-After header on the status answer
 
 
 @dataclass
@@ -125,10 +126,11 @@ class FakeStac(LoopbackService):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _json(self, h: BaseHTTPRequestHandler, code: int, doc: Any, head: bool = False) -> None:
+    def _json(self, h: BaseHTTPRequestHandler, code: int, doc: Any, head: bool = False,
+              headers: dict[str, str] | None = None) -> None:
         ctype = "application/geo+json" if isinstance(doc, dict) and doc.get(
             "type") == "FeatureCollection" else "application/json"
-        self._send(h, code, json.dumps(doc).encode(), ctype, head=head)
+        self._send(h, code, json.dumps(doc).encode(), ctype, head=head, headers=headers)
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parsed = urlparse(h.path)
@@ -149,8 +151,10 @@ class FakeStac(LoopbackService):
                 msg = {"429": "Too Many Requests", "500": "Internal Server Error",
                        "503": "Service Unavailable", "403": "AccessDenied",
                        "404": "NoSuchKey"}.get(f.kind, "error")
+                extra = ({"Retry-After": str(f.retry_after_s)}
+                         if f.retry_after_s is not None else None)
                 return self._json(h, int(f.kind), {"code": msg, "description": msg},
-                                  head=method == "HEAD")
+                                  head=method == "HEAD", headers=extra)
         try:
             if path.startswith("/files/"):
                 return self._file(h, path[len("/files/"):], method, entry, f)

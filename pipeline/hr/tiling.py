@@ -138,6 +138,7 @@ def tile_pair(
     from pipeline.io.raster import (
         band_percentiles,
         bounded_gdal_cache,
+        grid_difference,
         inspect_raster,
         open_on_grid,
         read_window,
@@ -189,11 +190,11 @@ def tile_pair(
     coregister = not info1.same_grid(info2)
     if coregister:
         log.info(
-            "%s: T2 grid differs from T1 (T1 %s %dx%d res %s, T2 %s %dx%d res %s): warping T2 "
-            "onto T1's grid with %s resampling, window by window",
-            name, info1.crs, info1.width, info1.height, info1.res,
-            info2.crs, info2.width, info2.height, info2.res, resampling,
+            "%s: T2 grid differs from T1 (%s): warping T2 onto T1's grid with %s resampling, "
+            "window by window", name, grid_difference(info1, info2), resampling,
         )
+    if info1.crs is None:  # inspect_raster refuses rasters without a CRS
+        raise TilingError(f"AOI {name!r}: {info1.path} has no CRS")
     hr_crs = info1.crs.to_string()
     cx, cy = info1.transform @ (info1.width / 2, info1.height / 2)
     from rasterio.warp import transform as warp_transform
@@ -324,10 +325,7 @@ def tile_pair(
                 f"{max_nodata_fraction:.0%} no data in both {info1.path} and {info2.path}: check "
                 "the images' nodata value / overlap, or raise tile.max_nodata_fraction"
             )
-    epsg = info1.crs.to_epsg()
-    index = gpd.GeoDataFrame(
-        records, geometry="geometry", crs=f"EPSG:{epsg}" if epsg else info1.crs.to_wkt()
-    )
+    index = gpd.GeoDataFrame(records, geometry="geometry", crs=info1.crs_id)
     log.info(
         "%s: %d windows of %d px (stride %d): kept %d, skipped %d (no data > %.0f%%)",
         name, n_windows, size, stride, len(records), skipped, max_nodata_fraction * 100,

@@ -49,12 +49,13 @@ def bounded_gdal_cache(cache_mb: int = SCENE_CACHE_MB) -> Any:
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """Validated metadata of an HR scene GeoTIFF.
+    """Metadata of a raster (:func:`inspect_raster`, the one metadata reader).
 
     Attributes:
         path: the file.
-        crs: its CRS (never None after validation).
-        transform: pixel -> CRS affine (never the identity default after validation).
+        crs: its CRS (never None for an HR scene, which is validated; None for a foreign
+            dataset's file that is not georeferenced).
+        transform: pixel -> CRS affine (the identity when not georeferenced).
         width, height: size in pixels.
         count: number of bands.
         dtype: numpy dtype name of band 1.
@@ -64,7 +65,7 @@ class RasterInfo:
     """
 
     path: Path
-    crs: CRS
+    crs: CRS | None
     transform: Affine
     width: int
     height: int
@@ -79,6 +80,39 @@ class RasterInfo:
         """(minx, miny, maxx, maxy) in CRS units."""
         return tuple(rasterio.transform.array_bounds(self.height, self.width, self.transform))
 
+    @property
+    def georeferenced(self) -> bool:
+        """True when the raster has a CRS and a geotransform."""
+        return self.crs is not None and not self.transform.is_identity
+
+    @property
+    def crs_id(self) -> str | None:
+        """``EPSG:xxxx`` (WKT when the CRS has no EPSG code); None when not georeferenced."""
+        if not self.georeferenced or self.crs is None:
+            return None
+        epsg = self.crs.to_epsg()
+        return f"EPSG:{epsg}" if epsg else str(self.crs.to_wkt())
+
+    @property
+    def gsd_xy_m(self) -> tuple[float | None, float | None]:
+        """(x, y) ground size of a pixel in metres: the nominal pixel size in a metric
+        projection (UTM, national grids: as users quote it), the centre pixel's size on the
+        ground (:func:`ground_pixel_size`) in degrees or Web Mercator; (None, None) when not
+        georeferenced."""
+        crs = self.crs
+        if not self.georeferenced or crs is None or self.crs_id is None:
+            return None, None
+        metric = crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
+        if metric and crs.to_epsg() not in (3857, 900913):
+            return self.res
+        return ground_pixel_size(self.crs_id, self.transform, self.width, self.height)
+
+    @property
+    def gsd_m(self) -> float | None:
+        """Geometric mean of :attr:`gsd_xy_m`; None when unknown."""
+        gx, gy = self.gsd_xy_m
+        return float(np.sqrt(gx * gy)) if gx and gy else None
+
     def same_grid(self, other: RasterInfo) -> bool:
         """True when both rasters share CRS, transform (to 1e-9 px) and shape."""
         return (
@@ -89,22 +123,28 @@ class RasterInfo:
         )
 
 
-def inspect_raster(path: str | Path, what: str = "image") -> RasterInfo:
-    """Open ``path``, check it is a georeferenced raster and return its metadata.
+def inspect_raster(path: str | Path, what: str = "image",
+                   georeferenced: bool = True) -> RasterInfo:
+    """Open ``path`` once and return its metadata; with ``georeferenced`` (HR scenes) check it
+    is a north-up georeferenced raster.
 
     Args:
         path: the GeoTIFF (any GDAL-readable raster).
         what: description used in error messages (e.g. ``"AOI 'demo' T1 image"``).
+        georeferenced: refuse rasters without CRS / geotransform or with a rotated grid
+            (False: a foreign dataset's file, e.g. a PNG, whose placement comes from elsewhere).
 
     Raises:
-        InputError: missing / unreadable file, no CRS, no geotransform, rotated/skewed grid,
-            or a bandless raster. The message names the file and the fix.
+        InputError: missing / unreadable file or a bandless raster; with ``georeferenced``
+            also no CRS, no geotransform or a rotated/skewed grid. The message names the file
+            and the fix.
     """
     p = Path(path)
     if not p.is_file():
         raise InputError(
-            f"{what} {p} does not exist: fix the path in the AOI definition (paths are relative "
-            "to the directory snakemake runs in) or generate the inputs first"
+            f"{what} {p} does not exist: fix the path in the AOI definition or the dataset "
+            "(paths are relative to the directory snakemake runs in) or generate the inputs "
+            "first"
         )
     try:
         with warnings.catch_warnings():
@@ -124,6 +164,12 @@ def inspect_raster(path: str | Path, what: str = "image") -> RasterInfo:
         ) from None
     if count < 1:
         raise InputError(f"{what} {p} has no bands: re-export it as an RGB GeoTIFF")
+    if not georeferenced:
+        return RasterInfo(path=p, crs=crs or None, transform=transform, width=width,
+                          height=height, count=count, dtype=dtype,
+                          nodata=None if nodata is None else float(nodata),
+                          has_alpha=bool(has_alpha),
+                          res=(abs(transform.a), abs(transform.e)))
     if crs is None or not crs:
         raise InputError(
             f"{what} {p} has no CRS: assign one, e.g. `gdal_edit.py -a_srs EPSG:32649 {p}` "
@@ -153,28 +199,54 @@ def inspect_raster(path: str | Path, what: str = "image") -> RasterInfo:
     )
 
 
+def grid_difference(a: RasterInfo, b: RasterInfo) -> str:
+    """What differs between two rasters' grids, e.g. ``origin (649000.0, 3795000.0) vs
+    (649000.5, 3795000.0)``; "" when :meth:`RasterInfo.same_grid`."""
+    parts = []
+    if a.crs != b.crs:
+        parts.append(f"CRS {a.crs_id} vs {b.crs_id}")
+    if (a.width, a.height) != (b.width, b.height):
+        parts.append(f"size {a.width}x{a.height} vs {b.width}x{b.height} px")
+    if a.res != b.res:
+        parts.append(f"pixel size {a.res} vs {b.res}")
+    oa, ob = (a.transform.c, a.transform.f), (b.transform.c, b.transform.f)
+    if oa != ob:
+        parts.append(f"origin {oa} vs {ob}")
+    if not parts and not a.same_grid(b):
+        parts.append(f"transform {tuple(a.transform)[:6]} vs {tuple(b.transform)[:6]}")
+    return "; ".join(parts)
+
+
 @contextlib.contextmanager
 def open_on_grid(
     path: str | Path,
-    crs: CRS,
+    crs: CRS | str,
     transform: Affine,
     width: int,
     height: int,
     resampling: str = "bilinear",
     reproject: bool = True,
+    nodata: float | None = None,
+    tolerance: float | None = None,
 ) -> Iterator[Any]:
-    """Open a raster, lazily warped onto a target grid when ``reproject`` is True.
+    """Open a raster, lazily warped onto a target grid when ``reproject`` is True: the one
+    warp-onto-grid of the project (HR scenes, Sentinel scene files, local or COG URLs).
 
     The returned dataset behaves like a rasterio reader on the target grid (``read(window=...)``,
     ``read_masks(window=...)``); with ``reproject`` it is a :class:`rasterio.vrt.WarpedVRT`
-    that resamples only the windows that are read (memory stays bounded by the window).
-    Pixels outside the source are no data (mask 0).
+    that resamples only the windows that are read (memory stays bounded by the window; a COG
+    is read with range requests for the tiles the window needs). Pixels outside the source and
+    nodata pixels are masked (mask 0): the file's nodata value, else ``nodata``, else its
+    alpha band or dataset mask, else an alpha band the warper adds.
 
     Args:
-        path: the raster.
-        crs, transform, width, height: the target grid (e.g. the T1 image's).
+        path: the raster (a path or a URL GDAL reads).
+        crs, transform, width, height: the target grid (e.g. the T1 image's, an AOI block).
         resampling: rasterio resampling name (``nearest``, ``bilinear``, ``cubic``).
         reproject: False opens the file directly (it must already be on the target grid).
+        nodata: the file's nodata value when it declares none.
+        tolerance: the warper's approximation error in px (None: GDAL's 0.125; 1e-6 makes
+            values independent of the window, as the Sentinel blocks need).
     """
     with rasterio.open(path) as src:
         if not reproject:
@@ -187,11 +259,15 @@ def open_on_grid(
             "height": height,
             "resampling": Resampling[resampling],
         }
-        if src.nodata is None and not any(
-            MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums
-        ):
+        src_nodata = src.nodata if src.nodata is not None else nodata
+        if src_nodata is not None:
+            vrt_kwargs.update(src_nodata=src_nodata, nodata=src_nodata)
+        elif not any(MaskFlags.per_dataset in f or MaskFlags.alpha in f
+                     for f in src.mask_flag_enums):
             # ask the warper for an alpha band so areas outside the source are masked
             vrt_kwargs["add_alpha"] = True
+        if tolerance is not None:
+            vrt_kwargs["tolerance"] = tolerance
         with WarpedVRT(src, **vrt_kwargs) as vrt:
             yield vrt
 
@@ -228,53 +304,6 @@ def read_window(
 
 
 # --------------------------------------------------------------------------- foreign datasets
-
-
-def raster_info(path: str | Path) -> dict[str, Any]:
-    """Georeferencing of one raster.
-
-    Returns:
-        dict: ``crs`` (``EPSG:xxxx``/WKT or None when not georeferenced), ``bounds`` (minx,
-        miny, maxx, maxy in crs units), ``width``, ``height`` (px), ``gsd_xy_m`` (ground size
-        in metres, x and y: the nominal size in metric projections, the centre pixel's size on
-        the ground (:func:`ground_pixel_size`) in degrees or Web Mercator) and ``gsd_m``
-        (their geometric mean; None when unknown).
-
-    Raises:
-        InputError: the file cannot be opened as a raster.
-    """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-    p = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(p) as src:
-                crs = src.crs
-                tr = src.transform
-                info: dict[str, Any] = {
-                    "bounds": tuple(float(v) for v in src.bounds),
-                    "width": int(src.width),
-                    "height": int(src.height),
-                }
-    except RasterioIOError as exc:
-        raise InputError(f"{p}: cannot be read as a raster ({exc}): check the file") from None
-    if crs is None or tr.is_identity:
-        info.update(crs=None, gsd_m=None)
-        return info
-    epsg = crs.to_epsg()
-    info["crs"] = f"EPSG:{epsg}" if epsg else crs.to_wkt()
-    metric = crs.is_projected and (crs.linear_units or "").lower() in ("metre", "meter", "m")
-    if metric and epsg not in (3857, 900913):
-        # a metric projection (UTM, national grids): the nominal pixel size, as users quote it
-        info["gsd_xy_m"] = (float(abs(tr.a)), float(abs(tr.e)))
-    else:  # degrees (OSCD's EPSG:4326) or Web Mercator (SpaceNet 7): size on the ground
-        info["gsd_xy_m"] = ground_pixel_size(info["crs"], tr, info["width"], info["height"])
-    gx, gy = info["gsd_xy_m"]
-    info["gsd_m"] = float(np.sqrt(gx * gy)) if gx and gy else None
-    return info
-
 
 
 def read_bands(path: str | Path, indexes: Sequence[int] | None = None,

@@ -241,31 +241,20 @@ def read_on_grid(
     Raises:
         SourceError: a missing or unreadable file (named).
     """
-    import rasterio
-    from rasterio.enums import Resampling
     from rasterio.errors import RasterioError
-    from rasterio.vrt import WarpedVRT
+
+    from pipeline.io.raster import open_on_grid
 
     data = np.empty((len(files), height, width), np.float32)
     valid = np.empty((len(files), height, width), bool)
     for i, f in enumerate(files):
         try:
-            with rasterio.open(f) as src:
-                src_nodata = src.nodata if src.nodata is not None else nodata
-                with WarpedVRT(
-                    src,
-                    crs=crs,
-                    transform=transform,
-                    width=width,
-                    height=height,
-                    resampling=Resampling[resampling],
-                    src_nodata=src_nodata,
-                    nodata=src_nodata,
-                    add_alpha=src_nodata is None,
-                    tolerance=1e-6,  # ~exact transformer: values independent of the window
-                ) as vrt:
-                    arr = vrt.read(1, out_dtype="float32")
-                    m = vrt.read_masks(1) > 0
+            # tolerance ~exact: values independent of the window
+            with open_on_grid(f, crs, transform, width, height, resampling, nodata=nodata,
+                              tolerance=1e-6) as vrt:
+                src_nodata = vrt.nodata
+                arr = vrt.read(1, out_dtype="float32")
+                m = vrt.read_masks(1) > 0
         except (RasterioError, OSError) as exc:
             raise _read_error(f, exc) from None
         if src_nodata is not None and np.isnan(src_nodata):

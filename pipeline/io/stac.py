@@ -6,7 +6,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.io.atomic import atomic_path
+
+
+def locate_catalogue(url: str | None, archive: str | None, where: str) -> str | None:
+    """The one rule for where a ``stac`` build's catalogue is: ``sentinel.stac.url`` when set;
+    else the scene archive setting when it is a ``.json`` file or a URL, or a folder holding a
+    ``catalog.json`` (the demo writes one); else None (the profile's public API).
+
+    Args:
+        url: ``sentinel.stac.url``.
+        archive: the AOI's ``sentinel_archive`` (or ``expand.sentinel_archive``).
+        where: what ``archive`` belongs to, for the message (``"AOI 'demo' (aoi/demo.yaml)"``).
+
+    Raises:
+        ConfigError: ``archive`` is a folder without a ``catalog.json``.
+    """
+    if url:
+        return str(url)
+    if not archive:
+        return None
+    arch = str(archive)
+    if arch.endswith(".json") or "://" in arch:
+        return arch
+    cat = Path(arch) / "catalog.json"
+    if not cat.is_file():
+        raise ConfigError(
+            f"{where}: sentinel.source is 'stac' and the scene archive {arch} holds no "
+            "catalog.json: point sentinel_archive at a static STAC catalogue, set "
+            "sentinel.stac.url (a STAC API or catalogue), remove sentinel_archive to search "
+            "the profile's public API, or set sentinel.source: local for a scene-archive folder"
+        )
+    return str(cat)
 
 
 def save_stac(catalog: Any, dest: str | Path) -> Path:
@@ -227,15 +259,86 @@ def _footprint(item: Any, shape: list[int], transform: list[float], epsg: int) -
 # --------------------------------------------------------------------------- reading catalogues
 
 
-def open_stac_api(url: str, timeout_s: float) -> Any:
-    """A pystac-client ``Client`` for the STAC API at ``url`` (its own retries off: the caller
-    retries, with backoff). One request: the landing page (conformance included)."""
-    from pystac_client import Client
+class RetryCounter:
+    """How many HTTP retries a client made (shared by every :class:`CountingRetry` it derives,
+    so the count is true across requests; thread-safe enough for a counter under the GIL)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def http_retry(max_retries: int, backoff_s: float, counter: RetryCounter | None = None) -> Any:
+    """A urllib3 ``Retry`` for STAC requests: up to ``max_retries`` retries of connection
+    errors, read timeouts and HTTP 429 / 500 / 502 / 503 / 504 on any method (searches are
+    POSTs), exponential backoff from ``backoff_s`` (capped at 60 s) unless the server sends
+    ``Retry-After``, which is honoured; other statuses (400, 401, 403, 404) are not retried.
+    After the last retry the server's own answer is returned (its status and text reach the
+    error message)."""
+    from urllib3 import Retry
+
+    class CountingRetry(Retry):
+        counter: RetryCounter
+
+        def new(self, **kw: Any) -> Any:
+            r = super().new(**kw)
+            r.counter = self.counter
+            return r
+
+        def increment(self, *args: Any, **kw: Any) -> Any:
+            r = super().increment(*args, **kw)
+            self.counter.n += 1
+            return r
+
+    retry = CountingRetry(
+        total=max_retries, connect=max_retries, read=max_retries, status=max_retries,
+        other=0, backoff_factor=backoff_s, backoff_max=60.0,
+        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+        respect_retry_after_header=True, raise_on_status=False,
+    )
+    retry.counter = counter or RetryCounter()
+    return retry
+
+
+def stac_io(timeout_s: float, max_retries: int, backoff_s: float,
+            counter: RetryCounter | None = None) -> Any:
+    """pystac-client's ``StacApiIO`` with :func:`http_retry`, for STAC APIs."""
     from pystac_client.stac_api_io import StacApiIO
 
-    # Client.open sets its own timeout on the StacApiIO it is given: pass it to both
-    return Client.open(url, stac_io=StacApiIO(timeout=timeout_s, max_retries=0),
-                       timeout=timeout_s)
+    return StacApiIO(timeout=timeout_s, max_retries=http_retry(max_retries, backoff_s, counter))
+
+
+def static_stac_io(timeout_s: float, max_retries: int, backoff_s: float,
+                   counter: RetryCounter | None = None) -> Any:
+    """A pystac ``StacIO`` for static catalogues: local files as pystac reads them, http(s)
+    through a requests session with :func:`http_retry` (the same retries as API searches;
+    an error status raises ``requests.HTTPError`` carrying the response)."""
+    import pystac
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=http_retry(max_retries, backoff_s, counter))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+
+    class RetryingStacIO(pystac.stac_io.DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            if href.startswith(("http://", "https://")):
+                r = session.get(href, timeout=timeout_s)
+                r.raise_for_status()
+                return str(r.text)
+            return str(super().read_text_from_href(href))
+
+    return RetryingStacIO()
+
+
+def open_stac_api(url: str, io: Any) -> Any:
+    """A pystac-client ``Client`` for the STAC API at ``url`` reading through ``io``
+    (:func:`stac_io`). One request: the landing page (conformance included)."""
+    from pystac_client import Client
+
+    # Client.open sets its own timeout on the StacApiIO it is given: pass it along
+    return Client.open(url, stac_io=io, timeout=io.timeout)
 
 
 def search_item_pages(client: Any, **params: Any) -> Iterator[list[dict[str, Any]]]:
@@ -245,13 +348,14 @@ def search_item_pages(client: Any, **params: Any) -> Iterator[list[dict[str, Any
         yield list(page.get("features", []))
 
 
-def read_static_items(catalog: str) -> list[dict[str, Any]]:
-    """Every item of a static catalogue (path or URL), as dicts with ``collection`` set and
-    asset hrefs made absolute (relative to each item's own location)."""
+def read_static_items(catalog: str, io: Any = None) -> list[dict[str, Any]]:
+    """Every item of a static catalogue (path or URL; read through ``io``, a
+    :func:`static_stac_io`, when given), as dicts with ``collection`` set and asset hrefs
+    made absolute (relative to each item's own location)."""
     import pystac
 
     items = []
-    for item in pystac.Catalog.from_file(catalog).get_items(recursive=True):
+    for item in pystac.Catalog.from_file(catalog, stac_io=io).get_items(recursive=True):
         d = item.to_dict(include_self_link=False, transform_hrefs=True)
         d["collection"] = item.collection_id
         for key, asset in item.assets.items():

@@ -65,7 +65,6 @@ def server(archive: Path):  # type: ignore[no-untyped-def]
 def _api_source(srv: FakeStac, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("collections", {"s1": "sentinel-1-rtc"})
     kw.setdefault("backoff_base_s", 0.01)
-    kw.setdefault("sleep", lambda s: None)
     return stac_source(srv.api, **kw)
 
 
@@ -371,16 +370,52 @@ def test_refused_asset_names_the_asset_and_the_fix(server: FakeStac, status: str
 
 def test_search_429_and_5xx_are_retried_a_bounded_number_of_times(server: FakeStac) -> None:
     server.faults += [Fault("/api/search", "429"), Fault("/api/search", "503")]
-    sleeps: list[float] = []
-    src = _api_source(server, sleep=sleeps.append)
-    assert len(src.s2_scenes(MONTH, GRID)) == 2 and len(sleeps) == 2
+    src = _api_source(server)
+    assert len(src.s2_scenes(MONTH, GRID)) == 2 and src.provider.retries.n == 2
     server.faults.append(Fault("/api/search", "500", times=-1))
-    with pytest.raises(SourceError, match="search failed after 2 retries"):
+    with pytest.raises(SourceError, match="failed after 2 retries"):
         _api_source(server, max_retries=2).s2_scenes(MONTH, GRID)
     server.faults.clear()
     server.faults.append(Fault("/api/search", "400", times=-1))
-    with pytest.raises(SourceError, match="check the URL and collection ids"):
+    with pytest.raises(SourceError, match=r"failed after 0 retries.*HTTP 400, which is not "
+                                          r"retried: check the URL, the collection ids"):
         _api_source(server, max_retries=5).s2_scenes(MONTH, GRID)
+
+
+def test_search_retries_honour_retry_after(server: FakeStac) -> None:
+    """429 with Retry-After: 1 waits that second (the backoff alone would be 10 ms), as
+    urllib3's Retry does for pystac-client."""
+    import time
+
+    server.faults.append(Fault("/api/search", "429", retry_after_s=1))
+    src = _api_source(server)
+    t0 = time.monotonic()
+    assert len(src.s2_scenes(MONTH, GRID)) == 2
+    assert time.monotonic() - t0 >= 0.95 and src.provider.retries.n == 1
+
+
+def test_broken_catalogues_are_not_called_transient(tmp_path: Path, server: FakeStac) -> None:
+    """A malformed catalog.json and a 404 catalogue say what is wrong, not 'rerun later'."""
+    bad = tmp_path / "catalog.json"
+    bad.write_text("{not json")
+    with pytest.raises(SourceError, match="not valid STAC JSON") as err:
+        stac_source(str(bad)).s2_scenes(MONTH, GRID)
+    assert "rerun later" not in str(err.value)
+    with pytest.raises(SourceError, match="HTTP 404, which is not retried") as err:
+        stac_source(server.url + "/files/nope/catalog.json", max_retries=3).s2_scenes(MONTH, GRID)
+    assert "after 0 retries" in str(err.value)
+
+
+def test_unreachable_host_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that cannot be reached is reported as such (not 'the server kept failing')."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connection refused
+    with pytest.raises(SourceError, match="could not be reached"):
+        stac_source(f"http://127.0.0.1:{port}/api", max_retries=0).s2_scenes(MONTH, GRID)
 
 
 def test_cog_503_is_retried_by_gdal_and_persisting_fails_clearly(server: FakeStac,
@@ -443,9 +478,8 @@ def test_s2_query_filters_items_before_any_read(server: FakeStac, archive: Path)
 def test_search_timeout_is_retried(server: FakeStac) -> None:
     """A search answer slower than sentinel.stac.timeout_s is a timeout: retried, then fine."""
     server.faults.append(Fault("/api/search", "slow", times=1, delay_s=2.0))
-    sleeps: list[float] = []
-    src = _api_source(server, timeout_s=0.5, sleep=sleeps.append)
-    assert len(src.s2_scenes(MONTH, GRID)) == 2 and len(sleeps) == 1
+    src = _api_source(server, timeout_s=0.5)
+    assert len(src.s2_scenes(MONTH, GRID)) == 2 and src.provider.retries.n == 1
 
 
 def test_refused_l1c_falls_back_to_scl(tmp_path: Path) -> None:

@@ -6,41 +6,40 @@ change-encoding checks, image discovery and the pixel reads of one sample
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.expand.adapters import change_to_binary, detect_change_encoding, no_georef_error
-from pipeline.io.raster import label_counts, raster_info, read_bands
+from pipeline.io.raster import RasterInfo, inspect_raster, label_counts, read_bands
 
 IMG_EXT = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 GEO_EXT = (".tif", ".tiff")
 
 
-def georef(path: Path, what: str) -> dict[str, Any]:
-    """:func:`pipeline.io.raster.raster_info` of a georeferenced GeoTIFF, else the error that
-    says the sample cannot be placed."""
+def georef(path: Path, what: str) -> RasterInfo:
+    """:func:`pipeline.io.raster.inspect_raster` of a georeferenced GeoTIFF, else the error
+    that says the sample cannot be placed."""
     if path.suffix.lower() not in GEO_EXT:
         raise no_georef_error(path, what)
-    info = raster_info(path)
-    if info["crs"] is None:
+    info = inspect_raster(path, what, georeferenced=False)
+    if info.crs_id is None:
         raise no_georef_error(path, what)
     return info
 
 
-def check_label_shape(label: Path, info: dict[str, Any], sample: str) -> None:
+def check_label_shape(label: Path, info: RasterInfo, sample: str) -> None:
     """A change label must cover the image pixel for pixel."""
-    lab = raster_info(label)
-    if (lab["width"], lab["height"]) != (info["width"], info["height"]):
+    lab = inspect_raster(label, f"change label of sample {sample!r}", georeferenced=False)
+    if (lab.width, lab.height) != (info.width, info.height):
         raise InputError(
-            f"{label}: label of sample {sample!r} is {lab['width']}x{lab['height']} px but its "
-            f"image is {info['width']}x{info['height']} px: the label must be on the image's "
+            f"{label}: label of sample {sample!r} is {lab.width}x{lab.height} px but its "
+            f"image is {info.width}x{info.height} px: the label must be on the image's "
             "pixel grid (same size)"
         )
 
 
-def label_encoding(label: str | Path | None, info: dict[str, Any], sample: str) -> str:
+def label_encoding(label: str | Path | None, info: RasterInfo, sample: str) -> str:
     """The change-label convention of a sample's label file ("" without one), auto-detected,
     after checking the label's shape against the image."""
     if not label:

@@ -105,8 +105,8 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
             dates = (dates[0], dates[0])
         files: dict[str, Any] = {"images": str(folder), "labels": dict(sorted(c["labels"].items())),
                                  "t1": str(imgs[0]), "t2": str(imgs[-1])}
-        out.append(SampleRecord(cid, info["crs"], info["bounds"], dates, info["gsd_m"],
-                                info["width"], info["height"], files, cid, "den-onehot",
+        out.append(SampleRecord(cid, info.crs_id, info.bounds, dates, info.gsd_m,
+                                info.width, info.height, files, cid, "den-onehot",
                                 str(folder), c["split"]))
     return out
 

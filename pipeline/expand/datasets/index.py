@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.errors import InputError
 from pipeline.expand.adapters import SampleRecord, detect_change_encoding, parse_date
 from pipeline.expand.datasets.common import GEO_EXT, label_encoding
-from pipeline.io.raster import label_counts, raster_info
+from pipeline.io.raster import inspect_raster, label_counts
 from pipeline.io.vector import read_feature_table
 
 ID_COLS = ("id", "sample_id", "patch_id", "name")
@@ -96,9 +96,9 @@ def read_index(path: str | Path) -> list[SampleRecord]:
         gsd_f = float(gsd) if gsd not in (None, "", "nan") else None
         enc = ""
         if files.get("t1") and Path(files["t1"]).suffix.lower() in GEO_EXT:
-            info = raster_info(files["t1"])
-            w, h = info["width"], info["height"]
-            gsd_f = gsd_f or info["gsd_m"]
+            info = inspect_raster(files["t1"], f"T1 image of sample {sid!r}", georeferenced=False)
+            w, h = info.width, info.height
+            gsd_f = gsd_f or info.gsd_m
             enc = label_encoding(files.get("label"), info, sid)
         elif files.get("label"):
             enc = detect_change_encoding(label_counts(files["label"]), "auto", files["label"])

@@ -100,7 +100,7 @@ def scan_oscd(root: str | Path, encoding: str = "auto") -> list[SampleRecord]:
             files["label"] = str(lab)
             enc = detect_change_encoding(label_counts(lab), encoding, str(lab))
             check_label_shape(lab, info, c.name)
-        out.append(SampleRecord(c.name, info["crs"], info["bounds"], (t1, t2), info["gsd_m"],
-                                info["width"], info["height"], files, c.name, enc, str(c),
+        out.append(SampleRecord(c.name, info.crs_id, info.bounds, (t1, t2), info.gsd_m,
+                                info.width, info.height, files, c.name, enc, str(c),
                                 splits.get(c.name, "")))
     return out

@@ -86,9 +86,9 @@ def scan_pairs(root: str | Path, dates_file: str | None = None) -> list[SampleRe
                 files["label"] = str(lab[0])
         where = f"{dp or r} (pair {sid!r})"
         out.append(SampleRecord(
-            sid, info["crs"], info["bounds"],
+            sid, info.crs_id, info.bounds,
             (parse_date(dates[0], where), parse_date(dates[1], where)),
-            info["gsd_m"], info["width"], info["height"], files, "",
+            info.gsd_m, info.width, info.height, files, "",
             label_encoding(files.get("label"), info, sid), str(f1),
         ))
     if missing:

@@ -43,8 +43,8 @@ def scan_spacenet7(root: str | Path) -> list[SampleRecord]:
                                  "images": [str(p) for p in paths]}
         if any(labels):
             files["labels"] = labels
-        out.append(SampleRecord(a.name, info["crs"], info["bounds"], dates, info["gsd_m"],
-                                info["width"], info["height"], files, a.name, "", str(a)))
+        out.append(SampleRecord(a.name, info.crs_id, info.bounds, dates, info.gsd_m,
+                                info.width, info.height, files, a.name, "", str(a)))
     if not out:
         raise InputError(
             f"{r}: no SpaceNet 7 AOI folders (<aoi>/images/global_monthly_YYYY_MM_mosaic_*.tif): "

@@ -38,27 +38,13 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
     return {"source": str(cfg.source)}
 
 
-def stac_location(cfg: Any, archive: str | None) -> str | None:
-    """The STAC catalogue a ``stac`` build reads: ``sentinel.stac.url``, else the AOI's
-    ``sentinel_archive`` when it holds a ``catalog.json`` (the demo writes one), else None
-    (the profile's public API)."""
-    if cfg.stac.url:
-        return str(cfg.stac.url)
-    if archive:
-        from pathlib import Path
+def stac_location(cfg: Any, archive: str | None, where: str = "sentinel") -> str | None:
+    """The STAC catalogue a ``stac`` build reads (:func:`pipeline.io.stac.locate_catalogue`,
+    the one rule: ``sentinel.stac.url``, else the archive's catalogue, else None = the
+    profile's public API)."""
+    from pipeline.io.stac import locate_catalogue
 
-        if str(archive).endswith(".json") or "://" in str(archive):
-            return str(archive)
-        cat = Path(archive) / "catalog.json"
-        if not cat.is_file():
-            raise ConfigError(
-                f"sentinel.source is 'stac' and the scene archive {archive} holds no "
-                "catalog.json: point the AOI's sentinel_archive at a static STAC catalogue, set "
-                "sentinel.stac.url (a STAC API or catalogue), or remove sentinel_archive to use "
-                "the profile's public API"
-            )
-        return str(cat)
-    return None
+    return locate_catalogue(cfg.stac.url, archive, where)
 
 
 def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[str, Any]:

@@ -35,9 +35,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,14 @@ from pipeline.io.scenes import (
     gdal_http_env,
     read_coarsest,
 )
-from pipeline.io.stac import open_stac_api, read_static_items, search_item_pages
+from pipeline.io.stac import (
+    RetryCounter,
+    open_stac_api,
+    read_static_items,
+    search_item_pages,
+    stac_io,
+    static_stac_io,
+)
 from pipeline.parallel import ordered_map
 from pipeline.sentinel.compositor import Compositor
 from pipeline.sentinel.model import Block, BlockResult, Recipe
@@ -92,7 +97,6 @@ class StacCatalog:
             overlap). Results are composited in order, so the bytes do not depend on it.
         verify_offsets: check the pixels of items whose offset flag the profile distrusts
             (:meth:`_verify_offsets`).
-        sleep: injectable sleep (tests).
     """
 
     name = "stac"
@@ -111,7 +115,6 @@ class StacCatalog:
         timeout_s: float = 60.0,
         signer: Callable[[str], str] | None = None,
         max_items: int = 5000,
-        sleep: Callable[[float], None] = time.sleep,
         s2_query: dict[str, Any] | None = None,
         item_concurrency: int = 4,
         verify_offsets: bool = True,
@@ -148,8 +151,6 @@ class StacCatalog:
         if bad:
             raise SourceError(f"sentinel.stac.s2_query: unknown operators {bad}; use "
                               f"{sorted(QUERY_OPS)}")
-        self._sleep = sleep
-        self._rng = random.Random(0)
         self._sign = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
         self._client: Any = None
         self._static_items: list[dict[str, Any]] | None = None
@@ -157,6 +158,8 @@ class StacCatalog:
         self._skipped: dict[str, list[dict[str, str]]] = {}
         self._empty: dict[str, list[str]] = {}
         self.search_requests = 0
+        #: HTTP retries of searches and catalogue reads (urllib3's, counted)
+        self.retries = RetryCounter()
         self._lock = threading.Lock()
         #: month listings handed over by the job (dask workers never search)
         self._preloaded: dict[str, MonthListing] = {}
@@ -228,7 +231,7 @@ class StacCatalog:
         where = f"STAC {self.catalog}, collection {coll}, month {month}"
         query = self.s2_query if which.startswith("s2") else {}
         with self._search_lock:
-            items = self._retrying(lambda: self._query(coll, bbox, start, end, query), where)
+            items = self._searching(lambda: self._query(coll, bbox, start, end, query), where)
         if len(items) > self.max_items:
             raise SourceError(
                 f"{where}: {len(items)} items (more than sentinel.stac.max_items = "
@@ -249,45 +252,57 @@ class StacCatalog:
                     and all(matches_query(it.get("properties", {}).get(k), c)
                             for k, c in query.items())]
         client = self._api()
-        stamp = f"{start:%Y-%m-%dT%H:%M:%SZ}/{end - dt.timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ}"
-        out = []
+        # STAC intervals are closed: ask for [start, end] and keep [start, end) here, so an
+        # item sensed in a month's last second is in that month and one at the next month's
+        # first instant only in the next
+        stamp = f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
+        out: list[dict[str, Any]] = []
         for page in search_item_pages(client, collections=[coll], bbox=list(bbox),
                                       datetime=stamp, limit=100, query=query or None):
             self.search_requests += 1
-            out.extend(page)
+            out.extend(it for it in page if start <= item_time(it) < end)
         return out
 
     def _api(self) -> Any:
         if self._client is None:
-            self._client = open_stac_api(self.catalog, self.timeout_s)
+            io = stac_io(self.timeout_s, self.max_retries, self.backoff_base_s, self.retries)
+            self._client = open_stac_api(self.catalog, io)
             self.search_requests += 1
         return self._client
 
     def _static(self) -> list[dict[str, Any]]:
         if self._static_items is None:
-            self._static_items = read_static_items(self.catalog)
+            self._static_items = self._searching(
+                lambda: read_static_items(self.catalog, static_stac_io(
+                    self.timeout_s, self.max_retries, self.backoff_base_s, self.retries)),
+                f"static STAC catalogue {self.catalog}")
         return self._static_items
 
-    def _retrying(self, fn: Callable[[], Any], where: str) -> Any:
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except SourceError:
-                raise
-            except Exception as exc:  # network / HTTP / JSON errors of the clients
-                status = _status_of(exc)
-                transient = status is None or status == 429 or status >= 500
-                if not transient or attempt >= self.max_retries:
-                    hint = ("check the URL and collection ids" if not transient else
-                            "the server kept failing; rerun later (finished blocks are kept)")
-                    raise SourceError(f"{where}: search failed after {attempt} retries "
-                                      f"({type(exc).__name__}: {exc}); {hint}") from None
-                delay = self.backoff_base_s * 2 ** attempt * (0.5 + 0.5 * self._rng.random())
-                attempt += 1
-                log.warning("%s: %s; retry %d/%d in %.1fs", where, exc, attempt,
-                            self.max_retries, delay)
-                self._sleep(delay)
+    def _searching(self, fn: Callable[[], Any], where: str) -> Any:
+        """``fn()`` (a search or catalogue read; HTTP retries are urllib3's, see
+        :func:`pipeline.io.stac.http_retry`) with its errors turned into one SourceError that
+        says what happened and how many retries were made."""
+        before = self.retries.n
+        try:
+            return fn()
+        except SourceError:
+            raise
+        except Exception as exc:  # network / HTTP / JSON errors of the clients
+            n = self.retries.n - before
+            status = _status_of(exc)
+            if isinstance(exc, ValueError) and status is None:  # JSON / STAC parse errors
+                hint = ("the answer is not valid STAC JSON: check that the URL is a STAC API "
+                        "root or a catalog.json")
+            elif status is not None and 400 <= status < 500 and status != 429:
+                hint = (f"the server answered HTTP {status}, which is not retried: check the "
+                        "URL, the collection ids and the credentials")
+            elif status is None and n == 0 and _unreachable(exc):
+                hint = ("the host could not be reached (no network, or a wrong host name): "
+                        "check the URL and your connection")
+            else:
+                hint = "the server kept failing; rerun later (finished blocks are kept)"
+            raise SourceError(f"{where}: failed after {n} retries ({type(exc).__name__}: "
+                              f"{exc}); {hint}") from None
 
     # ---- blocks
 
@@ -396,6 +411,18 @@ def _status_of(exc: BaseException) -> int | None:
         if isinstance(code, int):
             return code
     return None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the host could not be reached at all: DNS
+    failure, connection refused, no route."""
+    text = " ".join(f"{type(e).__name__}: {e}" for e in (exc, exc.__cause__, exc.__context__)
+                    if e is not None)
+    return any(k in text for k in ("NameResolutionError", "Failed to resolve",
+                                   "Name or service not known", "nodename nor servname",
+                                   "Temporary failure in name resolution",
+                                   "Connection refused", "No route to host",
+                                   "Network is unreachable"))
 
 
 def _pc_signer() -> Callable[[str], str]:
