@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     blocks = plan_blocks(grid, fp.col0, fp.row0, fp.size_px, block_px)
     t_plan = time.perf_counter() - t0
-    union = int(footprint_union_mask(grid, fp.col0, fp.row0, fp.size_px).sum())
+    union = int(footprint_union_mask((grid.height, grid.width), fp.col0, fp.row0, fp.size_px).sum())
     recipe = Recipe()
 
     with FakeEarthEngine(cheap=True) as fake:
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, keep in shapes.items():
         f = fusu_like_footprints(args.side, args.side, keep=keep)
         bl = plan_blocks(f.grid, f.col0, f.row0, f.size_px, block_px)
-        u = int(footprint_union_mask(f.grid, f.col0, f.row0, f.size_px).sum())
+        shape = (f.grid.height, f.grid.width)
+        u = int(footprint_union_mask(shape, f.col0, f.row0, f.size_px).sum())
         print(f"  {name:8s} {len(f.col0):5d} footprints  {len(bl):3d} blocks  "
               f"{requested_pixels(bl) / u:.3f}")
     ok = True

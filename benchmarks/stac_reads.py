@@ -94,7 +94,7 @@ def main() -> None:
     from pipeline.grid import AoiGrid
     from pipeline.io.mosaic import CHUNK_PX
     from pipeline.io.scenes import L2A_FILE_BANDS, NATIVE_RES_M, gdal_http_env, read_on_grid
-    from pipeline.io.stac import write_scene_catalog
+    from pipeline.io.stac_catalog import write_scene_catalog
     from pipeline.sentinel.blocks import plan_blocks
     from pipeline.sentinel.model import Recipe
     from pipeline.sentinel.sources.stac import stac_source

@@ -204,7 +204,7 @@ def _check_stac(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) ->
             "sentinel.s2_mask 'cloud_score_plus' exists only on Earth Engine: with "
             "sentinel.source 'stac' use 's2cloudless' (L1C items, SCL for L2A-only ones) or 'scl'"
         )
-    from pipeline.io.stac import locate_catalogue
+    from pipeline.io.stac_catalog import locate_catalogue
 
     for name, spec in aois.items():
         if spec.template or spec.generated:

@@ -41,7 +41,7 @@ from pipeline.dataset.export_fusu import (
     sample_paths,
 )
 from pipeline.dataset.split_report import achieved_ratios, leakage_report, split_summary
-from pipeline.dataset.stac import build_collection
+from pipeline.dataset.stac_collection import build_collection
 from pipeline.dataset.stats import check_sentinel_inputs, compute_stats
 from pipeline.grid import AoiGrid
 from pipeline.io.atomic import atomic_path, dir_is_nonempty, write_lines, write_text_atomic
@@ -50,7 +50,7 @@ from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet, read_index_geo, read_index_table, write_geoparquet
 from pipeline.io.png import write_int_label_tiff, write_png
-from pipeline.io.stac import save_stac
+from pipeline.io.stac_catalog import save_stac
 from pipeline.layout import Layout
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from pipeline.io.mosaic import read_cube, read_mosaic_counts
 from pipeline.io.parquet import read_index_geo
 from pipeline.io.png import save_figure
 from pipeline.layout import Layout
+from pipeline.sentinel.blocks import footprint_union_mask
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def clear_observation_rows(layout: Layout, index: Any) -> dict[str, dict[str, fl
         shape = counts["s2_count"].shape[1:]
         mask = None
         if {"fp_col0", "fp_row0", "fp_size_px"} <= set(sub.columns):
-            mask = rp.footprint_union_mask(
+            mask = footprint_union_mask(
                 shape,
                 sub["fp_col0"].to_numpy(),
                 sub["fp_row0"].to_numpy(),

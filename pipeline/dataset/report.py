@@ -319,18 +319,6 @@ def fig_change_map(index: Any) -> Figure:
 # --------------------------------------------------------------------------- clear observations
 
 
-def footprint_union_mask(
-    shape: tuple[int, int], col0: np.ndarray, row0: np.ndarray, size_px: np.ndarray
-) -> np.ndarray:
-    """bool (H, W): pixels of the AOI grid covered by at least one footprint window."""
-    m = np.zeros(shape, bool)
-    for c, r, s in zip(
-        np.asarray(col0, int), np.asarray(row0, int), np.asarray(size_px, int), strict=True
-    ):
-        m[max(r, 0) : r + s, max(c, 0) : c + s] = True
-    return m
-
-
 def mean_counts(counts: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Mean observation count per month over ``mask`` pixels: (T, H, W) -> (T,) float."""
     c = np.asarray(counts, dtype=np.float64)

@@ -172,7 +172,7 @@ def class_frequencies(index: Any, n_classes: int = 18) -> dict[str, Any]:
     return out
 
 
-def change_stats(index: Any) -> dict[str, Any]:
+def dataset_change_stats(index: Any) -> dict[str, Any]:
     """Changed / valid pixel fractions and change-detection subset sizes, per split and city."""
     split = index["split"].to_numpy()
     city = index["city"].to_numpy()
@@ -232,5 +232,5 @@ def compute_stats(
         out["hr"] = {**h.as_dict(["R", "G", "B"]), "units": "DN 0..255",
                      "pixels": "valid pixels of the train T1 and T2 HR patches"}
     out.update(class_frequencies(index, n_classes))
-    out["change"] = change_stats(index)
+    out["change"] = dataset_change_stats(index)
     return out

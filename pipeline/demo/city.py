@@ -63,7 +63,7 @@ from affine import Affine
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from pipeline.config import DemoConfig
-from pipeline.demo.plan import build_city, change_parcels
+from pipeline.demo.city_plan import build_city, change_parcels
 
 # --------------------------------------------------------------------------- grids
 

@@ -6,7 +6,7 @@
   ``generated: true``) references: ``images.t1`` / ``images.t2`` (RGB uint8 GeoTIFF, nodata 0)
   and ``annotations.t1`` / ``annotations.t2`` (GeoPackage, attribute ``class``).
 * :func:`demo_scenes` rasterises the demo city's T1 / T2 class polygons at 10 m over their
-  extent + 900 m margin and simulates every month of the AOI (:mod:`pipeline.demo.scenes`)
+  extent + 900 m margin and simulates every month of the AOI (:mod:`pipeline.demo.sentinel_scenes`)
   into ``aoi.sentinel_archive`` (band files are COGs) plus its static STAC catalogue
   ``<archive>/catalog.json`` (what ``sentinel.source: stac`` reads); the output is the done
   marker ``<archive>/done.json``
@@ -26,11 +26,11 @@ from pipeline.aoi import AoiSpec
 from pipeline.config import DemoConfig
 from pipeline.demo import city
 from pipeline.demo.render import iter_render, prepare_layer
-from pipeline.demo.scenes import generate_archive, scene_extent
+from pipeline.demo.sentinel_scenes import generate_archive, scene_extent
 from pipeline.errors import ConfigError
 from pipeline.io.geotiff import write_rgb_windows
 from pipeline.io.jsonfile import write_json
-from pipeline.io.stac import write_scene_catalog
+from pipeline.io.stac_catalog import write_scene_catalog
 from pipeline.io.vector import write_gpkg
 
 log = logging.getLogger(__name__)

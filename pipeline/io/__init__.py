@@ -20,7 +20,10 @@ module                      format
 :mod:`.scenes`              the local scene archive (GeoTIFF bands + scene.json)
 :mod:`.files`               copies of original files and folders (expansion originals)
 :mod:`.png`                 PNG images and figures
-:mod:`.stac`                STAC catalogues
+:mod:`.stac_catalog`        STAC catalogues (the dataset collection, scene catalogues, API
+                            searches with retries, the catalogue-location rule)
+:mod:`.digest`              every digest that decides reuse (ledger keys, fingerprints,
+                            manifests)
 ==========================  ===========================================================
 
 Atomic-write rule: every output is written to a temporary sibling and renamed into place, so

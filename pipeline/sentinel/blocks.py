@@ -82,23 +82,26 @@ def block_size_px(bytes_per_px: int, max_bytes: int, chunk_px: int = CHUNK_PX) -
 
 
 def footprint_union_mask(
-    grid: AoiGrid, col0: np.ndarray, row0: np.ndarray, size_px: int
+    shape: tuple[int, int], col0: np.ndarray, row0: np.ndarray, size_px: int | np.ndarray,
 ) -> np.ndarray:
-    """Boolean (grid.height, grid.width) mask of the union of the footprint windows.
+    """Boolean ``shape`` = (height, width) mask of the AOI grid's pixels covered by at least
+    one footprint window; ``size_px`` is one side for all or one per footprint.
 
     Built with a 2-D difference array (O(N + H*W)), so 60k footprints cost nothing.
     Footprint parts outside the grid are clipped.
     """
-    c0 = np.clip(np.asarray(col0, dtype=np.int64), 0, grid.width)
-    r0 = np.clip(np.asarray(row0, dtype=np.int64), 0, grid.height)
-    c1 = np.clip(np.asarray(col0, dtype=np.int64) + size_px, 0, grid.width)
-    r1 = np.clip(np.asarray(row0, dtype=np.int64) + size_px, 0, grid.height)
-    diff = np.zeros((grid.height + 1, grid.width + 1), dtype=np.int32)
+    height, width = (int(v) for v in shape)
+    size = np.asarray(size_px, dtype=np.int64)
+    c0 = np.clip(np.asarray(col0, dtype=np.int64), 0, width)
+    r0 = np.clip(np.asarray(row0, dtype=np.int64), 0, height)
+    c1 = np.clip(np.asarray(col0, dtype=np.int64) + size, 0, width)
+    r1 = np.clip(np.asarray(row0, dtype=np.int64) + size, 0, height)
+    diff = np.zeros((height + 1, width + 1), dtype=np.int32)
     np.add.at(diff, (r0, c0), 1)
     np.add.at(diff, (r0, c1), -1)
     np.add.at(diff, (r1, c0), -1)
     np.add.at(diff, (r1, c1), 1)
-    cover = diff.cumsum(axis=0).cumsum(axis=1)[: grid.height, : grid.width]
+    cover = diff.cumsum(axis=0).cumsum(axis=1)[:height, :width]
     return cover > 0
 
 

@@ -20,7 +20,7 @@ from tests.fake_ee import fusu_like_footprints
 
 def _check_plan(fp, blocks, block_px, chunk_px=64):
     grid = fp.grid
-    mask = footprint_union_mask(grid, fp.col0, fp.row0, fp.size_px)
+    mask = footprint_union_mask((grid.height, grid.width), fp.col0, fp.row0, fp.size_px)
     cover = np.zeros_like(mask, dtype=np.int32)
     for b in blocks:
         assert b.col0 >= 0 and b.col0 + b.width <= grid.width
@@ -59,7 +59,7 @@ def test_block_size_known_answers():
 
 def test_union_mask_matches_grid_union_count():
     fp = fusu_like_footprints(6, 5)
-    mask = footprint_union_mask(fp.grid, fp.col0, fp.row0, fp.size_px)
+    mask = footprint_union_mask((fp.grid.height, fp.grid.width), fp.col0, fp.row0, fp.size_px)
     assert mask.sum() == union_pixel_count(fp.col0, fp.row0, fp.size_px, fp.grid)
 
 

@@ -16,8 +16,9 @@ from shapely.geometry import box
 from pipeline.aoi import AoiDates, AoiSpec
 from pipeline.config import DemoConfig
 from pipeline.demo import city as demo
+from pipeline.demo import city_plan as plan
 from pipeline.demo import drivers as demo_inputs
-from pipeline.demo import noise, plan
+from pipeline.demo import noise
 from pipeline.errors import ConfigError
 
 SMALL = DemoConfig(size_m=800.0, gsd_m=2.0, seed=7)

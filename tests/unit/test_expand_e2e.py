@@ -269,7 +269,7 @@ def test_xbd_expansion_reads_its_cube_and_damage_mask(tmp_path: Path) -> None:
 def _stac_expansion(tmp_path: Path) -> tuple[ExpandConfig, Layout]:
     """The pairs fixture indexed for an expansion whose scenes come from a static STAC
     catalogue (the scene archive with its catalog.json)."""
-    from pipeline.io.stac import write_scene_catalog
+    from pipeline.io.stac_catalog import write_scene_catalog
 
     root = make_pairs(tmp_path / "pairs")
     archive = tmp_path / "archive"

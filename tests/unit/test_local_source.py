@@ -13,7 +13,7 @@ from pyproj import Transformer
 from scipy import ndimage
 
 from pipeline.bands import S2_BANDS
-from pipeline.demo.scenes import synth_s2
+from pipeline.demo.sentinel_scenes import synth_s2
 from pipeline.errors import SourceError
 from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
 from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
@@ -202,7 +202,7 @@ def test_shadow_mask_removes_dark_pixels_down_sun(tmp_path: Path) -> None:
 def test_demo_archive_is_deterministic_and_readable(tmp_path: Path) -> None:
     import hashlib
 
-    from pipeline.demo.scenes import generate_archive, plan_months
+    from pipeline.demo.sentinel_scenes import generate_archive, plan_months
     from pipeline.grid import AoiGrid
 
     c1 = np.full((60, 60), 4, np.uint8)  # cropland

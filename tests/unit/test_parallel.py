@@ -166,7 +166,7 @@ def _sentinel_month_store(root: Path, archive: Path, dask_cfg: DaskConfig,
     # two 64 px blocks (the mosaic chunk); the scenes cover the west one and part of the east
     grid = AoiGrid(**(SCENE_GRID.to_dict() | {"width": 128}))
     if not archive.is_dir():
-        from pipeline.io.stac import write_scene_catalog
+        from pipeline.io.stac_catalog import write_scene_catalog
 
         write_scene(archive, 3, 0.1)
         write_scene(archive, 13, 0.3, cloud_left_half=True)
@@ -263,7 +263,7 @@ def test_expansion_blocks_run_on_the_dask_cluster_with_the_stac_source(
     the cluster (as a native AOI's are) and write the same bytes as the in-process run."""
     from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
     from pipeline.expand.drivers import expand_index, expand_init, expand_month
-    from pipeline.io.stac import write_scene_catalog
+    from pipeline.io.stac_catalog import write_scene_catalog
     from pipeline.layout import Layout
     from tests.expand_helpers import make_pairs
     from tests.sentinel_helpers import write_scene

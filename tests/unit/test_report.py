@@ -167,7 +167,9 @@ def test_choose_samples_spread() -> None:
 
 
 def test_clear_obs_mask_and_means() -> None:
-    mask = rp.footprint_union_mask((6, 6), np.array([0, 3]), np.array([0, 3]), np.array([2, 2]))
+    from pipeline.sentinel.blocks import footprint_union_mask
+
+    mask = footprint_union_mask((6, 6), np.array([0, 3]), np.array([0, 3]), np.array([2, 2]))
     assert mask.sum() == 8 and mask[0, 0] and mask[4, 4] and not mask[2, 2]
     counts = np.zeros((2, 6, 6), np.uint8)
     counts[1][mask] = 4

@@ -1,4 +1,5 @@
-"""STAC metadata (pipeline.dataset.stac + stages.stac): structure, extensions, offline validation.
+"""STAC metadata (pipeline.dataset.stac_collection + stages.stac): structure, extensions,
+offline validation.
 
 pystac's validator needs the JSON schemas; the core Item / Collection schemas ship with pystac
 (``pystac.validation.local_validator``), extension schemas do not. So the core is validated

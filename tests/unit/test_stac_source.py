@@ -15,7 +15,7 @@ from affine import Affine
 
 from pipeline.errors import SourceError
 from pipeline.io.scenes import write_s1_scene
-from pipeline.io.stac import write_scene_catalog
+from pipeline.io.stac_catalog import write_scene_catalog
 from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import local_source
 from pipeline.sentinel.sources.stac import stac_source

@@ -294,6 +294,22 @@ def test_stages_read_only_the_config_their_rule_declares() -> None:
 def test_one_digest_module() -> None:
     """Every digest that decides reuse is computed by pipeline/io/digest.py (the demo's
     seeded noise hashes its seed, which decides no freshness)."""
-    allowed = {"pipeline/io/digest.py", "pipeline/demo/scenes.py"}
+    allowed = {"pipeline/io/digest.py", "pipeline/demo/sentinel_scenes.py"}
     users = {p.relative_to(REPO).as_posix() for p in _modules() if "hashlib" in _imports(p)}
     assert users <= allowed, sorted(users - allowed)
+
+
+def test_module_and_function_names_are_distinct() -> None:
+    """Each concept lives in one place under its own name: no two modules share a file name
+    (but the packages' ``__init__`` and the ``drivers`` convention), no two public top-level
+    functions share a name."""
+    from collections import Counter
+
+    names = Counter(p.name for p in _modules() if p.name not in ("__init__.py", "drivers.py"))
+    assert not [n for n, c in names.items() if c > 1], names.most_common(3)
+    funcs: Counter[str] = Counter()
+    for p in _modules():
+        for node in ast.parse(p.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                funcs[node.name] += 1
+    assert not [n for n, c in funcs.items() if c > 1], [n for n, c in funcs.items() if c > 1]

@@ -40,8 +40,7 @@ Layouts
 ``aoi``
     AOI definition YAML files with ``extent_wgs84`` (e.g. ``aoi/fusu-*.yaml`` templates): a
     synthetic tiling for plan-only runs.
-def read_samples(cfg: Any) -> list[SampleRecord]:
-    """
+"""
 
 from __future__ import annotations
 

@@ -39,10 +39,10 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
 
 
 def stac_location(cfg: Any, archive: str | None, where: str = "sentinel") -> str | None:
-    """The STAC catalogue a ``stac`` build reads (:func:`pipeline.io.stac.locate_catalogue`,
+    """The STAC catalogue a ``stac`` build reads (:func:`pipeline.io.stac_catalog.locate_catalogue`,
     the one rule: ``sentinel.stac.url``, else the archive's catalogue, else None = the
     profile's public API)."""
-    from pipeline.io.stac import locate_catalogue
+    from pipeline.io.stac_catalog import locate_catalogue
 
     return locate_catalogue(cfg.stac.url, archive, where)
 

@@ -49,7 +49,7 @@ from pipeline.io.scenes import (
     gdal_http_env,
     read_coarsest,
 )
-from pipeline.io.stac import (
+from pipeline.io.stac_catalog import (
     RetryCounter,
     open_stac_api,
     read_static_items,
@@ -68,7 +68,7 @@ from pipeline.sentinel.sources.stac_items import (
     dn_shows_offset_removed,
     item_time,
     matches_query,
-    month_range,
+    month_window,
     s1_scenes_from_items,
     s2_scenes_from_items,
 )
@@ -227,7 +227,7 @@ class StacCatalog:
         if grid is None:
             raise SourceError("the STAC source searches around an AOI grid: none was given")
         bbox = grid_bbox_wgs84(grid)
-        start, end = month_range(month)
+        start, end = month_window(month)
         where = f"STAC {self.catalog}, collection {coll}, month {month}"
         query = self.s2_query if which.startswith("s2") else {}
         with self._search_lock:
@@ -280,8 +280,8 @@ class StacCatalog:
 
     def _searching(self, fn: Callable[[], Any], where: str) -> Any:
         """``fn()`` (a search or catalogue read; HTTP retries are urllib3's, see
-        :func:`pipeline.io.stac.http_retry`) with its errors turned into one SourceError that
-        says what happened and how many retries were made."""
+        :func:`pipeline.io.stac_catalog.http_retry`) with its errors turned into one
+        SourceError that says what happened and how many retries were made."""
         before = self.retries.n
         try:
             return fn()

@@ -28,7 +28,7 @@ S2_SCALE = 1e-4
 BASELINE_OFFSET_DN = -1000.0
 
 
-def month_range(month: str) -> tuple[dt.datetime, dt.datetime]:
+def month_window(month: str) -> tuple[dt.datetime, dt.datetime]:
     """``YYYY-MM`` -> [first instant, first instant of the next month) (UTC, naive)."""
     y, m = (int(v) for v in month.split("-"))
     return dt.datetime(y, m, 1), dt.datetime(y + (m == 12), m % 12 + 1, 1)
