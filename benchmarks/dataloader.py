@@ -63,11 +63,11 @@ def _lattice(n: int) -> tuple[int, int]:
 
 def generate_native(root: Path, n: int, workers: int) -> list[dict[str, Any]]:
     """The native layout of about ``n`` patches (one AOI, a rows x cols lattice) under ``root``
-    from the shared seeded factory (:func:`pipeline.dataset.synthetic.make_dataset`; existing
+    from the shared seeded factory (:func:`tests.synthetic_dataset.make_dataset`; existing
     GeoTIFFs are kept). Returns the index rows."""
     import pandas as pd
 
-    from pipeline.dataset.synthetic import SyntheticAoi, make_dataset
+    from tests.synthetic_dataset import SyntheticAoi, make_dataset
 
     rows_, cols = _lattice(n)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -36,6 +37,15 @@ class Dist:
         if self.enabled:
             torch.distributed.barrier()
 
+    def all_sum(self, values: np.ndarray, device: torch.device) -> np.ndarray:
+        """Element-wise sum of ``values`` (int64 or float64) over every rank (the array itself
+        without DDP); ``device`` is where the collective runs (CUDA for NCCL)."""
+        if not self.enabled:
+            return values
+        t = torch.from_numpy(np.ascontiguousarray(values)).to(device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        return t.cpu().numpy()
+
     def shutdown(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -55,6 +65,12 @@ def init_from_env(device: torch.device) -> tuple[Dist, torch.device]:
         torch.distributed.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
     return Dist(rank=rank, world=world, local_rank=local), device
+
+
+def eval_shard(n: int, dist: Dist) -> list[int]:
+    """This rank's samples of an evaluation set of ``n``: every sample exactly once over all
+    ranks (strided, nothing dropped or repeated, so summed metrics equal one process's)."""
+    return list(range(dist.rank, n, dist.world))
 
 
 def shard(order: list[int], dist: Dist) -> list[int]:

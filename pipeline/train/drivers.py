@@ -24,12 +24,12 @@ def _split_dataset(cfg: TrainConfig, layout: Layout, name: str, required: bool =
     """The ``name`` split of the dataset ``cfg.dataset`` names (native or expanded); a split
     that cannot be loaded is a TrainingError, or None (logged) when not ``required``."""
     from pipeline.dataset.torchds import FusuDataset
+    from pipeline.train.batches import resolve_device
     from pipeline.train.models import model_kind
-    from pipeline.train.trainer import resolve_device
 
     try:
         if cfg.dataset == "expanded":
-            from pipeline.dataset.torchds import ExpandedDataset
+            from pipeline.dataset.torch_expanded import ExpandedDataset
 
             return ExpandedDataset(layout.root, split=name, hr_size=cfg.hr_size_px or 256,
                                    fp_px=cfg.expanded_fp_px, months=cfg.months)
@@ -76,7 +76,7 @@ def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str
         TrainingError: the run has no weights, the split is missing or empty.
     """
     from pipeline.io.jsonfile import write_json
-    from pipeline.train.trainer import nan_to_none
+    from pipeline.train.outputs import nan_to_none
 
     trainer, ds, weights = _loaded_trainer(cfg, layout, threads)
     result = {"run": cfg.run, "split": cfg.eval_split, "weights": weights,
@@ -224,8 +224,9 @@ def train_model(
             "the train stage needs torch and timm: pip install -e '.[train]'"
         ) from None
     from pipeline.dataset.collate import fusu_collate
+    from pipeline.train.batches import resolve_device
     from pipeline.train.models import model_kind
-    from pipeline.train.trainer import Trainer, resolve_device
+    from pipeline.train.trainer import Trainer
 
     torch.set_num_threads(max(1, threads))
     kind = model_kind(cfg)

@@ -225,6 +225,24 @@ class ChangeSegMetrics:
             changed = np.asarray(change) == 1
             self.sc += confusion_matrix(label2, pred2, n, mask=changed)
 
+    def reduce(self, all_sum: Any) -> ChangeSegMetrics:
+        """The metrics over every DDP rank: ``all_sum(array) -> array`` sums across ranks
+        (:meth:`pipeline.train.distributed.Dist.all_sum`); confusion matrices add up, so
+        the scores equal those of one process over the whole set."""
+        n = self.n_classes
+        flat = np.concatenate([self.seg.ravel(), self.change.ravel(), self.scd.ravel(),
+                               self.sc.ravel(), self.change_den.ravel(),
+                               [int(self.has_seg), int(self.has_change)]]).astype(np.int64)
+        tot = np.asarray(all_sum(flat), np.int64)
+        out = ChangeSegMetrics(n)
+        sizes = [n * n, 4, n * n, n * n, 4]
+        parts = np.split(tot[:-2], np.cumsum(sizes)[:-1])
+        out.seg, out.change = parts[0].reshape(n, n), parts[1].reshape(2, 2)
+        out.scd, out.sc = parts[2].reshape(n, n), parts[3].reshape(n, n)
+        out.change_den = parts[4].reshape(2, 2)
+        out.has_seg, out.has_change = bool(tot[-2]), bool(tot[-1])
+        return out
+
     def compute(self) -> dict[str, Any]:
         """All scores as a JSON-ready dict (fractions; NaN for undefined)."""
         out: dict[str, Any] = {}

@@ -1,13 +1,10 @@
-"""Training loop of FUSU-Net and its baselines (torch; imported only by the train stage/tests).
-
-Paper defaults (FUSU A.5.2): segmentation parameters with SGD (momentum 0.9, weight decay 1e-4,
-lr 0.01, 'poly' schedule power 0.9); the change head with AdamW (lr 3e-4, betas (0.5, 0.999),
-linear decay to 0). Loss (A.5.3, Eq. 4)::
-
-    L = CE(seg1, label1) + CE(seg2, label2) + CE(seg_ts, label1) + w_c * BCE(change, change_gt)
-
-with ``w_c = change_loss_weight`` (2), 255 ignored everywhere. Models without a change head
-(``utae``) drop the BCE term and their change is ``argmax(seg1) != argmax(seg2)``.
+"""The training loop of FUSU-Net and its baselines (torch; imported only by the train stage,
+tests and benchmarks): :class:`Trainer` (steps, evaluation, checkpoints, logs). The parts it
+composes live in their own modules: the loss (:mod:`pipeline.train.losses`, FUSU Eq. 4), the
+optimizer recipes (:mod:`pipeline.train.optimizers`, paper A.5.2 and the official code's),
+data order and RNG (:mod:`pipeline.train.batches`), logits -> predictions
+(:mod:`pipeline.train.prediction`; models without a change head predict
+``argmax(seg1) != argmax(seg2)``) and run outputs (:mod:`pipeline.train.outputs`).
 
 Robustness: a checkpoint (``train/checkpoints/last.pt``, written atomically) every
 ``checkpoint_every`` steps holds step, model, both optimizers and schedulers, python / numpy /
@@ -26,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,19 +30,30 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainingError
 from pipeline.io.atomic import atomic_path, ensure_dir, remove_tree
 from pipeline.io.jsonfile import write_json
-from pipeline.io.png import save_figure
 from pipeline.io.tables import append_csv_row, truncate_csv_log
-from pipeline.train.distributed import Dist, shard
-from pipeline.train.metrics import IGNORE_INDEX, ChangeSegMetrics
+from pipeline.train.batches import (
+    EpochSampler,
+    flip_batch,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    to_device,
+)
+from pipeline.train.distributed import Dist, eval_shard
+from pipeline.train.losses import compute_losses
+from pipeline.train.metrics import ChangeSegMetrics
 from pipeline.train.models import build_model, model_kind
+from pipeline.train.optimizers import make_optimizers
+from pipeline.train.outputs import nan_to_none, write_confusion_png
+from pipeline.train.prediction import predictions
 
 log = logging.getLogger(__name__)
 
@@ -59,199 +66,6 @@ RESUME_SAFE_KEYS = frozenset({"resume", "max_eval_batches", "num_workers", "eval
 #: Validation score that picks the best checkpoint, first present wins (higher is better).
 SELECTION_METRICS = ("scs", "seg_miou", "change_iou")
 VAL_LOG_FIELDS = ("step", "seg_miou", "change_iou", "change_f1", "scd_miou", "scs")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """Snapshot of the python, numpy, torch and CUDA RNG states."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore a snapshot made by :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class EpochSampler(Sampler[int]):
-    """Shuffled indices; the order is a pure function of (seed, epoch), starting at ``start``.
-
-    Makes data order resumable: a resumed run builds the sampler of the interrupted epoch with
-    ``start = batches_done * batch_size``.
-    """
-
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0,
-                 dist: Dist | None = None) -> None:
-        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
-        self.dist = dist or Dist()
-
-    def order(self) -> list[int]:
-        """This rank's samples of the epoch in order (all of them without DDP)."""
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return shard(torch.randperm(self.n, generator=g).tolist(), self.dist)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start:])
-
-    def __len__(self) -> int:
-        return max(0, len(self.order()) - self.start)
-
-
-def resolve_device(cfg: TrainConfig) -> torch.device:
-    """'auto' -> CUDA if available else CPU; 'cuda' without a GPU is a TrainingError."""
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "train.device is 'cuda' but no CUDA GPU is visible: set train.device to 'auto' or "
-            "'cpu', or run on a GPU node (snakemake --resources gpu=1)"
-        )
-    if cfg.device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-            for k, v in batch.items()}
-
-
-def flip_batch(batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
-    """Random per-sample horizontal / vertical flips of HR images, labels, the Sentinel cube
-    and the patch box (consistent geometry). Uses the global torch RNG unless ``generator``."""
-    out = dict(batch)
-    B = batch["t1"].shape[0]
-    hr_keys = [k for k in ("t1", "t2", "label1", "label2", "change") if k in batch]
-    ts_keys = [k for k in ("sentinel", "sentinel_valid", "counts") if k in batch]
-    flips = torch.rand(B, 2, generator=generator) < 0.5
-    for k in hr_keys + ts_keys:
-        out[k] = batch[k].clone()
-    if "patch_box" in batch:
-        out["patch_box"] = batch["patch_box"].clone()
-    for i in range(B):
-        for axis, (flip, dim) in enumerate(((flips[i, 0], -1), (flips[i, 1], -2))):
-            if not flip:
-                continue
-            for k in hr_keys + ts_keys:
-                out[k][i] = torch.flip(out[k][i], dims=(dim,))
-            if "patch_box" in out and ts_keys:
-                size = out[ts_keys[0]].shape[dim]
-                off, ext = out["patch_box"][i, axis], out["patch_box"][i, axis + 2]
-                out["patch_box"][i, axis] = size - off - ext
-    return out
-
-
-def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over valid pixels (255 ignored); 0 if no valid pixel."""
-    loss = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss / (target != IGNORE_INDEX).sum().clamp(min=1)
-
-
-def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits over pixels whose target is not 255."""
-    valid = target != IGNORE_INDEX
-    loss = F.binary_cross_entropy_with_logits(
-        logits.float().squeeze(1), target.clamp(max=1).float(), reduction="none")
-    return (loss * valid).sum() / valid.sum().clamp(min=1)
-
-
-def compute_losses(out: dict[str, torch.Tensor], batch: dict[str, Any],
-                   change_weight: float) -> dict[str, torch.Tensor]:
-    """Loss terms (FUSU Eq. 4) of one forward pass; key 'loss' is the weighted total."""
-    zero = out["seg1"].new_zeros((), dtype=torch.float32)
-    terms = {
-        "loss_seg1": _ce(out["seg1"], batch["label1"]),
-        "loss_seg2": _ce(out["seg2"], batch["label2"]),
-        "loss_ts": _ce(out["seg_ts"], batch["label1"]) if "seg_ts" in out else zero,
-        "loss_change": _bce(out["change"], batch["change"]) if "change" in out else zero,
-    }
-    terms["loss"] = (terms["loss_seg1"] + terms["loss_seg2"] + terms["loss_ts"]
-                     + change_weight * terms["loss_change"])
-    return terms
-
-
-def predictions(out: dict[str, torch.Tensor],
-                class_ids: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
-    """Class maps (B, H, W) int64 and binary change (B, H, W) uint8 from model logits.
-
-    ``class_ids``: the dataset's own classes (a DynamicEarthNet expansion uses 1..6 of the 18
-    outputs); the argmax then runs over those only, so a class the dataset cannot hold is
-    never predicted."""
-    s1, s2 = out["seg1"], out["seg2"]
-    if class_ids:
-        keep = torch.full((s1.shape[1],), float("-inf"), device=s1.device, dtype=s1.dtype)
-        keep[list(class_ids)] = 0.0
-        s1, s2 = s1 + keep[None, :, None, None], s2 + keep[None, :, None, None]
-    p1 = s1.argmax(1)
-    p2 = s2.argmax(1)
-    pc = (out["change"][:, 0] > 0) if "change" in out else (p1 != p2)
-    return {"pred1": p1.cpu().numpy(), "pred2": p2.cpu().numpy(),
-            "pred_change": pc.to(torch.uint8).cpu().numpy()}
-
-
-#: The official code's LR multiplier of the non-backbone parameters (train.py: ``args.lr * 10``).
-OFFICIAL_HEAD_LR_MULT = 10.0
-
-
-def make_optimizers(model: nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[
-        list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
-    """The optimizers of ``cfg.optimizer``: ``split`` = SGD (+poly) over the segmentation
-    parameters and AdamW (+linear decay) over the change branch; ``sgd`` / ``adamw`` = one
-    optimizer over every parameter (the paper's per-task recipes: SGD + poly for
-    segmentation, AdamW + linear decay for change detection); ``official`` = the official
-    FUSU train.py: one Adam (L2 weight decay), ``official_lr`` on the parameters whose name
-    holds ``backbone`` and 10x on the others, both decayed by poly 0.9 per step."""
-    total = max(1, total_steps)
-    if cfg.optimizer == "official":
-        named = list(model.named_parameters())
-        adam = torch.optim.Adam(
-            [{"params": [p for n, p in named if "backbone" in n], "lr": cfg.official_lr},
-             {"params": [p for n, p in named if "backbone" not in n],
-              "lr": cfg.official_lr * OFFICIAL_HEAD_LR_MULT}],
-            lr=cfg.official_lr, weight_decay=cfg.official_weight_decay)
-        return [adam], [torch.optim.lr_scheduler.LambdaLR(
-            adam, lambda s: max(0.0, 1.0 - s / total) ** cfg.poly_power)]
-    if cfg.optimizer == "sgd":
-        sgd = torch.optim.SGD(model.parameters(), lr=cfg.seg_lr, momentum=cfg.seg_momentum,
-                              weight_decay=cfg.seg_weight_decay)
-        return [sgd], [torch.optim.lr_scheduler.LambdaLR(
-            sgd, lambda s: max(0.0, 1.0 - s / total) ** cfg.poly_power)]
-    if cfg.optimizer == "adamw":
-        adamw = torch.optim.AdamW(model.parameters(), lr=cfg.change_lr, betas=cfg.change_betas)
-        return [adamw], [torch.optim.lr_scheduler.LambdaLR(
-            adamw, lambda s: max(0.0, 1.0 - s / total))]
-    change_ids = {id(p) for p in getattr(model, "change_parameters")()}  # noqa: B009
-    seg_params = [p for p in model.parameters() if id(p) not in change_ids]
-    change_params = [p for p in model.parameters() if id(p) in change_ids]
-    opts: list[torch.optim.Optimizer] = [torch.optim.SGD(
-        seg_params, lr=cfg.seg_lr, momentum=cfg.seg_momentum, weight_decay=cfg.seg_weight_decay)]
-    scheds = [torch.optim.lr_scheduler.LambdaLR(
-        opts[0], lambda s: max(0.0, 1.0 - s / total) ** cfg.poly_power)]
-    if change_params:
-        opts.append(torch.optim.AdamW(change_params, lr=cfg.change_lr, betas=cfg.change_betas))
-        scheds.append(torch.optim.lr_scheduler.LambdaLR(
-            opts[1], lambda s: max(0.0, 1.0 - s / total)))
-    return opts, scheds
-
-
-# --------------------------------------------------------------------------- trainer
 
 
 class Trainer:
@@ -322,8 +136,9 @@ class Trainer:
         if math.isnan(value):
             return
         if not self.best or value > float(self.best["value"]):
-            with atomic_path(self.best_path) as tmp:
-                torch.save(self.model.state_dict(), tmp)
+            if self.dist.is_main:  # every rank holds the same weights and the same metrics
+                with atomic_path(self.best_path) as tmp:
+                    torch.save(self.model.state_dict(), tmp)
             self.best = {"metric": metric, "value": value, "step": self.step}
 
     # ---- checkpoints
@@ -393,7 +208,11 @@ class Trainer:
                           num_workers=self.cfg.num_workers, collate_fn=self.collate_fn,
                           pin_memory=self.device.type == "cuda", generator=gen)
 
-    def _eval_loader(self, ds: Dataset) -> DataLoader:
+    def _eval_loader(self, ds: Dataset, sharded: bool = False) -> DataLoader:
+        """Batches of ``ds`` in order; ``sharded``: this rank's share only
+        (:func:`pipeline.train.distributed.eval_shard`)."""
+        if sharded and self.dist.enabled:
+            ds = Subset(ds, eval_shard(len(ds), self.dist))  # type: ignore[arg-type]
         return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False,
                           num_workers=self.cfg.num_workers, collate_fn=self.collate_fn,
                           generator=torch.Generator().manual_seed(self.cfg.seed))
@@ -437,15 +256,16 @@ class Trainer:
 
     # ---- evaluation
     @torch.no_grad()
-    def predict_batches(self, ds: Dataset, max_batches: int | None = None
+    def predict_batches(self, ds: Dataset, max_batches: int | None = None,
+                        sharded: bool = False
                         ) -> Iterator[tuple[dict[str, Any], dict[str, np.ndarray]]]:
         """(batch on the device, predictions) for every batch of ``ds`` in order (eval mode,
         no gradients): ``pred1`` / ``pred2`` int64 (B, H, W) classes, ``pred_change`` 0/1 (None
-        where the model has no such output)."""
+        where the model has no such output). ``sharded``: this DDP rank's share only."""
         self.model.eval()
         class_ids = getattr(ds, "class_ids", None)
         with torch.no_grad():
-            for i, batch in enumerate(self._eval_loader(ds)):
+            for i, batch in enumerate(self._eval_loader(ds, sharded)):
                 if max_batches is not None and i >= max_batches:
                     break
                 batch = self._on_device(batch, ds)
@@ -456,12 +276,17 @@ class Trainer:
 
     def evaluate(self, ds: Dataset, max_batches: int | None = None) -> ChangeSegMetrics:
         """Accumulate every metric of :class:`~pipeline.train.metrics.ChangeSegMetrics` over
-        ``ds``."""
+        ``ds``. Under DDP every rank evaluates its share (``max_batches`` per rank) and the
+        accumulators are summed over the ranks, so every rank returns the metrics of the whole
+        set (call it on every rank)."""
         acc = ChangeSegMetrics()
-        for batch, p in self.predict_batches(ds, max_batches):
+        for batch, p in self.predict_batches(ds, max_batches, sharded=True):
             acc.update(batch["label1"].cpu().numpy(), batch["label2"].cpu().numpy(),
                        batch["change"].cpu().numpy(), p["pred1"], p["pred2"], p["pred_change"])
-        return acc
+        if not self.dist.enabled:
+            return acc
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        return acc.reduce(lambda a: self.dist.all_sum(a, device))
 
     def load_weights(self, path: Path) -> None:
         """Load model weights (``model.pt`` / ``checkpoints/best.pt``) into the model.
@@ -551,8 +376,8 @@ class Trainer:
                     self._csv("log.csv", TRAIN_LOG_FIELDS, row)
                     self._tensorboard("train", row)
                     t_last, n_last = time.perf_counter(), 0
-                if main and self.val_ds is not None and self.step % self.cfg.eval_every == 0 \
-                        and self.step < self.total_steps:
+                if self.val_ds is not None and self.step % self.cfg.eval_every == 0 \
+                        and self.step < self.total_steps:  # every rank evaluates its share
                     res = self.evaluate(self.val_ds, self.cfg.max_eval_batches).compute()
                     self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **res})
                     self._tensorboard("val", res)
@@ -564,9 +389,9 @@ class Trainer:
         bar.close()
         if self.step < self.total_steps:
             return {}
-        result = self.finish() if main else {}
+        result = self.finish()  # every rank evaluates; rank 0 writes
         self.dist.barrier()
-        return result
+        return result if main else {}
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation on val and test (always the whole splits: ``max_eval_batches`` is
@@ -574,7 +399,9 @@ class Trainer:
         best-on-val weights when those are another step's. Writes ``metrics.json`` (metrics,
         pixel counts, the config, code commit, data version, ``hr_size_px``, the best step),
         ``model.pt`` (final weights), ``best.pt`` (best-on-val weights) and the confusion PNG.
+        Under DDP every rank runs it (the evaluations are sharded and summed); rank 0 writes.
         """
+        main = self.dist.is_main
         result: dict[str, Any] = {"model": self.kind, "step": self.step,
                                   "months": self.cfg.months, "device": str(self.device),
                                   "processes": self.dist.world,
@@ -587,14 +414,16 @@ class Trainer:
                 continue
             acc = self.evaluate(ds, None)
             result[name] = acc.compute()
-            if name == "test" or self.test_ds is None:
+            if main and (name == "test" or self.test_ds is None):
                 write_confusion_png(acc.seg, self.out_dir / f"confusion_{name}.png",
                                     f"{self.kind} {name} (step {self.step})")
             if name == "val":
                 self._csv("val_log.csv", VAL_LOG_FIELDS, {"step": self.step, **result[name]})
                 self._consider_best(result[name])
-        with atomic_path(self.out_dir / "model.pt") as tmp:
-            torch.save(self.model.state_dict(), tmp)
+        if main:
+            with atomic_path(self.out_dir / "model.pt") as tmp:
+                torch.save(self.model.state_dict(), tmp)
+        self.dist.barrier()  # best.pt is complete before any rank reads it
         if self.best:
             result["best"] = dict(self.best)
             if self.test_ds is not None and self.best["step"] != self.step:
@@ -604,39 +433,8 @@ class Trainer:
                 self.model.load_state_dict(final)
             elif "test" in result:
                 result["test_best"] = result["test"]
-        write_json(self.out_dir / "metrics.json", nan_to_none(result))
+        if main:
+            write_json(self.out_dir / "metrics.json", nan_to_none(result))
         if self._tb is not None:
             self._tb.close()
         return result
-
-
-def nan_to_none(obj: Any) -> Any:
-    """A metrics dict ready for JSON: NaN -> None, keys as strings (recursively)."""
-    if isinstance(obj, dict):
-        return {str(k): nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
-
-
-def write_confusion_png(cm: np.ndarray, path: Path, title: str) -> None:
-    """Row-normalised confusion matrix (rows = ground truth) as a PNG (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = cm.sum(1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    im = ax.imshow(norm, vmin=0, vmax=1, cmap="viridis")
-    n = cm.shape[0]
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="fraction of true-class pixels")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        save_figure(fig, tmp, dpi=100)

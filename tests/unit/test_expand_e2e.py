@@ -156,7 +156,7 @@ def test_training_stage_runs_on_an_expanded_dataset(tmp_path: Path) -> None:
     pytest.importorskip("timm")
     from pipeline.config import TrainConfig
     from pipeline.dataset.collate import fusu_collate
-    from pipeline.dataset.torchds import ExpandedDataset
+    from pipeline.dataset.torch_expanded import ExpandedDataset
     from pipeline.train.drivers import train_model
 
     root = make_pairs(tmp_path / "pairs")
@@ -191,7 +191,7 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
     pytest.importorskip("torch")
     pytest.importorskip("timm")
     from pipeline.config import TrainConfig
-    from pipeline.dataset.torchds import ExpandedDataset
+    from pipeline.dataset.torch_expanded import ExpandedDataset
     from pipeline.expand.datasets.dynamicearthnet import DEN_CLASSES
     from pipeline.train.drivers import train_model
     from tests.expand_helpers import make_dynamicearthnet
@@ -243,7 +243,7 @@ def test_xbd_expansion_reads_its_cube_and_damage_mask(tmp_path: Path) -> None:
     post dates fetched from a scene archive, and the expanded sample (RGB pair, damaged
     buildings as change, un-classified ones ignored, the monthly cube)."""
     pytest.importorskip("torch")
-    from pipeline.dataset.torchds import ExpandedDataset
+    from pipeline.dataset.torch_expanded import ExpandedDataset
     from tests.expand_helpers import make_xbd
 
     xbd = make_xbd(tmp_path / "xbd", lon0=112.632, lat0=34.2845,

@@ -13,7 +13,9 @@ pytest.importorskip("timm")
 
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainingError
-from pipeline.train.trainer import EpochSampler, Trainer, compute_losses, flip_batch
+from pipeline.train.batches import EpochSampler, flip_batch
+from pipeline.train.losses import compute_losses
+from pipeline.train.trainer import Trainer
 from tests.train_helpers import SyntheticFusu, collate
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -244,7 +246,7 @@ def test_paper_preset_and_optimizer_recipes() -> None:
     """'paper' = FUSU A.5.2 per task (HRNet-W18, batch 8, the task's optimizer, LR, schedule and
     length); explicit keys win; each recipe covers every parameter exactly once."""
     from pipeline.train.models import build_model
-    from pipeline.train.trainer import make_optimizers
+    from pipeline.train.optimizers import make_optimizers
 
     seg = TrainConfig(preset="paper")
     assert (seg.hrnet, seg.batch_size, seg.optimizer, seg.seg_lr, seg.max_steps) == (
@@ -360,7 +362,7 @@ def test_ablation_runs_and_table(tmp_path) -> None:
 def test_predictions_stay_within_the_datasets_classes() -> None:
     """A dataset with its own classes (DynamicEarthNet: ids 1..6 of the 18 outputs) gets
     argmaxes over those only; change from the change head is unaffected."""
-    from pipeline.train.trainer import predictions
+    from pipeline.train.prediction import predictions
 
     seg = torch.zeros((1, 18, 2, 2))
     seg[:, 10] = 5.0  # a class the dataset cannot hold wins the plain argmax

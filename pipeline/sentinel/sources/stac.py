@@ -428,7 +428,7 @@ def _unreachable(exc: BaseException) -> bool:
 def _pc_signer() -> Callable[[str], str]:
     """Planetary Computer URL signing (its ``planetary-computer`` package)."""
     try:
-        import planetary_computer  # type: ignore[import-not-found]
+        import planetary_computer
     except ImportError:
         raise SourceError(
             "the planetary-computer profile needs signed asset URLs: pip install "
