@@ -1,6 +1,6 @@
 """Monthly compositing math shared by the offline Sentinel sources (pure numpy, no I/O).
 
-The recipe mirrors the Earth Engine path (DESIGN.md section 3):
+The recipe mirrors the Earth Engine path (docs/sources.md):
 
 * S2: a pixel of an acquisition is *clear* when every band is valid and its s2cloudless cloud
   probability is ``<= threshold`` (optionally also not a projected cloud shadow); the monthly

@@ -1,4 +1,4 @@
-"""Drivers of the Sentinel rules (DESIGN.md section 3): ``sentinel_init`` (per AOI),
+"""Drivers of the Sentinel rules (docs/sources.md): ``sentinel_init`` (per AOI),
 ``sentinel_month`` (per AOI x month) and ``sentinel`` (per AOI).
 
 * :func:`init_aoi` plans the fetch blocks over the union of the AOI's footprints

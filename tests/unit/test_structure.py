@@ -313,3 +313,20 @@ def test_module_and_function_names_are_distinct() -> None:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 funcs[node.name] += 1
     assert not [n for n, c in funcs.items() if c > 1], [n for n, c in funcs.items() if c > 1]
+
+
+def test_no_project_file_refers_outside_the_repository() -> None:
+    """A user's clone has only the repository: no tracked file cites the steering notes or a
+    folder beside the checkout."""
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    needles = ("DESIGN" + ".md", "../" + "shared")
+    bad = []
+    for rel in files:
+        p = REPO / rel
+        if p.suffix not in (".py", ".md", ".smk", ".yaml", ".toml", ".sh", ".cff", "") or \
+                not p.is_file():
+            continue
+        text = p.read_text(errors="ignore")
+        bad += [f"{rel}: {n}" for n in needles if n in text]
+    assert not bad, bad

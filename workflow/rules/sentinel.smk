@@ -1,4 +1,4 @@
-# Rules for the Sentinel part of the pipeline (DESIGN.md section 3).
+# Rules for the Sentinel part of the pipeline (docs/sources.md).
 #
 # demo_scenes     per generated AOI (local / stac source): synthetic S1/S2 scene archive of
 #                 COGs + its static STAC catalogue (Earth Search / Planetary Computer layouts)
