@@ -313,6 +313,12 @@ class StacConfig(_Model):
         default=5000, ge=1, json_schema_extra=EXECUTION,
         description="Refuse a month with more items than this per collection (a wrong bbox).",
     )
+    allow_hosts: list[str] = Field(
+        default_factory=list, json_schema_extra=EXECUTION,
+        description="Hosts besides public ones and the catalogue's own that asset hrefs may "
+        "name (e.g. your MinIO at 10.0.0.5:9000; '*' = any). Loopback, private and link-local "
+        "(cloud metadata) addresses are refused otherwise.",
+    )
 
 
 class SentinelConfig(_Model):

@@ -77,6 +77,11 @@ class CredentialsError(SourceError):
     """Earth Engine credentials or project are missing."""
 
 
+class HrefRefusedError(SourceError):
+    """A catalogue asset href the pipeline refuses to read (GDAL virtual path, local file from a
+    remote catalogue, a path outside a static catalogue, a non-public host)."""
+
+
 class QuotaExhaustedError(SourceError):
     """Earth Engine quota is exhausted: the run stopped with a resumable state."""
 

@@ -499,3 +499,53 @@ def test_refused_l1c_falls_back_to_scl(tmp_path: Path) -> None:
     assert len(res.meta["l1c_refused"]) == 2
     np.testing.assert_array_equal(res.s2, want.s2)
     np.testing.assert_array_equal(res.s2_count, want.s2_count)
+
+
+@pytest.mark.parametrize(("href", "why"), [
+    ("file:///etc/passwd", "local path in a remote catalogue"),
+    ("/tmp/elsewhere/B01.tif", "local path in a remote catalogue"),
+    ("/vsicurl/https://example.com/B01.tif", "GDAL virtual path"),
+    ("/vsis3/bucket/B01.tif", "GDAL virtual path"),
+    ("http://169.254.169.254/latest/meta-data/B01.tif", "non-public host '169.254.169.254'"),
+    ("http://10.1.2.3/B01.tif", "non-public host"),
+    ("http://localhost:9/B01.tif", "non-public host 'localhost'"),
+    ("ftp://example.com/B01.tif", "scheme 'ftp'"),
+    ("s3://bucket/B01.tif", "scheme 's3'"),
+])
+def test_a_remote_catalogue_never_chooses_what_is_read(server: FakeStac, href: str,
+                                                      why: str) -> None:
+    """An API item whose asset href is a local file, a GDAL virtual path, a private / cloud
+    metadata address or an unknown scheme is refused with the item and the href named, before
+    anything is read (issue: a catalogue chose local files, exit 0)."""
+    item = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    item["assets"]["blue"]["href"] = href
+    before = server.counters.file_requests
+    # earth-search-c1 (Earth Search's layout) names no cloud scheme; earth-search allows s3
+    kw = ({"profile": "earth-search-c1", "collections": {"s2_l2a": "sentinel-2-l2a",
+                                                         "s1": "sentinel-1-rtc"}}
+          if href.startswith("s3") else {})
+    with pytest.raises(SourceError, match=why) as err:
+        _api_source(server, **kw).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+    assert item["id"] in str(err.value) and href in str(err.value)
+    assert server.counters.file_requests == before
+
+
+def test_href_policy_of_static_catalogues_and_allowed_hosts(tmp_path: Path) -> None:
+    from pipeline.errors import HrefRefusedError
+    from pipeline.sentinel.sources.stac_items import href_checker
+
+    root = tmp_path / "cat"
+    check = href_checker(str(root / "catalog.json"))
+    inside = str(root / "s2" / "x" / "B01.tif")
+    assert check(inside) == inside and check("file://" + inside) == "file://" + inside
+    assert check("https://sentinel-cogs.s3.us-west-2.amazonaws.com/a/B01.tif")
+    for bad in (str(root / ".." / ".." / "etc" / "B01.tif"), str(tmp_path / "other.tif"),
+                "/vsizip/" + inside):
+        with pytest.raises(HrefRefusedError):
+            check(bad)
+    api = href_checker("http://127.0.0.1:8000/api", ("s3",), ("10.0.0.5",))
+    assert api("http://127.0.0.1:9000/files/B01.tif")  # the catalogue's own host
+    assert api("http://10.0.0.5:9000/b/B01.tif") and api("s3://sentinel-s2-l1c/B01.jp2")
+    with pytest.raises(HrefRefusedError, match="allow_hosts"):
+        api("http://10.0.0.6/B01.tif")
+    assert href_checker("https://x.org/api", (), ("*",))("http://192.168.1.1/a.tif")

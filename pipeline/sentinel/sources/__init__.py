@@ -64,6 +64,7 @@ def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[s
         "max_retries": st.max_retries, "backoff_base_s": st.backoff_base_s,
         "timeout_s": st.timeout_s, "max_items": st.max_items, "s2_query": st.s2_query,
         "item_concurrency": st.item_concurrency, "verify_offsets": st.verify_offsets,
+        "allow_hosts": tuple(st.allow_hosts),
     }
 
 

@@ -66,6 +66,7 @@ from pipeline.sentinel.sources.stac_items import (
     QUERY_OPS,
     bbox_overlaps,
     dn_shows_offset_removed,
+    href_checker,
     item_time,
     matches_query,
     month_window,
@@ -97,6 +98,8 @@ class StacCatalog:
             overlap). Results are composited in order, so the bytes do not depend on it.
         verify_offsets: check the pixels of items whose offset flag the profile distrusts
             (:meth:`_verify_offsets`).
+        allow_hosts: hosts asset hrefs may name besides public ones and the catalogue's own
+            (:func:`~pipeline.sentinel.sources.stac_items.href_checker`).
     """
 
     name = "stac"
@@ -118,6 +121,7 @@ class StacCatalog:
         s2_query: dict[str, Any] | None = None,
         item_concurrency: int = 4,
         verify_offsets: bool = True,
+        allow_hosts: tuple[str, ...] = (),
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -151,7 +155,10 @@ class StacCatalog:
         if bad:
             raise SourceError(f"sentinel.stac.s2_query: unknown operators {bad}; use "
                               f"{sorted(QUERY_OPS)}")
-        self._sign = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
+        signer_ = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
+        check = href_checker(self.catalog, self.profile.cloud_schemes, tuple(allow_hosts))
+        # the policy judges the catalogue's href, before any signing
+        self._sign: Callable[[str], str] = lambda h: signer_(check(h))
         self._client: Any = None
         self._static_items: list[dict[str, Any]] | None = None
         self._search_lock = threading.Lock()

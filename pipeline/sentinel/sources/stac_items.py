@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import SourceError
+from pipeline.errors import HrefRefusedError, SourceError
 from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, SCL_FILE, S1Scene, S2Scene
 from pipeline.sentinel.sources.stac_profiles import StacProfile
 
@@ -26,6 +26,75 @@ log = logging.getLogger(__name__)
 S2_SCALE = 1e-4
 #: Baseline >= 04.00 DNs carry this offset (BOA_ADD_OFFSET / RADIO_ADD_OFFSET).
 BASELINE_OFFSET_DN = -1000.0
+
+
+def _private_host(host: str) -> bool:
+    """True for localhost and IP literals in loopback, private, link-local (cloud metadata,
+    169.254.169.254), reserved, multicast or unspecified ranges. Host names are not resolved
+    (a DNS name is taken as public)."""
+    import ipaddress
+
+    h = host.strip("[]").lower()
+    if h in ("localhost", "localhost.localdomain") or h.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        return False
+    return bool(ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+                or ip.is_multicast or ip.is_unspecified)
+
+
+def href_checker(catalog: str, cloud_schemes: tuple[str, ...] = (),
+                 allow_hosts: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """The href policy of a catalogue: a function that returns an asset href unchanged or
+    raises :class:`~pipeline.errors.HrefRefusedError` saying why.
+
+    * GDAL virtual paths (``/vsicurl/``, ``/vsis3/``, ``/vsizip/`` ...) are never taken from a
+      catalogue (the pipeline chooses how a file is read, with which credentials).
+    * ``http(s)`` hrefs must name a public host (not localhost, not a loopback, private,
+      link-local (cloud metadata) or reserved IP), the catalogue's own host, or one of
+      ``allow_hosts`` (``sentinel.stac.allow_hosts``; ``"*"`` allows any).
+    * Cloud schemes (``s3://``) only where the provider profile names them.
+    * Local paths and ``file://`` only in a static catalogue on disk, and only inside its
+      folder (after resolving ``..``).
+    """
+    import os
+    from urllib.parse import urlparse
+
+    remote = "://" in catalog
+    own = (urlparse(catalog).hostname or "").lower() if remote else ""
+    root = "" if remote else os.path.normpath(os.path.abspath(os.path.dirname(catalog)))
+
+    def check(href: str) -> str:
+        h = str(href)
+        if h.startswith("/vsi"):
+            raise HrefRefusedError(f"asset href {h!r} is a GDAL virtual path: the catalogue may "
+                                   "not choose how files are read")
+        u = urlparse(h)
+        scheme = u.scheme.lower()
+        if scheme in ("http", "https"):
+            host = (u.hostname or "").lower()
+            if "*" in allow_hosts or (own and host == own) or host in allow_hosts \
+                    or u.netloc.lower() in allow_hosts or not _private_host(host):
+                return h
+            raise HrefRefusedError(f"asset href {h!r} points at the non-public host {host!r}: "
+                                   "add it to sentinel.stac.allow_hosts if you trust it")
+        if scheme in cloud_schemes:
+            return h
+        if scheme in ("", "file") or len(scheme) == 1:  # a path (C: is a drive letter)
+            if remote:
+                raise HrefRefusedError(f"asset href {h!r} is a local path in a remote "
+                                       f"catalogue ({catalog}): assets must be http(s) URLs")
+            path = os.path.normpath(os.path.abspath(u.path if scheme == "file" else h))
+            if os.path.commonpath([path, root]) != root:
+                raise HrefRefusedError(f"asset href {h!r} leaves the catalogue's folder {root}")
+            return h
+        raise HrefRefusedError(f"asset href {h!r} uses the scheme {scheme!r}, which this "
+                               "provider profile does not read (allowed: http, https"
+                               f"{', ' + ', '.join(cloud_schemes) if cloud_schemes else ''})")
+
+    return check
 
 
 def month_window(month: str) -> tuple[dt.datetime, dt.datetime]:
@@ -168,11 +237,19 @@ def _band_assets(
     out = {}
     for b in bands:
         _check_scale(item, profile.s2_keys[b])
-        out[f"{level}/{b}"] = sign(str(assets[profile.s2_keys[b]]["href"]))
+        out[f"{level}/{b}"] = _href(item, assets[profile.s2_keys[b]], sign)
     scl = assets.get(profile.s2_keys[SCL_FILE])
     if level == "L2A" and scl is not None:
-        out[f"L2A/{SCL_FILE}"] = sign(str(scl["href"]))
+        out[f"L2A/{SCL_FILE}"] = _href(item, scl, sign)
     return out
+
+
+def _href(item: dict[str, Any], asset: dict[str, Any], sign: Callable[[str], str]) -> str:
+    """``sign(href)`` of an asset; a refused href is an error naming the item."""
+    try:
+        return sign(str(asset["href"]))
+    except HrefRefusedError as exc:
+        raise HrefRefusedError(f"STAC item {item.get('id')}: {exc}") from None
 
 
 def _s2_scene(item: dict[str, Any], products: tuple[str, ...], assets: dict[str, str],
@@ -196,7 +273,7 @@ def s1_scenes_from_items(
     out = []
     for it in items:
         assets = it.get("assets", {})
-        have = {b: sign(str(assets[k]["href"])) for b, k in profile.s1_keys.items() if k in assets}
+        have = {b: _href(it, assets[k], sign) for b, k in profile.s1_keys.items() if k in assets}
         if not have:
             skipped.append({"item": str(it.get("id")), "why": "no vv / vh asset"})
             continue

@@ -62,6 +62,8 @@ class StacProfile:
             (:func:`pipeline.sentinel.sources.stac.dn_shows_offset_removed`).
         l2a_suffix, l1c_suffix: item-id suffixes that pair an L2A item with its L1C item.
         sign: asset URLs need Planetary Computer signing.
+        cloud_schemes: URL schemes besides http(s) its items may use for assets (Earth
+            Search's requester-pays L1C: ``s3``); read with the user's credentials.
         lacks: what the provider does not offer (for the docs and warnings).
     """
 
@@ -78,6 +80,7 @@ class StacProfile:
     l2a_suffix: str = "_L2A"
     l1c_suffix: str = "_L1C"
     sign: bool = False
+    cloud_schemes: tuple[str, ...] = ()
     lacks: str = ""
 
 
@@ -86,6 +89,7 @@ PROFILES: dict[str, StacProfile] = {
         name="earth-search", s2_l2a="sentinel-2-l2a", s2_l1c="sentinel-2-l1c", s1="",
         s2_keys=_ES_KEYS, s1_keys={"VV": "vv", "VH": "vh"}, s1_units="linear",
         offset_applied_property="earthsearch:boa_offset_applied", verify_offset_flag=True,
+        cloud_schemes=("s3",),
         lacks="calibrated Sentinel-1 (no S1 unless sentinel.stac.s1_collection is set); its L1C "
               "is JPEG2000 in a requester-pays bucket",
     ),
