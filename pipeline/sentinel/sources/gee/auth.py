@@ -111,6 +111,12 @@ def resolve_credentials(ee: Any, api_url: str | None) -> tuple[Any, str | None]:
         path = os.environ.get(var)
         if not path:
             continue
+        if path.lstrip().startswith("{"):  # the key itself, not its path: never echo it
+            raise CredentialsError(
+                f"${var} holds the key's JSON content instead of a path to the key file: save "
+                f"the JSON to a file readable only by you and set ${var} to its path. "
+                f"{AUTH_HELP}"
+            )
         if not os.path.isfile(path):
             raise CredentialsError(
                 f"${var} points to {path!r}, which is not a file: fix the path to your "
