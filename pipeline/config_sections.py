@@ -111,6 +111,12 @@ class TileConfig(_Model):
         default="bilinear",
         description="Resampling used to bring T2 onto T1's grid when they differ.",
     )
+    max_input_pixels: int = Field(
+        default=10_000_000_000, ge=1,
+        description="Refuse HR images declaring more pixels than this (width x height; 10 Gpx "
+        "= 100,000 px square = 50 km at 0.5 m): a wrong or corrupt header would otherwise be "
+        "tiled for hours. Raise it for larger scenes.",
+    )
     bands: list[int] | None = Field(
         default=None, min_length=1, max_length=3,
         description="1-based bands of the HR images written to the patches: 3 (e.g. [1, 2, 3], "

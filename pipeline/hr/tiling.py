@@ -148,6 +148,14 @@ def tile_pair(
     stride = int(stride_px or size)
     info1 = inspect_raster(image_t1, f"AOI {name!r} T1 image")
     info2 = inspect_raster(image_t2, f"AOI {name!r} T2 image")
+    for info, date in ((info1, "T1"), (info2, "T2")):
+        n_px = info.width * info.height
+        if n_px > cfg.max_input_pixels:
+            raise TilingError(
+                f"AOI {name!r} {date} image {info.path} declares {info.width} x {info.height} = "
+                f"{n_px:,} pixels, more than tile.max_input_pixels = {cfg.max_input_pixels:,}: "
+                "check the file (a wrong header?) or raise tile.max_input_pixels"
+            )
     sel: dict[str, list[int]] = {}
     for info, date in ((info1, "t1"), (info2, "t2")):
         try:
@@ -163,6 +171,15 @@ def tile_pair(
     if info1.dtype != info2.dtype:
         raise TilingError(f"AOI {name!r}: T1 is {info1.dtype} but T2 is {info2.dtype}: export "
                           "both dates with the same data type")
+    grey = {d: len(set(b)) == 1 for d, b in sel.items()}
+    if cfg.bands is None and grey["t1"] != grey["t2"]:
+        kinds = {d: "single-band" if g else "colour" for d, g in grey.items()}
+        raise TilingError(
+            f"AOI {name!r}: T1 image {info1.path} is {kinds['t1']} ({info1.count} bands) but T2 "
+            f"image {info2.path} is {kinds['t2']} ({info2.count} bands): one date would be "
+            "grey and the other in colour; export both dates with the same bands, or set "
+            "tile.bands (e.g. [1] for both as panchromatic)"
+        )
     try:
         rows, cols = edge_lattice_shape(info1.width, info1.height, size, stride,
                                         cfg.edge_windows, cfg.min_edge_fraction)

@@ -593,3 +593,37 @@ def test_truncated_scene_names_the_aoi_date_and_file(tmp_path: Path) -> None:
         tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     assert "truncated or corrupt" in str(info.value)
     assert not lay.patches("tst").exists()
+
+
+def test_colour_and_single_band_dates_are_refused(tmp_path: Path) -> None:
+    """T1 in colour with T2 single-band would give grey T2 patches next to colour T1 ones:
+    refused, naming both files; tile.bands picks one rule for both dates."""
+    rgb = write_rgb(tmp_path / "t1.tif")
+    gray = write_rgb(tmp_path / "t2.tif", count=1)
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(TilingError, match=r"T1 image .*t1\.tif is colour \(3 bands\) but T2 "
+                                          r"image .*t2\.tif is single-band \(1 bands\)"):
+        tile_aoi(aoi_spec(rgb, gray), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+    res = tile_aoi(aoi_spec(rgb, gray), _cfg(bands=[1]), lay, progress=False)
+    assert res.n_kept > 0 and res.index["hr_bands"].iloc[0] == "[1, 1, 1]"
+
+
+def test_pixel_count_guard_names_the_measured_size(tmp_path: Path) -> None:
+    """A header declaring a huge raster (a sparse 200,000 px square TIFF is a few MB) is
+    refused before any tiling, with its measured size in the message."""
+    big = tmp_path / "big.tif"
+    with rasterio.open(big, "w", driver="GTiff", width=200_000, height=200_000, count=3,
+                       dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, sparse_ok=True,
+                       transform=Affine(0.5, 0, X0, 0, -0.5, Y0)):
+        pass
+    assert big.stat().st_size < 10_000_000  # tile offsets only
+    t2 = write_rgb(tmp_path / "t2.tif")
+    lay = Layout(tmp_path / "out")
+    with pytest.raises(TilingError, match=r"T1 image .*big\.tif declares 200000 x 200000 = "
+                                          r"40,000,000,000 pixels, more than "
+                                          r"tile\.max_input_pixels = 10,000,000,000"):
+        tile_aoi(aoi_spec(big, t2), _cfg(), lay, progress=False)
+    _assert_no_outputs(lay)
+    with pytest.raises(TilingError, match="max_input_pixels = 1,000"):
+        tile_aoi(aoi_spec(t2, t2), _cfg(max_input_pixels=1000), lay, progress=False)
