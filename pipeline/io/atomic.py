@@ -27,13 +27,33 @@ log = logging.getLogger(__name__)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+#: Free bytes under which a failed write is reported as "no space left" (GDAL reports a full
+#: disk only to its own log, then "Write failed" / "Read failed").
+DISK_FULL_BYTES = 1 << 20
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the file system holding ``path`` (its nearest existing folder); None when
+    it cannot be told."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return int(shutil.disk_usage(p).free)
+    except OSError:
+        return None
+
+
 def write_error(path: str | Path, exc: BaseException) -> WriteError | None:
     """The :class:`WriteError` for ``exc`` raised while writing ``path``, or None when ``exc`` is
     not a write failure (disk full, quota, read-only file system, permission denied; also
-    GDAL's messages of the same)."""
+    GDAL's messages of the same, and any failure while the disk has under 1 MiB free)."""
     text = str(exc).lower()
     full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
     full = full or "no space left" in text or "disk quota" in text
+    if not full:
+        free = free_bytes(path)
+        full = free is not None and free < DISK_FULL_BYTES
     denied = isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
     denied = denied or "read-only file system" in text or "permission denied" in text
     if full:
@@ -143,9 +163,13 @@ def atomic_path(path: str | Path, suffix: str = "", keep: bool = False) -> Itera
     temporary is removed and ``path`` is left untouched. ``suffix`` ends the temporary's name
     (for drivers that want an extension, e.g. ``.gpkg``). Temporaries that killed runs left
     beside ``path`` are swept first (:func:`sweep_temporaries`); ``keep`` keeps this
-    process's own temporary when it exists (adopted with :func:`adopt_temporary`).
+    process's own temporary when it exists (adopted with :func:`adopt_temporary`). When
+    ``path`` is a symbolic link (an output folder linked to another disk), the link is kept
+    and its target is replaced, atomically, beside the target.
     """
     final = Path(path)
+    if final.is_symlink():
+        final = final.resolve()
     _make_parent(final)
     sweep_temporaries(final.parent)
     tmp = temp_path(final, suffix)
@@ -159,7 +183,9 @@ def atomic_path(path: str | Path, suffix: str = "", keep: bool = False) -> Itera
     except BaseException as exc:
         if tmp.exists():
             _remove(tmp)
-        err = None if isinstance(exc, PipelineError) else write_error(final, exc)
+        err = write_error(final, exc) if isinstance(exc, Exception) else None  # not Ctrl-C
+        if isinstance(exc, PipelineError) and not (err and "no space left" in str(err)):
+            err = None  # our own message stands, unless the disk is full
         if err is not None:
             raise err from exc
         raise

@@ -70,19 +70,34 @@ def check_manifest(path: Path, root: Path, checksums: bool = False) -> list[str]
     return problems
 
 
+def _unreadable(declared: Path) -> list[str]:
+    """A declared Parquet index whose footer cannot be read (truncated, corrupt): one problem
+    line, else []. Reads the footer only (a few KB)."""
+    if declared.suffix != ".parquet" or not declared.is_file():
+        return []
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(declared)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError
+        return [f"{declared.name}: unreadable ({exc})"]
+    return []
+
+
 def invalidate_broken_outputs(
     covered: dict[str, tuple[Path, Path]], root: Path
 ) -> dict[str, list[str]]:
     """For each ``stage: (manifest, declared output)`` whose declared output exists but whose
-    covered files are missing or changed, remove the declared output (and the manifest) so that
-    Snakemake rebuilds that stage. Returns ``{stage: problems}`` of the stages invalidated."""
+    covered files are missing or changed, or which is itself an unreadable Parquet index,
+    remove the declared output (and the manifest) so that Snakemake rebuilds that stage.
+    Returns ``{stage: problems}`` of the stages invalidated."""
     from pipeline.io.atomic import remove_tree
 
     out: dict[str, list[str]] = {}
     for stage, (manifest, declared) in covered.items():
         if not declared.exists():
             continue
-        problems = check_manifest(manifest, root)
+        problems = check_manifest(manifest, root) + _unreadable(declared)
         if problems:
             remove_tree(declared)
             remove_tree(manifest)

@@ -28,6 +28,13 @@ def _missing(p: Path, what: str, fix: str) -> MissingInputError:
     )
 
 
+def _corrupt(p: Path, what: str, exc: BaseException) -> InputError:
+    return InputError(
+        f"{what or 'table'} {p} is truncated or corrupt ({type(exc).__name__}: {exc}): delete "
+        "it and run the same command again (the rule that writes it rebuilds it)"
+    )
+
+
 def read_geoparquet(
     path: str | Path, required: tuple[str, ...] = (), what: str = "", fix: str = ""
 ) -> Any:
@@ -50,11 +57,16 @@ def read_geoparquet(
     if not p.is_file():
         raise _missing(p, what, fix)
     try:
-        df = gpd.read_parquet(p)
-    except ValueError:
-        import pandas as pd
+        try:
+            df = gpd.read_parquet(p)
+        except ValueError as exc:
+            if "geo" not in str(exc).lower():  # not "no geometry metadata": a broken file
+                raise
+            import pandas as pd
 
-        df = pd.read_parquet(p)
+            df = pd.read_parquet(p)
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError on a truncated file
+        raise _corrupt(p, what, exc) from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{what or 'table'} {p} lacks columns {missing}: {fix or 'rebuild it'}")
@@ -79,8 +91,11 @@ def read_index_table(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise _missing(p, "dataset index", _INDEX_FIX)
-    cols = [c for c in pq.read_schema(p).names if c not in GEOMETRY_COLUMNS]
-    return pd.read_parquet(p, columns=cols)
+    try:
+        cols = [c for c in pq.read_schema(p).names if c not in GEOMETRY_COLUMNS]
+        return pd.read_parquet(p, columns=cols)
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError on a truncated file
+        raise _corrupt(p, "dataset index", exc) from None
 
 
 def read_index_geo(path: str | Path) -> Any:

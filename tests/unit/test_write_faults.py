@@ -211,3 +211,86 @@ def test_tile_resumes_in_the_patches_of_a_killed_run(tmp_path: Path,
             assert a == (clean.hr_dir("tst", d) / f"{pid}.tif").read_bytes()
     assert sorted(p.name for p in hr.iterdir()) == ["t1", "t2"]  # temporaries taken over
     assert not (Layout(killed).hr_dir("tst", "t1") / "_inputs.json").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 300 KB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_disk_full_while_tiling_says_no_space_left(tmp_path: Path, tiny_disk: Path) -> None:
+    """A real full disk while tiling: GDAL reports it only to its own log ('Write failed' /
+    'Read failed'); the error must say the disk is full, and no partial output remains."""
+    from pipeline.config import TileConfig
+    from pipeline.hr.drivers import tile_aoi
+    from pipeline.layout import Layout
+    from tests.hr_helpers import aoi_spec, write_rgb
+
+    t1 = write_rgb(tmp_path / "t1.tif", width=512, height=512)
+    t2 = write_rgb(tmp_path / "t2.tif", width=512, height=512)
+    with pytest.raises(WriteError, match="no space left on the device writing"):
+        tile_aoi(aoi_spec(t1, t2), TileConfig(patch_size_px=64), Layout(tiny_disk / "out"),
+                 progress=False)
+    hr = tiny_disk / "out" / "aois" / "tst" / "hr"
+    assert not hr.exists() or not any(hr.rglob("*.tif"))
+
+
+def test_truncated_index_is_rebuilt_not_a_traceback(tmp_path: Path) -> None:
+    """A truncated labels.parquet: reading it is an InputError that says what to do, and the
+    parse-time check drops it so the next run rebuilds it (it used to fail with pyarrow's
+    ArrowInvalid on every rerun)."""
+    import geopandas as gpd
+    import shapely
+
+    from pipeline.errors import InputError
+    from pipeline.io.manifest import invalidate_broken_outputs
+    from pipeline.io.parquet import read_geoparquet, write_geoparquet
+
+    idx = tmp_path / "aois" / "a" / "labels.parquet"
+    write_geoparquet(gpd.GeoDataFrame({"patch_id": ["a"]}, geometry=[shapely.Point(0, 0)],
+                                      crs=4326), idx)
+    good = idx.read_bytes()
+    idx.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError, match=r"label index .*labels\.parquet is truncated or "
+                                         r"corrupt .*delete it and run the same command again"):
+        read_geoparquet(idx, what="label index")
+    manifest = tmp_path / "aois" / "a" / "manifests" / "labels.json"
+    got = invalidate_broken_outputs({"labels": (manifest, idx)}, tmp_path)
+    assert "labels" in got and "unreadable" in got["labels"][0] and not idx.exists()
+    idx.write_bytes(good)  # an intact index is left alone
+    assert invalidate_broken_outputs({"labels": (manifest, idx)}, tmp_path) == {}
+    assert idx.exists()
+
+
+def test_output_folder_linked_to_another_disk(tmp_path: Path) -> None:
+    """An output folder that is a symbolic link (patches kept on another disk) is written
+    through: the link stays, its target gets the patches (it used to fail with
+    NotADirectoryError from the atomic rename)."""
+    from pipeline.config import TileConfig
+    from pipeline.hr.drivers import tile_aoi
+    from pipeline.layout import Layout
+    from tests.hr_helpers import aoi_spec, write_rgb
+
+    t1 = write_rgb(tmp_path / "t1.tif")
+    t2 = write_rgb(tmp_path / "t2.tif")
+    other = tmp_path / "big_disk" / "hr"
+    other.mkdir(parents=True)
+    link = tmp_path / "out" / "aois" / "tst" / "hr"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(other, target_is_directory=True)
+    res = tile_aoi(aoi_spec(t1, t2), TileConfig(patch_size_px=32), Layout(tmp_path / "out"),
+                   progress=False)
+    assert res.n_kept == 4 and link.is_symlink()
+    assert len(list(other.rglob("*.tif"))) == 8  # T1 + T2 of 4 patches, on the other disk
