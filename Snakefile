@@ -8,6 +8,7 @@ from snakemake.logging import logger
 from pipeline.aoi import load_aoi
 from pipeline.config import check_sources, load_config
 from pipeline.errors import ConfigError
+from pipeline.io.locks import clear_stale_locks
 from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout
 
@@ -34,7 +35,16 @@ ROOT = str(L.root)
 
 # Files a stage wrote besides its declared output (patch GeoTIFFs, cube chunks) that were
 # deleted or changed since: drop that stage's declared output so Snakemake rebuilds just it.
-for _name, _spec in AOIS.items():
+# What the user's own run checks when it starts (a job's run -- local subprocess or cluster --
+# leaves outputs and locks alone: the run that started it owns them).
+_MAIN_RUN = getattr(getattr(workflow, "exec_mode", None), "name", "DEFAULT") == "DEFAULT"
+if _MAIN_RUN and not workflow.dryrun:
+    for _lock in clear_stale_locks(Path.cwd()):
+        logger.warning(
+            f"{_lock}: a killed run left Snakemake's lock and no Snakemake process works in "
+            f"{Path.cwd()}: lock removed, resuming"
+        )
+for _name, _spec in AOIS.items() if _MAIN_RUN else ():
     if _spec.template:
         continue
     for _stage, _problems in invalidate_broken_outputs(L.covered_outputs(_name), L.root).items():
@@ -42,6 +52,12 @@ for _name, _spec in AOIS.items():
             f"AOI {_name}: {len(_problems)} output file(s) of rule {_stage} are missing or "
             f"changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
         )
+for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(), L.root)
+                          if _MAIN_RUN else {}).items():
+    logger.warning(
+        f"dataset {CFG.dataset}: {len(_problems)} output file(s) of rule {_stage} are missing "
+        f"or changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
+    )
 
 
 wildcard_constraints:

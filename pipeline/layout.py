@@ -110,6 +110,18 @@ class Layout:
             "sentinel": (self.manifest(aoi, "sentinel"), self.sentinel_summary(aoi)),
         }
 
+    def dataset_covered_outputs(self) -> dict[str, tuple[Path, Path]]:
+        """``{stage: (manifest, declared output)}`` of the dataset-level stages: ``assemble``
+        covers the split files it does not declare (per city, change detection) besides
+        ``patches.parquet``."""
+        return {"assemble": (self.root / "manifests" / "assemble.json", self.index())}
+
+    def declared_split_files(self) -> list[Path]:
+        """The split files rule ``assemble`` declares (Snakemake's outputs and default
+        targets; Snakemake may touch them, so no manifest covers them)."""
+        return [self.split_list(n) for n in ("train", "val", "test")] + [
+            self.leakage_report(), self.split_summary()]
+
     # ---- dataset level
     def index(self) -> Path:
         return self.root / "patches.parquet"

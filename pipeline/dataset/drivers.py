@@ -47,6 +47,7 @@ from pipeline.grid import AoiGrid
 from pipeline.io.atomic import atomic_path, dir_is_nonempty, write_lines, write_text_atomic
 from pipeline.io.geotiff import read_patch, write_times_tif
 from pipeline.io.jsonfile import read_json, write_json
+from pipeline.io.manifest import tree_files, write_manifest
 from pipeline.io.mosaic import mosaic_months, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet, read_index_geo, read_index_table, write_geoparquet
 from pipeline.io.png import write_int_label_tiff, write_png
@@ -101,6 +102,10 @@ def assemble_dataset(aois: Sequence[AoiSpec], cfg: SplitsConfig, layout: Layout)
         write_lines(layout.split_list(name), list(ids))
     write_json(layout.leakage_report(), report)
     write_json(layout.split_summary(), summary)
+    manifest, _ = layout.dataset_covered_outputs()["assemble"]
+    declared = set(layout.declared_split_files())
+    write_manifest(manifest, layout.root, "assemble",
+                   [f for f in tree_files(layout.splits_dir()) if f not in declared])
     write_geoparquet(index, layout.index())
     log.info(
         "dataset index %s: %d patches, splits %s, achieved %s, guard %d",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,26 @@ SCL_FILE = "SCL"
 S1_FILE_BANDS: tuple[str, ...] = ("VV", "VH")
 SCENE_JSON = "scene.json"
 _TIME_FMT = "%Y%m%dT%H%M%S"
+
+_RETRIES = threading.local()
+
+
+class _GdalRetryCounter(logging.Handler):
+    """Counts GDAL's HTTP retries ("HTTP error code: 503 ... Retrying again in N secs", which
+    rasterio logs as warnings of ``rasterio._env``) per thread: a read counts its own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Retrying again" in record.getMessage():
+            _RETRIES.n = getattr(_RETRIES, "n", 0) + 1
+
+
+logging.getLogger("rasterio._env").addHandler(_GdalRetryCounter(level=logging.WARNING))
+
+
+def http_retries_in_thread() -> int:
+    """GDAL HTTP retries made so far by reads in the calling thread (difference two calls to
+    count one read's)."""
+    return int(getattr(_RETRIES, "n", 0))
 
 
 def file_band(project_band: str) -> str:

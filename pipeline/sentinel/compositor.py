@@ -57,7 +57,14 @@ import numpy as np
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
-from pipeline.io.scenes import SCL_FILE, S1Scene, S2Scene, file_band, read_on_grid
+from pipeline.io.scenes import (
+    SCL_FILE,
+    S1Scene,
+    S2Scene,
+    file_band,
+    http_retries_in_thread,
+    read_on_grid,
+)
 from pipeline.parallel import ordered_map
 from pipeline.sentinel.composite import MeanAccumulator, postprocess_cloud_mask, project_shadows
 from pipeline.sentinel.model import Block, BlockResult, Recipe, month_product
@@ -149,6 +156,14 @@ class _SceneRead:
     def used(self) -> bool:
         """The scene contributed to the block's observation."""
         return self.values is not None and self.ok is not None and self.seen is not None
+
+
+def _counting_retries(read: Callable[[], _SceneRead]) -> _SceneRead:
+    """Run one scene read and add the GDAL HTTP retries it made (this thread's) to its stats."""
+    before = http_retries_in_thread()
+    got = read()
+    got.stats["retries"] = got.stats.get("retries", 0) + http_retries_in_thread() - before
+    return got
 
 
 def _merge_stats(into: dict[str, int], other: dict[str, int]) -> None:
@@ -273,7 +288,8 @@ class Compositor:
             # granule wins per pixel) before the mean and the count
             for got in self._mosaicked(
                     _groups(s2_scenes, lambda sc: sc.observation), acc,
-                    lambda sc: self._s2_observation(grid, block, sc, product, recipe)):
+                    lambda sc: _counting_retries(
+                        lambda: self._s2_observation(grid, block, sc, product, recipe))):
                 _merge_stats(stats, got.stats)
                 if got.skip:
                     skipped[got.skip] += 1
@@ -288,7 +304,8 @@ class Compositor:
                                                   and sc.orbit_pass != recipe.s1_orbit_pass)]
         # one observation per orbit and day: the overlapping slices of a pass are mosaicked
         for got in self._mosaicked(_groups(passes, lambda sc: sc.observation), acc1,
-                                   lambda sc: self._read_s1(grid, block, sc)):
+                                   lambda sc: _counting_retries(
+                                       lambda: self._read_s1(grid, block, sc))):
             _merge_stats(stats, got.stats)
             s1_used += got.used
         res.s1, res.s1_count = acc1.result()

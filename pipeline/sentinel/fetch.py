@@ -240,8 +240,10 @@ def summarize_month(
     skipped_items: dict[str, str] = {}
     empty: set[str] = set()
     corrected: set[str] = set()
+    search_retries = 0
     for b in blocks:
         m = read_json(_marker(ledger, b))
+        search_retries = max(search_retries, int(m.get("search_retries", 0) or 0))
         for it in m.get("skipped_items", []) or []:
             skipped_items[str(it.get("item"))] = str(it.get("why"))
         empty.update(str(c) for c in m.get("empty_searches", []) or [])
@@ -255,6 +257,8 @@ def summarize_month(
         fetch_seconds += float(m.get("seconds", 0.0))
     # one product per month (collection level); a mix can only come from a changed archive
     product = "L2A" if "L2A" in products else ("L1C" if "L1C" in products else None)
+    # retries: every HTTP retry of the month, the blocks' reads (GDAL's) and its searches
+    totals["retries"] += search_retries
     return {
         "aoi": aoi,
         "month": month,
@@ -273,4 +277,5 @@ def summarize_month(
         "empty_searches": sorted(empty),
         # STAC: items read with offset 0 although their flag said the offset was still there
         "offset_corrected": sorted(corrected),
+        "search_retries": search_retries,
     }

@@ -549,3 +549,20 @@ def test_href_policy_of_static_catalogues_and_allowed_hosts(tmp_path: Path) -> N
     with pytest.raises(HrefRefusedError, match="allow_hosts"):
         api("http://10.0.0.6/B01.tif")
     assert href_checker("https://x.org/api", (), ("*",))("http://192.168.1.1/a.tif")
+
+
+def test_month_summary_retries_are_true(server: FakeStac, tmp_path: Path) -> None:
+    """Retried searches and retried COG reads are counted in the month summary (it used to
+    say retries: 0 whatever was retried)."""
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+
+    server.faults += [Fault("/api/search", "503", times=1),
+                      Fault("/files/s2/", "503", times=2)]
+    store = tmp_path / "m.zarr"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    summary = run_month(_api_source(server, max_retries=4), "t", GRID, [Block(0, 0, 32, 32)],
+                        MONTH, Recipe(), store, tmp_path / "ledger", concurrency=1)
+    assert summary["search_retries"] == 1
+    assert summary["retries"] == 3  # the search's 1 + GDAL's 2 COG retries
+    assert sum(e["status"] == 503 for e in server.counters.log) == 3

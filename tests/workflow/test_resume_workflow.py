@@ -1,7 +1,8 @@
 """Resumability at scale: a multi-AOI build killed at three different points (SIGKILL of the
 whole process group, jobs included, as a node failure or a scheduler pre-emption would) and
-resumed with ``--rerun-incomplete`` converges to the outputs of an uninterrupted build
-(checksums), and no job that had finished before a kill runs again.
+resumed by running the same plain command again (no --unlock, no --rerun-incomplete: the
+workflow profile and the Snakefile's stale-lock check do that) converges to the outputs of an
+uninterrupted build (checksums), and no job that had finished before a kill runs again.
 
 The uninterrupted reference is the fake-cluster build of tests/workflow/test_cluster.py (same tiny
 two-AOI workspace, built once per session), so this also shows the cluster and local
@@ -48,7 +49,7 @@ def _run_until(folder: Path, log_path: Path, n_finished: int, delay_s: float) ->
     """
     with log_path.open("w") as fh:
         proc = subprocess.Popen(
-            runner(folder).cmd("--rerun-incomplete"), cwd=folder, env=runner(folder).env(),
+            runner(folder).cmd(), cwd=folder, env=runner(folder).env(),
             stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
         killed = False
@@ -79,6 +80,7 @@ def test_killed_build_resumes_to_identical_outputs(
     done_outputs: dict[str, int] = {}  # outputs of finished jobs -> mtime_ns at the time
     n_done = 0
     kills = 0
+    prev_killed = False
     for i, (target, delay) in enumerate(KILL_POINTS):
         text, killed = _run_until(folder, tmp_path / f"run{i}.log", target - n_done, delay)
         started, finished = parse_jobs(text)
@@ -90,12 +92,15 @@ def test_killed_build_resumes_to_identical_outputs(
                 if p.exists():
                     done_outputs[out] = p.stat().st_mtime_ns
         n_done += len(finished - {j for j, (r, _) in started.items() if r == "all"})
+        if prev_killed:  # the same command resumed: the killed run's lock was found stale
+            assert "lock removed, resuming" in text, text[-3000:]
         kills += killed
+        prev_killed = killed
         if killed:  # a killed run leaves its lock behind, as after a node failure
-            runner(folder).ok("--unlock")
+            assert any((folder / ".snakemake" / "locks").glob("*.lock"))
     assert kills >= 2, "the build finished before most kill points: lower KILL_POINTS"
 
-    final = runner(folder).ok("--rerun-incomplete")
+    final = runner(folder).ok()  # the same command, nothing else
     started, _ = parse_jobs(final)
     redone = {o for jid in started for o in started[jid][1]} & set(done_outputs)
     assert not redone, f"the final run redid finished jobs: {sorted(redone)}"
@@ -146,6 +151,22 @@ def test_deleted_or_corrupted_outputs_rebuild_just_what_is_needed(
     (root / "aois" / "tb" / "labels.parquet").unlink()
     dry = runner(folder).ok("-n")
     assert re.search(r"^labels\s+1$", dry, re.M), dry[-2000:]
+    runner(folder).ok()
+    # the split lists are default targets, and the per-city / change-detection lists are
+    # covered by the assemble manifest: deleting one rebuilds them
+    (root / "aois" / "tb" / "labels.parquet").write_bytes(b"PAR1 truncated")
+    dry = runner(folder).ok("-n")
+    assert re.search(r"^labels\s+1$", dry, re.M) and "unreadable" in dry, dry[-2000:]
+    runner(folder).ok()
+    (root / "splits" / "train.txt").unlink()
+    assert re.search(r"^assemble\s+1$", runner(folder).ok("-n"), re.M)
+    runner(folder).ok()
+    city_list = sorted((root / "splits" / "cities").rglob("*.txt"))[0]
+    city_list.unlink()
+    dry = runner(folder).ok("-n")
+    assert re.search(r"^assemble\s+1$", dry, re.M) and "rule assemble" in dry, dry[-2000:]
+    runner(folder).ok()
+    assert city_list.is_file()
 
 
 def test_a_concurrent_second_run_is_refused_and_the_first_converges(

@@ -4,10 +4,7 @@
 
 # AOIs that are built (templates are not).
 _DATASET_AOIS = [name for name, spec in AOIS.items() if not spec.template]
-_SPLIT_FILES = [
-    f"{L.splits_dir()}/{name}"
-    for name in ("train.txt", "val.txt", "test.txt")
-] + [str(L.leakage_report()), str(L.split_summary())]
+_SPLIT_FILES = [str(p) for p in L.declared_split_files()]
 
 
 _DATASET_AOI_PARAMS = [AOIS[a].model_dump(mode="json") for a in _DATASET_AOIS]
@@ -104,6 +101,6 @@ rule export_fusu:
 
 
 if _DATASET_AOIS:
-    ALL_TARGETS.extend([L.index(), L.stats(), f"{L.stac_dir()}/collection.json"])
+    ALL_TARGETS.extend([L.index(), *_SPLIT_FILES, L.stats(), f"{L.stac_dir()}/collection.json"])
     if CFG.export.fusu_layout:
         ALL_TARGETS.append(str(L.export_manifest()))

@@ -165,8 +165,9 @@ class StacCatalog:
         self._skipped: dict[str, list[dict[str, str]]] = {}
         self._empty: dict[str, list[str]] = {}
         self.search_requests = 0
-        #: HTTP retries of searches and catalogue reads (urllib3's, counted)
+        #: HTTP retries of searches and catalogue reads (urllib3's, counted), and per month
         self.retries = RetryCounter()
+        self._month_retries: dict[str, int] = {}
         self._lock = threading.Lock()
         #: month listings handed over by the job (dask workers never search)
         self._preloaded: dict[str, MonthListing] = {}
@@ -238,7 +239,13 @@ class StacCatalog:
         where = f"STAC {self.catalog}, collection {coll}, month {month}"
         query = self.s2_query if which.startswith("s2") else {}
         with self._search_lock:
-            items = self._searching(lambda: self._query(coll, bbox, start, end, query), where)
+            before = self.retries.n
+            try:
+                items = self._searching(lambda: self._query(coll, bbox, start, end, query),
+                                        where)
+            finally:
+                self._month_retries[month] = (self._month_retries.get(month, 0)
+                                              + self.retries.n - before)
         if len(items) > self.max_items:
             raise SourceError(
                 f"{where}: {len(items)} items (more than sentinel.stac.max_items = "
@@ -323,7 +330,8 @@ class StacCatalog:
         month summary name them)."""
         return {"skipped_items": list(self._skipped.get(month, [])),
                 "empty_searches": list(self._empty.get(month, [])),
-                "offset_corrected": list(self._offset_fixed.get(month, []))}
+                "offset_corrected": list(self._offset_fixed.get(month, [])),
+                "search_retries": int(self._month_retries.get(month, 0))}
 
     def close(self) -> None:
         """Nothing held open between searches (pystac-client opens a session per client)."""
