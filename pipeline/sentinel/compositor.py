@@ -227,6 +227,28 @@ def scenes_product(scenes: Sequence[S2Scene], recipe: Recipe) -> str | None:
         p: sum(1 for s in scenes if cloud_layer(s, p, recipe)) for p in ("L2A", "L1C")})
 
 
+def listing_key(s2: Sequence[S2Scene], s1: Sequence[S1Scene], meta: dict[str, Any]) -> str:
+    """What a month's listing holds, as a digest: every scene (id, products, asset hrefs
+    without their query strings -- signatures change per request -- and DN offsets), the items
+    left out and the searches that came back empty. Part of the block ledger's key, so a
+    month whose catalogue changed (a skipped item fixed, new items, an empty search filled)
+    is fetched again instead of resumed."""
+    from pipeline.io.digest import json_digest
+
+    def hrefs(assets: Any) -> list[list[str]]:
+        return sorted([str(k), str(v).split("?", 1)[0]] for k, v in dict(assets).items())
+
+    doc = {
+        "s2": sorted([sc.id, list(sc.products), hrefs(sc.assets), sorted(sc.offsets.items())]
+                     for sc in s2),
+        "s1": sorted([sc.id, hrefs(sc.assets)] for sc in s1),
+        "skipped": sorted(str(x.get("item")) + ":" + str(x.get("why"))
+                          for x in meta.get("skipped_items", []) or []),
+        "empty": sorted(str(c) for c in meta.get("empty_searches", []) or []),
+    }
+    return json_digest(doc, 16)
+
+
 class Compositor:
     """The one compositor: :class:`~pipeline.sentinel.model.SentinelSource` that composites the
     scenes a :class:`SceneProvider` lists, with the recipe described in the module docstring.
@@ -265,6 +287,11 @@ class Compositor:
             if month not in self._s1:
                 self._s1[month] = self.provider.list_s1(month, grid)
             return self._s1[month]
+
+    def listing_key(self, month: str, grid: AoiGrid) -> str:
+        """:func:`listing_key` of the month's listing (lists it when not done yet)."""
+        s2, s1 = self.s2_scenes(month, grid), self.s1_scenes(month, grid)
+        return listing_key(s2, s1, self.provider.month_meta(month))
 
     def fetch_block(
         self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe

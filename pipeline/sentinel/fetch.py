@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.errors import GridError, PipelineError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
-from pipeline.io.atomic import ensure_dir
+from pipeline.io.atomic import ensure_dir, remove_tree
 from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
@@ -34,6 +34,8 @@ from pipeline.sentinel.model import Block, Recipe, SentinelSource
 log = logging.getLogger(__name__)
 
 _SUM_KEYS = ("requests", "pixels", "bytes", "retries")
+#: Written into a month's ledger once its summary is written (see :func:`run_month`).
+COMPLETE_FILE = "_complete.json"
 
 
 def _marker(ledger_dir: Path, block: Block) -> Path:
@@ -114,6 +116,17 @@ def run_month(
     t = months.index(month)
     ledger = Path(ledger_dir)
     ensure_dir(ledger)
+    done_flag = ledger / COMPLETE_FILE
+    if summary_path is not None and done_flag.is_file() and not Path(summary_path).exists():
+        # the month had been completed and its summary is gone: the user forced it
+        # (snakemake --forcerun / -R) or deleted it: fetch it again, do not resume
+        log.info("%s %s: the month was complete and its summary was removed: fetching it "
+                 "again", aoi, month)
+        remove_tree(ledger)
+        ensure_dir(ledger)
+    listed = getattr(source, "listing_key", None)
+    if callable(listed):  # what the catalogue lists this month keys the ledger too
+        identity = {**(identity or {}), "listing": listed(month, grid)}
     key = recipe_key(recipe, identity)
     todo = [b for b in blocks if not _is_done(ledger, b, key)]
     stale = sum(1 for b in todo if _marker(ledger, b).exists())
@@ -181,6 +194,7 @@ def run_month(
     write_month_product(store_path, t, summary["s2_product"])
     if summary_path is not None:
         write_json(summary_path, summary)
+        write_json(done_flag, {"recipe_key": key})
     return summary
 
 

@@ -112,7 +112,7 @@ def test_resume_after_crash_is_byte_identical(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="rerun resumes"):
         run_month(FakeSource(fail_after=k), "demo", GRID, blocks, "2020-02", Recipe(), store,
                   ledger, concurrency=1)
-    assert len(list(ledger.glob("*.json"))) == k
+    assert len(list(ledger.glob("r*.json"))) == k
     src2 = FakeSource()
     s = run_month(src2, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, concurrency=2)
     assert s["blocks_skipped"] == k and s["blocks_done"] == len(blocks) - k
@@ -133,7 +133,7 @@ def test_quota_exhausted_keeps_finished_blocks(tmp_path: Path) -> None:
         run_month(FakeSource(fail_after=1, exc=QuotaExhaustedError), "demo", GRID, blocks,
                   "2020-02", Recipe(), store, ledger)
     assert "demo" in str(ei.value) and "2020-02" in str(ei.value)
-    assert len(list(ledger.glob("*.json"))) == 1
+    assert len(list(ledger.glob("r*.json"))) == 1
 
 
 def test_month_not_in_store(tmp_path: Path) -> None:

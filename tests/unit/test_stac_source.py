@@ -354,7 +354,7 @@ def test_skips_and_empty_searches_reach_the_month_summary(server: FakeStac,
     assert summary["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
     assert summary["empty_searches"] == ["sentinel-1-grd-none"]
     assert read_json(tmp_path / "summary.json")["skipped_items"] == summary["skipped_items"]
-    marker = read_json(next(ledger.glob("*.json")))
+    marker = read_json(next(ledger.glob("r*.json")))
     assert marker["s2_cloud_layers"] == {"s2cloudless": 1, "scl": 0}
 
 
@@ -566,3 +566,59 @@ def test_month_summary_retries_are_true(server: FakeStac, tmp_path: Path) -> Non
     assert summary["search_retries"] == 1
     assert summary["retries"] == 3  # the search's 1 + GDAL's 2 COG retries
     assert sum(e["status"] == 503 for e in server.counters.log) == 3
+
+
+def test_skips_heal_once_the_catalogue_is_fixed(server: FakeStac, tmp_path: Path) -> None:
+    """A month fetched while an item lacked a band asset keeps a skipped block; once the
+    catalogue is fixed, forcing the month (its summary removed, as ``--forcerun`` does)
+    fetches it again and gives the clean build's bytes; an unchanged catalogue still
+    resumes. (Stale blocks used to stay until the ledger folder was deleted by hand.)"""
+    import copy
+
+    from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+    from pipeline.sentinel.fetch import run_month
+
+    blocks = [Block(0, 0, 32, 32), Block(32, 0, 32, 32), Block(0, 32, 32, 32),
+              Block(32, 32, 32, 32)]
+
+    def month(store: Path, ledger: Path, summary: Path) -> dict:
+        if not store.exists():
+            init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+        return run_month(_api_source(server), "t", GRID, blocks, MONTH, Recipe(), store,
+                         ledger, concurrency=2, summary_path=summary)
+
+    clean = month(tmp_path / "clean.zarr", tmp_path / "clean", tmp_path / "clean.json")
+    assert clean["skipped_items"] == []
+    good = copy.deepcopy(server.items)
+    victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    del victim["assets"]["swir22"]
+    store, ledger, summary = tmp_path / "m.zarr", tmp_path / "ledger", tmp_path / "m.json"
+    broken = month(store, ledger, summary)
+    assert broken["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
+    again = month(store, ledger, summary)  # same catalogue, summary kept: resumes
+    assert again["blocks_done"] == 0 and again["blocks_skipped"] == 4
+    server.items = good  # the provider fixed the item
+    summary.unlink()  # snakemake --forcerun sentinel_month
+    fixed = month(store, ledger, summary)
+    assert fixed["blocks_done"] == 4 and fixed["skipped_items"] == []
+    a = read_footprint_cube(store, 0, 0, 64)
+    b = read_footprint_cube(tmp_path / "clean.zarr", 0, 0, 64)
+    np.testing.assert_array_equal(a["x"], b["x"])
+    np.testing.assert_array_equal(a["counts"], b["counts"])
+
+
+def test_a_changed_listing_refetches_a_resumed_month(server: FakeStac, tmp_path: Path) -> None:
+    """A month interrupted after some blocks (no summary yet) whose catalogue then changed
+    does not keep the blocks fetched from the old listing: the listing keys the ledger."""
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+
+    store, ledger = tmp_path / "m.zarr", tmp_path / "ledger"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    first = [Block(0, 0, 32, 32)]
+    run_month(_api_source(server), "t", GRID, first, MONTH, Recipe(), store, ledger)
+    gone = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    server.items = [it for it in server.items if it is not gone]  # an item was withdrawn
+    both = [*first, Block(32, 0, 32, 32)]
+    s = run_month(_api_source(server), "t", GRID, both, MONTH, Recipe(), store, ledger)
+    assert s["blocks_done"] == 2 and s["blocks_skipped"] == 0

@@ -58,7 +58,7 @@ from pipeline.io.stac_catalog import (
     static_stac_io,
 )
 from pipeline.parallel import ordered_map
-from pipeline.sentinel.compositor import Compositor
+from pipeline.sentinel.compositor import Compositor, listing_key
 from pipeline.sentinel.model import Block, BlockResult, Recipe
 from pipeline.sentinel.sources.stac_items import (
     BASELINE_OFFSET_DN,
@@ -399,6 +399,12 @@ class OnWorkers:
         src: Compositor = self.source.get()
         cast(StacCatalog, src.provider).preload(self.listing)
         return src.fetch_block(aoi, grid, block, month, recipe)
+
+    def listing_key(self, month: str, grid: AoiGrid) -> str:
+        """:func:`~pipeline.sentinel.compositor.listing_key` of the shipped listing."""
+        meta = {"skipped_items": list(self.listing.skipped),
+                "empty_searches": list(self.listing.empty)}
+        return listing_key(self.listing.s2, self.listing.s1, meta)
 
     def close(self) -> None:
         self.source.close()
