@@ -8,9 +8,11 @@ from snakemake.logging import logger
 from pipeline.aoi import load_aoi
 from pipeline.config import check_sources, load_config
 from pipeline.errors import ConfigError
+from pipeline.io.atomic import remove_tree
 from pipeline.io.locks import clear_stale_locks
 from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout
+from pipeline.sentinel.fetch import months_to_retry
 
 
 configfile: "config/config.yaml"
@@ -58,6 +60,19 @@ for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(),
         f"dataset {CFG.dataset}: {len(_problems)} output file(s) of rule {_stage} are missing "
         f"or changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
     )
+# months whose catalogue items were skipped are fetched again by a few later runs
+for _name, _spec in AOIS.items() if _MAIN_RUN else ():
+    if _spec.template:
+        continue
+    _retry = months_to_retry({m: L.month_summary(_name, m) for m in _spec.months},
+                             CFG.sentinel.stac.skip_retry_runs)
+    for _month, _items in _retry.items():
+        remove_tree(L.month_summary(_name, _month))
+        logger.warning(
+            f"AOI {_name} month {_month}: items {_items[:3]} were skipped when it was fetched: "
+            "fetching it again (the catalogue may have been fixed; "
+            "sentinel.stac.skip_retry_runs bounds this)"
+        )
 
 
 wildcard_constraints:

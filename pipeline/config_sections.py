@@ -319,6 +319,12 @@ class StacConfig(_Model):
         default=5000, ge=1, json_schema_extra=EXECUTION,
         description="Refuse a month with more items than this per collection (a wrong bbox).",
     )
+    skip_retry_runs: int = Field(
+        default=2, ge=0, le=10, json_schema_extra=EXECUTION,
+        description="A month in which catalogue items were skipped (a missing or refused band "
+        "asset) is fetched again by up to this many later runs of the workflow (the catalogue "
+        "may have been fixed); its month summary counts the runs (fetch_runs).",
+    )
     allow_hosts: list[str] = Field(
         default_factory=list, json_schema_extra=EXECUTION,
         description="Hosts besides public ones and the catalogue's own that asset hrefs may "

@@ -117,6 +117,7 @@ def run_month(
     ledger = Path(ledger_dir)
     ensure_dir(ledger)
     done_flag = ledger / COMPLETE_FILE
+    runs = int((read_json(done_flag) if done_flag.is_file() else {}).get("runs", 0) or 0)
     if summary_path is not None and done_flag.is_file() and not Path(summary_path).exists():
         # the month had been completed and its summary is gone: the user forced it
         # (snakemake --forcerun / -R) or deleted it: fetch it again, do not resume
@@ -192,10 +193,30 @@ def run_month(
     summary["recipe"] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(recipe).items()}
     write_month_product(store_path, t, summary["s2_product"])
+    summary["fetch_runs"] = runs + 1
     if summary_path is not None:
         write_json(summary_path, summary)
-        write_json(done_flag, {"recipe_key": key})
+        write_json(done_flag, {"recipe_key": key, "runs": runs + 1})
     return summary
+
+
+def months_to_retry(summaries: dict[str, Path], max_runs: int) -> dict[str, list[str]]:
+    """Months whose last fetch skipped catalogue items (a band asset missing or refused) and
+    that have been fetched at most ``max_runs`` times: ``{month: skipped item ids}``. Their
+    summaries are removed by the caller at parse time, so the next workflow run fetches them
+    again (:func:`run_month` drops their ledger: a forced month is fetched anew)."""
+    out: dict[str, list[str]] = {}
+    for month, path in summaries.items():
+        if not path.is_file():
+            continue
+        try:
+            doc = read_json(path)
+        except PipelineError:
+            continue
+        skipped = [str(x.get("item")) for x in doc.get("skipped_items", []) or []]
+        if skipped and int(doc.get("fetch_runs", 1) or 1) <= max_runs:
+            out[month] = skipped
+    return out
 
 
 def fetch_block_into_mosaic(

@@ -622,3 +622,32 @@ def test_a_changed_listing_refetches_a_resumed_month(server: FakeStac, tmp_path:
     both = [*first, Block(32, 0, 32, 32)]
     s = run_month(_api_source(server), "t", GRID, both, MONTH, Recipe(), store, ledger)
     assert s["blocks_done"] == 2 and s["blocks_skipped"] == 0
+
+
+def test_months_with_skipped_items_are_retried_a_bounded_number_of_runs(
+    server: FakeStac, tmp_path: Path
+) -> None:
+    """The parse-time rule: a month whose items were skipped is fetched again by the next
+    runs (its summary removed) until sentinel.stac.skip_retry_runs later runs have tried;
+    a month without skips never is."""
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import months_to_retry, run_month
+
+    victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
+    del victim["assets"]["swir22"]
+    store, ledger, summary = tmp_path / "m.zarr", tmp_path / "ledger", tmp_path / "m.json"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    runs = []
+    for _ in range(5):
+        s = run_month(_api_source(server), "t", GRID, [Block(0, 0, 32, 32)], MONTH, Recipe(),
+                      store, ledger, summary_path=summary)
+        runs.append(s["fetch_runs"])
+        retry = months_to_retry({MONTH: summary}, max_runs=2)
+        if not retry:
+            break
+        assert retry == {MONTH: [victim["id"]]}
+        summary.unlink()  # what the Snakefile does at parse time
+    assert runs == [1, 2, 3]  # the first fetch and two retries
+    clean = tmp_path / "clean.json"
+    clean.write_text('{"skipped_items": [], "fetch_runs": 1}')
+    assert months_to_retry({"2020-04": clean, "2020-05": tmp_path / "none.json"}, 2) == {}
