@@ -12,7 +12,7 @@ from pipeline.io.atomic import remove_tree
 from pipeline.io.locks import clear_stale_locks
 from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout
-from pipeline.sentinel.fetch import months_to_retry
+from pipeline.sentinel.fetch import mark_retry, months_to_retry
 
 
 configfile: "config/config.yaml"
@@ -64,9 +64,11 @@ for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(),
 for _name, _spec in AOIS.items() if _MAIN_RUN else ():
     if _spec.template:
         continue
-    _retry = months_to_retry({m: L.month_summary(_name, m) for m in _spec.months},
-                             CFG.sentinel.stac.skip_retry_runs)
+    _retry = months_to_retry(
+        {m: (L.month_summary(_name, m), L.ledger_dir(_name, m)) for m in _spec.months},
+        CFG.sentinel.stac.skip_retry_runs)
     for _month, _items in _retry.items():
+        mark_retry(L.ledger_dir(_name, _month))
         remove_tree(L.month_summary(_name, _month))
         logger.warning(
             f"AOI {_name} month {_month}: items {_items[:3]} were skipped when it was fetched: "

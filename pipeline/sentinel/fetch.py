@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.errors import GridError, PipelineError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
-from pipeline.io.atomic import ensure_dir, remove_tree
+from pipeline.io.atomic import ensure_dir
 from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
@@ -34,8 +34,8 @@ from pipeline.sentinel.model import Block, Recipe, SentinelSource
 log = logging.getLogger(__name__)
 
 _SUM_KEYS = ("requests", "pixels", "bytes", "retries")
-#: Written into a month's ledger once its summary is written (see :func:`run_month`).
-COMPLETE_FILE = "_complete.json"
+#: How many workflow runs retried a month for its skipped items (in the month's ledger).
+RETRIES_FILE = "_skip_retries.json"
 
 
 def _marker(ledger_dir: Path, block: Block) -> Path:
@@ -116,15 +116,6 @@ def run_month(
     t = months.index(month)
     ledger = Path(ledger_dir)
     ensure_dir(ledger)
-    done_flag = ledger / COMPLETE_FILE
-    runs = int((read_json(done_flag) if done_flag.is_file() else {}).get("runs", 0) or 0)
-    if summary_path is not None and done_flag.is_file() and not Path(summary_path).exists():
-        # the month had been completed and its summary is gone: the user forced it
-        # (snakemake --forcerun / -R) or deleted it: fetch it again, do not resume
-        log.info("%s %s: the month was complete and its summary was removed: fetching it "
-                 "again", aoi, month)
-        remove_tree(ledger)
-        ensure_dir(ledger)
     listed = getattr(source, "listing_key", None)
     if callable(listed):  # what the catalogue lists this month keys the ledger too
         identity = {**(identity or {}), "listing": listed(month, grid)}
@@ -193,20 +184,35 @@ def run_month(
     summary["recipe"] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(recipe).items()}
     write_month_product(store_path, t, summary["s2_product"])
-    summary["fetch_runs"] = runs + 1
+    summary["skip_retries"] = skip_retries(ledger)
     if summary_path is not None:
         write_json(summary_path, summary)
-        write_json(done_flag, {"recipe_key": key, "runs": runs + 1})
     return summary
 
 
-def months_to_retry(summaries: dict[str, Path], max_runs: int) -> dict[str, list[str]]:
+def skip_retries(ledger: Path) -> int:
+    """How many workflow runs have retried this month for its skipped items."""
+    path = Path(ledger) / RETRIES_FILE
+    try:
+        return int((read_json(path) if path.is_file() else {}).get("runs", 0) or 0)
+    except PipelineError:
+        return 0
+
+
+def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict[str, list[str]]:
     """Months whose last fetch skipped catalogue items (a band asset missing or refused) and
-    that have been fetched at most ``max_runs`` times: ``{month: skipped item ids}``. Their
-    summaries are removed by the caller at parse time, so the next workflow run fetches them
-    again (:func:`run_month` drops their ledger: a forced month is fetched anew)."""
+    that fewer than ``max_runs`` later runs have retried: ``{month: skipped item ids}``.
+
+    Args:
+        months: ``{month: (month summary, ledger folder)}``.
+        max_runs: ``sentinel.stac.skip_retry_runs``.
+
+    The caller (the Snakefile, at parse time) marks each retry with :func:`mark_retry` and
+    removes the summary, so the run fetches the month again: the listing keys the ledger, so
+    blocks are fetched anew only when the catalogue changed, and resumed otherwise.
+    """
     out: dict[str, list[str]] = {}
-    for month, path in summaries.items():
+    for month, (path, ledger) in months.items():
         if not path.is_file():
             continue
         try:
@@ -214,9 +220,17 @@ def months_to_retry(summaries: dict[str, Path], max_runs: int) -> dict[str, list
         except PipelineError:
             continue
         skipped = [str(x.get("item")) for x in doc.get("skipped_items", []) or []]
-        if skipped and int(doc.get("fetch_runs", 1) or 1) <= max_runs:
+        if skipped and skip_retries(ledger) < max_runs:
             out[month] = skipped
     return out
+
+
+def mark_retry(ledger: Path) -> int:
+    """Count one more retry of the month whose ledger this is; returns the new count."""
+    n = skip_retries(ledger) + 1
+    ensure_dir(Path(ledger))
+    write_json(Path(ledger) / RETRIES_FILE, {"runs": n})
+    return n
 
 
 def fetch_block_into_mosaic(

@@ -570,9 +570,10 @@ def test_month_summary_retries_are_true(server: FakeStac, tmp_path: Path) -> Non
 
 def test_skips_heal_once_the_catalogue_is_fixed(server: FakeStac, tmp_path: Path) -> None:
     """A month fetched while an item lacked a band asset keeps a skipped block; once the
-    catalogue is fixed, forcing the month (its summary removed, as ``--forcerun`` does)
-    fetches it again and gives the clean build's bytes; an unchanged catalogue still
-    resumes. (Stale blocks used to stay until the ledger folder was deleted by hand.)"""
+    catalogue is fixed, running the month again (its summary removed, as ``--forcerun`` or
+    the skip retry does) fetches it anew, because the listing keys the ledger, and gives the
+    clean build's bytes; an unchanged catalogue resumes. (Stale blocks used to stay until the
+    ledger folder was deleted by hand.)"""
     import copy
 
     from pipeline.io.mosaic import init_mosaic, read_footprint_cube
@@ -595,7 +596,8 @@ def test_skips_heal_once_the_catalogue_is_fixed(server: FakeStac, tmp_path: Path
     store, ledger, summary = tmp_path / "m.zarr", tmp_path / "ledger", tmp_path / "m.json"
     broken = month(store, ledger, summary)
     assert broken["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
-    again = month(store, ledger, summary)  # same catalogue, summary kept: resumes
+    summary.unlink()
+    again = month(store, ledger, summary)  # same catalogue: resumes
     assert again["blocks_done"] == 0 and again["blocks_skipped"] == 4
     server.items = good  # the provider fixed the item
     summary.unlink()  # snakemake --forcerun sentinel_month
@@ -627,27 +629,30 @@ def test_a_changed_listing_refetches_a_resumed_month(server: FakeStac, tmp_path:
 def test_months_with_skipped_items_are_retried_a_bounded_number_of_runs(
     server: FakeStac, tmp_path: Path
 ) -> None:
-    """The parse-time rule: a month whose items were skipped is fetched again by the next
-    runs (its summary removed) until sentinel.stac.skip_retry_runs later runs have tried;
-    a month without skips never is."""
+    """The parse-time rule: a month whose items were skipped is run again by the next
+    workflow runs (counted in its ledger) until sentinel.stac.skip_retry_runs runs have
+    retried it; each retry re-lists the month (resuming its blocks while the catalogue is
+    unchanged); a month without skips is never retried."""
     from pipeline.io.mosaic import init_mosaic
-    from pipeline.sentinel.fetch import months_to_retry, run_month
+    from pipeline.sentinel.fetch import mark_retry, months_to_retry, run_month
 
     victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
     del victim["assets"]["swir22"]
     store, ledger, summary = tmp_path / "m.zarr", tmp_path / "ledger", tmp_path / "m.json"
     init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
-    runs = []
+    seen = []
     for _ in range(5):
         s = run_month(_api_source(server), "t", GRID, [Block(0, 0, 32, 32)], MONTH, Recipe(),
                       store, ledger, summary_path=summary)
-        runs.append(s["fetch_runs"])
-        retry = months_to_retry({MONTH: summary}, max_runs=2)
+        seen.append((s["skip_retries"], s["blocks_done"]))
+        retry = months_to_retry({MONTH: (summary, ledger)}, max_runs=2)
         if not retry:
             break
         assert retry == {MONTH: [victim["id"]]}
-        summary.unlink()  # what the Snakefile does at parse time
-    assert runs == [1, 2, 3]  # the first fetch and two retries
+        mark_retry(ledger)  # what the Snakefile does at parse time
+        summary.unlink()
+    assert seen == [(0, 1), (1, 0), (2, 0)]  # the first fetch and two (resumed) retries
     clean = tmp_path / "clean.json"
-    clean.write_text('{"skipped_items": [], "fetch_runs": 1}')
-    assert months_to_retry({"2020-04": clean, "2020-05": tmp_path / "none.json"}, 2) == {}
+    clean.write_text('{"skipped_items": []}')
+    assert months_to_retry({"2020-04": (clean, tmp_path / "l4"),
+                            "2020-05": (tmp_path / "none.json", tmp_path / "l5")}, 2) == {}
