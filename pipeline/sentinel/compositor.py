@@ -50,6 +50,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -79,6 +80,26 @@ S2CLOUDLESS_BANDS: tuple[str, ...] = (
 SHADOW_DISTANCE_M: float = 1000.0
 #: Largest s2cloudless post-processing reach (average_over + dilation_size, px; config <= 16 each).
 MAX_POSTPROCESS_PX: int = 32
+
+
+def frame_pad(grid: AoiGrid) -> int:
+    """Pixels by which the frame every scene is warped onto extends the AOI grid on each side:
+    the reach of the cloud mask's halo (shadow projection + post-processing disks). Every read
+    of a month job is a window of this one frame (:func:`pipeline.io.scenes.read_on_grid`), so
+    a composite's bytes never depend on the block plan."""
+    return int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) + MAX_POSTPROCESS_PX
+
+
+def read_window_on_grid(
+    files: Sequence[Path | str], grid: AoiGrid, col0: int, row0: int, width: int, height: int,
+    resampling: str, nodata: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``read_on_grid`` of the window whose upper-left pixel is (col0, row0) of ``grid`` (may
+    start outside it by up to :func:`frame_pad`), cut from the AOI's padded frame."""
+    pad = frame_pad(grid)
+    return read_on_grid(files, grid.crs, grid.window_transform(-pad, -pad),
+                        grid.width + 2 * pad, grid.height + 2 * pad, resampling, nodata=nodata,
+                        window=(col0 + pad, row0 + pad, width, height))
 
 
 class CloudDetector:
@@ -393,10 +414,9 @@ class Compositor:
         bool (2, h, w) valid per band (a polarisation the scene lacks is no data for it only),
         ``seen`` where any band is; no values when it misses the block."""
         h, w = block.height, block.width
-        tr = grid.window_transform(block.col0, block.row0)
         present = [b for b in S1_BANDS if b in sc.bands]
-        got, got_ok = read_on_grid([sc.file(b) for b in present], grid.crs, tr, w, h,
-                                   "nearest", nodata=float("nan"))
+        got, got_ok = read_window_on_grid([sc.file(b) for b in present], grid, block.col0,
+                                          block.row0, w, h, "nearest", nodata=float("nan"))
         stats = {"requests": len(present), "bytes": int(got.nbytes), "retries": 0}
         data: np.ndarray = np.full((len(S1_BANDS), h, w), np.nan, np.float32)
         valid = np.zeros((len(S1_BANDS), h, w), bool)
@@ -436,9 +456,8 @@ class Compositor:
     ) -> np.ndarray | None:
         """(h, w) bool clear mask from the scene's L2A SCL layer (nearest onto the grid; the
         classes ``recipe.scl_mask_classes`` are masked), or None if it misses the block."""
-        tr = grid.window_transform(block.col0, block.row0)
-        scl, valid = read_on_grid([scene.file("L2A", SCL_FILE)], grid.crs, tr,
-                                  block.width, block.height, "nearest", nodata=0)
+        scl, valid = read_window_on_grid([scene.file("L2A", SCL_FILE)], grid, block.col0,
+                                         block.row0, block.width, block.height, "nearest", 0)
         stats["requests"] += 1
         stats["bytes"] += scl.size
         ok = valid[0]
@@ -457,11 +476,10 @@ class Compositor:
         shadow_px = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) if recipe.shadow_mask else 0
         halo = shadow_px + post
         h, w = block.height + 2 * halo, block.width + 2 * halo
-        tr = grid.window_transform(block.col0 - halo, block.row0 - halo)
         off = scene.offsets.get("L1C", 0.0)
-        dn, valid = read_on_grid(
-            [scene.file("L1C", b) for b in S2CLOUDLESS_BANDS], grid.crs, tr, w, h,
-            "bilinear", nodata=0,
+        dn, valid = read_window_on_grid(
+            [scene.file("L1C", b) for b in S2CLOUDLESS_BANDS], grid, block.col0 - halo,
+            block.row0 - halo, w, h, "bilinear", nodata=0,
         )
         stats["requests"] += len(S2CLOUDLESS_BANDS)
         stats["bytes"] += dn.size * 2
@@ -491,7 +509,7 @@ class Compositor:
         """Cloud probability (uint8 %, 255 = invalid) of a window whose upper-left pixel is
         (col0, row0) of ``grid`` (may start outside it by up to the shadow halo), computing
         only pixels not classified before for this scene."""
-        m = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) + MAX_POSTPROCESS_PX
+        m = frame_pad(grid)
         month = scene.time.strftime("%Y-%m")
         with self._lock:
             if self._prob_month != month:
@@ -517,9 +535,8 @@ class Compositor:
         self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe,
         stats: dict[str, int],
     ) -> tuple[np.ndarray, np.ndarray]:
-        tr = grid.window_transform(block.col0, block.row0)
-        dn, valid = read_on_grid(
-            [scene.file(product, file_band(b)) for b in S2_BANDS], grid.crs, tr,
+        dn, valid = read_window_on_grid(
+            [scene.file(product, file_band(b)) for b in S2_BANDS], grid, block.col0, block.row0,
             block.width, block.height, recipe.s2_resampling, nodata=0,
         )
         stats["requests"] += len(S2_BANDS)

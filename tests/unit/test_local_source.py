@@ -15,7 +15,14 @@ from scipy import ndimage
 from pipeline.bands import S2_BANDS
 from pipeline.demo.sentinel_scenes import synth_s2
 from pipeline.errors import SourceError
-from pipeline.io.scenes import L1C_FILE_BANDS, L2A_FILE_BANDS, write_band_tif, write_s1_scene
+from pipeline.io.scenes import (
+    L1C_FILE_BANDS,
+    L2A_FILE_BANDS,
+    NATIVE_RES_M,
+    write_band_tif,
+    write_s1_scene,
+    write_s2_scene,
+)
 from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import local_source
@@ -357,3 +364,59 @@ def test_overlapping_granules_of_one_datatake_are_one_observation(tmp_path: Path
     write_s1_scene(tmp_path, dt.datetime(2020, 3, 16, 10), GRID.crs, tr, vv, vv - 7)
     res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
     assert (res.s1_count == 2).all()
+
+
+def test_composite_bytes_do_not_depend_on_the_block_plan(tmp_path: Path) -> None:
+    """The same month fetched as one 64 px block or as blocks of 16 / 24 / 40 px gives the same
+    bytes (values, counts) in every band: the scenes lie in the neighbouring UTM zone (so every
+    read is a real reprojection, bilinear for s2 and the cloud bands) and carry textured DNs, so
+    a warp whose rounding depended on the window would change some pixels by one DN; the cloud
+    mask (s2cloudless preset, shadow mask) carries its halo."""
+    to50 = Transformer.from_crs("EPSG:32649", "EPSG:32650", always_xy=True)
+    cx, cy = to50.transform(GRID.x0 + 320, GRID.y0 - 320)
+    x0, y0 = float(np.floor(cx - 600)), float(np.ceil(cy + 600))
+    rng = np.random.default_rng(7)
+    trs = {r: Affine(float(r), 0.0, x0, 0.0, -float(r), y0) for r in (10, 20, 60)}
+    for day, cloudy in ((4, False), (14, True)):
+        bands: dict[str, dict[str, np.ndarray]] = {"L1C": {}, "L2A": {}}
+        for level, names in (("L1C", L1C_FILE_BANDS), ("L2A", L2A_FILE_BANDS)):
+            for b in names:
+                n = int(1200 // NATIVE_RES_M[b])
+                base = np.full((n, n), VEG_TOA.get(b, 0.2)) * rng.uniform(0.7, 1.3, (n, n))
+                if cloudy:
+                    base[: n // 3, : n // 2] = 0.62
+                bands[level][b] = np.clip(np.rint(base * 10000), 1, 65534).astype(np.uint16)
+        write_s2_scene(tmp_path, dt.datetime(2020, 3, day, 3, 25), "50SKD", "EPSG:32650", trs,
+                       bands, extra={"sun_azimuth_deg": 140.0})
+    vv = rng.uniform(0.01, 0.2, (120, 120)).astype(np.float32)
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 9), "EPSG:32650", trs[10], vv, vv / 5,
+                   units="linear")
+    recipe = Recipe.from_config({"cloud_preset": "s2cloudless", "shadow_mask": True,
+                                 "s2_resampling": "bilinear"})
+
+    def fetch(size: int) -> dict[str, np.ndarray]:
+        src = local_source(tmp_path)
+        out = {k: np.full(shape, np.nan if k in ("s2", "s1") else -1, dtype)
+               for k, shape, dtype in (("s2", (12, 64, 64), np.float32),
+                                       ("s1", (2, 64, 64), np.float32),
+                                       ("s2_count", (64, 64), np.int64),
+                                       ("s1_count", (64, 64), np.int64))}
+        for r in range(0, 64, size):
+            for c in range(0, 64, size):
+                blk = Block(c, r, min(size, 64 - c), min(size, 64 - r))
+                res = src.fetch_block("t", GRID, blk, "2020-03", recipe)
+                win = (slice(r, r + blk.height), slice(c, c + blk.width))
+                out["s2"][(slice(None), *win)] = res.s2
+                out["s1"][(slice(None), *win)] = res.s1
+                out["s2_count"][win] = res.s2_count
+                out["s1_count"][win] = res.s1_count
+        return out
+
+    whole = fetch(64)
+    assert 0 < whole["s2_count"].min() < whole["s2_count"].max() == 2  # clouds masked somewhere
+    assert np.isfinite(whole["s1"]).all()
+    for size in (16, 24, 40):
+        parts = fetch(size)
+        for k in whole:
+            assert parts[k].tobytes() == whole[k].tobytes(), (size, k)
+
