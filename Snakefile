@@ -49,12 +49,14 @@ if _MAIN_RUN and not workflow.dryrun:
 for _name, _spec in AOIS.items() if _MAIN_RUN else ():
     if _spec.template:
         continue
-    for _stage, _problems in invalidate_broken_outputs(L.covered_outputs(_name), L.root).items():
+    for _stage, _problems in invalidate_broken_outputs(L.covered_outputs(_name), L.root,
+                                                       CFG.verify_checksums).items():
         logger.warning(
             f"AOI {_name}: {len(_problems)} output file(s) of rule {_stage} are missing or "
             f"changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
         )
-for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(), L.root)
+for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(), L.root,
+                                                   CFG.verify_checksums)
                           if _MAIN_RUN else {}).items():
     logger.warning(
         f"dataset {CFG.dataset}: {len(_problems)} output file(s) of rule {_stage} are missing "

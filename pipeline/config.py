@@ -87,6 +87,13 @@ class Config(_Model):
         default="demo", description="Dataset name: outputs go to results_dir/dataset."
     )
     results_dir: str = Field(default="results")
+    verify_checksums: bool = Field(
+        default=False,
+        description="At the start of a run, check the SHA-256 of every file the stages recorded "
+        "(not only sizes and modification times) and rebuild the stages whose files changed; "
+        "reads the whole dataset once (about 1 GB/s), so it is off by default. Files are "
+        "always checked against their checksum when the next stage reads them.",
+    )
     aois: list[str] = Field(
         default_factory=lambda: ["aoi/demo.yaml"], description="AOI definition files."
     )

@@ -62,7 +62,7 @@ from pipeline.io.atomic import remove_empty_dir
 from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
 from pipeline.io.geotiff import clear_patch_tifs, read_patch, write_patch_tif
 from pipeline.io.jsonfile import write_json
-from pipeline.io.manifest import tree_files, write_manifest
+from pipeline.io.manifest import RecordedFiles, tree_files, write_manifest
 from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.tables import read_class_mapping
 from pipeline.io.vector import read_annotations, write_footprints_vector
@@ -249,6 +249,7 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
     _reset_outputs(state, fp, list(out_dirs.values()), "label", name)
 
     cmap, root = schema.colormap(), layout.root
+    tiled = RecordedFiles(layout.manifest(name, "tile"), root)  # HR patches checked on reading
     records: list[dict[str, Any]] = []
     n_reused = 0
     rows = tqdm(patches.itertuples(index=False), total=len(patches), desc=f"labels {name}",
@@ -266,6 +267,7 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                 n_reused += 1
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
+                tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")
                 grid = read_patch(hr, f"AOI {name!r} {date.upper()} HR patch {pid}", data=False,
                                   valid=True, require_crs=True)
                 if grid_t1 is None:
@@ -342,6 +344,7 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
     kw: dict[str, Any] = {"ignore_background": cfg.ignore_background, "nodata": schema.nodata,
                           "background": schema.background}
     root = layout.root
+    labelled = RecordedFiles(layout.manifest(name, "labels"), root)  # checked on reading
     records: list[dict[str, Any]] = []
     rows = tqdm(labels.itertuples(index=False), total=len(labels), desc=f"change {name}",
                 disable=not progress, mininterval=2.0)
@@ -352,6 +355,9 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
         if reused is not None and _reusable(out_ft, f"AOI {name!r} from-to change") is not None:
             bin_arr = reused
         else:
+            for date in DATES:
+                labelled.check(root / getattr(row, f"label_{date}"),
+                               f"AOI {name!r} {date.upper()} label")
             y1 = read_patch(root / row.label_t1, f"AOI {name!r} T1 label")
             y2 = read_patch(root / row.label_t2, f"AOI {name!r} T2 label")
             if not _same_grid(y1, y2):

@@ -2,9 +2,11 @@
 GeoTIFFs, the Sentinel cube's chunks), with its size, modification time and SHA-256.
 
 A manifest is written just before the stage's declared output. :func:`check_manifest` (stat
-only: cheap enough to run when the Snakefile is parsed, ~1 s for 300k files) finds covered
-files that were deleted, truncated or rewritten since; the workflow then drops the declared
-output so Snakemake rebuilds just that stage (which reuses every file that is still intact).
+only by default: cheap enough to run when the Snakefile is parsed, ~1 s for 300k files) finds
+covered files that were deleted, truncated or rewritten since; the workflow then drops the
+declared output so Snakemake rebuilds just that stage (which reuses every file that is still
+intact). A file changed in place with its size and mtime kept is found by the checksums: when
+the next stage reads it (:class:`RecordedFiles`), or at start with ``verify_checksums: true``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import InputError
 from pipeline.io.digest import file_sha256
 from pipeline.io.jsonfile import read_json_if_exists, write_json
 
@@ -70,6 +73,39 @@ def check_manifest(path: Path, root: Path, checksums: bool = False) -> list[str]
     return problems
 
 
+class RecordedFiles:
+    """The SHA-256 a stage's manifest recorded for its files at write time, checked when a later
+    stage reads one of them (an HR patch read by ``labels``, a label read by ``change``)."""
+
+    def __init__(self, manifest: Path, root: Path) -> None:
+        self.manifest, self.root = Path(manifest), Path(root)
+        doc = read_json_if_exists(self.manifest)
+        files = doc.get("files", {}) if isinstance(doc, dict) else {}
+        self.stage = str(doc.get("stage", "?")) if isinstance(doc, dict) else "?"
+        self._sha = {rel: str(e.get("sha256")) for rel, e in files.items() if isinstance(e, dict)}
+
+    def check(self, path: Path, what: str) -> None:
+        """Raise when ``path`` no longer holds the bytes its stage wrote (a file the manifest
+        does not cover, or an absent manifest, passes).
+
+        Raises:
+            InputError: naming the file, the manifest and the command that rebuilds it.
+        """
+        try:
+            rel = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return
+        expected = self._sha.get(rel)
+        if expected is None or not Path(path).is_file() or file_sha256(path) == expected:
+            return
+        raise InputError(
+            f"{what} {path}: its bytes differ from what rule {self.stage} wrote (SHA-256 in "
+            f"{self.manifest}): the file was modified or corrupted in place. Run the workflow "
+            "with `--config verify_checksums=true` once: it checks every file's checksum and "
+            f"rebuilds rule {self.stage}'s outputs"
+        )
+
+
 def _unreadable(declared: Path) -> list[str]:
     """A declared Parquet index whose footer cannot be read (truncated, corrupt): one problem
     line, else []. Reads the footer only (a few KB)."""
@@ -85,19 +121,20 @@ def _unreadable(declared: Path) -> list[str]:
 
 
 def invalidate_broken_outputs(
-    covered: dict[str, tuple[Path, Path]], root: Path
+    covered: dict[str, tuple[Path, Path]], root: Path, checksums: bool = False
 ) -> dict[str, list[str]]:
     """For each ``stage: (manifest, declared output)`` whose declared output exists but whose
-    covered files are missing or changed, or which is itself an unreadable Parquet index,
-    remove the declared output (and the manifest) so that Snakemake rebuilds that stage.
-    Returns ``{stage: problems}`` of the stages invalidated."""
+    covered files are missing or changed (size, mtime; with ``checksums`` also content), or
+    which is itself an unreadable Parquet index, remove the declared output (and the manifest)
+    so that Snakemake rebuilds that stage. Returns ``{stage: problems}`` of the stages
+    invalidated."""
     from pipeline.io.atomic import remove_tree
 
     out: dict[str, list[str]] = {}
     for stage, (manifest, declared) in covered.items():
         if not declared.exists():
             continue
-        problems = check_manifest(manifest, root) + _unreadable(declared)
+        problems = check_manifest(manifest, root, checksums) + _unreadable(declared)
         if problems:
             remove_tree(declared)
             remove_tree(manifest)

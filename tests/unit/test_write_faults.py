@@ -294,3 +294,46 @@ def test_output_folder_linked_to_another_disk(tmp_path: Path) -> None:
                    progress=False)
     assert res.n_kept == 4 and link.is_symlink()
     assert len(list(other.rglob("*.tif"))) == 8  # T1 + T2 of 4 patches, on the other disk
+
+
+def test_a_patch_changed_in_place_is_caught_by_its_checksum(tmp_path: Path) -> None:
+    """An HR patch whose bytes change with its size and mtime kept: the stat check at start
+    trusts it, the checksum recorded at write time does not: the labels stage refuses to read
+    it (naming the file and the fix), and so does the change stage for a label, and
+    ``verify_checksums`` makes the start rebuild rule tile."""
+    import os
+
+    from pipeline.config import ChangeConfig
+    from pipeline.errors import InputError
+    from pipeline.hr.drivers import change_aoi
+    from pipeline.io.manifest import invalidate_broken_outputs, write_manifest
+
+    def flip_last_byte(f: Path) -> None:  # same size, same mtime, other bytes
+        st, raw = f.stat(), bytearray(f.read_bytes())
+        raw[-1] ^= 0xFF
+        f.write_bytes(bytes(raw))
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    t1 = [(px_box(0, 0, 0, 0, 16, 16), 4), (px_box(0, 1, 0, 0, 16, 16), 3)]
+    aoi, layout = make_tiny_aoi(tmp_path, t1, t1)
+    hr = sorted((layout.root / "aois").rglob("*.tif"))
+    tile_manifest = layout.manifest("tiny", "tile")
+    write_manifest(tile_manifest, layout.root, "tile", hr)
+    label_aoi(aoi, LabelsConfig(), layout, progress=False)  # intact patches pass the check
+    label = layout.labels_dir("tiny", "t2") / hr[0].name
+    flip_last_byte(label)
+    with pytest.raises(InputError, match=r"T2 label .*differ from what rule labels wrote"):
+        change_aoi(aoi, ChangeConfig(), layout, progress=False)
+
+    victim = hr[0]
+    flip_last_byte(victim)
+    layout.labels_index("tiny").unlink()
+    layout.labels_state("tiny").unlink()
+    with pytest.raises(InputError, match=r"HR patch .*differ from what rule tile wrote.*"
+                                         r"verify_checksums=true"):
+        label_aoi(aoi, LabelsConfig(), layout, progress=False)
+    covered = {"tile": (tile_manifest, layout.patches("tiny"))}
+    assert invalidate_broken_outputs(covered, layout.root) == {}  # size and mtime kept
+    got = invalidate_broken_outputs(covered, layout.root, checksums=True)
+    assert got == {"tile": [f"{victim.relative_to(layout.root).as_posix()}: modified"]}
+    assert not layout.patches("tiny").exists()
