@@ -62,20 +62,21 @@ for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(),
         f"dataset {CFG.dataset}: {len(_problems)} output file(s) of rule {_stage} are missing "
         f"or changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
     )
-# months whose catalogue items were skipped are fetched again by a few later runs
+# months whose catalogue items were skipped, or whose searches came back empty, are fetched
+# again by a few later runs
 for _name, _spec in AOIS.items() if _MAIN_RUN else ():
     if _spec.template:
         continue
     _retry = months_to_retry(
         {m: (L.month_summary(_name, m), L.ledger_dir(_name, m)) for m in _spec.months},
         CFG.sentinel.stac.skip_retry_runs)
-    for _month, _items in _retry.items():
-        mark_retry(L.ledger_dir(_name, _month))
+    for _month, _why in _retry.items():
+        _n = mark_retry(L.ledger_dir(_name, _month))
         remove_tree(L.month_summary(_name, _month))
         logger.warning(
-            f"AOI {_name} month {_month}: items {_items[:3]} were skipped when it was fetched: "
-            "fetching it again (the catalogue may have been fixed; "
-            "sentinel.stac.skip_retry_runs bounds this)"
+            f"AOI {_name} month {_month}: {'; '.join(_why[:3])} when it was fetched: fetching "
+            f"it again, retry {_n} of {CFG.sentinel.stac.skip_retry_runs} (the catalogue may "
+            "have been fixed or filled since; sentinel.stac.skip_retry_runs bounds this)"
         )
 
 

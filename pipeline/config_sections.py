@@ -322,9 +322,10 @@ class StacConfig(_Model):
     skip_retry_runs: int = Field(
         default=2, ge=0, le=10, json_schema_extra=EXECUTION,
         description="A month in which catalogue items were skipped (a missing or refused band "
-        "asset) is fetched again by up to this many later runs of the workflow (the catalogue "
-        "may have been fixed; blocks are refetched only if its listing changed); the month "
-        "summary counts them (skip_retries).",
+        "asset), or in which a sensor had no scenes after an empty search, is fetched again by "
+        "up to this many later runs of the workflow (the catalogue may have been fixed or "
+        "filled; blocks are refetched only if its listing changed); the month summary counts "
+        "them (skip_retries).",
     )
     allow_hosts: list[str] = Field(
         default_factory=list, json_schema_extra=EXECUTION,

@@ -200,8 +200,10 @@ def skip_retries(ledger: Path) -> int:
 
 
 def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict[str, list[str]]:
-    """Months whose last fetch skipped catalogue items (a band asset missing or refused) and
-    that fewer than ``max_runs`` later runs have retried: ``{month: skipped item ids}``.
+    """Months whose last fetch skipped catalogue items (a band asset missing or refused) or
+    left a sensor without scenes after a search came back empty, and that fewer than
+    ``max_runs`` later runs have retried: ``{month: reasons}``, each reason ``"item <id>
+    skipped"`` or ``"search of <collection> empty"``.
 
     Args:
         months: ``{month: (month summary, ledger folder)}``.
@@ -209,7 +211,9 @@ def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict
 
     The caller (the Snakefile, at parse time) marks each retry with :func:`mark_retry` and
     removes the summary, so the run fetches the month again: the listing keys the ledger, so
-    blocks are fetched anew only when the catalogue changed, and resumed otherwise.
+    blocks are fetched anew only when the catalogue changed (a fixed item, an ingested
+    acquisition), and resumed otherwise. A month that truly had no acquisition costs the bounded
+    number of extra searches.
     """
     out: dict[str, list[str]] = {}
     for month, (path, ledger) in months.items():
@@ -219,9 +223,14 @@ def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict
             doc = read_json(path)
         except PipelineError:
             continue
-        skipped = [str(x.get("item")) for x in doc.get("skipped_items", []) or []]
-        if skipped and skip_retries(ledger) < max_runs:
-            out[month] = skipped
+        why = [f"item {x.get('item')} skipped" for x in doc.get("skipped_items", []) or []]
+        # an empty search is retried only when a sensor came out empty (a month whose L2A
+        # search is empty but whose L1C search found the acquisitions is complete)
+        n = doc.get("n_scenes", {}) or {}
+        if int(n.get("s2", 0) or 0) == 0 or int(n.get("s1", 0) or 0) == 0:
+            why += [f"search of {c} empty" for c in doc.get("empty_searches", []) or []]
+        if why and skip_retries(ledger) < max_runs:
+            out[month] = why
     return out
 
 

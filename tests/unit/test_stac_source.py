@@ -648,11 +648,23 @@ def test_months_with_skipped_items_are_retried_a_bounded_number_of_runs(
         retry = months_to_retry({MONTH: (summary, ledger)}, max_runs=2)
         if not retry:
             break
-        assert retry == {MONTH: [victim["id"]]}
+        assert retry == {MONTH: [f"item {victim['id']} skipped"]}
         mark_retry(ledger)  # what the Snakefile does at parse time
         summary.unlink()
     assert seen == [(0, 1), (1, 0), (2, 0)]  # the first fetch and two (resumed) retries
     clean = tmp_path / "clean.json"
-    clean.write_text('{"skipped_items": []}')
+    clean.write_text('{"skipped_items": [], "empty_searches": []}')
     assert months_to_retry({"2020-04": (clean, tmp_path / "l4"),
                             "2020-05": (tmp_path / "none.json", tmp_path / "l5")}, 2) == {}
+    # an empty search is retried too (a month searched before the provider ingested it)
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"empty_searches": ["sentinel-1-rtc"], "n_scenes": {"s2": 4, "s1": 0}}')
+    assert months_to_retry({"2020-06": (empty, tmp_path / "l6")}, 2) == {
+        "2020-06": ["search of sentinel-1-rtc empty"]}
+    # an empty L2A search whose month the L1C search filled is complete: not retried
+    l1c = tmp_path / "l1c.json"
+    l1c.write_text('{"empty_searches": ["sentinel-2-l2a"], "n_scenes": {"s2": 3, "s1": 2}}')
+    assert months_to_retry({"2019-08": (l1c, tmp_path / "l8")}, 2) == {}
+    mark_retry(tmp_path / "l6")
+    mark_retry(tmp_path / "l6")
+    assert months_to_retry({"2020-06": (empty, tmp_path / "l6")}, 2) == {}  # bounded
