@@ -6,6 +6,7 @@ look-up table. Used by :mod:`pipeline.dataset.torchds` in DataLoader workers and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ S2_DN_SCALE = 10000.0
 WAVELENGTHS_NM: tuple[float, ...] = tuple(S2_WAVELENGTHS_NM) + (S1_WAVELENGTH_NM,) * len(S1_BANDS)
 HR_BANDS: tuple[str, ...] = ("R", "G", "B")
 
+log = logging.getLogger(__name__)
+
 
 
 
@@ -37,9 +40,13 @@ def class_table(schema_id: str = "fusu17") -> tuple[tuple[int, ...], tuple[str, 
         return values, tuple(f"class {v}" for v in values)
 
 
-def _band_stats(block: Any, names: Sequence[str], where: str) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(block: Any, names: Sequence[str], where: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse per-band mean/std from either ``{"mean": [...], "std": [...]}`` (band order
-    ``names``, or with a ``"bands"`` list) or ``{band: {"mean": m, "std": s}}``."""
+    ``names``, or with a ``"bands"`` list) or ``{band: {"mean": m, "std": s}}``.
+
+    A band without statistics (``null``) gets mean 0, std 1; a band with zero spread (constant
+    over the training split) gets std 1 and is reported, so normalised values stay finite.
+    """
     if isinstance(block, dict) and "mean" in block and "std" in block:
         mean = block["mean"]
         std = block["std"]
@@ -62,6 +69,10 @@ def _band_stats(block: Any, names: Sequence[str], where: str) -> tuple[np.ndarra
     s = np.asarray([np.nan if v is None else v for v in std], dtype=np.float32)
     if m.shape != (len(names),) or s.shape != (len(names),):
         raise DatasetError(f"{where}: expected {len(names)} means/stds, got {m.shape}/{s.shape}")
+    flat = [str(b) for b, v in zip(names, s, strict=True) if np.isfinite(v) and v <= 0]
+    if flat:
+        log.warning("%s: bands %s have zero spread in the training statistics (constant): "
+                    "they are centred but not scaled (std 1)", where, flat)
     s = np.where(np.isfinite(s) & (s > 0), s, 1.0).astype(np.float32)
     m = np.where(np.isfinite(m), m, 0.0).astype(np.float32)
     return m, s
@@ -84,11 +95,11 @@ def parse_stats(stats: dict[str, Any], where: str = "stats.json") -> dict[str, n
             f"{where} lacks a 'sentinel' or 'hr' section: rerun the 'dataset' rule "
             "or pass normalize=False"
         )
-    s_mean, s_std = _band_stats(s_block, ALL_BANDS, f"{where} (sentinel)")
+    s_mean, s_std = band_stats(s_block, ALL_BANDS, f"{where} (sentinel)")
     hr_names = (
         [str(b) for b in hr_block.get("bands", HR_BANDS)] if isinstance(hr_block, dict) else []
     )
-    hr_mean, hr_std = _band_stats(
+    hr_mean, hr_std = band_stats(
         hr_block, hr_names if len(hr_names) == 3 else HR_BANDS, f"{where} (hr)"
     )
     units = str(hr_block.get("units", "")) if isinstance(hr_block, dict) else ""
@@ -149,8 +160,11 @@ def sentinel_arrays(
         else x.astype(np.float32, copy=True)
     )
     if mean is not None and std is not None:
+        sd = np.asarray(std, np.float32)
+        inv = np.ones_like(sd)
+        np.divide(1.0, sd, out=inv, where=np.isfinite(sd) & (sd > 0))  # zero spread: std 1
         out -= mean[None, :, None, None]
-        out *= (1.0 / std)[None, :, None, None]
+        out *= inv[None, :, None, None]
     np.putmask(out, np.isnan(out), np.float32(0.0))
     return out, np.asarray(valid)
 

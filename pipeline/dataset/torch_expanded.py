@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.bands import ALL_BANDS
-from pipeline.dataset.normalize import WAVELENGTHS_NM, select_months, sentinel_arrays
+from pipeline.dataset.normalize import (
+    WAVELENGTHS_NM,
+    band_stats,
+    select_months,
+    sentinel_arrays,
+)
 from pipeline.errors import DatasetError
 from pipeline.io.jsonfile import read_json_if_exists
 from pipeline.layout import Layout
@@ -79,8 +84,11 @@ class ExpandedDataset:
 
         stats = read_json_if_exists(self.layout.expand_layout().stats()) or {}
         sen = stats.get("sentinel") or {}
-        self._mean = (np.asarray(sen["mean"], np.float32) if sen.get("mean") else None)
-        self._std = (np.asarray(sen["std"], np.float32) if sen.get("std") else None)
+        self._mean: np.ndarray | None = None
+        self._std: np.ndarray | None = None
+        if sen.get("mean") and sen.get("std"):
+            self._mean, self._std = band_stats(sen, ALL_BANDS,
+                                               str(self.layout.expand_layout().stats()))
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -198,3 +198,27 @@ def test_parse_stats_formats() -> None:
     assert st["hr_mean"][0] == pytest.approx(0.5 / 255)
     with pytest.raises(DatasetError, match=r"stats\.json"):
         parse_stats({"hr": {}})
+
+
+def test_a_band_with_zero_spread_is_reported_and_stays_finite(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A band constant over the training split (std 0) is centred, not divided by zero; the
+    statistics parser names it."""
+    import logging
+
+    from pipeline.bands import ALL_BANDS
+    from pipeline.dataset.normalize import band_stats, sentinel_arrays
+
+    std = [0.1] * len(ALL_BANDS)
+    std[3] = 0.0
+    with caplog.at_level(logging.WARNING):
+        mean, sd = band_stats({"mean": [0.2] * len(ALL_BANDS), "std": std}, ALL_BANDS, "s.json")
+    assert f"['{ALL_BANDS[3]}']" in caplog.text and "zero spread" in caplog.text
+    assert sd[3] == 1.0 and sd[0] == np.float32(0.1)
+    x = np.full((2, len(ALL_BANDS), 4, 4), 0.5, np.float32)
+    raw_std = np.asarray(std, np.float32)  # unsanitised constants (an older stats.json)
+    with np.errstate(all="raise"):
+        out, valid = sentinel_arrays(x, None, mean, raw_std)
+    assert np.isfinite(out).all() and valid.all()
+    np.testing.assert_allclose(out[:, 3], 0.3, atol=1e-6)  # centred only
+    np.testing.assert_allclose(out[:, 0], 3.0, atol=1e-5)  # (0.5 - 0.2) / 0.1
