@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from pipeline.aoi import load_aoi
-from pipeline.config import check_sources, load_config
+from pipeline.config import check_buildable, check_sources, load_config
 from pipeline.errors import ConfigError
 from pipeline.io.atomic import remove_tree
 from pipeline.io.locks import clear_stale_locks
@@ -34,12 +34,14 @@ for _path in CFG.aois:
 check_sources(CFG, AOIS, AOI_FILES)
 L = Layout.of(CFG.results_dir, CFG.dataset)
 ROOT = str(L.root)
+_MAIN_RUN = getattr(getattr(workflow, "exec_mode", None), "name", "DEFAULT") == "DEFAULT"
+for _line in check_buildable(CFG, AOIS, AOI_FILES) if _MAIN_RUN else ():
+    logger.warning(_line)
 
 # Files a stage wrote besides its declared output (patch GeoTIFFs, cube chunks) that were
 # deleted or changed since: drop that stage's declared output so Snakemake rebuilds just it.
 # What the user's own run checks when it starts (a job's run -- local subprocess or cluster --
 # leaves outputs and locks alone: the run that started it owns them).
-_MAIN_RUN = getattr(getattr(workflow, "exec_mode", None), "name", "DEFAULT") == "DEFAULT"
 if _MAIN_RUN and not workflow.dryrun:
     for _lock in clear_stale_locks(Path.cwd()):
         logger.warning(

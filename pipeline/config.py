@@ -69,6 +69,7 @@ __all__ = [
     "SplitsConfig",
     "TileConfig",
     "TrainConfig",
+    "check_buildable",
     "check_path_component",
     "check_sources",
     "is_execution",
@@ -147,6 +148,34 @@ def load_config(raw: dict[str, Any] | None, where: str = "configuration") -> Con
         return Config.model_validate(raw or {})
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, where)) from None
+
+
+def check_buildable(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) -> list[str]:
+    """Parse-time check that the run builds something: template AOIs (``template: true``, the
+    FUSU districts without imagery) build nothing; a run whose every AOI is a template and that
+    has no expansion would end "done" with nothing built, so it is refused.
+
+    Returns:
+        Warning lines, one per template AOI of a run that builds other AOIs or an expansion.
+
+    Raises:
+        ConfigError: every AOI is a template and ``expand.adapter`` is unset.
+    """
+    templates = [n for n, spec in aois.items() if spec.template]
+    if not templates:
+        return []
+    listed = ", ".join(f"{n!r} ({files.get(n, '?')})" for n in templates)
+    todo = ("fill in 'images' and 'annotations' with your own data and set 'template: false'; "
+            "or plan its Sentinel series without imagery: .venv/bin/snakemake --cores all "
+            f"--config 'aois=[{files.get(templates[0], 'aoi/fusu-beilin.yaml')}]' "
+            f"'expand={{adapter: aoi, path: {files.get(templates[0], 'aoi/fusu-beilin.yaml')}, "
+            "plan_only: true}'")
+    if len(templates) == len(aois) and cfg.expand.adapter is None:
+        raise ConfigError(f"every AOI of this run is a template and builds nothing: {listed}. "
+                          f"To build one, {todo}")
+    return [f"AOI {n!r} ({files.get(n, '?')}) is a template: nothing is built for it "
+            "(fill in 'images' and 'annotations' and set 'template: false' to build it)"
+            for n in templates]
 
 
 def check_sources(cfg: Config, aois: dict[str, AoiSpec], files: dict[str, str]) -> None:

@@ -110,6 +110,13 @@ def expand_index(
         t["naive"]["requests"], t["naive"]["pixel_months"],
         t["naive"]["pixel_months"] / max(1, t["pixel_months"]),
     )
+    if cfg.plan_only:
+        log.warning(
+            "%s: plan only (expand.plan_only: true): wrote %s (samples, footprints, months, "
+            "requests) and %s; nothing was fetched and no cube was built. Set "
+            "expand.plan_only: false (with a Sentinel source) to build it", dataset,
+            layout.expand_plan(), layout.expand_samples(),
+        )
     return exp
 
 

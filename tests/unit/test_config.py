@@ -152,3 +152,24 @@ def test_json_outputs_follow_the_umask(tmp_path) -> None:  # type: ignore[no-unt
     write_json(tmp_path / "a.json", {"x": 1})
     mode = stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode)
     assert mode == FILE_MODE and mode & 0o044  # group/other can read under the usual umask
+
+
+def test_template_aois_build_nothing_and_say_so() -> None:
+    from pipeline.aoi import load_aoi
+    from pipeline.config import check_buildable
+    from pipeline.errors import ConfigError
+
+    cfg = load_config({})
+    tpl, demo = load_aoi("aoi/fusu-beilin.yaml"), load_aoi("aoi/demo.yaml")
+    files = {tpl.name: "aoi/fusu-beilin.yaml", demo.name: "aoi/demo.yaml"}
+    assert check_buildable(cfg, {demo.name: demo}, files) == []
+    lines = check_buildable(cfg, {tpl.name: tpl, demo.name: demo}, files)
+    assert lines == [f"AOI {tpl.name!r} (aoi/fusu-beilin.yaml) is a template: nothing is built "
+                     "for it (fill in 'images' and 'annotations' and set 'template: false' to "
+                     "build it)"]
+    with pytest.raises(ConfigError, match=r"every AOI of this run is a template.*plan_only: "
+                                          r"true"):
+        check_buildable(cfg, {tpl.name: tpl}, files)
+    planned = load_config({"expand": {"adapter": "aoi", "path": "aoi/fusu-beilin.yaml",
+                                      "plan_only": True}})
+    assert len(check_buildable(planned, {tpl.name: tpl}, files)) == 1  # the expansion builds

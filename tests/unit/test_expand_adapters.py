@@ -299,7 +299,9 @@ def test_dynamicearthnet_layout(tmp_path: Path) -> None:
     assert lab.dtype == np.uint8 and set(np.unique(lab)) == {0, 1}
 
 
-def test_dynamicearthnet_plan_uses_the_extent_rule(tmp_path: Path) -> None:
+def test_dynamicearthnet_plan_uses_the_extent_rule(tmp_path: Path, caplog) -> None:
+    import logging
+
     from pipeline.config import FootprintsConfig, SentinelConfig
     from pipeline.expand.drivers import expand_index
     from pipeline.layout import Layout
@@ -307,8 +309,12 @@ def test_dynamicearthnet_plan_uses_the_extent_rule(tmp_path: Path) -> None:
 
     make_dynamicearthnet(tmp_path / "den")
     cfg = ExpandConfig(adapter="dynamicearthnet", path=str(tmp_path / "den"), plan_only=True)
-    exp = expand_index(cfg, FootprintsConfig(), SentinelConfig(), Layout(tmp_path / "out"),
-                       "den")
+    with caplog.at_level(logging.WARNING):
+        exp = expand_index(cfg, FootprintsConfig(), SentinelConfig(), Layout(tmp_path / "out"),
+                           "den")
+    # a plan-only run says what it wrote and what it did not build
+    assert "plan only (expand.plan_only: true): wrote" in caplog.text
+    assert "nothing was fetched and no cube was built" in caplog.text
     # 32 px x 3 m = 96 m cubes + 320 m a side -> 74 px at 10 m (the 5x rule would give 48 px
     # here, but 15 km for the real 1024 px cubes)
     assert set(exp.index["fp_size_px"]) == {74} and exp.plan["totals"]["groups"] == 2

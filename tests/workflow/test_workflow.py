@@ -73,6 +73,18 @@ def test_template_aoi_is_refused(tmp_path: Path, snakemake: Snakemake) -> None:
     assert "template" in (res.stdout + res.stderr)
 
 
+def test_a_run_of_templates_only_says_it_builds_nothing(tmp_path: Path,
+                                                        snakemake: Snakemake) -> None:
+    """The default target with only a template AOI used to end "1 of 1 steps (100%) done",
+    exit 0, with nothing built; it is refused with what to do (the plan-only command)."""
+    res = snakemake.run("-n", "--config", "dataset=tpl", f"results_dir={tmp_path}",
+                        'aois=["aoi/fusu-beilin.yaml"]')
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "every AOI of this run is a template and builds nothing" in out
+    assert "aoi/fusu-beilin.yaml" in out and "plan_only: true" in out
+
+
 def test_duplicate_aoi_names_are_refused(tmp_path: Path, snakemake: Snakemake) -> None:
     res = snakemake.run("-n", "--config", 'aois=["aoi/demo.yaml", "aoi/demo.yaml"]')
     assert res.returncode != 0
