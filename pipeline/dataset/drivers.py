@@ -270,4 +270,11 @@ def export_fusu(
     write_json(layout.export_manifest(), {"folder": str(dest), "samples": counts,
                                           "months_by_aoi": months, "patches": n_written})
     log.info("exported %d patches to %s (%s)", n_written, dest, counts)
+    if not cfg.official_training:
+        log.warning(
+            "%s holds the FUSU release layout (14 bands, labels 0..17, NaN no data): the "
+            "official FUSU code loads it but its train.py cannot train on it. For that, export "
+            "with `--config 'export={official_training: true}'` (15 bands with the clear flag, "
+            "labels -1..16, no NaN; docs/formats.md)", dest,
+        )
     return layout.export_manifest()

@@ -134,7 +134,7 @@ def test_times_tifs_are_the_footprint_windows(built: Layout) -> None:
     assert samples["gsd_m"].iloc[0] == 2.5
 
 
-def test_refuses_non_empty_folder_unless_overwrite(tmp_path: Path) -> None:
+def test_refuses_non_empty_folder_unless_overwrite(tmp_path: Path, caplog) -> None:
     lay = Layout(tmp_path)
     make_native_aoi(lay, "xa", "xian", nrow=3, ncol=3, months=MONTHS)
     assemble_dataset([_spec()], SplitsConfig(mode="random"), lay)
@@ -143,9 +143,15 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"not empty.*export\.overwrite"):
         export_fusu([_spec()], ExportConfig(), lay, progress=False)
     assert (lay.export_dir() / "old.txt").read_text() == "keep me"
-    export_fusu([_spec()], ExportConfig(overwrite=True, bin_ignore_value=255), lay,
-              progress=False)
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        export_fusu([_spec()], ExportConfig(overwrite=True, bin_ignore_value=255), lay,
+                    progress=False)
     assert not (lay.export_dir() / "old.txt").exists()
+    # the release layout says where the variant the official train.py trains on is
+    assert "its train.py cannot train on it" in caplog.text
+    assert "export={official_training: true}" in caplog.text
     ids = (lay.export_dir() / "train.txt").read_text().split()
     binp = np.array(Image.open(lay.export_dir() / "train" / "label_bin" / f"{ids[0]}.png"))
     assert 255 in binp  # ignored pixels kept (fixture's first row is no data)
@@ -161,7 +167,7 @@ def test_missing_months_fail_before_writing(tmp_path: Path) -> None:
     assert not lay.export_dir().exists()
 
 
-def test_official_training_export_fits_the_official_train_py(tmp_path: Path) -> None:
+def test_official_training_export_fits_the_official_train_py(tmp_path: Path, caplog) -> None:
     """export.official_training: what the official FUSU train.py needs to run. Its dataset reads
     label1/<id>.png with PIL and ``torch.from_numpy(np.array(img)).long()``, trains
     ``CrossEntropyLoss(ignore_index=-1)`` over 17 outputs, feeds the Times through
@@ -171,8 +177,12 @@ def test_official_training_export_fits_the_official_train_py(tmp_path: Path) -> 
     lay = Layout(tmp_path / "ds")
     make_native_aoi(lay, "xa", "xian", nrow=6, ncol=6, months=MONTHS)
     assemble_dataset([_spec()], SplitsConfig(block_size_patches=2), lay)
-    export_fusu([_spec()], ExportConfig(fusu_layout=True, official_training=True), lay,
-                progress=False)
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        export_fusu([_spec()], ExportConfig(fusu_layout=True, official_training=True), lay,
+                    progress=False)
+    assert "cannot train on it" not in caplog.text
     idx = pd.read_parquet(lay.index()).set_index("patch_id")
     pid = idx.index[idx["split"] == "train"][0]
     img = Image.open(lay.export_dir() / "train" / "label1" / f"{pid}.png")
