@@ -234,8 +234,10 @@ def _write_month_summaries(lay: Layout, a: SyntheticAoi, g: _Geometry) -> None:
     for i, m in enumerate(a.months):
         write_json(lay.month_summary(a.name, m), {
             "aoi": a.name, "month": m, "requests": 2 + i, "pixels": g.width * g.height * 2,
-            "bytes": 1000 * (i + 1), "retries": i % 2, "seconds": 1.5, "s2_product": "L2A",
-            "n_scenes": 3, "blocks_done": 1, "blocks_skipped": 0,
+            "bytes": 1000 * (i + 1), "retries": i % 2, "seconds": 1.5,
+            # the second month is an L1C-fallback month (as the demo's 2019-08)
+            "s2_product": "L1C" if i == 1 else "L2A",
+            "n_scenes": {"s2": 3, "s1": 2}, "blocks_done": 1, "blocks_skipped": 0,
         })
 
 

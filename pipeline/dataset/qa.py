@@ -28,6 +28,16 @@ from pipeline.sentinel.blocks import footprint_union_mask
 
 log = logging.getLogger(__name__)
 
+#: What the leakage table says and what is allowed (docs/splits.md).
+LEAKAGE_NOTE = (
+    "Leakage is train ground seen by a held-out patch: a val or test patch whose Sentinel "
+    "footprint covers train HR patches, or whose HR patch lies inside a train footprint. "
+    "With splits.mode 'block' the train-val and train-test rows must read 0. The val-test "
+    "row may be non-zero: both splits are held out and neither trains the model, so their "
+    "overlap leaks nothing (the guard band separates train from the held-out splits only). "
+    "With 'random' the table measures how much a random split leaks."
+)
+
 #: Indices of B4, B3, B2 in the 14-band stack (:data:`pipeline.bands.ALL_BANDS`) and of VV.
 S2_RGB_INDEX = (3, 2, 1)
 S1_VV_INDEX = 12
@@ -44,9 +54,12 @@ def month_summaries(layout: Layout, aois: list[str]) -> dict[str, dict[str, dict
     return {aoi: read_json_folder(layout.month_summary(aoi, "0000-00").parent) for aoi in aois}
 
 
-def clear_observation_rows(layout: Layout, index: Any) -> dict[str, dict[str, float]]:
-    """Mean S2 / S1 observation count per month over each AOI's footprint pixels."""
-    rows: dict[str, dict[str, float]] = {}
+def month_coverage(layout: Layout, index: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """Per AOI and month, over the AOI's footprint pixels: ``s2_mean`` / ``s1_mean`` mean
+    clear S2 / valid S1 observation counts, ``s2_clear_frac`` the share of pixels with at least
+    one clear S2 observation. ``{aoi: {YYYY-MM: {...}}}``; an AOI without a mosaic is left
+    out (logged)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for aoi in sorted(index["aoi"].astype(str).unique()):
         path = layout.mosaic(aoi)
         counts = read_mosaic_counts(path)
@@ -54,7 +67,6 @@ def clear_observation_rows(layout: Layout, index: Any) -> dict[str, dict[str, fl
             log.warning("report: mosaic %s missing, no clear-observation row for %s", path, aoi)
             continue
         sub = index[index["aoi"].astype(str) == aoi]
-        months = counts["months"]
         shape = counts["s2_count"].shape[1:]
         mask = None
         if {"fp_col0", "fp_row0", "fp_size_px"} <= set(sub.columns):
@@ -64,16 +76,45 @@ def clear_observation_rows(layout: Layout, index: Any) -> dict[str, dict[str, fl
                 sub["fp_row0"].to_numpy(),
                 sub["fp_size_px"].to_numpy(),
             )
-        for var, lab in (("s2_count", "S2"), ("s1_count", "S1")):
-            vals = {}
-            for t, m in enumerate(months):
-                vals[m] = float(rp.mean_counts(counts[var][t][None], mask)[0])
-            rows[f"{aoi} {lab}"] = vals
-    return rows
+        out[aoi] = {}
+        for t, m in enumerate(counts["months"]):
+            s2 = counts["s2_count"][t][None]
+            out[aoi][str(m)] = {
+                "s2_mean": float(rp.mean_counts(s2, mask)[0]),
+                "s1_mean": float(rp.mean_counts(counts["s1_count"][t][None], mask)[0]),
+                "s2_clear_frac": float(rp.mean_counts((s2 > 0).astype(np.uint8), mask)[0]),
+            }
+    return out
 
 
-def sample_view(layout: Layout, row: dict[str, Any]) -> rp.SampleView:
-    """Read one patch's HR rasters and Sentinel footprint cube for the sample sheet."""
+def heatmap_rows(
+    coverage: dict[str, dict[str, dict[str, float]]],
+    summaries: dict[str, dict[str, dict[str, Any]]],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+    """Rows ``"<aoi> S2"`` / ``"<aoi> S1"`` of the clear-observation heat map (mean counts) and
+    their cell marks (``L1C``, ``none``: no clear S2 pixel; ``none`` on S1: no scene)."""
+    rows: dict[str, dict[str, float]] = {}
+    marks: dict[str, dict[str, str]] = {}
+    for aoi, months in coverage.items():
+        rows[f"{aoi} S2"] = {m: v["s2_mean"] for m, v in months.items()}
+        rows[f"{aoi} S1"] = {m: v["s1_mean"] for m, v in months.items()}
+        s2m, s1m = marks.setdefault(f"{aoi} S2", {}), marks.setdefault(f"{aoi} S1", {})
+        for m, v in months.items():
+            sm = summaries.get(aoi, {}).get(m, {})
+            if sm.get("s2_product") == "L1C":
+                s2m[m] = "L1C"
+            if v["s2_clear_frac"] == 0.0:
+                s2m[m] = (s2m.get(m, "") + " none").strip()
+            if v["s1_mean"] == 0.0:
+                s1m[m] = "none"
+    return rows, marks
+
+
+def sample_view(
+    layout: Layout, row: dict[str, Any], month_marks: dict[str, str] | None = None
+) -> rp.SampleView:
+    """Read one patch's HR rasters and Sentinel footprint cube for the sample sheet
+    (``month_marks``: the AOI's ``{YYYY-MM: mark}``)."""
     root = layout.root
     aoi, pid = str(row["aoi"]), str(row["patch_id"])
 
@@ -115,6 +156,7 @@ def sample_view(layout: Layout, row: dict[str, Any]) -> rp.SampleView:
         s1_vv=vv,
         months=months,
         patch_box=box,
+        month_marks=month_marks,
     )
 
 
@@ -128,6 +170,15 @@ def _summary(layout: Layout, index: Any) -> list[dict[str, Any]]:
     if "change_fraction" in index.columns:
         row["mean change fraction"] = float(np.nanmean(index["change_fraction"].to_numpy(float)))
     return [row]
+
+
+def wavelength_label(nm: float) -> str:
+    """A band's wavelength as people read it: ``"665 nm"`` for optical bands, ``"C-band
+    (5.55 cm)"`` for Sentinel-1's radar (stored as 55,465,763 nm in the cube's attrs)."""
+    if nm >= 1e6:
+        band = "C-band " if 3.75e7 <= nm <= 7.5e7 else ""
+        return f"{band}({nm / 1e7:.2f} cm)"
+    return f"{nm:.0f} nm"
 
 
 def _stats_html(stats: dict[str, Any] | None) -> str:
@@ -144,7 +195,7 @@ def _stats_html(stats: dict[str, Any] | None) -> str:
     rows = [
         {
             "band": b,
-            "wavelength_nm": WAVELENGTHS_NM[i],
+            "wavelength": wavelength_label(WAVELENGTHS_NM[i]),
             "mean": float(st["s_mean"][i]),
             "std": float(st["s_std"][i]),
         }
@@ -153,7 +204,7 @@ def _stats_html(stats: dict[str, Any] | None) -> str:
     rows += [
         {
             "band": f"HR {b}",
-            "wavelength_nm": None,
+            "wavelength": "visible",
             "mean": float(st["hr_mean"][i]),
             "std": float(st["hr_std"][i]),
         }
@@ -189,19 +240,27 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
             if "change_fraction" in index
             else np.zeros(len(index))
         )
+        sums = month_summaries(layout, aois)
+        coverage = month_coverage(layout, index)
+        marks = {aoi: {m: rp.month_mark(sm, coverage.get(aoi, {}).get(m, {}).get(
+                     "s2_clear_frac")) for m, sm in months.items()}
+                 for aoi, months in sums.items()}
         sample_files = []
         for k, i in enumerate(rp.choose_samples(cf, n_samples)):
             name = f"sample_{k}.png"
-            save_figure(rp.fig_sample(sample_view(layout, recs[i]), lut), tmp / name)
+            view = sample_view(layout, recs[i], marks.get(str(recs[i]["aoi"])))
+            save_figure(rp.fig_sample(view, lut), tmp / name)
             sample_files.append(name)
         save_figure(rp.fig_legend(lut, names), tmp / "legend.png")
         sections.append(
             (
                 "Sample patches",
-                "T1, T2, labels in the class colours, binary change; monthly Sentinel-2 true "
-                "colour (B4, B3, B2; 2-98 % stretch shared by all months) and Sentinel-1 VV of "
-                "the footprint, the HR patch outlined in yellow. Chosen across the range of "
-                "change fractions.",
+                "T1, T2, labels in the class colours, binary change (red = changed, dark grey "
+                "= unchanged, light blue-grey = ignored); monthly Sentinel-2 true colour (B4, "
+                "B3, B2; 2-98 % stretch shared by all months) and Sentinel-1 VV of the "
+                "footprint, the HR patch outlined in yellow. Months that are not plain L2A "
+                "months with data are marked in red under their date (L1C fallback, no S2, no "
+                "clear S2, no S1, skipped items). Chosen across the range of change fractions.",
                 ["legend.png", *sample_files],
                 "",
             )
@@ -232,19 +291,21 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
             )
         )
         # clear observations
-        heat = rp.fig_clear_heatmap(clear_observation_rows(layout, index))
+        heat = rp.fig_clear_heatmap(*heatmap_rows(coverage, sums))
         save_figure(heat, tmp / "clear_obs.png")
         sections.append(
             (
                 "Clear observations per month",
-                "Mean number of clear Sentinel-2 and "
-                "valid Sentinel-1 observations per pixel and month over the footprints.",
+                "Mean number of clear Sentinel-2 and valid Sentinel-1 observations per pixel "
+                "and month over the footprints. 'L1C': the month was composited from L1C "
+                "(no L2A scene); 'none': no clear S2 pixel (S2 rows) or no S1 scene (S1 rows). "
+                "The table gives each month's product, scenes, share of footprint pixels with "
+                "a clear S2 observation, and why a month is marked.",
                 ["clear_obs.png"],
-                "",
+                rp.html_table(rp.month_rows(sums, coverage)),
             )
         )
         # fetch summary
-        sums = month_summaries(layout, aois)
         sections.append(
             (
                 "Sentinel fetch summary",
@@ -260,7 +321,8 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
             if leak is not None
             else "<p class='empty'>(splits/leakage.json not found)</p>"
         )
-        note = str(leak.get("definition", "")) if isinstance(leak, dict) else ""
+        note = LEAKAGE_NOTE + (f" Columns: {leak.get('definition')}."
+                               if isinstance(leak, dict) and leak.get("definition") else "")
         sections.append(("Split leakage report", note, [], leak_html))
         sections.append(
             (

@@ -31,7 +31,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 LABEL_NODATA = 255
-CHANGE_COLORS = {0: (40, 40, 40), 1: (255, 255, 255), 255: (200, 60, 200)}
+#: binary change colours: unchanged dark grey, changed red, ignored light blue-grey (visible on
+#: the white page and distinct from every class colour's role in the label panels)
+CHANGE_COLORS = {0: (60, 60, 60), 1: (230, 25, 45), 255: (170, 190, 215)}
 
 
 # --------------------------------------------------------------------------- colours
@@ -67,7 +69,8 @@ def colorize(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 
 def colorize_change(change: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 change (0/1, 255 ignored) -> RGB: black / white / magenta."""
+    """(H, W) uint8 change (0/1, 255 ignored) -> RGB (:data:`CHANGE_COLORS`: dark grey /
+    red / light blue-grey)."""
     lut = np.zeros((256, 3), np.uint8)
     for k, v in CHANGE_COLORS.items():
         lut[k] = v
@@ -111,6 +114,8 @@ class SampleView:
         s1_vv: float32 (T, h, w) VV backscatter (dB); NaN = no data.
         months: T strings ``YYYY-MM``.
         patch_box: (off_x, off_y, w, h) of the HR patch in footprint pixels, or None.
+        month_marks: ``{YYYY-MM: mark}`` of months that are not plain L2A months with data
+            (:func:`month_mark`), shown under the month in red.
     """
 
     patch_id: str
@@ -126,6 +131,7 @@ class SampleView:
     s1_vv: np.ndarray
     months: Sequence[str]
     patch_box: Sequence[float] | None = None
+    month_marks: Mapping[str, str] | None = None
 
 
 def choose_samples(change_fraction: np.ndarray, n: int) -> list[int]:
@@ -164,7 +170,8 @@ def fig_sample(view: SampleView, lut: np.ndarray) -> Figure:
         ax = fig.add_subplot(gs[0, k * span : (k + 1) * span])
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        ax.set_axis_off()
+        ax.set_xticks([])  # a frame, not axes: a panel is visible whatever its colours
+        ax.set_yticks([])
     s2 = robust_stretch(view.s2_rgb) if T else np.zeros((0, 3, 1, 1))
     vv = robust_stretch(view.s1_vv[:, None])[:, 0] if T else np.zeros((0, 1, 1))
     for t in range(T):
@@ -176,7 +183,9 @@ def fig_sample(view: SampleView, lut: np.ndarray) -> Figure:
                 ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, ec="yellow", lw=0.8))
             ax.set_axis_off()
             if row == 1:
-                ax.set_title(view.months[t], fontsize=7)
+                mark = view.month_marks.get(view.months[t], "") if view.month_marks else ""
+                ax.set_title(f"{view.months[t]}\n{mark}" if mark else view.months[t],
+                             fontsize=7, color="#b00" if mark else "black")
         if t == 0:
             for ax, text in ((fig.axes[-2], "S2 RGB"), (fig.axes[-1], "S1 VV")):
                 ax.text(
@@ -327,10 +336,69 @@ def mean_counts(counts: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return c[:, mask].mean(axis=1)
 
 
-def fig_clear_heatmap(rows: Mapping[str, Mapping[str, float]]) -> Figure:
-    """Heatmap: rows ``"<aoi> S2"`` / ``"<aoi> S1"``, columns months, values mean count.
+def month_mark(summary: Mapping[str, Any], s2_clear_frac: float | None = None) -> str:
+    """Short mark of a month that is not a plain L2A month with data: ``"L1C fallback"``,
+    ``"no S2"`` (no scene), ``"no clear S2"`` (scenes, but no clear pixel on the footprints),
+    ``"no S1"``, ``"<n> items skipped"``, joined by ``"; "``; "" for a plain month.
 
-    Months absent for a row are blank.
+    Args:
+        summary: the month summary (``sentinel/<aoi>/months/<YYYY-MM>.json``).
+        s2_clear_frac: share of footprint pixels with at least one clear S2 observation.
+    """
+    marks = []
+    n = summary.get("n_scenes") or {}
+    product = summary.get("s2_product")
+    if product == "L1C":
+        marks.append("L1C fallback")
+    if product is None or int(n.get("s2", 1) or 0) == 0:
+        marks.append("no S2")
+    elif s2_clear_frac is not None and s2_clear_frac == 0.0:
+        marks.append("no clear S2")
+    if int(n.get("s1", 1) or 0) == 0:
+        marks.append("no S1")
+    skipped = len(summary.get("skipped_items") or [])
+    if skipped:
+        marks.append(f"{skipped} items skipped")
+    return "; ".join(marks)
+
+
+def month_rows(
+    summaries: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    coverage: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> list[dict[str, Any]]:
+    """One row per AOI and month: product, scenes, clear-pixel share and mean observations over
+    the footprints, skipped items, empty searches and the month's mark (:func:`month_mark`).
+
+    Args:
+        summaries: ``{aoi: {month: month summary}}``.
+        coverage: ``{aoi: {month: {"s2_clear_frac", "s2_mean", "s1_mean"}}}``.
+    """
+    rows = []
+    for aoi in sorted(set(summaries) | set(coverage)):
+        months = sorted(set(summaries.get(aoi, {})) | set(coverage.get(aoi, {})))
+        for m in months:
+            sm = summaries.get(aoi, {}).get(m, {})
+            cv = coverage.get(aoi, {}).get(m, {})
+            n = sm.get("n_scenes") or {}
+            rows.append({
+                "aoi": aoi, "month": m, "S2 product": sm.get("s2_product") or "none",
+                "S2 scenes": n.get("s2"), "S1 scenes": n.get("s1"),
+                "S2 clear px share": cv.get("s2_clear_frac"),
+                "S2 obs/px": cv.get("s2_mean"), "S1 obs/px": cv.get("s1_mean"),
+                "skipped items": len(sm.get("skipped_items") or []),
+                "empty searches": ", ".join(sm.get("empty_searches") or []),
+                "mark": month_mark(sm, cv.get("s2_clear_frac")) if sm else "no summary",
+            })
+    return rows
+
+
+def fig_clear_heatmap(
+    rows: Mapping[str, Mapping[str, float]],
+    marks: Mapping[str, Mapping[str, str]] | None = None,
+) -> Figure:
+    """Heatmap: rows ``"<aoi> S2"`` / ``"<aoi> S1"``, columns months, values mean count, each
+    cell labelled with its value (dark text on light cells, white on dark) and with the month's
+    mark (``marks[row][month]``, e.g. ``L1C``) under it. Months absent for a row are blank.
     """
     months = sorted({m for r in rows.values() for m in r})
     labels = list(rows)
@@ -340,7 +408,7 @@ def fig_clear_heatmap(rows: Mapping[str, Mapping[str, float]]) -> Figure:
             if m in rows[lab]:
                 mat[i, j] = rows[lab][m]
     fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.45 * len(months) + 2.5), max(2.0, 0.45 * len(labels) + 1.4)), dpi=80
+        figsize=(max(6.0, 0.75 * len(months) + 3.0), max(2.2, 0.7 * len(labels) + 1.6)), dpi=100
     )
     if mat.size:
         vmax = max(1.0, float(np.nanmax(mat))) if np.isfinite(mat).any() else 1.0
@@ -348,12 +416,17 @@ def fig_clear_heatmap(rows: Mapping[str, Mapping[str, float]]) -> Figure:
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.1f}", ha="center", va="center", fontsize=6)
+                    mark = ((marks or {}).get(labels[i]) or {}).get(months[j], "")
+                    text = f"{mat[i, j]:.1f}" + (f"\n{mark}" if mark else "")
+                    dark = mat[i, j] > 0.6 * vmax
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black",
+                            fontweight="bold" if mark else "normal")
         fig.colorbar(im, ax=ax, label="mean observations / pixel")
     ax.set_xticks(range(len(months)))
-    ax.set_xticklabels(months, rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels(months, rotation=60, ha="right", fontsize=9)
     ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticklabels(labels, fontsize=9)
     ax.set_title("clear observations per month (mean over footprint pixels)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -91,8 +91,50 @@ def test_report_tables_known_values(built: Layout) -> None:
         ("all", "14", "2"),
     ]
     assert "<td>train-test</td>" in text and "<td>xian</td>" in text
-    assert "B8A" in text and "664.6" in text  # stats table with wavelengths
+    assert "B8A" in text and "<td>665 nm</td>" in text  # stats table with wavelengths
+    assert text.count("<td>C-band (5.55 cm)</td>") == 2  # VV, VH: not "55,465,763" nm
+    assert "55,465,763" not in text
     assert "<td>6</td>" in text  # 6 patches in the summary
+    # the leakage table says what may be non-zero and why
+    assert "The val-test row may be non-zero: both splits are held out" in text
+    # every month of every AOI has a row in the months table, with its product
+    months = re.findall(r"<tr><td>(alpha|beta)</td><td>(\d{4}-\d{2})</td><td>(\w+)</td>", text)
+    assert len(months) >= 5 and {m[2] for m in months} == {"L2A", "L1C"}
+    assert "<td>L1C fallback</td>" in text
+
+
+def test_change_panel_is_visible(built: Layout) -> None:
+    """The most changed sample (sample_0) shows its changed pixels in red inside a frame (they
+    used to be white on the white page)."""
+    img = np.asarray(Image.open(built.report_dir() / "sample_0.png").convert("RGB"), np.int32)
+    red = (img[..., 0] > 200) & (img[..., 1] < 70) & (img[..., 2] < 90)
+    assert red.sum() > 200
+    white = (img > 245).all(axis=-1)
+    assert not white[red.any(axis=1)][:, red.any(axis=0)].all()
+
+
+def test_month_marks_and_rows() -> None:
+    plain = {"s2_product": "L2A", "n_scenes": {"s2": 4, "s1": 3}}
+    assert rp.month_mark(plain, 0.9) == ""
+    assert rp.month_mark({**plain, "s2_product": "L1C"}, 0.5) == "L1C fallback"
+    assert rp.month_mark(plain, 0.0) == "no clear S2"
+    empty = {"s2_product": None, "n_scenes": {"s2": 0, "s1": 0},
+             "skipped_items": [{"item": "a"}, {"item": "b"}]}
+    assert rp.month_mark(empty, 0.0) == "no S2; no S1; 2 items skipped"
+    rows = rp.month_rows({"x": {"2020-01": plain, "2020-02": empty}},
+                         {"x": {"2020-01": {"s2_clear_frac": 0.9, "s2_mean": 2.0,
+                                            "s1_mean": 3.0}}})
+    assert [(r["month"], r["S2 product"], r["mark"]) for r in rows] == [
+        ("2020-01", "L2A", ""), ("2020-02", "none", "no S2; no S1; 2 items skipped")]
+    assert rows[0]["S2 clear px share"] == 0.9 and rows[1]["S2 clear px share"] is None
+
+
+def test_wavelength_labels() -> None:
+    from pipeline.bands import S1_WAVELENGTH_NM
+    from pipeline.dataset.qa import wavelength_label
+
+    assert wavelength_label(664.6) == "665 nm"
+    assert wavelength_label(S1_WAVELENGTH_NM) == "C-band (5.55 cm)"
 
 
 def test_report_rerun_replaces_folder(built: Layout, tmp_path: Path) -> None:
@@ -156,7 +198,7 @@ def test_colorize_and_palette() -> None:
     rgb = rp.colorize(np.array([[2, 255]], np.uint8), lut)
     assert rgb.shape == (1, 2, 3) and tuple(rgb[0, 0]) == (8, 255, 230)
     ch = rp.colorize_change(np.array([[0, 1, 255]], np.uint8))
-    assert [tuple(c) for c in ch[0]] == [(40, 40, 40), (255, 255, 255), (200, 60, 200)]
+    assert [tuple(c) for c in ch[0]] == [(60, 60, 60), (230, 25, 45), (170, 190, 215)]
 
 
 def test_choose_samples_spread() -> None:
