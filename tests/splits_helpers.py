@@ -73,6 +73,9 @@ def make_native_aoi(
     y0: float = 3795000.0,
     mosaic: bool = True,
     hr_nodata_row: bool = True,
+    hr_px: int = HR_PX,
+    hr_gsd: float = HR_GSD,
+    fp_px: int = FP_PX,
 ) -> dict[str, object]:
     """Write one AOI's per-AOI inputs of the dataset stages, in the documented layout.
 
@@ -82,7 +85,8 @@ def make_native_aoi(
     (mod 250) + 1 everywhere except (``hr_nodata_row``) a first row of 0 = no data; S2 band b
     at month t = 0.01*(b+1) + 0.1*t reflectance, S1 = -10 - b dB, except month 0, pixel column
     0, which has no observation (NaN, count 0). Patches with even column index change (the
-    top-left quadrant of T2 is relabelled).
+    top-left quadrant of T2 is relabelled). ``hr_px`` / ``hr_gsd`` / ``fp_px``: patch side,
+    its GSD and the footprint side (FUSU's geometry: 512 px at 0.5 m with 128 px footprints).
     """
     import geopandas as gpd
     import pandas as pd
@@ -95,23 +99,23 @@ def make_native_aoi(
     from pipeline.sentinel.model import Block, BlockResult
 
     rng = np.random.default_rng(seed)
-    side = HR_PX * HR_GSD
+    side = hr_px * hr_gsd
     rows, cols = np.mgrid[0:nrow, 0:ncol]
     rows, cols = rows.ravel(), cols.ravel()
     minx = x0 + cols * side
     maxy = y0 - rows * side
     bounds = np.stack([minx, maxy - side, minx + side, maxy], axis=1)
-    fps = compute_footprints(bounds, epsg, FP_PX, 10.0, 60.0)
+    fps = compute_footprints(bounds, epsg, fp_px, 10.0, 60.0)
     fb = fps.bounds()
     crs = f"EPSG:{epsg}"
     root = layout.root  # type: ignore[attr-defined]
     recs, lab_recs, ch_recs = [], [], []
     for k, (r, c) in enumerate(zip(rows, cols, strict=True)):
         pid = f"{name}_r{r:03d}_c{c:03d}"
-        tr = Affine(HR_GSD, 0, minx[k], 0, -HR_GSD, maxy[k])
+        tr = Affine(hr_gsd, 0, minx[k], 0, -hr_gsd, maxy[k])
         paths = {}
         for d in ("t1", "t2"):
-            img = np.full((3, HR_PX, HR_PX), 0, np.uint8)
+            img = np.full((3, hr_px, hr_px), 0, np.uint8)
             for b in range(3):
                 img[b] = 10 * b + (k % 250) + 1 + (d == "t2")
             if hr_nodata_row:
@@ -119,11 +123,11 @@ def make_native_aoi(
             p = layout.hr_dir(name, d) / f"{pid}.tif"  # type: ignore[attr-defined]
             write_patch_tif(p, img, tr, crs, 0)
             paths[d] = p.relative_to(root).as_posix()
-        l1 = np.repeat(np.repeat(rng.integers(0, 18, (4, 4)), HR_PX // 4, 0), HR_PX // 4, 1)
+        l1 = np.repeat(np.repeat(rng.integers(0, 18, (4, 4)), hr_px // 4, 0), hr_px // 4, 1)
         l1 = l1.astype(np.uint8)
         l2 = l1.copy()
         if c % 2 == 0:
-            q = HR_PX // 2
+            q = hr_px // 2
             l2[:q, :q] = (l2[:q, :q] % 17) + 1
         if hr_nodata_row:
             l1[0], l2[0] = 255, 255
@@ -147,11 +151,11 @@ def make_native_aoi(
                         "change_fraction": nchg / nvalid if nvalid else float("nan")})
         recs.append({
             "patch_id": pid, "aoi": name, "city": city, "t1": f"{months[0]}-14",
-            "t2": f"{months[-1]}-18", "hr_crs": crs, "gsd_m": HR_GSD,
-            "px_col0": int(c * HR_PX), "px_row0": int(r * HR_PX), "size_px": HR_PX,
+            "t2": f"{months[-1]}-18", "hr_crs": crs, "gsd_m": hr_gsd,
+            "px_col0": int(c * hr_px), "px_row0": int(r * hr_px), "size_px": hr_px,
             "hr_t1": paths["t1"], "hr_t2": paths["t2"],
-            "nodata_frac_t1": 1 / HR_PX, "nodata_frac_t2": 1 / HR_PX,
-            "fp_col0": int(fps.col0[k]), "fp_row0": int(fps.row0[k]), "fp_size_px": FP_PX,
+            "nodata_frac_t1": 1 / hr_px, "nodata_frac_t2": 1 / hr_px,
+            "fp_col0": int(fps.col0[k]), "fp_row0": int(fps.row0[k]), "fp_size_px": fp_px,
             "patch_off_x_px": float(fps.patch_off_x_px[k]),
             "patch_off_y_px": float(fps.patch_off_y_px[k]),
             "patch_w_px": float(fps.patch_w_px[k]), "patch_h_px": float(fps.patch_h_px[k]),
@@ -161,7 +165,7 @@ def make_native_aoi(
     write_geoparquet(gdf, layout.footprints(name))  # type: ignore[attr-defined]
     write_geoparquet(pd.DataFrame(lab_recs), layout.labels_index(name))  # type: ignore[attr-defined]
     write_geoparquet(pd.DataFrame(ch_recs), layout.change_index(name))  # type: ignore[attr-defined]
-    write_json(layout.grid(name), {**fps.grid.to_dict(), "rule": "scale", "size_px": FP_PX,  # type: ignore[attr-defined]
+    write_json(layout.grid(name), {**fps.grid.to_dict(), "rule": "scale", "size_px": fp_px,  # type: ignore[attr-defined]
                                    "scale": 5.0})
     if mosaic:
         from pipeline.io.mosaic import init_mosaic, write_block
