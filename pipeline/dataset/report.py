@@ -356,7 +356,7 @@ def month_mark(summary: Mapping[str, Any], s2_clear_frac: float | None = None) -
         marks.append("no clear S2")
     if int(n.get("s1", 1) or 0) == 0:
         marks.append("no S1")
-    skipped = len(summary.get("skipped_items") or [])
+    skipped = sum(1 for x in summary.get("skipped_items") or [] if not x.get("superseded_by"))
     if skipped:
         marks.append(f"{skipped} items skipped")
     return "; ".join(marks)
@@ -385,7 +385,10 @@ def month_rows(
                 "S2 scenes": n.get("s2"), "S1 scenes": n.get("s1"),
                 "S2 clear px share": cv.get("s2_clear_frac"),
                 "S2 obs/px": cv.get("s2_mean"), "S1 obs/px": cv.get("s1_mean"),
-                "skipped items": len(sm.get("skipped_items") or []),
+                "skipped items": sum(1 for x in sm.get("skipped_items") or []
+                                     if not x.get("superseded_by")),
+                "superseded": sum(1 for x in sm.get("skipped_items") or []
+                                  if x.get("superseded_by")),
                 "empty searches": ", ".join(sm.get("empty_searches") or []),
                 "mark": month_mark(sm, cv.get("s2_clear_frac")) if sm else "no summary",
             })

@@ -223,7 +223,8 @@ def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict
             doc = read_json(path)
         except PipelineError:
             continue
-        why = [f"item {x.get('item')} skipped" for x in doc.get("skipped_items", []) or []]
+        why = [f"item {x.get('item')} skipped" for x in doc.get("skipped_items", []) or []
+               if not x.get("superseded_by")]  # another processing chosen: nothing to heal
         # an empty search is retried only when a sensor came out empty (a month whose L2A
         # search is empty but whose L1C search found the acquisitions is complete)
         n = doc.get("n_scenes", {}) or {}
@@ -295,7 +296,7 @@ def summarize_month(
     products: set[str] = set()
     s2_scenes = s1_scenes = 0
     fetch_seconds = 0.0
-    skipped_items: dict[str, str] = {}
+    skipped_items: dict[str, dict[str, str]] = {}
     empty: set[str] = set()
     corrected: set[str] = set()
     search_retries = 0
@@ -303,7 +304,7 @@ def summarize_month(
         m = read_json(_marker(ledger, b))
         search_retries = max(search_retries, int(m.get("search_retries", 0) or 0))
         for it in m.get("skipped_items", []) or []:
-            skipped_items[str(it.get("item"))] = str(it.get("why"))
+            skipped_items[str(it.get("item"))] = {str(k): str(v) for k, v in it.items()}
         empty.update(str(c) for c in m.get("empty_searches", []) or [])
         corrected.update(str(c) for c in m.get("offset_corrected", []) or [])
         for k in _SUM_KEYS:
@@ -331,7 +332,7 @@ def summarize_month(
         "n_scenes": {"s2": s2_scenes, "s1": s1_scenes},
         "no_observation": product is None and s1_scenes == 0,
         # STAC: items left out (named, with the reason) and collections the search found empty
-        "skipped_items": [{"item": k, "why": v} for k, v in sorted(skipped_items.items())],
+        "skipped_items": [v for _, v in sorted(skipped_items.items())],
         "empty_searches": sorted(empty),
         # STAC: items read with offset 0 although their flag said the offset was still there
         "offset_corrected": sorted(corrected),

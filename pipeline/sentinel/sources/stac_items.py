@@ -2,14 +2,17 @@
 
 Provider conventions of :mod:`pipeline.sentinel.sources.stac_profiles` are applied here: asset
 keys, the ``raster:bands`` scale check, the processing-baseline offset (from the item's
-properties or its ``raster:bands``), L2A <-> L1C pairing by item id, S1 orbit fields, and the
-STAC API ``query`` semantics used to filter static catalogues like an API would.
+properties or its ``raster:bands``), one processing per acquisition (the newest baseline),
+L2A <-> L1C pairing (the item's ``derived_from`` link, else by item id), sun angles (``view:``
+or ``s2:mean_solar_*``), S1 orbit fields and calibration, and the STAC API ``query`` semantics
+used to filter static catalogues like an API would.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,10 @@ def month_window(month: str) -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime(y, m, 1), dt.datetime(y + (m == 12), m % 12 + 1, 1)
 
 
+#: Earth Search's item property: True when it removed the baseline >= 04.00 offset from the DNs.
+EARTH_SEARCH_OFFSET_FLAG = "earthsearch:boa_offset_applied"
+
+
 def baseline_offset(props: dict[str, Any], profile: StacProfile) -> float:
     """DN offset to add before dividing by 10000: 0 if the provider already removed the
     baseline >= 04.00 offset (``profile.offset_applied_property`` True) or the baseline is
@@ -127,6 +134,10 @@ def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfi
         SourceError: the band assets state different offsets (a mixed or broken item).
     """
     props = dict(item.get("properties", {})) | dict(forced_props or {})
+    if props.get(EARTH_SEARCH_OFFSET_FLAG) is True:
+        # Earth Search says it removed the offset from these DNs (its v1 sentinel-2-l2a), also
+        # when the item is read under another profile: its raster:bands still state -0.1
+        return 0.0
     if profile.offset_rule == "raster_bands":
         found = set()
         for key in keys:
@@ -187,7 +198,13 @@ def s2_scenes_from_items(
 ) -> list[S2Scene]:
     """S2 scenes from item dicts (pure): L2A items with the assets of their L1C item, plus
     L1C items without an L2A one. Items missing a band asset are appended to ``skipped``
-    (``{"item", "why"}``) instead."""
+    (``{"item", "why"}``) instead; of several processings of one acquisition (Earth Search's
+    ``_0_L2A`` at baseline 02.14 and ESA's reprocessed ``_1_L2A`` at 05.00) only the newest is
+    used, the others are appended to ``skipped`` with ``why`` = ``superseded by <id>`` (one
+    observation per acquisition: both would be counted and averaged otherwise)."""
+    l2a = newest_processing(list(l2a), skipped)
+    l1c = newest_processing(list(l1c), skipped)
+    l1c_by_id = {str(it["id"]): it for it in l1c}
     l1c_by_key = {str(it["id"]).removesuffix(profile.l1c_suffix): it for it in l1c}
     out: list[S2Scene] = []
     used_l1c: set[str] = set()
@@ -198,7 +215,10 @@ def s2_scenes_from_items(
             continue
         products = ["L2A"]
         offsets = {"L2A": item_offset_dn(it, _keys(profile, L2A_FILE_BANDS), profile)}
-        pair = l1c_by_key.get(key)
+        source = derived_from_id(it)
+        pair = l1c_by_id.get(source) if source else None
+        if pair is None:
+            pair = l1c_by_key.get(key)
         if pair is not None:
             l1c_assets = _band_assets(pair, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
             if l1c_assets is not None:
@@ -221,7 +241,61 @@ def s2_scenes_from_items(
 
 
 def _keys(profile: StacProfile, bands: Iterable[str]) -> list[str]:
-    return [profile.s2_keys[b] for b in bands]
+    return [profile.s2_keys[b] for b in bands if b in profile.s2_keys]
+
+
+def _baseline(item: dict[str, Any]) -> float:
+    try:
+        return float(str(item.get("properties", {}).get("s2:processing_baseline", "0")))
+    except ValueError:
+        return 0.0
+
+
+def acquisition_key(item: dict[str, Any]) -> tuple[str, str, str]:
+    """What one acquisition of one tile shares across its processings: the platform, the MGRS
+    tile and the sensing time (to the second)."""
+    props = item.get("properties", {})
+    tile = str(props.get("s2:mgrs_tile") or props.get("grid:code", "") or "").removeprefix("MGRS-")
+    platform = str(props.get("platform", "")).lower()
+    return platform, tile, item_time(item).strftime("%Y%m%dT%H%M%S")
+
+
+def newest_processing(items: list[dict[str, Any]],
+                      skipped: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """One item per acquisition (:func:`acquisition_key`): the highest processing baseline
+    (then the latest ``s2:generation_time``, then the id); the others are appended to
+    ``skipped`` as ``superseded by <id>`` (with ``superseded_by``: a choice, not a fault, so
+    never retried). Items without a tile are kept as they are."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    keep: list[dict[str, Any]] = []
+    for it in items:
+        key = acquisition_key(it)
+        if not key[1]:
+            keep.append(it)
+        else:
+            groups.setdefault(key, []).append(it)
+    for members in groups.values():
+        members.sort(key=lambda it: (_baseline(it), str(it.get("properties", {}).get(
+            "s2:generation_time", "")), str(it.get("id"))))
+        best = members[-1]
+        keep.append(best)
+        for it in members[:-1]:
+            skipped.append({"item": str(it.get("id")), "superseded_by": str(best.get("id")),
+                            "why": f"superseded by {best.get('id')} (baseline "
+                                   f"{_baseline(it):05.2f} -> {_baseline(best):05.2f})"})
+            log.info("STAC item %s: another processing of the acquisition of %s; using it",
+                     it.get("id"), best.get("id"))
+    order = {id(it): i for i, it in enumerate(items)}
+    return sorted(keep, key=lambda it: order[id(it)])
+
+
+def derived_from_id(item: dict[str, Any]) -> str:
+    """Id of the item this one was made from (its ``derived_from`` link: Earth Search's L2A
+    items name their L1C item), or ""."""
+    for link in item.get("links", []) or []:
+        if link.get("rel") == "derived_from" and "/items/" in str(link.get("href", "")):
+            return str(link["href"]).rstrip("/").rsplit("/items/", 1)[1].split("?")[0]
+    return ""
 
 
 def _band_assets(
@@ -229,6 +303,14 @@ def _band_assets(
     sign: Callable[[str], str], skipped: list[dict[str, str]],
 ) -> dict[str, str] | None:
     assets = item.get("assets", {})
+    unknown = [b for b in bands if b not in profile.s2_keys]
+    if unknown:
+        skipped.append({"item": str(item.get("id")),
+                        "why": f"profile {profile.name!r} has no {level} asset key for "
+                               f"{', '.join(unknown)}"})
+        log.warning("STAC item %s: profile %r reads no %s band %s: skipped", item.get("id"),
+                    profile.name, level, unknown)
+        return None
     missing = [profile.s2_keys[b] for b in bands if profile.s2_keys[b] not in assets]
     if missing:
         skipped.append({"item": str(item.get("id")), "why": f"no asset {', '.join(missing)}"})
@@ -256,13 +338,37 @@ def _s2_scene(item: dict[str, Any], products: tuple[str, ...], assets: dict[str,
               offsets: dict[str, float], profile: StacProfile) -> S2Scene:
     props = item.get("properties", {})
     tile = str(props.get("s2:mgrs_tile") or props.get("grid:code", "") or "").removeprefix("MGRS-")
+    azimuth, zenith = sun_angles(props)
     return S2Scene(
         path=Path(str(item["id"])), name=str(item["id"]), time=item_time(item), tile=tile,
-        products=products, sun_azimuth_deg=float(props.get("view:sun_azimuth", 150.0) or 150.0),
-        sun_zenith_deg=90.0 - float(props.get("view:sun_elevation", 60.0) or 60.0),
+        products=products, sun_azimuth_deg=azimuth, sun_zenith_deg=zenith,
         offsets=offsets, scl=f"L2A/{SCL_FILE}" in assets, assets=assets,
-        datatake=str(props.get("s2:datatake_id", "") or ""),
+        datatake=datatake_key(str(props.get("s2:datatake_id", "") or "")),
     )
+
+
+#: Sun angles when an item states none (degrees; the shadow mask's projection direction).
+DEFAULT_SUN_AZIMUTH_DEG, DEFAULT_SUN_ZENITH_DEG = 150.0, 30.0
+
+
+def sun_angles(props: dict[str, Any]) -> tuple[float, float]:
+    """(azimuth, zenith) in degrees: ``view:sun_azimuth`` / ``view:sun_elevation`` (Earth
+    Search), else ``s2:mean_solar_azimuth`` / ``s2:mean_solar_zenith`` (Planetary Computer),
+    else :data:`DEFAULT_SUN_AZIMUTH_DEG` / :data:`DEFAULT_SUN_ZENITH_DEG`."""
+    az = props.get("view:sun_azimuth")
+    if az is None:
+        az = props.get("s2:mean_solar_azimuth")
+    el = props.get("view:sun_elevation")
+    zen = (90.0 - float(el)) if el is not None else props.get("s2:mean_solar_zenith")
+    return (float(az) if az is not None else DEFAULT_SUN_AZIMUTH_DEG,
+            float(zen) if zen is not None else DEFAULT_SUN_ZENITH_DEG)
+
+
+def datatake_key(datatake_id: str) -> str:
+    """A datatake id without its processing baseline (``GS2A_20230628T070631_041859_N05.09``
+    -> ``GS2A_20230628T070631_041859``): granules of one datatake processed at two baselines
+    are still one observation."""
+    return re.sub(r"_N\d{2}\.\d{2}$", "", datatake_id)
 
 
 def s1_scenes_from_items(
@@ -273,6 +379,11 @@ def s1_scenes_from_items(
     out = []
     for it in items:
         assets = it.get("assets", {})
+        why = uncalibrated_s1(it, profile)
+        if why:
+            skipped.append({"item": str(it.get("id")), "why": why})
+            log.warning("STAC item %s: %s: skipped", it.get("id"), why)
+            continue
         have = {b: _href(it, assets[k], sign) for b, k in profile.s1_keys.items() if k in assets}
         if not have:
             skipped.append({"item": str(it.get("id")), "why": "no vv / vh asset"})
@@ -287,6 +398,22 @@ def s1_scenes_from_items(
             relative_orbit=int(orbit) if orbit is not None else None,
         ))
     return sorted(out, key=lambda s: (s.time, s.id))
+
+
+def uncalibrated_s1(item: dict[str, Any], profile: StacProfile) -> str:
+    """Why an S1 item cannot be read as backscatter, or "": a GRD item (collection
+    ``sentinel-1-grd`` of Planetary Computer or Earth Search, or integer ``raster:bands`` on
+    its VV / VH assets) holds uncalibrated amplitude DNs, not gamma0 / sigma0."""
+    coll = str(item.get("collection", ""))
+    if coll.endswith("-grd") or coll == "sentinel-1-grd":
+        return (f"collection {coll} holds uncalibrated GRD amplitude (not gamma0): use a "
+                "calibrated collection (Planetary Computer sentinel-1-rtc)")
+    for key in profile.s1_keys.values():
+        rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
+        if str(rb.get("data_type", "")).startswith(("uint", "int")):
+            return (f"asset {key!r} is {rb['data_type']} (uncalibrated GRD DNs, not gamma0 / "
+                    "sigma0): use a calibrated collection (Planetary Computer sentinel-1-rtc)")
+    return ""
 
 
 QUERY_OPS: dict[str, Callable[[Any, Any], bool]] = {

@@ -1,0 +1,183 @@
+"""Real provider items through the STAC source's item -> scene conversion (pure functions of
+``pipeline.sentinel.sources.stac_items``). Planetary Computer items are recorded ones
+(tests/data/stac_real, odc-stac's test data); the Earth Search v1 items are built in the shape
+of its real items (``S2A_39QTA_20230628_0_L2A`` served by earth-search.aws.element84.com/v1:
+``earthsearch:boa_offset_applied``, ``grid:code``, a ``derived_from`` link to the L1C item).
+Expected values are read from the JSON."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.sentinel.sources.stac_items import (
+    s1_scenes_from_items,
+    s2_scenes_from_items,
+)
+from pipeline.sentinel.sources.stac_profiles import PROFILES
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "stac_real"
+PC = PROFILES["planetary-computer"]
+
+
+def _load(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def _same(href: str) -> str:
+    return href
+
+
+def test_planetary_computer_item_converts_with_its_own_sun_angles_and_offset() -> None:
+    item = _load("pc-sentinel-2-l2a-item.json")
+    props = item["properties"]
+    skipped: list[dict[str, str]] = []
+    (scene,) = s2_scenes_from_items([item], [], PC, _same, skipped)
+    assert skipped == []
+    # sun angles: PC states s2:mean_solar_*, not view:sun_* (the shadow mask uses them)
+    assert "view:sun_azimuth" not in props
+    assert scene.sun_azimuth_deg == pytest.approx(props["s2:mean_solar_azimuth"])
+    assert scene.sun_zenith_deg == pytest.approx(props["s2:mean_solar_zenith"])
+    # baseline 02.12 < 04.00: no offset; tile and time as stated
+    assert float(props["s2:processing_baseline"]) < 4.0 and scene.offsets == {"L2A": 0.0}
+    assert scene.tile == props["s2:mgrs_tile"]
+    want = dt.datetime.fromisoformat(props["datetime"].replace("Z", "+00:00"))
+    assert scene.time == want.replace(tzinfo=None)
+    # every band is read from the asset of the same name; SCL for the cloud mask
+    for band in ("B01", "B02", "B8A", "B12", "SCL"):
+        assert scene.file("L2A", band) == item["assets"][band]["href"]
+    assert scene.products == ("L2A",) and scene.scl
+    # the datatake without its baseline: granules of one datatake are one observation
+    assert scene.datatake == props["s2:datatake_id"].rsplit("_N", 1)[0]
+
+
+def test_planetary_computer_search_page_is_one_observation_of_nine_granules() -> None:
+    page = _load("pc-sentinel-2-l2a-search-page.geojson")
+    feats = page["features"]
+    skipped: list[dict[str, str]] = []
+    scenes = s2_scenes_from_items(feats, [], PC, _same, skipped)
+    assert skipped == [] and len(scenes) == len(feats) == 9
+    assert {s.tile for s in scenes} == {f["properties"]["s2:mgrs_tile"] for f in feats}
+    datatakes = {f["properties"]["s2:datatake_id"] for f in feats}
+    assert len(datatakes) == 1 and len({s.observation for s in scenes}) == 1
+
+
+def test_an_l1c_item_under_a_profile_without_l1c_is_a_named_skip() -> None:
+    """Planetary Computer has no L1C and no B10 asset key: an L1C item (a user's collection or
+    a static catalogue) used to raise KeyError: 'B10'."""
+    item = _load("pc-sentinel-2-l2a-item.json")
+    skipped: list[dict[str, str]] = []
+    assert s2_scenes_from_items([], [item], PC, _same, skipped) == []
+    assert skipped == [{"item": item["id"],
+                        "why": "profile 'planetary-computer' has no L1C asset key for B10"}]
+
+
+# --------------------------------------------------------------------------- Earth Search v1
+
+ES = PROFILES["earth-search"]
+_ES_KEYS = ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir",
+            "nir08", "nir09", "swir16", "swir22", "scl")
+
+
+def _es_item(id_: str, baseline: str, applied: bool, l1c: str | None,
+             sensed: str = "2020-01-10T05:35:49.024000Z") -> dict[str, Any]:
+    """An Earth Search v1 sentinel-2-l2a item (the real items' property names and links)."""
+    root = "https://earth-search.aws.element84.com/v1"
+    links = [{"rel": "self", "href": f"{root}/collections/sentinel-2-l2a/items/{id_}"}]
+    if l1c:
+        links.append({"rel": "derived_from",
+                      "href": f"{root}/collections/sentinel-2-l1c/items/{l1c}"})
+    base = f"https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/43/Q/DB/{id_}"
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": id_, "collection": "sentinel-2-l2a",
+        "properties": {
+            "datetime": sensed, "platform": "sentinel-2b", "grid:code": "MGRS-43QDB",
+            "s2:processing_baseline": baseline, "earthsearch:boa_offset_applied": applied,
+            "s2:datatake_id": f"GS2B_20200110T053549_014869_N{baseline}",
+            "s2:generation_time": "2020-01-10T08:00:00.000000Z" if baseline < "04" else
+                                  "2023-03-01T08:00:00.000000Z",
+            "view:sun_azimuth": 155.2, "view:sun_elevation": 42.0,
+        },
+        "links": links,
+        "assets": {k: {"href": f"{base}/{k}.tif", "raster:bands": [
+            {"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]}
+            for k in _ES_KEYS},
+    }
+
+
+def _es_l1c(id_: str) -> dict[str, Any]:
+    keys = (*_ES_KEYS[:-1], "cirrus")
+    return {"type": "Feature", "id": id_, "collection": "sentinel-2-l1c",
+            "properties": {"datetime": "2020-01-10T05:35:49.024000Z", "platform": "sentinel-2b",
+                           "grid:code": "MGRS-43QDB", "s2:processing_baseline": "02.08"},
+            "assets": {k: {"href": f"s3://sentinel-s2-l1c/tiles/43/Q/DB/{id_}/{k}.jp2"}
+                       for k in keys}}
+
+
+def test_two_processings_of_one_acquisition_are_one_observation() -> None:
+    """Earth Search holds the original processing (_0_L2A, 02.14) and ESA's reprocessing
+    (_1_L2A, 05.00) of one acquisition: only the newest is composited, the other is recorded
+    as superseded (and not retried as a fault); its offset flag is honoured (0 DN), and the
+    L1C it was derived from pairs with it though the ids differ in their sequence digit."""
+    old = _es_item("S2B_43QDB_20200110_0_L2A", "02.14", False, "S2B_43QDB_20200110_0_L1C")
+    new = _es_item("S2B_43QDB_20200110_1_L2A", "05.00", True, "S2B_43QDB_20200110_0_L1C")
+    l1c = _es_l1c("S2B_43QDB_20200110_0_L1C")
+    skipped: list[dict[str, str]] = []
+    scenes = s2_scenes_from_items([old, new], [l1c], ES, _same, skipped)
+    assert [s.name for s in scenes] == [new["id"]]
+    assert skipped == [{"item": old["id"], "superseded_by": new["id"],
+                        "why": f"superseded by {new['id']} (baseline 02.14 -> 05.00)"}]
+    (sc,) = scenes
+    assert sc.products == ("L2A", "L1C")  # paired through derived_from
+    assert sc.file("L1C", "B10").endswith("/S2B_43QDB_20200110_0_L1C/cirrus.jp2")
+    assert sc.offsets["L2A"] == 0.0  # earthsearch:boa_offset_applied: true
+    assert sc.sun_azimuth_deg == 155.2 and sc.sun_zenith_deg == pytest.approx(48.0)
+
+
+def test_the_offset_flag_wins_under_the_collection_1_profile() -> None:
+    """earth-search-c1 reads offsets from raster:bands (-0.1 at scale 1e-4 = -1000 DN); an Earth
+    Search v1 item whose flag says the offset was already removed gets 0 (was -1000: reflectance
+    0.1 too low)."""
+    item = _es_item("S2B_43QDB_20200110_1_L2A", "05.00", True, None)
+    (sc,) = s2_scenes_from_items([item], [], PROFILES["earth-search-c1"], _same, [])
+    assert sc.offsets["L2A"] == 0.0
+    raw = copy.deepcopy(item)
+    raw["properties"]["earthsearch:boa_offset_applied"] = False
+    (sc2,) = s2_scenes_from_items([raw], [], PROFILES["earth-search-c1"], _same, [])
+    assert sc2.offsets["L2A"] == -1000.0
+
+
+def test_uncalibrated_grd_is_a_named_skip() -> None:
+    """An IW GRD item (Planetary Computer / Earth Search sentinel-1-grd: uint16 amplitude DNs)
+    used to be read as linear gamma0."""
+    grd = {"id": "S1A_IW_GRDH_1SDV_20200110T000000", "collection": "sentinel-1-grd",
+           "properties": {"datetime": "2020-01-10T00:00:00Z", "sat:orbit_state": "ascending"},
+           "assets": {k: {"href": f"https://x.example/{k}.tiff",
+                          "raster:bands": [{"data_type": "uint16"}]} for k in ("vv", "vh")}}
+    rtc = {**copy.deepcopy(grd), "id": "S1A_RTC", "collection": "sentinel-1-rtc"}
+    for a in rtc["assets"].values():
+        a["raster:bands"] = [{"data_type": "float32"}]
+    skipped: list[dict[str, str]] = []
+    scenes = s1_scenes_from_items([grd, rtc], PC, _same, skipped)
+    assert [s.name for s in scenes] == ["S1A_RTC"]
+    assert skipped[0]["item"] == grd["id"] and "uncalibrated GRD" in skipped[0]["why"]
+    # integer assets in a collection of another name are refused too
+    other = {**copy.deepcopy(grd), "collection": "my-s1"}
+    skipped = []
+    assert s1_scenes_from_items([other], PC, _same, skipped) == []
+    assert "uint16" in skipped[0]["why"]
+
+
+def test_a_superseded_processing_is_recorded_but_never_retried(tmp_path: Path) -> None:
+    from pipeline.sentinel.fetch import months_to_retry
+
+    summary = tmp_path / "m.json"
+    summary.write_text(json.dumps({"n_scenes": {"s2": 1, "s1": 1}, "skipped_items": [
+        {"item": "S2B_43QDB_20200110_0_L2A", "superseded_by": "S2B_43QDB_20200110_1_L2A",
+         "why": "superseded by S2B_43QDB_20200110_1_L2A (baseline 02.14 -> 05.00)"}]}))
+    assert months_to_retry({"2020-01": (summary, tmp_path / "ledger")}, 2) == {}
