@@ -393,6 +393,13 @@ class SentinelConfig(_Model):
     allow_l1c_fallback: bool = Field(
         default=True, description="Months without L2A scenes use L1C (recorded per month)."
     )
+    allow_lost_items: bool = Field(
+        default=False, json_schema_extra=EXECUTION,
+        description="A month in which the catalogue listed items of a sensor but every one "
+        "was lost (a missing band asset, a refused href, uncalibrated S1, a profile that cannot "
+        "read them) fails its job, naming the causes; true builds such months empty (their "
+        "causes stay in the month summary's lost_items).",
+    )
     s1_orbit_pass: Literal["ASCENDING", "DESCENDING"] | None = Field(default=None)
     s1_mean: Literal["linear", "db"] = Field(
         default="linear",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ def run_month(
     progress: bool = False,
     executor: Executor | None = None,
     identity: dict[str, Any] | None = None,
+    allow_lost: bool = False,
 ) -> dict[str, Any]:
     """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
 
@@ -98,13 +99,16 @@ def run_month(
         identity: what identifies the source's data (source kind, archive); with ``recipe``
             it keys the ledger (:func:`recipe_key`): blocks fetched with another recipe or
             source are fetched again.
+        allow_lost: build a month whose listed items of a sensor were all lost (skipped,
+            refused) empty instead of failing (``sentinel.allow_lost_items``).
 
     Returns:
         The summary dict (also written to ``summary_path``).
 
     Raises:
         QuotaExhaustedError: the source ran out of quota; finished blocks stay, rerun resumes.
-        SourceError / other errors from the source: pending blocks are cancelled first.
+        SourceError / other errors from the source: pending blocks are cancelled first; a
+            month whose listed items of a sensor were all lost (:func:`check_nothing_lost`).
     """
     t0 = time.monotonic()
     months = mosaic_months(store_path)
@@ -183,11 +187,49 @@ def run_month(
                               source=getattr(source, "name", type(source).__name__))
     summary["recipe"] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(recipe).items()}
+    if not allow_lost:
+        check_nothing_lost(summary, f"AOI {aoi} month {month}")
     write_month_product(store_path, t, summary["s2_product"])
     summary["skip_retries"] = skip_retries(ledger)
     if summary_path is not None:
         write_json(summary_path, summary)
     return summary
+
+
+def lost_items(skipped: Iterable[dict[str, str]]) -> dict[str, dict[str, int]]:
+    """``{"s2": {cause: n}, "s1": {cause: n}}`` of skipped catalogue items (an entry without a
+    sensor counts for S2; superseded processings are left out: nothing was lost)."""
+    out: dict[str, dict[str, int]] = {"s2": {}, "s1": {}}
+    for x in skipped:
+        cause = str(x.get("cause") or ("superseded" if x.get("superseded_by") else "skipped"))
+        if cause == "superseded":
+            continue
+        sensor = str(x.get("sensor") or "s2")
+        out.setdefault(sensor, {})[cause] = out.setdefault(sensor, {}).get(cause, 0) + 1
+    return out
+
+
+def check_nothing_lost(summary: dict[str, Any], where: str) -> None:
+    """Refuse a month whose catalogue listed items of a sensor and lost every one of them (a
+    missing band asset, a refused href, uncalibrated S1, a profile that cannot read them):
+    without this the month is an empty series that exits 0.
+
+    Raises:
+        SourceError: naming the sensor, the causes and what to do.
+    """
+    n = summary.get("n_scenes") or {}
+    for sensor, causes in (summary.get("lost_items") or {}).items():
+        if causes and int(n.get(sensor, 0) or 0) == 0:
+            listed = ", ".join(f"{k}: {v}" for k, v in sorted(causes.items()))
+            items = [x.get("item") for x in summary.get("skipped_items", [])
+                     if str(x.get("sensor") or "s2") == sensor and not x.get("superseded_by")]
+            raise SourceError(
+                f"{where}: every {sensor.upper()} item the catalogue listed was lost ({listed}; "
+                f"items {items[:3]}{' ...' if len(items) > 3 else ''}): the month would be "
+                "empty. Check the profile / collection (docs/sources.md lists what each reads), "
+                "fix the catalogue, or set sentinel.allow_lost_items: true to build such "
+                "months empty"
+            )
 
 
 def skip_retries(ledger: Path) -> int:
@@ -333,6 +375,9 @@ def summarize_month(
         "no_observation": product is None and s1_scenes == 0,
         # STAC: items left out (named, with the reason) and collections the search found empty
         "skipped_items": [v for _, v in sorted(skipped_items.items())],
+        # catalogue items that gave no observation, by sensor and cause (superseded: another
+        # processing of the same acquisition was used, nothing is lost)
+        "lost_items": lost_items(skipped_items.values()),
         "empty_searches": sorted(empty),
         # STAC: items read with offset 0 although their flag said the offset was still there
         "offset_corrected": sorted(corrected),

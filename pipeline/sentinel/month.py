@@ -148,6 +148,7 @@ def fetch_month_job(
                 job.store, job.ledger_dir, concurrency=month_concurrency(cfg, threads),
                 summary_path=job.summary, progress=progress, executor=ex,
                 identity=source_identity(cfg, job.archive, job.month),
+                allow_lost=bool(cfg.allow_lost_items),
             )
         finally:
             if source is None:

@@ -668,3 +668,30 @@ def test_months_with_skipped_items_are_retried_a_bounded_number_of_runs(
     mark_retry(tmp_path / "l6")
     mark_retry(tmp_path / "l6")
     assert months_to_retry({"2020-06": (empty, tmp_path / "l6")}, 2) == {}  # bounded
+
+
+def test_a_month_whose_items_were_all_lost_fails_instead_of_coming_out_empty(
+        server: FakeStac, tmp_path: Path) -> None:
+    """Every S2 item lacks a band asset (a profile that cannot read the catalogue): the month
+    used to come out as an empty series with exit status 0; now its job fails naming the
+    sensor and the causes, and sentinel.allow_lost_items builds it empty with the causes
+    counted in the summary."""
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+
+    s2 = [it for it in server.items if it["collection"].startswith("sentinel-2")]
+    assert s2
+    for it in s2:
+        it["assets"].pop("swir22", None)
+    store, summary = tmp_path / "m.zarr", tmp_path / "m.json"
+    init_mosaic(store, GRID, [MONTH], chunk_px=32, aoi="t")
+    with pytest.raises(SourceError, match=r"AOI t month 2020-03: every S2 item the catalogue "
+                                          r"listed was lost \(missing_asset: \d+; items .*"
+                                          r"allow_lost_items"):
+        run_month(_api_source(server), "t", GRID, [Block(0, 0, 32, 32)], MONTH, Recipe(),
+                  store, tmp_path / "ledger", summary_path=summary)
+    assert not summary.exists()
+    s = run_month(_api_source(server), "t", GRID, [Block(0, 0, 32, 32)], MONTH, Recipe(),
+                  store, tmp_path / "ledger2", summary_path=summary, allow_lost=True)
+    assert s["n_scenes"]["s2"] == 0 and s["lost_items"]["s2"] == {"missing_asset": len(s2)}
+    assert s["lost_items"]["s1"] == {}

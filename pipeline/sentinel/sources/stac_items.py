@@ -280,7 +280,8 @@ def newest_processing(items: list[dict[str, Any]],
         best = members[-1]
         keep.append(best)
         for it in members[:-1]:
-            skipped.append({"item": str(it.get("id")), "superseded_by": str(best.get("id")),
+            skipped.append({"item": str(it.get("id")), "sensor": "s2", "cause": "superseded",
+                            "superseded_by": str(best.get("id")),
                             "why": f"superseded by {best.get('id')} (baseline "
                                    f"{_baseline(it):05.2f} -> {_baseline(best):05.2f})"})
             log.info("STAC item %s: another processing of the acquisition of %s; using it",
@@ -305,7 +306,7 @@ def _band_assets(
     assets = item.get("assets", {})
     unknown = [b for b in bands if b not in profile.s2_keys]
     if unknown:
-        skipped.append({"item": str(item.get("id")),
+        skipped.append({"item": str(item.get("id")), "sensor": "s2", "cause": "no_asset_key",
                         "why": f"profile {profile.name!r} has no {level} asset key for "
                                f"{', '.join(unknown)}"})
         log.warning("STAC item %s: profile %r reads no %s band %s: skipped", item.get("id"),
@@ -313,7 +314,8 @@ def _band_assets(
         return None
     missing = [profile.s2_keys[b] for b in bands if profile.s2_keys[b] not in assets]
     if missing:
-        skipped.append({"item": str(item.get("id")), "why": f"no asset {', '.join(missing)}"})
+        skipped.append({"item": str(item.get("id")), "sensor": "s2", "cause": "missing_asset",
+                        "why": f"no asset {', '.join(missing)}"})
         log.warning("STAC item %s lacks band assets %s: skipped", item.get("id"), missing)
         return None
     out = {}
@@ -381,12 +383,14 @@ def s1_scenes_from_items(
         assets = it.get("assets", {})
         why = uncalibrated_s1(it, profile)
         if why:
-            skipped.append({"item": str(it.get("id")), "why": why})
+            skipped.append({"item": str(it.get("id")), "sensor": "s1", "cause": "uncalibrated",
+                            "why": why})
             log.warning("STAC item %s: %s: skipped", it.get("id"), why)
             continue
         have = {b: _href(it, assets[k], sign) for b, k in profile.s1_keys.items() if k in assets}
         if not have:
-            skipped.append({"item": str(it.get("id")), "why": "no vv / vh asset"})
+            skipped.append({"item": str(it.get("id")), "sensor": "s1", "cause": "missing_asset",
+                            "why": "no vv / vh asset"})
             continue
         props = it.get("properties", {})
         state = props.get("sat:orbit_state")
