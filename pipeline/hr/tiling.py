@@ -81,6 +81,16 @@ class TileResult:
     gsd_m: float
 
 
+
+#: Relative tolerance of the GSD bounds: a 5 m image whose pixel size is measured as 5.000002 m
+#: (a geographic CRS converted at the image centre, float noise of a reprojected grid) passes.
+GSD_TOLERANCE = 1e-3
+
+
+def gsd_in_range(gsd_m: float, lo: float, hi: float) -> bool:
+    """``lo <= gsd_m <= hi`` within :data:`GSD_TOLERANCE` (relative)."""
+    return lo * (1.0 - GSD_TOLERANCE) <= gsd_m <= hi * (1.0 + GSD_TOLERANCE)
+
 def _output_nodata(nodata: float | None) -> int | None:
     if nodata is None:
         return None
@@ -218,10 +228,11 @@ def tile_pair(
 
     lon, lat = warp_transform(info1.crs, "EPSG:4326", [cx], [cy])
     gsd_m = gsd_from_crs(info1.res, info1.crs, (lon[0], lat[0]))
-    if not cfg.min_gsd_m <= gsd_m <= cfg.max_gsd_m:
+    if not gsd_in_range(gsd_m, cfg.min_gsd_m, cfg.max_gsd_m):
         raise TilingError(
-            f"AOI {name!r} T1 image {info1.path} has {gsd_m:.3g} m pixels, outside "
-            f"tile.min_gsd_m..tile.max_gsd_m = {cfg.min_gsd_m:g}..{cfg.max_gsd_m:g} m: the HR "
+            f"AOI {name!r} T1 image {info1.path} has {gsd_m:.9g} m pixels (measured at the "
+            f"image centre), outside tile.min_gsd_m..tile.max_gsd_m = {cfg.min_gsd_m:g}.."
+            f"{cfg.max_gsd_m:g} m (+-{GSD_TOLERANCE:.1%}): the HR "
             "stages are for 0.2-5 m imagery (check the image's CRS units); add Sentinel series "
             "to coarser change datasets with the expansion path (expand.adapter), or widen the "
             "range"

@@ -555,11 +555,20 @@ def test_coarse_imagery_is_refused_with_the_gsd(tmp_path: Path) -> None:
     t1 = write_rgb(tmp_path / "t1.tif", width=64, height=64, transform=tr)
     t2 = write_rgb(tmp_path / "t2.tif", width=64, height=64, transform=tr)
     lay = Layout(tmp_path / "o")
-    with pytest.raises(TilingError, match=r"300 m pixels, outside .*0\.02\.\.5 m"):
+    with pytest.raises(TilingError, match=r"has 300 m pixels \(measured at the image centre\), "
+                                          r"outside .*0\.02\.\.5 m \(\+-0\.1%\)"):
         tile_aoi(aoi_spec(t1, t2), _cfg(), lay, progress=False)
     assert not lay.patches("tst").exists() and not lay.hr_dir("tst", "t1").exists()
     res = tile_aoi(aoi_spec(t1, t2), _cfg(max_gsd_m=500.0), lay, progress=False)
     assert res.gsd_m == pytest.approx(300.0)
+
+
+def test_gsd_bounds_have_a_tolerance_and_the_error_states_the_measured_value() -> None:
+    from pipeline.hr.tiling import GSD_TOLERANCE, gsd_in_range
+
+    assert gsd_in_range(5.000002, 0.02, 5.0) and gsd_in_range(0.0199999, 0.02, 5.0)
+    assert not gsd_in_range(5.0 * (1 + 2 * GSD_TOLERANCE), 0.02, 5.0)
+    assert not gsd_in_range(0.02 * (1 - 2 * GSD_TOLERANCE), 0.02, 5.0)
 
 
 def test_footprint_unions_need_no_dense_grid() -> None:
