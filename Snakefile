@@ -13,6 +13,7 @@ from pipeline.io.locks import clear_stale_locks
 from pipeline.io.manifest import invalidate_broken_outputs
 from pipeline.layout import Layout
 from pipeline.sentinel.fetch import mark_retry, months_to_retry
+from pipeline.sentinel.sources import preflight
 
 
 configfile: "config/config.yaml"
@@ -35,7 +36,11 @@ check_sources(CFG, AOIS, AOI_FILES)
 L = Layout.of(CFG.results_dir, CFG.dataset)
 ROOT = str(L.root)
 _MAIN_RUN = getattr(getattr(workflow, "exec_mode", None), "name", "DEFAULT") == "DEFAULT"
-for _line in check_buildable(CFG, AOIS, AOI_FILES) if _MAIN_RUN else ():
+try:  # templates next to built AOIs are named; a run of templates only is refused (onstart)
+    _template_lines = check_buildable(CFG, AOIS, AOI_FILES) if _MAIN_RUN else []
+except ConfigError:
+    _template_lines = []
+for _line in _template_lines:
     logger.warning(_line)
 
 # Files a stage wrote besides its declared output (patch GeoTIFFs, cube chunks) that were
@@ -64,6 +69,23 @@ for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(),
         f"dataset {CFG.dataset}: {len(_problems)} output file(s) of rule {_stage} are missing "
         f"or changed ({'; '.join(_problems[:3])}): rule {_stage} runs again"
     )
+
+
+# when the run starts executing (not for dry runs or listings): a run of templates only is
+# refused, and the Sentinel source is checked once, before any HR stage runs, while months are still to fetch: credentials,
+# packages, one landing page / collection request per catalogue; the demo's catalogue is made
+# by the workflow itself
+onstart:
+    check_buildable(CFG, AOIS, AOI_FILES)  # every AOI a template: nothing would be built
+    _pending = [(f"AOI {_n!r} ({AOI_FILES[_n]})", _s.sentinel_archive)
+                for _n, _s in AOIS.items()
+                if not (_s.template or _s.generated) and not L.sentinel_summary(_n).exists()]
+    if (CFG.expand.adapter and not CFG.expand.plan_only
+            and not L.expand_summary().exists()):
+        _pending.append(("expand", CFG.expand.sentinel_archive))
+    preflight(CFG.sentinel, _pending)
+
+
 # months whose catalogue items were skipped, or whose searches came back empty, are fetched
 # again by a few later runs
 for _name, _spec in AOIS.items() if _MAIN_RUN else ():

@@ -164,8 +164,15 @@ class FakeStac(LoopbackService):
                 return self._json(h, 200, {"conformsTo": CONFORMANCE})
             if path == "/api/collections":
                 ids = sorted({str(it.get("collection")) for it in self.items})
-                return self._json(h, 200, {"collections": [
-                    {"id": c, "type": "Collection", "links": []} for c in ids], "links": []})
+                return self._json(h, 200, {"collections": [self._collection(c) for c in ids],
+                                           "links": []})
+            if path.startswith("/api/collections/") and path.count("/") == 3:
+                cid = path.rsplit("/", 1)[1]
+                if cid not in {str(it.get("collection")) for it in self.items}:
+                    # Earth Search's answer for an unknown collection
+                    return self._json(h, 404, {"code": "NotFoundError",
+                                               "description": f"Collection {cid} not found"})
+                return self._json(h, 200, self._collection(cid))
             if path == "/api/search":
                 with self._lock:
                     self.counters.search_requests += 1
@@ -186,6 +193,16 @@ class FakeStac(LoopbackService):
             entry["status"] = 400
             return self._json(h, 400, {"code": "BadRequest", "description": str(exc)},
                               head=method == "HEAD")
+
+    def _collection(self, cid: str) -> dict[str, Any]:
+        """A valid STAC Collection document (what pystac-client parses)."""
+        base = self.api
+        return {"type": "Collection", "stac_version": "1.0.0", "id": cid,
+                "description": f"{cid} (fake)", "license": "proprietary",
+                "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                           "temporal": {"interval": [[None, None]]}},
+                "links": [{"rel": "self", "href": f"{base}/collections/{cid}"},
+                          {"rel": "items", "href": f"{base}/collections/{cid}/items"}]}
 
     def _landing(self) -> dict[str, Any]:
         base = self.api

@@ -695,3 +695,33 @@ def test_a_month_whose_items_were_all_lost_fails_instead_of_coming_out_empty(
                   store, tmp_path / "ledger2", summary_path=summary, allow_lost=True)
     assert s["n_scenes"]["s2"] == 0 and s["lost_items"]["s2"] == {"missing_asset": len(s2)}
     assert s["lost_items"]["s1"] == {}
+
+
+def test_preflight_checks_the_source_once_before_the_build(server: FakeStac,
+                                                           tmp_path: Path) -> None:
+    """What a build needs from its source is checked before any HR stage runs: the API
+    answers and lists the configured collections; a wrong collection, an unreachable host
+    (named) and a missing Planetary Computer package each fail with one message."""
+    import sys
+
+    from pipeline.config import SentinelConfig
+    from pipeline.sentinel.sources import preflight
+
+    def cfg(**stac):  # type: ignore[no-untyped-def]
+        return SentinelConfig.model_validate({"source": "stac", "stac": {
+            "url": server.api, "s1_collection": "sentinel-1-rtc", "backoff_base_s": 0.01,
+            "max_retries": 1, **stac}})
+
+    preflight(cfg(), [("AOI 'a'", None), ("AOI 'b'", None)])  # the loopback API answers
+    with pytest.raises(SourceError, match=r"AOI 'a': the Sentinel source cannot be used: STAC "
+                                          r"API .* has no collection 'sentinel-2-l2x'"):
+        preflight(cfg(s2_l2a_collection="sentinel-2-l2x"), [("AOI 'a'", None)])
+    with pytest.raises(SourceError, match=r"the host 127\.0\.0\.1:9 could not be reached"):
+        preflight(cfg(url="http://127.0.0.1:9/api"), [("AOI 'a'", None)])
+    sys.modules["planetary_computer"] = None  # type: ignore[assignment]  # not installed
+    try:
+        with pytest.raises(SourceError, match=r"pip install planetary-computer"):
+            preflight(cfg(profile="planetary-computer"), [("AOI 'a'", None)])
+    finally:
+        del sys.modules["planetary_computer"]
+    preflight(cfg(), [])  # nothing left to fetch: nothing checked

@@ -45,3 +45,23 @@ def test_no_expand_rules_without_adapter(tmp_path: Path, snakemake: Snakemake) -
                                       "sentinel_archive": str(tmp_path)}, "--list-rules")
     assert r.returncode == 0, r.stderr[-3000:]
     assert {"expand_index", "expand_sentinel_month", "expand_stats"} <= set(r.stdout.split())
+
+
+def test_an_unreachable_catalogue_fails_once_before_any_job(tmp_path: Path,
+                                                            snakemake: Snakemake) -> None:
+    """The source is checked when the run starts: an unreachable STAC API fails the build at
+    once, naming its host, instead of after the index / HR jobs and once per month job."""
+    root = make_pairs(tmp_path / "pairs")
+    cfg = {"results_dir": str(tmp_path / "results"), "dataset": "ds",
+           "aois": ["aoi/fusu-beilin.yaml"],
+           "expand": {"adapter": "pairs", "path": str(root)},
+           "sentinel": {"source": "stac", "stac": {"url": "http://127.0.0.1:9/api",
+                                                   "max_retries": 0}}}
+    cfgfile = tmp_path / "cfg.yaml"
+    cfgfile.write_text(json.dumps(cfg))
+    r = snakemake.run(configfile=cfgfile, timeout=240)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "the host 127.0.0.1:9 could not be reached" in out, out[-3000:]
+    assert "expand: the Sentinel source cannot be used" in out
+    assert not (tmp_path / "results" / "ds" / "expand" / "samples.parquet").exists()

@@ -77,7 +77,7 @@ def test_a_run_of_templates_only_says_it_builds_nothing(tmp_path: Path,
                                                         snakemake: Snakemake) -> None:
     """The default target with only a template AOI used to end "1 of 1 steps (100%) done",
     exit 0, with nothing built; it is refused with what to do (the plan-only command)."""
-    res = snakemake.run("-n", "--config", "dataset=tpl", f"results_dir={tmp_path}",
+    res = snakemake.run("--config", "dataset=tpl", f"results_dir={tmp_path}",
                         'aois=["aoi/fusu-beilin.yaml"]')
     out = res.stdout + res.stderr
     assert res.returncode != 0

@@ -12,9 +12,10 @@ source       where composites come from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, SourceError
 from pipeline.sentinel.model import SentinelSource
 
 
@@ -103,3 +104,43 @@ def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
     raise ConfigError(
         f"{where}: unknown sentinel.source {cfg.source!r}: use 'stac', 'gee' or 'local'"
     )
+
+
+def preflight(cfg: Any, archives: Sequence[tuple[str, str | None]]) -> None:
+    """Check, once per build and before any HR stage runs, that the configured Sentinel source
+    can be used: a ``stac`` catalogue answers (one landing page and collections request per
+    catalogue, or the static catalogue's items) and the Planetary Computer signer is
+    installed; ``gee`` credentials and project are found and Earth Engine initialises;
+    ``local`` archives exist (the parse-time config check).
+
+    Args:
+        cfg: the validated ``sentinel`` section.
+        archives: ``(where, archive)`` of every AOI / expansion that still needs months
+            (``where`` names it in messages).
+
+    Raises:
+        ConfigError / SourceError / CredentialsError: one message saying what to do.
+    """
+    if not archives or cfg.source == "local":
+        return
+    if cfg.source == "gee":
+        src = make_source(cfg, None, archives[0][0])
+        src.close()
+        return
+    seen: set[str | None] = set()
+    for where, archive in archives:
+        loc = stac_location(cfg, archive, where)
+        if loc in seen:
+            continue
+        seen.add(loc)
+        from pipeline.sentinel.sources.stac import StacCatalog
+
+        try:
+            cat = StacCatalog(**stac_kwargs(cfg, archive))
+            try:
+                cat.preflight()
+            finally:
+                cat.close()
+        except SourceError as exc:
+            raise SourceError(f"{where}: the Sentinel source cannot be used: {exc}") from None
+

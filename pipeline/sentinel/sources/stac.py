@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +278,32 @@ class StacCatalog:
             out.extend(it for it in page if start <= item_time(it) < end)
         return out
 
+    def preflight(self) -> None:
+        """One cheap check, before a build starts, that this catalogue can be read: the
+        signer exists (checked when the source was made), a static catalogue's items load,
+        an API's landing page answers and names every configured collection.
+
+        Raises:
+            SourceError: naming the catalogue (and the host it could not reach) and the fix.
+        """
+        if self.static:
+            self._static()
+            return
+        client = self._searching(self._api, f"STAC API {self.catalog}")
+        for coll in sorted({c for c in self.collections.values() if c}):
+            try:
+                found = self._searching(lambda c=coll: client.get_collection(c),  # type: ignore[misc]
+                                        f"STAC API {self.catalog}, collection {coll}")
+            except SourceError as exc:
+                if "HTTP 404" not in str(exc) and "not found" not in str(exc).lower():
+                    raise
+                found = None
+            if found is None:
+                raise SourceError(
+                    f"STAC API {self.catalog} has no collection {coll!r}: check "
+                    "sentinel.stac.profile and the *_collection settings (docs/sources.md)"
+                ) from None
+
     def _api(self) -> Any:
         if self._client is None:
             io = stac_io(self.timeout_s, self.max_retries, self.backoff_base_s, self.retries)
@@ -310,9 +337,10 @@ class StacCatalog:
             elif status is not None and 400 <= status < 500 and status != 429:
                 hint = (f"the server answered HTTP {status}, which is not retried: check the "
                         "URL, the collection ids and the credentials")
-            elif status is None and n == 0 and _unreachable(exc):
-                hint = ("the host could not be reached (no network, or a wrong host name): "
-                        "check the URL and your connection")
+            elif status is None and _unreachable(exc):
+                host = urllib.parse.urlsplit(self.catalog).netloc or self.catalog
+                hint = (f"the host {host} could not be reached (no network, a proxy, or a "
+                        "wrong host name): check the URL and your connection")
             else:
                 hint = "the server kept failing; rerun later (finished blocks are kept)"
             raise SourceError(f"{where}: failed after {n} retries ({type(exc).__name__}: "
