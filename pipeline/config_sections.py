@@ -286,6 +286,14 @@ class StacConfig(_Model):
     s2_l2a_collection: str | None = Field(default=None, description="Override ('' = none).")
     s2_l1c_collection: str | None = Field(default=None, description="Override ('' = none).")
     s1_collection: str | None = Field(default=None, description="Override ('' = none).")
+    s1_catalog: str | None = Field(
+        default="planetary-computer",
+        description="Where Sentinel-1 comes from when the catalogue read for S2 is a STAC API "
+        "without calibrated S1 (Earth Search) and s1_collection is not set: "
+        "'planetary-computer' (its public API, collection sentinel-1-rtc: terrain-corrected "
+        "gamma0; asset URLs signed anonymously with the planetary-computer package), a STAC "
+        "API URL with that layout, or null (no S1). Static catalogues keep their own S1.",
+    )
     s2_query: dict[str, Any] = Field(
         default_factory=dict,
         description="STAC API 'query' filter for the S2 searches (applied to static "

@@ -725,3 +725,55 @@ def test_preflight_checks_the_source_once_before_the_build(server: FakeStac,
     finally:
         del sys.modules["planetary_computer"]
     preflight(cfg(), [])  # nothing left to fetch: nothing checked
+
+
+def test_s1_comes_from_a_second_catalogue_when_the_first_has_none(
+        server: FakeStac, tmp_path: Path) -> None:
+    """Earth Search has no calibrated S1: by default S1 is read from Planetary Computer's
+    sentinel-1-rtc (sentinel.stac.s1_catalog). Two loopback APIs, one with only the S2 items
+    (Earth Search layout) and one with only the S1 RTC items (Planetary Computer layout), give
+    the same S1 composite as one catalogue holding both."""
+    s2_only = FakeStac(server.root, page_size=2).start()
+    s1_only = FakeStac(server.root, page_size=2).start()
+    try:
+        s2_only.items = [it for it in server.items if it["collection"].startswith("sentinel-2")]
+        s1_only.items = [it for it in server.items if it["collection"] == "sentinel-1-rtc"]
+        assert s2_only.items and s1_only.items
+        both = _api_source(server).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+        split = stac_source(s2_only.api, collections={}, backoff_base_s=0.01,
+                            s1_catalog=s1_only.api, s1_signer=lambda h: h)
+        got = split.fetch_block("t", GRID, BLOCK, MONTH, Recipe())
+        assert int(got.s1_count.max()) > 0
+        np.testing.assert_array_equal(got.s1, both.s1)
+        np.testing.assert_array_equal(got.s1_count, both.s1_count)
+        np.testing.assert_array_equal(got.s2, both.s2)
+        assert s1_only.counters.search_requests > 0  # S1 was searched in the second API
+        # without the second catalogue the same API gives no S1 (Earth Search's case)
+        alone = stac_source(s2_only.api, collections={}, backoff_base_s=0.01)
+        assert int(alone.fetch_block("t", GRID, BLOCK, MONTH, Recipe()).s1_count.max()) == 0
+    finally:
+        s2_only.stop()
+        s1_only.stop()
+
+
+def test_the_default_configuration_reads_s1_from_planetary_computer(archive: Path) -> None:
+    """A plan of a real AOI with the default configuration has S2 (Earth Search) and S1
+    (Planetary Computer sentinel-1-rtc, signed); a static catalogue keeps its own S1, an
+    explicit s1_collection or s1_catalog: null turns the second catalogue off."""
+    from pipeline.config import SentinelConfig
+    from pipeline.sentinel.sources import stac_kwargs
+    from pipeline.sentinel.sources.stac import StacCatalog
+    from pipeline.sentinel.sources.stac_profiles import DEFAULT_URLS
+
+    default = StacCatalog(**stac_kwargs(SentinelConfig(), None))
+    assert default.catalog == DEFAULT_URLS["earth-search"]
+    assert default.collections["s2_l2a"] == "sentinel-2-l2a" and not default.collections["s1"]
+    assert default.s1_catalog is not None
+    assert default.s1_catalog.catalog == DEFAULT_URLS["planetary-computer"]
+    assert default.s1_catalog.collections["s1"] == "sentinel-1-rtc"
+    assert default.s1_catalog.profile.s1_units == "linear"  # gamma0 power, averaged linearly
+    for off in ({"s1_catalog": None}, {"s1_collection": "my-s1"}):
+        cfg = SentinelConfig.model_validate({"stac": off})
+        assert StacCatalog(**stac_kwargs(cfg, None)).s1_catalog is None
+    static = StacCatalog(**stac_kwargs(SentinelConfig(), str(archive)))
+    assert static.static and static.s1_catalog is None

@@ -35,7 +35,7 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
                 "profile": cfg.stac.profile, "s2_query": cfg.stac.s2_query,
                 "verify_offsets": cfg.stac.verify_offsets,
                 "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
-                                cfg.stac.s1_collection]}
+                                cfg.stac.s1_collection], "s1_catalog": cfg.stac.s1_catalog}
     return {"source": str(cfg.source)}
 
 
@@ -65,7 +65,7 @@ def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[s
         "max_retries": st.max_retries, "backoff_base_s": st.backoff_base_s,
         "timeout_s": st.timeout_s, "max_items": st.max_items, "s2_query": st.s2_query,
         "item_concurrency": st.item_concurrency, "verify_offsets": st.verify_offsets,
-        "allow_hosts": tuple(st.allow_hosts),
+        "allow_hosts": tuple(st.allow_hosts), "s1_catalog": st.s1_catalog,
     }
 
 

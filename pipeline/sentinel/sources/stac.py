@@ -118,11 +118,13 @@ class StacCatalog:
         backoff_base_s: float = 1.0,
         timeout_s: float = 60.0,
         signer: Callable[[str], str] | None = None,
+        s1_signer: Callable[[str], str] | None = None,
         max_items: int = 5000,
         s2_query: dict[str, Any] | None = None,
         item_concurrency: int = 4,
         verify_offsets: bool = True,
         allow_hosts: tuple[str, ...] = (),
+        s1_catalog: str | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -142,6 +144,18 @@ class StacCatalog:
         cols.update({k: v for k, v in (collections or {}).items() if v is not None})
         self.collections = cols
         self._user_s1 = (collections or {}).get("s1")
+        #: S1 from another provider's API when this one has no calibrated S1 (Earth Search):
+        #: Planetary Computer's sentinel-1-rtc by default (``sentinel.stac.s1_catalog``)
+        self.s1_catalog: StacCatalog | None = None
+        if s1_catalog and not self.static and not cols.get("s1") and self._user_s1 is None:
+            url = (DEFAULT_URLS["planetary-computer"] if s1_catalog == "planetary-computer"
+                   else s1_catalog)
+            self.s1_catalog = StacCatalog(
+                url, profile="planetary-computer",
+                collections={"s2_l2a": "", "s2_l1c": "", "s1": PROFILES["planetary-computer"].s1},
+                max_retries=max_retries, backoff_base_s=backoff_base_s, timeout_s=timeout_s,
+                signer=s1_signer, max_items=max_items, allow_hosts=allow_hosts,
+            )
         self.max_retries = int(max_retries)
         self.backoff_base_s = float(backoff_base_s)
         self.timeout_s = float(timeout_s)
@@ -221,6 +235,15 @@ class StacCatalog:
         if month in self._preloaded:
             return list(self._preloaded[month].s1)
         skipped = self._skipped.setdefault(month, [])
+        if self.s1_catalog is not None:
+            scenes = self.s1_catalog.list_s1(month, grid)
+            other = self.s1_catalog.month_meta(month)
+            skipped.extend(x for x in other["skipped_items"] if x not in skipped)
+            empty = self._empty.setdefault(month, [])
+            empty.extend(c for c in other["empty_searches"] if c not in empty)
+            self._month_retries[month] = (self._month_retries.get(month, 0)
+                                          + int(other["search_retries"]))
+            return scenes
         return s1_scenes_from_items(self._search("s1", month, grid), self.profile, self._sign,
                                     skipped)
 
@@ -288,7 +311,12 @@ class StacCatalog:
         """
         if self.static:
             self._static()
-            return
+        else:
+            self._preflight_api()
+        if self.s1_catalog is not None:
+            self.s1_catalog.preflight()
+
+    def _preflight_api(self) -> None:
         client = self._searching(self._api, f"STAC API {self.catalog}")
         for coll in sorted({c for c in self.collections.values() if c}):
             try:
