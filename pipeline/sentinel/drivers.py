@@ -39,6 +39,7 @@ from pipeline.sentinel.blocks import BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
 from pipeline.sentinel.model import SentinelSource
 from pipeline.sentinel.month import MonthJob, fetch_month_job
+from pipeline.sentinel.sources import sensor_sources
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,17 @@ def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any
     _prepare_store(aoi, grid, layout)
     write_json(layout.sentinel_blocks(name), plan.to_dict())
     pixels = plan.n_pixels
+    sources = sensor_sources(cfg, aoi.sentinel_archive)
     marker = {
         "aoi": name, "store": str(staging), "cube": str(layout.mosaic(name)), "months": months,
         "chunk_px": CHUNK_PX, "grid": grid.to_dict(), "n_blocks": len(plan.blocks),
         "block_pixels": pixels, "grid_pixels": grid.width * grid.height, "footprints": len(fp),
-        "footprint_px": size,
+        "footprint_px": size, "sources": sources,
     }
+    log.info("%s: S2 from %s; S1 from %s", name, sources["s2"], sources["s1"] or "nowhere")
+    if sources["s1"] is None:
+        log.warning("%s: no Sentinel-1 source is configured (sentinel.stac.s1_catalog is null "
+                    "and the catalogue has no calibrated S1): VV / VH will be NaN", name)
     if cfg.source == "gee":
         est = eecu_estimate(pixels, len(months), EecuRates.from_config(cfg))
         marker["gee_eecu_estimate"] = est

@@ -331,7 +331,8 @@ def test_item_missing_a_band_asset_is_a_recorded_skip(server: FakeStac) -> None:
     victim = next(it for it in server.items if it["collection"] == "sentinel-2-l2a")
     del victim["assets"]["swir22"]
     res = _api_source(server).fetch_block("t", GRID, BLOCK, MONTH, Recipe())
-    assert {"item": victim["id"], "why": "no asset swir22"} in res.meta["skipped_items"]
+    assert {"item": victim["id"], "sensor": "s2", "cause": "missing_asset",
+            "why": "no asset swir22"} in res.meta["skipped_items"]
     assert (res.s2_count <= 1).all()  # the other scene is still used
 
 
@@ -351,7 +352,8 @@ def test_skips_and_empty_searches_reach_the_month_summary(server: FakeStac,
     summary = run_month(_api_source(server, collections={"s1": "sentinel-1-grd-none"}), "t",
                         GRID, blocks, MONTH, Recipe(), store, ledger, concurrency=1,
                         summary_path=tmp_path / "summary.json")
-    assert summary["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
+    assert summary["skipped_items"] == [{"item": victim["id"], "sensor": "s2",
+                                         "cause": "missing_asset", "why": "no asset swir22"}]
     assert summary["empty_searches"] == ["sentinel-1-grd-none"]
     assert read_json(tmp_path / "summary.json")["skipped_items"] == summary["skipped_items"]
     marker = read_json(next(ledger.glob("r*.json")))
@@ -595,7 +597,8 @@ def test_skips_heal_once_the_catalogue_is_fixed(server: FakeStac, tmp_path: Path
     del victim["assets"]["swir22"]
     store, ledger, summary = tmp_path / "m.zarr", tmp_path / "ledger", tmp_path / "m.json"
     broken = month(store, ledger, summary)
-    assert broken["skipped_items"] == [{"item": victim["id"], "why": "no asset swir22"}]
+    assert broken["skipped_items"] == [{"item": victim["id"], "sensor": "s2",
+                                        "cause": "missing_asset", "why": "no asset swir22"}]
     summary.unlink()
     again = month(store, ledger, summary)  # same catalogue: resumes
     assert again["blocks_done"] == 0 and again["blocks_skipped"] == 4
@@ -777,3 +780,11 @@ def test_the_default_configuration_reads_s1_from_planetary_computer(archive: Pat
         assert StacCatalog(**stac_kwargs(cfg, None)).s1_catalog is None
     static = StacCatalog(**stac_kwargs(SentinelConfig(), str(archive)))
     assert static.static and static.s1_catalog is None
+    # the plan says where each sensor comes from
+    from pipeline.sentinel.sources import sensor_sources
+
+    plan = sensor_sources(SentinelConfig(), None)
+    assert plan == {"s2": f"{DEFAULT_URLS['earth-search']} (sentinel-2-l2a)",
+                    "s1": f"{DEFAULT_URLS['planetary-computer']} (sentinel-1-rtc)"}
+    none = SentinelConfig.model_validate({"stac": {"s1_catalog": None}})
+    assert sensor_sources(none, None)["s1"] is None

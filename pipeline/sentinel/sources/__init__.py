@@ -69,6 +69,36 @@ def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[s
     }
 
 
+def sensor_sources(cfg: Any, archive: str | None) -> dict[str, str | None]:
+    """Where each sensor of a configured build is read from, for the plan and the log:
+    ``{"s2": ..., "s1": ... or None}`` (a catalogue and collection, Earth Engine, or a scene
+    archive). None: the build has no S1 source (VV / VH stay NaN)."""
+    if cfg.source == "gee":
+        return {"s2": "Earth Engine (the recipe's S2 collections, docs/earth-engine.md)",
+                "s1": "Earth Engine (the recipe's S1 collection, docs/earth-engine.md)"}
+    if cfg.source == "local":
+        return {"s2": f"scene archive {archive}", "s1": f"scene archive {archive}"}
+    from pipeline.sentinel.sources.stac_profiles import DEFAULT_URLS, PROFILES
+
+    st = cfg.stac
+    prof = PROFILES[st.profile]
+    loc = stac_location(cfg, archive) or DEFAULT_URLS[st.profile]
+    s2 = f"{loc} ({st.s2_l2a_collection or prof.s2_l2a})"
+    static = loc.endswith(".json") or "://" not in loc
+    s1_coll = st.s1_collection if st.s1_collection is not None else prof.s1
+    if static:
+        s1: str | None = f"{loc} (its S1 items)"
+    elif s1_coll:
+        s1 = f"{loc} ({s1_coll})"
+    elif st.s1_catalog:
+        url = (DEFAULT_URLS["planetary-computer"] if st.s1_catalog == "planetary-computer"
+               else st.s1_catalog)
+        s1 = f"{url} ({PROFILES['planetary-computer'].s1})"
+    else:
+        s1 = None
+    return {"s2": s2, "s1": s1}
+
+
 def make_source(cfg: Any, archive: str | None, where: str) -> SentinelSource:
     """The configured source, for the native AOIs and the expansion groups alike.
 
