@@ -73,7 +73,7 @@ def test_an_l1c_item_under_a_profile_without_l1c_is_a_named_skip() -> None:
     item = _load("pc-sentinel-2-l2a-item.json")
     skipped: list[dict[str, str]] = []
     assert s2_scenes_from_items([], [item], PC, _same, skipped) == []
-    assert skipped == [{"item": item["id"],
+    assert skipped == [{"item": item["id"], "sensor": "s2", "cause": "no_asset_key",
                         "why": "profile 'planetary-computer' has no L1C asset key for B10"}]
 
 
@@ -130,7 +130,8 @@ def test_two_processings_of_one_acquisition_are_one_observation() -> None:
     skipped: list[dict[str, str]] = []
     scenes = s2_scenes_from_items([old, new], [l1c], ES, _same, skipped)
     assert [s.name for s in scenes] == [new["id"]]
-    assert skipped == [{"item": old["id"], "superseded_by": new["id"],
+    assert skipped == [{"item": old["id"], "sensor": "s2", "cause": "superseded",
+                        "superseded_by": new["id"],
                         "why": f"superseded by {new['id']} (baseline 02.14 -> 05.00)"}]
     (sc,) = scenes
     assert sc.products == ("L2A", "L1C")  # paired through derived_from
