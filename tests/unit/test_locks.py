@@ -25,9 +25,11 @@ def _locks(folder: Path) -> list[Path]:
 def test_stale_locks_go_live_ones_stay(tmp_path: Path) -> None:
     locks = _locks(tmp_path)
     # a live "snakemake" working in the folder (its command line names snakemake)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"],
-                            cwd=tmp_path)
+    live = subprocess.Popen([sys.executable, "-c",
+                             "import time; print('ready', flush=True); time.sleep(60)",
+                             "snakemake"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
     try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "ready"  # exec'd
         assert other_snakemake_in(tmp_path) is True
         assert clear_stale_locks(tmp_path) == [] and all(p.exists() for p in locks)
         elsewhere = tmp_path / "other"

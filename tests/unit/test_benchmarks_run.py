@@ -1,0 +1,75 @@
+"""Every benchmark runs at its smallest size, so an API change cannot silently break one
+(``python -m benchmarks.<name>`` in a subprocess, as docs/benchmarks.md runs them). Goals are
+not checked here (tiny sizes miss some on purpose; the figures live in docs/benchmarks.md):
+a benchmark may exit 1 for a missed goal, never with a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: (module, smallest arguments, a line its output must hold)
+CASES = [
+    ("tile_memory", ["--sizes", "512", "--patch", "128"], "peak RSS MB"),
+    ("scale_dryrun", ["--aois", "1", "--side-patches", "4", "--months", "2", "--repeat", "1"],
+     "jobs per 1000 patches"),
+    ("sentinel_requests", ["--side", "16", "--months", "2", "--subset", "2"],
+     "naive / block requests"),
+    ("expand_cube_memory", ["--side", "256", "--months", "3", "--window", "64", "--span", "2"],
+     "peak RSS growth / returned bytes"),
+    ("stac_reads", ["--scenes", "1", "--scene-km", "8", "--lattice", "8", "--latency-ms", "0"],
+     "identical composites: True"),
+    ("dataloader", ["--n", "20", "--workers", "1", "--batch", "2"], "bytes per patch"),
+    ("train_throughput", ["--small", "--steps", "2", "--warmup", "1", "--models", "fusunet"],
+     "samples/s"),
+    ("hr_stages", ["--size-m", "600", "--baseline-patches", "4"], "runtime ratio"),
+    ("memory_scale", ["--size-m", "600", "--months", "1"], "worst peak-RSS ratio"),
+]
+
+
+def _run(module: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_every_benchmark_module_is_covered() -> None:
+    modules = {p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__"}
+    assert modules == {c[0] for c in CASES} | {"sentinel_local"}
+
+
+@pytest.mark.parametrize(("module", "args", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_at_its_smallest_size(module: str, args: list[str], expect: str) -> None:
+    if module in ("dataloader", "train_throughput"):
+        pytest.importorskip("torch")
+    res = _run(module, args)
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert res.returncode in (0, 1), out[-3000:]
+    assert expect in out, out[-3000:]
+
+
+def test_sentinel_local_benchmark_runs_on_a_tiny_archive(tmp_path: Path) -> None:
+    """sentinel_local reads an AOI's grid and footprints and a scene archive (the demo's by
+    default): a two-footprint AOI and one synthetic scene stand in for them."""
+    import pandas as pd
+
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.layout import Layout
+    from tests.sentinel_helpers import GRID, write_scene
+
+    lay = Layout(tmp_path / "root")
+    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 32, "scale": 5.0})
+    write_geoparquet(pd.DataFrame({"patch_id": ["a_r000_c000", "a_r000_c001"],
+                                   "fp_col0": [0, 32], "fp_row0": [0, 32],
+                                   "fp_size_px": [32, 32]}), lay.footprints("a"))
+    write_scene(tmp_path / "archive", 3, 0.1)
+    res = _run("sentinel_local", ["--root", str(lay.root), "--aoi", "a", "--archive",
+                                  str(tmp_path / "archive"), "--months", "1", "--threads", "1"])
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "footprint-months/s" in out, out[-3000:]
