@@ -21,9 +21,11 @@ Recipe (identical to the Earth Engine path, pixel by pixel)
    post-processing of the probability (``gee``: none, as Earth Engine's collection is used;
    ``s2cloudless``: the package's average over a radius-1 disk and radius-1 dilation, or any
    ``cloud_average_over`` / ``cloud_dilation_size``, run by s2cloudless itself on the block
-   plus a halo of their reach); probabilities are cached per scene on the AOI grid (uint8, one
-   array per acquisition of the month being processed), so pixels shared by a block's halo and
-   its neighbour are never classified twice. An acquisition without L1C bands has no
+   plus a halo of their reach); probabilities are cached per scene on the AOI grid (one array
+   per acquisition of the month being processed: uint8 whole percent for ``gee``, as Earth
+   Engine's collection stores them, float32 for the post-processing presets, so the package's
+   average and threshold see unrounded values), so pixels shared by a block's halo and its
+   neighbour are never classified twice. An acquisition without L1C bands has no
    s2cloudless input: as L2A it is masked with its SCL layer (``L2A/SCL.tif``, the classes
    ``recipe.scl_mask_classes``) when it has one, else it is a counted skip
    (``meta["s2_scenes_skipped"]["no_cloud_layer"]``) that never makes the month L2A or
@@ -291,7 +293,7 @@ class Compositor:
         self._s1: dict[str, list[S1Scene]] = {}
         # per-scene cloud probability cache (uint8 %, 255 = not computed) for one month at a time
         self._prob_month: str | None = None
-        self._prob: dict[tuple[str, AoiGrid], tuple[threading.Lock, np.ndarray]] = {}
+        self._prob: dict[tuple[str, AoiGrid, bool], tuple[threading.Lock, np.ndarray]] = {}
         self.classified_pixels = 0  # s2cloudless predictions made (for tests / benchmarks)
 
     # scene listings are cached per month (every block of the month shares them)
@@ -488,8 +490,8 @@ class Compositor:
         if not ok[inner].any():
             return None
         refl = (dn + off) / np.float32(10000.0)
-        pct = self._probability_pct(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok)
-        prob = np.where(pct == 255, np.nan, pct / np.float32(100.0))
+        prob = self._probability(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok,
+                                 exact=post > 0)
         clear = ok & ~postprocess_cloud_mask(prob, recipe.cloud_probability_threshold,
                                              recipe.cloud_average_over,
                                              recipe.cloud_dilation_size, ok)
@@ -502,34 +504,44 @@ class Compositor:
                                       SHADOW_DISTANCE_M, water=water)
         return clear[inner]
 
-    def _probability_pct(
+    def _probability(
         self, scene: S2Scene, grid: AoiGrid, col0: int, row0: int, refl: np.ndarray,
-        ok: np.ndarray,
+        ok: np.ndarray, exact: bool,
     ) -> np.ndarray:
-        """Cloud probability (uint8 %, 255 = invalid) of a window whose upper-left pixel is
-        (col0, row0) of ``grid`` (may start outside it by up to the shadow halo), computing
-        only pixels not classified before for this scene."""
+        """Cloud probability (float32 (h, w) in [0, 1], NaN = invalid) of a window whose
+        upper-left pixel is (col0, row0) of ``grid`` (may start outside it by up to the shadow
+        halo), computing only pixels not classified before for this scene.
+
+        ``exact`` keeps the classifier's float probability (the ``s2cloudless`` preset: its
+        disk average and threshold then see what the package sees); otherwise it is rounded to
+        whole percent, as Earth Engine's S2_CLOUD_PROBABILITY stores it (the ``gee`` preset),
+        and cached as uint8 (255 = not classified).
+        """
         m = frame_pad(grid)
         month = scene.time.strftime("%Y-%m")
         with self._lock:
             if self._prob_month != month:
                 self._prob_month, self._prob = month, {}
-            key = (scene.id, grid)
+            key = (scene.id, grid, exact)
             if key not in self._prob:
-                self._prob[key] = (
-                    threading.Lock(),
-                    np.full((grid.height + 2 * m, grid.width + 2 * m), 255, np.uint8),
-                )
+                shape = (grid.height + 2 * m, grid.width + 2 * m)
+                self._prob[key] = (threading.Lock(), np.full(shape, np.nan, np.float32)
+                                   if exact else np.full(shape, 255, np.uint8))
             lock, cache = self._prob[key]
         h, w = ok.shape
         win = cache[row0 + m : row0 + m + h, col0 + m : col0 + m + w]
         with lock:
-            need = ok & (win == 255)
+            todo = np.isnan(win) if exact else (win == 255)
+            need = ok & todo
             if need.any():
                 p = self.detector.probability(refl, need)
-                win[need] = np.clip(np.rint(p[need] * 100.0), 0, 100).astype(np.uint8)
+                win[need] = (p[need].astype(np.float32) if exact else
+                             np.clip(np.rint(p[need] * 100.0), 0, 100).astype(np.uint8))
                 self.classified_pixels += int(need.sum())
-            return np.where(ok, win, 255).astype(np.uint8)
+            if exact:
+                return np.where(ok, win, np.float32(np.nan)).astype(np.float32)
+            return np.where(ok & (win != 255), win / np.float32(100.0),
+                            np.float32(np.nan)).astype(np.float32)
 
     def _read_s2(
         self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe,
