@@ -148,6 +148,7 @@ ABLATION_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("months_used", ("months_used",)), ("steps", ("step",)),
     ("seg_miou", ("test", "seg_miou")), ("bcd_iou", ("test", "change_iou")),
     ("scd_miou", ("test", "scd_miou")), ("scs", ("test", "scs")),
+    ("sek", ("test", "second", "sek")), ("second_score", ("test", "second", "score")),
     ("bc_den", ("test", "bc_den")), ("best_step", ("best", "step")),
     ("best_seg_miou", ("test_best", "seg_miou")), ("best_bcd_iou", ("test_best", "change_iou")),
 )

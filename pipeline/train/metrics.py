@@ -30,11 +30,19 @@ Conventions (FUSU class schema: 0 = background, 1..17 land-use classes, 255 = no
   (``TP + FN > 0``); classes absent from the changed pixels are excluded from the mean. Both
   matrices are accumulated over the whole set before scoring.
 
+* **SECOND score / SeK** (:func:`sek_scores`): exactly the official FUSU code's
+  ``utils/metric.py`` (``IOUandSek``): reported on the change-masked matrix (``second``, the
+  SECOND / Bi-SRNet protocol) and on the plain segmentation matrix (``fusu_official_val``,
+  what the official ``train.py`` validation feeds it). The official code's ``label_bin`` is
+  1 = changed (its loss weights ``mask_bin == 1`` by 2; a commented-out variant built 1 where
+  the T1 class is 0); the export writes 1 = changed.
+
 Scores are fractions in [0, 1] (multiply by 100 for the papers' percentages).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -252,11 +260,16 @@ class ChangeSegMetrics:
             out["seg_iou_per_class"] = {c: _f(iou[c]) for c in range(1, self.n_classes)}
             out["seg_iou_background"] = _f(iou[0])
             out["seg_oa"] = overall_accuracy(self.seg)
+            # what the official FUSU train.py validation reports: IOUandSek on the two dates'
+            # plain segmentation maps, background (0) playing "no change"
+            out["fusu_official_val"] = sek_scores(self.seg)
         if self.has_change:
             bc = binary_scores(self.change)
             out.update({f"change_{k}": v for k, v in bc.items()})
             if self.scd.any():
                 iou = iou_per_class(self.scd)
+                # the SECOND-lineage score / SeK of the official code, on the change-masked maps
+                out["second"] = sek_scores(self.scd)
                 out["scd_miou"] = mean_iou(self.scd)
                 out["scd_iou_per_class"] = {c: _f(iou[c]) for c in range(1, self.n_classes)}
                 out["scd_iou_nochange"] = _f(iou[0])
@@ -279,6 +292,40 @@ class ChangeSegMetrics:
         """The accumulated confusion matrices (rows = ground truth)."""
         return {"seg": self.seg, "change": self.change, "scd": self.scd, "sc": self.sc,
                 "change_den": self.change_den}
+
+
+def sek_scores(cm: np.ndarray) -> dict[str, float]:
+    """The SECOND-lineage score as the official FUSU code computes it (its
+    ``utils/metric.py``: ``IOUandSek.evaluate``, reimplemented on a confusion matrix).
+
+    Args:
+        cm: (n, n) int confusion matrix, rows = ground truth, columns = prediction, class 0 =
+            "no change" (the change-masked maps of :meth:`ChangeSegMetrics.update`'s ``scd``,
+            as SECOND / Bi-SRNet build them; or the plain two-date segmentation matrix, which
+            is what the official FUSU ``train.py`` validation feeds it, with background as 0).
+
+    Returns:
+        ``{"score", "miou", "sek"}``: ``miou`` = mean IoU of the binary no-change / change
+        split (class 0 vs the rest), ``sek`` = Cohen's kappa of the matrix without its (0, 0)
+        cell, times ``exp(IoU_change - 1)``; ``score = 0.5 * miou + 0.5 * sek``. Fractions.
+    """
+    h = np.asarray(cm, dtype=np.float64)
+    bin_cm = np.array([[h[0, 0], h.sum(1)[0] - h[0, 0]],
+                       [h.sum(0)[0] - h[0, 0], h[1:, 1:].sum()]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.diag(bin_cm) / (bin_cm.sum(0) + bin_cm.sum(1) - np.diag(bin_cm))
+    miou = float(np.mean(iou))
+    h2 = h.copy()
+    h2[0, 0] = 0
+    total = h2.sum()
+    if total == 0:
+        kappa = 0.0
+    else:
+        po = np.diag(h2).sum() / total
+        pe = float(np.matmul(h2.sum(1), h2.sum(0).T)) / total**2
+        kappa = 0.0 if pe == 1 else float((po - pe) / (1 - pe))
+    sek = kappa * math.exp(float(iou[1]) - 1)
+    return {"score": 0.5 * miou + 0.5 * sek, "miou": miou, "sek": sek}
 
 
 def _f(x: float) -> float | None:

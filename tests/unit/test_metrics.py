@@ -148,3 +148,67 @@ def test_den_scs_known_answer() -> None:
     ignored[2, 0, 3] = 255  # an ignored label is still a change, but no SC row
     out2 = den_scs([ignored], [pr])
     assert out2["bc"] == pytest.approx(2 / 3) and out2["sc"] == pytest.approx(1.0)
+
+
+def _official_iou_and_sek():  # type: ignore[no-untyped-def]
+    """The official FUSU code's metric class (tests/vendor/fusu_official/utils/metric.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "vendor" / "fusu_official" / "utils" / "metric.py"
+    spec = importlib.util.spec_from_file_location("fusu_official_metric", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.IOUandSek
+
+
+def test_sek_scores_equal_the_official_fusu_metric() -> None:
+    """sek_scores on a confusion matrix equals the official code's IOUandSek fed the same maps
+    (its add_batch / evaluate), for random semantic change maps with ignored pixels."""
+    from pipeline.train.metrics import confusion_matrix, sek_scores
+
+    official_cls = _official_iou_and_sek()
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        gt = rng.integers(0, 18, (3, 32, 32))
+        gt[rng.random(gt.shape) < 0.5] = 0  # plenty of "no change"
+        pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.integers(0, 18, gt.shape))
+        ref = official_cls(num_classes=18)
+        ref.add_batch(pred, gt)
+        want = ref.evaluate()
+        got = sek_scores(confusion_matrix(gt, pred, 18))
+        assert (got["score"], got["miou"], got["sek"]) == pytest.approx(want, abs=1e-12), trial
+
+
+def test_sek_scores_known_answer() -> None:
+    """A 3-class matrix worked by hand: binary [[5, 1], [2, 4+1+1+3=9]] -> IoU 5/8, 9/12;
+    kappa of [[0,1,0],[1,4,1],[1,1,3]]: po 7/12, pe (1*2 + 6*6 + 5*4)/144 = 58/144."""
+    import math
+
+    from pipeline.train.metrics import sek_scores
+
+    cm = np.array([[5, 1, 0], [1, 4, 1], [1, 1, 3]])
+    out = sek_scores(cm)
+    miou = 0.5 * (5 / 8 + 9 / 12)
+    po, pe = 7 / 12, 58 / 144
+    sek = (po - pe) / (1 - pe) * math.exp(9 / 12 - 1)
+    assert out["miou"] == pytest.approx(miou) and out["sek"] == pytest.approx(sek)
+    assert out["score"] == pytest.approx(0.5 * miou + 0.5 * sek)
+
+
+def test_evaluation_reports_the_official_scores_beside_the_projects() -> None:
+    from pipeline.train.metrics import ChangeSegMetrics, sek_scores
+
+    rng = np.random.default_rng(5)
+    l1 = rng.integers(1, 18, (2, 16, 16))
+    l2 = np.where(rng.random(l1.shape) < 0.3, rng.integers(1, 18, l1.shape), l1)
+    change = (l1 != l2).astype(np.int64)
+    p1 = np.where(rng.random(l1.shape) < 0.8, l1, 0)
+    p2 = np.where(rng.random(l1.shape) < 0.8, l2, 0)
+    pc = np.where(rng.random(l1.shape) < 0.9, change, 1 - change)
+    m = ChangeSegMetrics()
+    m.update(l1, l2, change, p1, p2, pc)
+    out = m.compute()
+    assert out["second"] == sek_scores(m.scd) and out["fusu_official_val"] == sek_scores(m.seg)
+    assert 0.0 < out["second"]["score"] < 1.0 and "scd_miou" in out
