@@ -1,7 +1,9 @@
-"""Live Earth Engine smoke test (marker ``gee_live``; skipped without credentials).
+"""Live Earth Engine smoke test (marker ``gee_live``): ``pytest -m gee_live`` runs it and fails,
+saying how to authenticate, when no credentials are found; the default run leaves it out.
 
-Needs ``$EE_PROJECT`` plus a service-account key (``$EE_SERVICE_ACCOUNT_KEY`` or
-``$GOOGLE_APPLICATION_CREDENTIALS``). Fetches one small block over Xi'an for one month and
+Credentials in any form earthengine-api accepts: ``earthengine authenticate``, gcloud's
+application-default login, or a key / credentials file in ``$EE_SERVICE_ACCOUNT_KEY`` or
+``$GOOGLE_APPLICATION_CREDENTIALS``; the project from ``$EE_PROJECT`` (or the credentials). Fetches one small block over Xi'an for one month and
 checks units, shapes, per-band NaN/0 consistency (masked pixels must never arrive as 0) and
 that counts never exceed the month's distinct acquisition dates (one observation per datatake /
 pass), so the first user with a key confirms what the fake server can only imitate.

@@ -277,6 +277,24 @@ def test_permission_denied_is_a_credentials_error(srv):
     assert srv.counters.requests == 1
 
 
+def test_expired_or_revoked_credentials_say_so(srv, monkeypatch):
+    """google.auth's RefreshError('invalid_grant: Token has been expired or revoked.') used to
+    be reported as 'check the recipe settings'."""
+    from google.auth.exceptions import RefreshError
+
+    src = make_source(srv)
+
+    def refuse(*a, **k):  # type: ignore[no-untyped-def]
+        raise RefreshError("invalid_grant: Token has been expired or revoked.",
+                           {"error": "invalid_grant"})
+
+    monkeypatch.setattr(ee.data, "computePixels", refuse)
+    with pytest.raises(CredentialsError, match=r"expired or were revoked: run `.venv/bin/"
+                                               r"earthengine authenticate` again"):
+        src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert src.sleeps == []  # not retried
+
+
 def test_computation_timeout_splits(srv):
     srv.faults.append(Fault("400", message="Computation timed out."))
     src = make_source(srv)
@@ -530,6 +548,9 @@ def test_adc_credential_types_are_accepted(monkeypatch, tmp_path):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
     creds, project = resolve_credentials(ee, None)
     assert type(creds).__module__ == "google.oauth2.credentials" and project == "my-ee-project"
+    # a user's refresh token is not refreshed with the Earth Engine scope forced (Google
+    # answers invalid_scope): loaded without scopes, as google.auth.default() does
+    assert creds.scopes is None
     token = tmp_path / "token.txt"
     token.write_text("subject-token")
     wif = tmp_path / "wif.json"

@@ -83,8 +83,11 @@ def _from_file(var: str, path: str) -> tuple[Any, str | None]:
         else:
             import google.auth
 
-            creds, project = google.auth.load_credentials_from_file(path,
-                                                                    scopes=list(EE_SCOPES))
+            # a user's refresh token (gcloud ADC, ``authorized_user``) carries the scopes it
+            # was granted; asking for others on refresh gets ``invalid_scope``, so it is loaded
+            # without scopes, as earthengine-api's google.auth.default() does
+            scopes = None if kind == "authorized_user" else list(EE_SCOPES)
+            creds, project = google.auth.load_credentials_from_file(path, scopes=scopes)
     except Exception as exc:
         raise CredentialsError(
             f"${var} ({path}) holds '{kind or 'unknown'}' credentials that cannot be loaded "

@@ -408,6 +408,11 @@ class GeeSource:
             return exc
         msg = _short(exc)
         low = msg.lower()
+        if type(exc).__name__ == "RefreshError" or any(
+                m in low for m in ("invalid_grant", "invalid_scope", "token has been expired")):
+            # google.auth could not refresh the token: expired / revoked credentials (a
+            # request error status never arrives), not a problem of the recipe
+            return _FetchError("auth", msg, 401)
         if isinstance(exc, TimeoutError) or ("timed out" in low and isinstance(exc, OSError)):
             return _FetchError("timeout", f"{type(exc).__name__}: {msg}")
         if isinstance(exc, ConnectionError | OSError):
@@ -477,9 +482,15 @@ class GeeSource:
                     raise _FetchError("split", f"timed out twice ({err})", err.status)
                 err = _FetchError("retry", str(err), err.status)
             if err.kind == "auth":
+                hint = ""
+                if "invalid_grant" in str(err).lower() or "expired" in str(err).lower():
+                    hint = ("The credentials have expired or were revoked: run `.venv/bin/"
+                            "earthengine authenticate` again (or `gcloud auth application-"
+                            "default login`), or check that the service-account key still "
+                            "exists and is enabled. ")
                 raise CredentialsError(
                     f"{where}: Earth Engine refused the credentials or project {self.project!r} "
-                    f"(HTTP {err.status}: {err}). {AUTH_HELP}"
+                    f"(HTTP {err.status}: {err}). {hint}{AUTH_HELP}"
                 ) from None
             if err.kind == "fatal":
                 raise SourceError(
