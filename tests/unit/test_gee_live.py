@@ -3,7 +3,8 @@ saying how to authenticate, when no credentials are found; the default run leave
 
 Credentials in any form earthengine-api accepts: ``earthengine authenticate``, gcloud's
 application-default login, or a key / credentials file in ``$EE_SERVICE_ACCOUNT_KEY`` or
-``$GOOGLE_APPLICATION_CREDENTIALS``; the project from ``$EE_PROJECT`` (or the credentials). Fetches one small block over Xi'an for one month and
+``$GOOGLE_APPLICATION_CREDENTIALS``; the project from ``$EE_PROJECT`` (or the credentials).
+Fetches one small block over Xi'an for one month and
 checks units, shapes, per-band NaN/0 consistency (masked pixels must never arrive as 0) and
 that counts never exceed the month's distinct acquisition dates (one observation per datatake /
 pass), so the first user with a key confirms what the fake server can only imitate.
