@@ -123,12 +123,6 @@ class S1Scene:
         """Where polarisation ``band`` (``VV`` / ``VH``) is read from."""
         return self.assets.get(band) or self.path / f"{band}.tif"
 
-    @property
-    def observation(self) -> str:
-        """Key of the pass this slice belongs to: relative orbit (or orbit direction) + UTC
-        day; the overlapping slices of one pass are one observation."""
-        orbit = self.relative_orbit if self.relative_orbit is not None else self.orbit_pass
-        return f"{orbit}_{self.time:%Y%m%d}"
 
 
 def _parse_time(s: str, where: Path) -> dt.datetime:

@@ -48,6 +48,7 @@ A month without scenes gives NaN and count 0 (never zeros). A corrupt file raise
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -151,6 +152,30 @@ class _Mosaic:
         """Add this observation (if any granule was seen) to ``acc``, counted where seen."""
         if self.seen is not None:
             acc.add(self.values, self.ok, counted=self.seen)
+
+
+#: Slices of one S1 pass follow each other within seconds; two acquisitions of one relative
+#: orbit are 6 or 12 days apart. Slices of one orbit closer than this are one pass.
+S1_PASS_GAP = dt.timedelta(minutes=10)
+
+
+def s1_passes(scenes: Sequence[S1Scene]) -> list[list[S1Scene]]:
+    """S1 slices grouped into passes (one observation each): same relative orbit (else orbit
+    direction) and consecutive slices less than :data:`S1_PASS_GAP` apart, so a pass that
+    crosses 00:00 UTC stays one observation (a UTC-day key split it in two). Groups in order
+    of their first slice; slices in time order."""
+    by_orbit: dict[str, list[S1Scene]] = {}
+    for sc in sorted(scenes, key=lambda s: (s.time, s.id)):
+        orbit = str(sc.relative_orbit if sc.relative_orbit is not None else sc.orbit_pass)
+        by_orbit.setdefault(orbit, []).append(sc)
+    groups: list[list[S1Scene]] = []
+    for slices in by_orbit.values():
+        for sc in slices:
+            if groups and groups[-1][0] in slices and sc.time - groups[-1][-1].time < S1_PASS_GAP:
+                groups[-1].append(sc)
+            else:
+                groups.append([sc])
+    return sorted(groups, key=lambda g: (g[0].time, g[0].id))
 
 
 def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:
@@ -352,8 +377,8 @@ class Compositor:
                                space="linear" if recipe.s1_mean == "linear" else "identity")
         passes = [sc for sc in s1_scenes if not (recipe.s1_orbit_pass and sc.orbit_pass
                                                   and sc.orbit_pass != recipe.s1_orbit_pass)]
-        # one observation per orbit and day: the overlapping slices of a pass are mosaicked
-        for got in self._mosaicked(_groups(passes, lambda sc: sc.observation), acc1,
+        # one observation per pass: the overlapping slices of a pass are mosaicked
+        for got in self._mosaicked(s1_passes(passes), acc1,
                                    lambda sc: _counting_retries(
                                        lambda: self._read_s1(grid, block, sc))):
             _merge_stats(stats, got.stats)

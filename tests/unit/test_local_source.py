@@ -420,3 +420,28 @@ def test_composite_bytes_do_not_depend_on_the_block_plan(tmp_path: Path) -> None
         for k in whole:
             assert parts[k].tobytes() == whole[k].tobytes(), (size, k)
 
+
+
+def test_an_s1_pass_across_midnight_is_one_observation(tmp_path: Path) -> None:
+    """Two slices of one pass (same relative orbit) at 23:59:40 and 00:00:05 UTC: one
+    observation (a UTC-day key counted two); the same orbit 12 days later is a second one, and
+    another orbit the same night a third."""
+    from pipeline.sentinel.compositor import s1_passes
+
+    tr = Affine(10.0, 0.0, SX0, 0.0, -10.0, SY0)
+    vv = np.full((120, 120), -8.0, np.float32)
+    for t in (dt.datetime(2020, 3, 14, 23, 59, 40), dt.datetime(2020, 3, 15, 0, 0, 5)):
+        write_s1_scene(tmp_path, t, GRID.crs, tr, vv, vv - 7, relative_orbit=11)
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 26, 23, 59, 45), GRID.crs, tr, vv, vv - 7,
+                   relative_orbit=11)
+    src = local_source(tmp_path)
+    res = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert (res.s1_count == 2).all()
+    write_s1_scene(tmp_path, dt.datetime(2020, 3, 15, 0, 3), GRID.crs, tr, vv, vv - 7,
+                   relative_orbit=84, orbit_pass="DESCENDING")
+    res = local_source(tmp_path).fetch_block("t", GRID, BLOCK, "2020-03", Recipe())
+    assert (res.s1_count == 3).all()
+    from pipeline.io.scenes import list_s1_scenes
+
+    groups = s1_passes(list_s1_scenes(tmp_path, "2020-03"))
+    assert [len(g) for g in groups] == [2, 1, 1]
