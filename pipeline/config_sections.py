@@ -237,6 +237,13 @@ class GeeConfig(_Model):
         json_schema_extra=EXECUTION,
     )
     max_retries: int = Field(default=6, ge=0, le=20, json_schema_extra=EXECUTION)
+    restricted_mode: Literal["stop", "continue"] = Field(
+        default="stop", json_schema_extra=EXECUTION,
+        description="Once Earth Engine answers in restricted mode (the noncommercial quota is "
+        "used up; it then slows the project down): 'stop' ends the month job resumably "
+        "(finished blocks kept, rerun after the quota resets), 'continue' goes on one request "
+        "at a time.",
+    )
     backoff_base_s: float = Field(default=1.0, gt=0.0, json_schema_extra=EXECUTION)
     backoff_max_s: float = Field(default=60.0, gt=0.0, json_schema_extra=EXECUTION)
     timeout_s: float = Field(

@@ -655,6 +655,56 @@ def test_restricted_mode_stops_resumably_and_keeps_finished_blocks(srv, tmp_path
     assert summary["blocks_skipped"] == 2 and summary["blocks_done"] == 2
 
 
+def test_restricted_mode_can_continue_one_request_at_a_time(srv, tmp_path, caplog):
+    """sentinel.gee.restricted_mode: continue: Earth Engine only slows restricted projects
+    down, so the month finishes; requests that start after the flag run one at a time, with
+    one warning that says so."""
+    import logging
+    import threading
+
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.sentinel.fetch import run_month
+    from pipeline.sentinel.sources.gee import client as gee_client
+
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 256, 256)
+    blocks = [Block(c, r, 64, 64) for r in range(0, 256, 64) for c in range(0, 256, 64)]
+    init_mosaic(tmp_path / "m.zarr", grid, [MONTH], chunk_px=64, aoi="xian")
+    srv.restricted_after = 2
+    src = make_source(srv, restricted_mode="continue")
+    base = gee_client._restricted_count()
+    real = src._ee.data.computePixels
+    active, peak, late = [0], [0], [0]
+    lock = threading.Lock()
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        tracked = gee_client._restricted_count() > base  # started after the flag
+        with lock:
+            if tracked:
+                active[0] += 1
+                late[0] += 1
+                peak[0] = max(peak[0], active[0])
+        try:
+            return real(*a, **k)
+        finally:
+            if tracked:
+                with lock:
+                    active[0] -= 1
+
+    src._ee.data.computePixels = counting
+    try:
+        with pytest.warns(UserWarning, match="restricted mode"), \
+                caplog.at_level(logging.WARNING):
+            summary = run_month(src, "xian", grid, blocks, MONTH, Recipe(), tmp_path / "m.zarr",
+                                tmp_path / "ledger", concurrency=4)
+    finally:
+        src._ee.data.computePixels = real
+    assert summary["blocks_done"] == 16 and srv.counters.ok_requests == 16
+    assert late[0] >= 8 and peak[0] == 1  # after the flag: one request at a time
+    assert caplog.text.count("continuing one request at a time") == 1
+    with pytest.raises(SourceError, match="restricted_mode"):
+        make_source(srv, restricted_mode="pause")
+
+
 def test_restricted_mode_header_absent_means_no_stop(srv):
     """An empty quota-status header (what an unrestricted project gets) changes nothing."""
     srv.restricted_after = None

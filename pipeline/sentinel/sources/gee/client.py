@@ -166,6 +166,10 @@ class GeeSource:
         max_split_depth: halvings per block at most (a persistent "too large" or timeout
             fails after ``max_split_depth + 1`` serial requests instead of going down to
             single pixels).
+        restricted_mode: what to do once Earth Engine answers in restricted mode (the
+            project's noncommercial quota is used up; Earth Engine then slows the project
+            down rather than refusing it): ``stop`` ends the month job resumably (finished
+            blocks kept); ``continue`` goes on one request at a time.
         sleep: injectable sleep (tests).
         seed: jitter RNG seed.
 
@@ -189,7 +193,15 @@ class GeeSource:
         seed: int | None = None,
         min_block_px: int = 32,
         max_split_depth: int = 3,
+        restricted_mode: str = "stop",
     ) -> None:
+        if restricted_mode not in ("stop", "continue"):
+            raise SourceError(f"sentinel.gee.restricted_mode {restricted_mode!r}: use 'stop' or "
+                              "'continue'")
+        self.restricted_mode = restricted_mode
+        #: one request at a time once the project is restricted and the policy is "continue"
+        self._restricted_gate = threading.Semaphore(1)
+        self._restricted_warned = False
         self.max_retries = int(max_retries)
         self.min_block_px = int(min_block_px)
         self.max_split_depth = int(max_split_depth)
@@ -220,6 +232,7 @@ class GeeSource:
             "timeout_s": g.get("timeout_s", 330.0),
             "min_block_px": g.get("min_block_px", 32),
             "max_split_depth": g.get("max_split_depth", 3),
+            "restricted_mode": g.get("restricted_mode", "stop"),
         }
         kw.update(overrides)
         return cls(**kw)
@@ -442,28 +455,40 @@ class GeeSource:
             return _FetchError("retry", msg, status)
         return _FetchError("fatal", msg, status)
 
-    def _check_restricted(self, where: str) -> None:
-        """Stop before the next request once Earth Engine has answered in restricted mode.
-
-        Requests already in flight finish and their blocks are stored (their answers are
-        valid); no new request starts, so the job ends with the resumable quota error instead of
-        crawling on at reduced parallelism.
-        """
-        if _restricted_count() > self._restricted_base:
-            raise QuotaExhaustedError(
-                f"{where}: Earth Engine put project {self.project!r} in restricted mode "
-                f"(response header {QUOTA_STATUS_HEADER}: {_RESTRICTED_FLAG}): its noncommercial "
-                "compute quota is used up. Finished blocks are kept; rerun the same command "
-                "after the quota resets (or move the project to a paid tier) to resume. See "
-                "https://developers.google.com/earth-engine/guides/noncommercial_tiers"
-            )
+    def _check_restricted(self, where: str) -> bool:
+        """What to do before the next request once Earth Engine has answered in restricted
+        mode. ``stop`` (the default): requests already in flight finish and their blocks are
+        stored (their answers are valid); no new request starts, so the job ends with the
+        resumable quota error. ``continue``: returns True, and the request runs one at a time
+        (Earth Engine serves restricted projects, slowly). False while not restricted."""
+        if _restricted_count() <= self._restricted_base:
+            return False
+        if self.restricted_mode == "continue":
+            with self._lock:
+                warn, self._restricted_warned = not self._restricted_warned, True
+            if warn:
+                log.warning("%s: Earth Engine put project %r in restricted mode (its "
+                            "noncommercial quota is used up): continuing one request at a time "
+                            "(sentinel.gee.restricted_mode: continue)", where, self.project)
+            return True
+        raise QuotaExhaustedError(
+            f"{where}: Earth Engine put project {self.project!r} in restricted mode "
+            f"(response header {QUOTA_STATUS_HEADER}: {_RESTRICTED_FLAG}): its noncommercial "
+            "compute quota is used up. Finished blocks are kept; rerun the same command "
+            "after the quota resets (or move the project to a paid tier) to resume. See "
+            "https://developers.google.com/earth-engine/guides/noncommercial_tiers; or set "
+            "sentinel.gee.restricted_mode: continue to go on slowly"
+        )
 
     def _with_retries(self, fn: Callable[[], Any], ctr: _Counters, where: str) -> Any:
         attempt = timeouts = 0
         while True:
-            self._check_restricted(where)
+            serial = self._check_restricted(where)
             ctr.requests += 1
             try:
+                if serial:
+                    with self._restricted_gate:
+                        return fn()
                 return fn()
             except Exception as exc:  # classified below
                 err = self._classify(exc)
