@@ -22,6 +22,7 @@ from dataclasses import dataclass as _dataclass
 from dataclasses import field as _field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
@@ -344,6 +345,11 @@ class FakeEarthEngine(LoopbackService):
         self.max_request_pixels = max_request_pixels
         self.cheap = cheap
         self.restricted_after = restricted_after
+        #: API versions the client's discovery requests asked for, and the request paths seen
+        self.discovery_versions: list[str] = []
+        self.paths: list[str] = []
+        #: seconds the discovery answer is held back (an Earth Engine that does not answer)
+        self.discovery_delay_s = 0.0
         self.faults: list[Fault] = []
         self.persistent_fault: Fault | None = None
         self.counters = FakeCounters()
@@ -386,7 +392,16 @@ class FakeEarthEngine(LoopbackService):
         raw = h.rfile.read(length) if length else b""
         try:
             if method == "GET" and path.endswith("/$discovery/rest"):
-                return self._send(h, 200, self._discovery)
+                # the document of the version the client asks for (the wheel ships v1alpha's;
+                # earthengine-api calls v1), so request paths are what real Earth Engine sees
+                version = (parse_qs(urlparse(h.path).query).get("version") or ["v1alpha"])[0]
+                with self._lock:
+                    self.discovery_versions.append(version)
+                if self.discovery_delay_s:
+                    _time.sleep(self.discovery_delay_s)
+                return self._send(h, 200, self._discovery.replace(b"v1alpha", version.encode()))
+            with self._lock:
+                self.paths.append(path)
             if method == "GET" and path.endswith("/algorithms"):
                 return self._send(h, 200, self._algorithms)
             if method == "POST" and path.endswith("/image:computePixels"):

@@ -705,6 +705,29 @@ def test_restricted_mode_can_continue_one_request_at_a_time(srv, tmp_path, caplo
         make_source(srv, restricted_mode="pause")
 
 
+def test_the_client_is_served_the_v1_api_as_real_earth_engine(srv):
+    """earthengine-api asks for the v1 discovery document; the fake serves that version (it
+    used to serve the wheel's v1alpha document whatever was asked), so every request path is
+    the v1 path real Earth Engine sees."""
+    src = make_source(srv)
+    src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert srv.discovery_versions and set(srv.discovery_versions) == {"v1"}
+    assert srv.paths and all(p.startswith("/v1/projects/") for p in srv.paths), srv.paths[:3]
+
+
+def test_initialisation_does_not_hang_on_a_silent_earth_engine(srv):
+    """ee.Initialize's discovery request is bounded by the source's timeout: an Earth Engine
+    that does not answer fails the job (CredentialsError naming the project) instead of
+    hanging it."""
+    import time
+
+    srv.discovery_delay_s = 5.0
+    t0 = time.monotonic()
+    with pytest.raises(CredentialsError, match=r"initialisation failed for project 'test'"):
+        make_source(srv, timeout_s=0.5)
+    assert time.monotonic() - t0 < 4.5
+
+
 def test_restricted_mode_header_absent_means_no_stop(srv):
     """An empty quota-status header (what an unrestricted project gets) changes nothing."""
     srv.restricted_after = None

@@ -261,7 +261,7 @@ class GeeSource:
                 kwargs: dict[str, Any] = {"credentials": credentials, "project": project}
                 if self.api_url:
                     kwargs["url"] = self.api_url
-                ee.Initialize(**kwargs)
+                _initialize_within(ee, kwargs, self.timeout_s)
                 ee.data.setDeadline(int(self.timeout_s * 1000))
                 # this module is the single retry policy (the client would retry 429/5xx with
                 # uncapped sleeps of up to 2**n s and hide the status code)
@@ -541,6 +541,31 @@ class GeeSource:
             log.warning("%s: %s; retry %d/%d in %.1fs", where, err, attempt, self.max_retries,
                         delay)
             self._sleep(delay)
+
+
+def _initialize_within(ee: Any, kwargs: dict[str, Any], timeout_s: float) -> None:
+    """``ee.Initialize(**kwargs)`` bounded by ``timeout_s``: its own requests (the discovery
+    document) have no deadline, so an Earth Engine that does not answer would hang the job.
+    Runs in a daemon thread; its exception is re-raised here.
+
+    Raises:
+        TimeoutError: no answer within ``timeout_s``.
+    """
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            ee.Initialize(**kwargs)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="ee-initialize", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise TimeoutError(f"Earth Engine did not answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
 
 
 def _short(exc: BaseException, n: int = 300) -> str:
