@@ -788,3 +788,6 @@ def test_the_default_configuration_reads_s1_from_planetary_computer(archive: Pat
                     "s1": f"{DEFAULT_URLS['planetary-computer']} (sentinel-1-rtc)"}
     none = SentinelConfig.model_validate({"stac": {"s1_catalog": None}})
     assert sensor_sources(none, None)["s1"] is None
+    # a generated archive whose catalogue a later job writes (sentinel_init may run first)
+    later = sensor_sources(SentinelConfig(), str(archive / "not-yet"))
+    assert later["s2"].startswith(f"{archive / 'not-yet'}/catalog.json")

@@ -82,7 +82,10 @@ def sensor_sources(cfg: Any, archive: str | None) -> dict[str, str | None]:
 
     st = cfg.stac
     prof = PROFILES[st.profile]
-    loc = stac_location(cfg, archive) or DEFAULT_URLS[st.profile]
+    try:
+        loc = stac_location(cfg, archive) or DEFAULT_URLS[st.profile]
+    except ConfigError:  # a generated archive whose catalogue a later job writes
+        loc = f"{archive}/catalog.json"
     s2 = f"{loc} ({st.s2_l2a_collection or prof.s2_l2a})"
     static = loc.endswith(".json") or "://" not in loc
     s1_coll = st.s1_collection if st.s1_collection is not None else prof.s1
