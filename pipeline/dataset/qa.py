@@ -28,16 +28,6 @@ from pipeline.sentinel.blocks import footprint_union_mask
 
 log = logging.getLogger(__name__)
 
-#: What the leakage table says and what is allowed (docs/splits.md).
-LEAKAGE_NOTE = (
-    "Leakage is train ground seen by a held-out patch: a val or test patch whose Sentinel "
-    "footprint covers train HR patches, or whose HR patch lies inside a train footprint. "
-    "With splits.mode 'block' the train-val and train-test rows must read 0. The val-test "
-    "row may be non-zero: both splits are held out and neither trains the model, so their "
-    "overlap leaks nothing (the guard band separates train from the held-out splits only). "
-    "With 'random' the table measures how much a random split leaks."
-)
-
 #: Indices of B4, B3, B2 in the 14-band stack (:data:`pipeline.bands.ALL_BANDS`) and of VV.
 S2_RGB_INDEX = (3, 2, 1)
 S1_VV_INDEX = 12
@@ -85,29 +75,6 @@ def month_coverage(layout: Layout, index: Any) -> dict[str, dict[str, dict[str, 
                 "s2_clear_frac": float(rp.mean_counts((s2 > 0).astype(np.uint8), mask)[0]),
             }
     return out
-
-
-def heatmap_rows(
-    coverage: dict[str, dict[str, dict[str, float]]],
-    summaries: dict[str, dict[str, dict[str, Any]]],
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
-    """Rows ``"<aoi> S2"`` / ``"<aoi> S1"`` of the clear-observation heat map (mean counts) and
-    their cell marks (``L1C``, ``none``: no clear S2 pixel; ``none`` on S1: no scene)."""
-    rows: dict[str, dict[str, float]] = {}
-    marks: dict[str, dict[str, str]] = {}
-    for aoi, months in coverage.items():
-        rows[f"{aoi} S2"] = {m: v["s2_mean"] for m, v in months.items()}
-        rows[f"{aoi} S1"] = {m: v["s1_mean"] for m, v in months.items()}
-        s2m, s1m = marks.setdefault(f"{aoi} S2", {}), marks.setdefault(f"{aoi} S1", {})
-        for m, v in months.items():
-            sm = summaries.get(aoi, {}).get(m, {})
-            if sm.get("s2_product") == "L1C":
-                s2m[m] = "L1C"
-            if v["s2_clear_frac"] == 0.0:
-                s2m[m] = (s2m.get(m, "") + " none").strip()
-            if v["s1_mean"] == 0.0:
-                s1m[m] = "none"
-    return rows, marks
 
 
 def sample_view(
@@ -172,15 +139,6 @@ def _summary(layout: Layout, index: Any) -> list[dict[str, Any]]:
     return [row]
 
 
-def wavelength_label(nm: float) -> str:
-    """A band's wavelength as people read it: ``"665 nm"`` for optical bands, ``"C-band
-    (5.55 cm)"`` for Sentinel-1's radar (stored as 55,465,763 nm in the cube's attrs)."""
-    if nm >= 1e6:
-        band = "C-band " if 3.75e7 <= nm <= 7.5e7 else ""
-        return f"{band}({nm / 1e7:.2f} cm)"
-    return f"{nm:.0f} nm"
-
-
 def _stats_html(stats: dict[str, Any] | None) -> str:
     if not stats:
         return "<p class='empty'>(stats.json not found)</p>"
@@ -195,7 +153,7 @@ def _stats_html(stats: dict[str, Any] | None) -> str:
     rows = [
         {
             "band": b,
-            "wavelength": wavelength_label(WAVELENGTHS_NM[i]),
+            "wavelength": rp.wavelength_label(WAVELENGTHS_NM[i]),
             "mean": float(st["s_mean"][i]),
             "std": float(st["s_std"][i]),
         }
@@ -291,7 +249,7 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
             )
         )
         # clear observations
-        heat = rp.fig_clear_heatmap(*heatmap_rows(coverage, sums))
+        heat = rp.fig_clear_heatmap(*rp.heatmap_rows(coverage, sums))
         save_figure(heat, tmp / "clear_obs.png")
         sections.append(
             (
@@ -321,7 +279,7 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
             if leak is not None
             else "<p class='empty'>(splits/leakage.json not found)</p>"
         )
-        note = LEAKAGE_NOTE + (f" Columns: {leak.get('definition')}."
+        note = rp.LEAKAGE_NOTE + (f" Columns: {leak.get('definition')}."
                                if isinstance(leak, dict) and leak.get("definition") else "")
         sections.append(("Split leakage report", note, [], leak_html))
         sections.append(

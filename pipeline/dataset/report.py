@@ -31,6 +31,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 LABEL_NODATA = 255
+
+#: What the leakage table says and what is allowed (docs/splits.md).
+LEAKAGE_NOTE = (
+    "Leakage is train ground seen by a held-out patch: a val or test patch whose Sentinel "
+    "footprint covers train HR patches, or whose HR patch lies inside a train footprint. "
+    "With splits.mode 'block' the train-val and train-test rows must read 0. The val-test "
+    "row may be non-zero: both splits are held out and neither trains the model, so their "
+    "overlap leaks nothing (the guard band separates train from the held-out splits only). "
+    "With 'random' the table measures how much a random split leaks."
+)
+
 #: binary change colours: unchanged dark grey, changed red, ignored light blue-grey (visible on
 #: the white page and distinct from every class colour's role in the label panels)
 CHANGE_COLORS = {0: (60, 60, 60), 1: (230, 25, 45), 255: (170, 190, 215)}
@@ -433,6 +444,38 @@ def fig_clear_heatmap(
     ax.set_title("clear observations per month (mean over footprint pixels)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def heatmap_rows(
+    coverage: dict[str, dict[str, dict[str, float]]],
+    summaries: dict[str, dict[str, dict[str, Any]]],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+    """Rows ``"<aoi> S2"`` / ``"<aoi> S1"`` of the clear-observation heat map (mean counts) and
+    their cell marks (``L1C``, ``none``: no clear S2 pixel; ``none`` on S1: no scene)."""
+    rows: dict[str, dict[str, float]] = {}
+    marks: dict[str, dict[str, str]] = {}
+    for aoi, months in coverage.items():
+        rows[f"{aoi} S2"] = {m: v["s2_mean"] for m, v in months.items()}
+        rows[f"{aoi} S1"] = {m: v["s1_mean"] for m, v in months.items()}
+        s2m, s1m = marks.setdefault(f"{aoi} S2", {}), marks.setdefault(f"{aoi} S1", {})
+        for m, v in months.items():
+            sm = summaries.get(aoi, {}).get(m, {})
+            if sm.get("s2_product") == "L1C":
+                s2m[m] = "L1C"
+            if v["s2_clear_frac"] == 0.0:
+                s2m[m] = (s2m.get(m, "") + " none").strip()
+            if v["s1_mean"] == 0.0:
+                s1m[m] = "none"
+    return rows, marks
+
+
+def wavelength_label(nm: float) -> str:
+    """A band's wavelength as people read it: ``"665 nm"`` for optical bands, ``"C-band
+    (5.55 cm)"`` for Sentinel-1's radar (stored as 55,465,763 nm in the cube's attrs)."""
+    if nm >= 1e6:
+        band = "C-band " if 3.75e7 <= nm <= 7.5e7 else ""
+        return f"{band}({nm / 1e7:.2f} cm)"
+    return f"{nm:.0f} nm"
 
 
 # --------------------------------------------------------------------------- tables

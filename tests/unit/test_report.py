@@ -131,10 +131,8 @@ def test_month_marks_and_rows() -> None:
 
 def test_wavelength_labels() -> None:
     from pipeline.bands import S1_WAVELENGTH_NM
-    from pipeline.dataset.qa import wavelength_label
-
-    assert wavelength_label(664.6) == "665 nm"
-    assert wavelength_label(S1_WAVELENGTH_NM) == "C-band (5.55 cm)"
+    assert rp.wavelength_label(664.6) == "665 nm"
+    assert rp.wavelength_label(S1_WAVELENGTH_NM) == "C-band (5.55 cm)"
 
 
 def test_report_rerun_replaces_folder(built: Layout, tmp_path: Path) -> None:
