@@ -70,6 +70,7 @@ def srv(fake):
     fake.persistent_fault = None
     fake.max_request_pixels = None
     fake.restricted_after = None
+    fake.discovery_delay_s = 0.0
     fake.masked_form, fake.value_dtype, fake.count_dtype = "zero", "<f4", "u1"
     fake.scenes = lambda month: {"L2A": 5, "L1C": 5, "S1": 3}
     return fake
@@ -721,11 +722,14 @@ def test_initialisation_does_not_hang_on_a_silent_earth_engine(srv):
     hanging it."""
     import time
 
-    srv.discovery_delay_s = 5.0
+    srv.discovery_delay_s = 5.0  # the fake is shared by the module's tests: reset below
     t0 = time.monotonic()
-    with pytest.raises(CredentialsError, match=r"initialisation failed for project 'test'"):
-        make_source(srv, timeout_s=0.5)
-    assert time.monotonic() - t0 < 4.5
+    try:
+        with pytest.raises(CredentialsError, match=r"initialisation failed for project 'test'"):
+            make_source(srv, timeout_s=0.5)
+        assert time.monotonic() - t0 < 4.5
+    finally:
+        srv.discovery_delay_s = 0.0
 
 
 def test_restricted_mode_header_absent_means_no_stop(srv):
