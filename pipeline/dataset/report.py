@@ -30,6 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from pipeline.sentinel.model import is_superseded
+
 LABEL_NODATA = 255
 
 #: What the leakage table says and what is allowed (docs/splits.md).
@@ -367,7 +369,7 @@ def month_mark(summary: Mapping[str, Any], s2_clear_frac: float | None = None) -
         marks.append("no clear S2")
     if int(n.get("s1", 1) or 0) == 0:
         marks.append("no S1")
-    skipped = sum(1 for x in summary.get("skipped_items") or [] if not x.get("superseded_by"))
+    skipped = sum(1 for x in summary.get("skipped_items") or [] if not is_superseded(x))
     if skipped:
         marks.append(f"{skipped} items skipped")
     return "; ".join(marks)
@@ -397,9 +399,9 @@ def month_rows(
                 "S2 clear px share": cv.get("s2_clear_frac"),
                 "S2 obs/px": cv.get("s2_mean"), "S1 obs/px": cv.get("s1_mean"),
                 "skipped items": sum(1 for x in sm.get("skipped_items") or []
-                                     if not x.get("superseded_by")),
+                                     if not is_superseded(x)),
                 "superseded": sum(1 for x in sm.get("skipped_items") or []
-                                  if x.get("superseded_by")),
+                                  if is_superseded(x)),
                 "empty searches": ", ".join(sm.get("empty_searches") or []),
                 "mark": month_mark(sm, cv.get("s2_clear_frac")) if sm else "no summary",
             })

@@ -164,18 +164,17 @@ def s1_passes(scenes: Sequence[S1Scene]) -> list[list[S1Scene]]:
     direction) and consecutive slices less than :data:`S1_PASS_GAP` apart, so a pass that
     crosses 00:00 UTC stays one observation (a UTC-day key split it in two). Groups in order
     of their first slice; slices in time order."""
-    by_orbit: dict[str, list[S1Scene]] = {}
+    last: dict[str, list[S1Scene]] = {}  # the open pass of each orbit
+    groups: list[list[S1Scene]] = []
     for sc in sorted(scenes, key=lambda s: (s.time, s.id)):
         orbit = str(sc.relative_orbit if sc.relative_orbit is not None else sc.orbit_pass)
-        by_orbit.setdefault(orbit, []).append(sc)
-    groups: list[list[S1Scene]] = []
-    for slices in by_orbit.values():
-        for sc in slices:
-            if groups and groups[-1][0] in slices and sc.time - groups[-1][-1].time < S1_PASS_GAP:
-                groups[-1].append(sc)
-            else:
-                groups.append([sc])
-    return sorted(groups, key=lambda g: (g[0].time, g[0].id))
+        group = last.get(orbit)
+        if group is not None and sc.time - group[-1].time < S1_PASS_GAP:
+            group.append(sc)
+        else:
+            last[orbit] = [sc]
+            groups.append(last[orbit])
+    return groups
 
 
 def _groups(scenes: list[Any], key: Any) -> list[list[Any]]:

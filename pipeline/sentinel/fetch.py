@@ -29,7 +29,7 @@ from pipeline.io.atomic import ensure_dir
 from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
-from pipeline.sentinel.model import Block, Recipe, SentinelSource
+from pipeline.sentinel.model import Block, Recipe, SentinelSource, is_superseded
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,9 @@ def lost_items(skipped: Iterable[dict[str, str]]) -> dict[str, dict[str, int]]:
     sensor counts for S2; superseded processings are left out: nothing was lost)."""
     out: dict[str, dict[str, int]] = {"s2": {}, "s1": {}}
     for x in skipped:
-        cause = str(x.get("cause") or ("superseded" if x.get("superseded_by") else "skipped"))
-        if cause == "superseded":
+        if is_superseded(x):
             continue
+        cause = str(x.get("cause") or "skipped")
         sensor = str(x.get("sensor") or "s2")
         out.setdefault(sensor, {})[cause] = out.setdefault(sensor, {}).get(cause, 0) + 1
     return out
@@ -222,7 +222,7 @@ def check_nothing_lost(summary: dict[str, Any], where: str) -> None:
         if causes and int(n.get(sensor, 0) or 0) == 0:
             listed = ", ".join(f"{k}: {v}" for k, v in sorted(causes.items()))
             items = [x.get("item") for x in summary.get("skipped_items", [])
-                     if str(x.get("sensor") or "s2") == sensor and not x.get("superseded_by")]
+                     if str(x.get("sensor") or "s2") == sensor and not is_superseded(x)]
             raise SourceError(
                 f"{where}: every {sensor.upper()} item the catalogue listed was lost ({listed}; "
                 f"items {items[:3]}{' ...' if len(items) > 3 else ''}): the month would be "
@@ -266,7 +266,7 @@ def months_to_retry(months: dict[str, tuple[Path, Path]], max_runs: int) -> dict
         except PipelineError:
             continue
         why = [f"item {x.get('item')} skipped" for x in doc.get("skipped_items", []) or []
-               if not x.get("superseded_by")]  # another processing chosen: nothing to heal
+               if not is_superseded(x)]  # another processing chosen: nothing to heal
         # an empty search is retried only when a sensor came out empty (a month whose L2A
         # search is empty but whose L1C search found the acquisitions is complete)
         n = doc.get("n_scenes", {}) or {}

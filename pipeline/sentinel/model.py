@@ -107,6 +107,12 @@ class Recipe:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def is_superseded(skipped: Mapping[str, Any]) -> bool:
+    """Whether a month summary's ``skipped_items`` entry is another processing of an
+    acquisition that was used (``superseded_by``): a choice, not a loss, never retried."""
+    return bool(skipped.get("superseded_by"))
+
+
 def month_product(recipe: Recipe, usable: Mapping[str, int]) -> str | None:
     """The product policy of every source: the S2 level a month is composited from.
 
