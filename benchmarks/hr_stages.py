@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,11 +47,12 @@ from pipeline.hr.drivers import change_aoi, label_aoi, tile_aoi
 if a["stage"] == "demo":
     demo_inputs(aoi, DemoConfig(**a["demo"]))
 elif a["stage"] == "tile":
-    n = tile_aoi(aoi, TileConfig(**a["tile"]), lay, progress=False).n_kept
+    n = tile_aoi(aoi, TileConfig(**a["tile"]), lay, progress=False,
+                 threads=a["threads"]).n_kept
 elif a["stage"] == "labels":
-    label_aoi(aoi, LabelsConfig(), lay, progress=False)
+    label_aoi(aoi, LabelsConfig(), lay, progress=False, threads=a["threads"])
 elif a["stage"] == "change":
-    change_aoi(aoi, ChangeConfig(), lay, progress=False)
+    change_aoi(aoi, ChangeConfig(), lay, progress=False, threads=a["threads"])
 elif a["stage"] == "naive":
     from benchmarks.hr_stages import naive_baseline
     n = naive_baseline(a["aoi"], a["root"], a["n"])
@@ -130,7 +132,7 @@ def _aoi(folder: Path, name: str) -> dict:
     }
 
 
-def run_size(base: Path, size_m: float, n_baseline: int) -> dict:
+def run_size(base: Path, size_m: float, n_baseline: int, threads: int = 1) -> dict:
     """Generate the city of side ``size_m`` under ``base``; run + time the HR stages."""
     folder = base / f"city{int(size_m)}"
     folder.mkdir(parents=True)
@@ -139,7 +141,8 @@ def run_size(base: Path, size_m: float, n_baseline: int) -> dict:
     res = {"size_m": size_m, "demo": _child("demo", aoi=aoi, root=root,
                                              demo={"size_m": size_m})}
     for stage in ("tile", "labels", "change"):
-        res[stage] = _child(stage, aoi=aoi, root=root, tile={"patch_size_px": 512})
+        res[stage] = _child(stage, aoi=aoi, root=root, tile={"patch_size_px": 512},
+                            threads=threads)
     res["patches"] = res["tile"]["n"]
     res["naive"] = _child("naive", aoi=aoi, root=root, n=n_baseline)
     return res
@@ -149,13 +152,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-m", type=float, default=2560.0, help="1x city side (m)")
     ap.add_argument("--baseline-patches", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
+                    help="threads of the pipeline's HR jobs (the rules' threads; Snakemake "
+                    "caps them at --cores); the naive script is single-threaded")
     ap.add_argument("--keep", type=Path, default=None, help="keep the data in this folder")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hr-bench-") as d:
         base = args.keep or Path(d)
-        runs = [run_size(base, args.size_m, args.baseline_patches),
-                run_size(base, 2 * args.size_m, args.baseline_patches)]
+        runs = [run_size(base, args.size_m, args.baseline_patches, args.threads),
+                run_size(base, 2 * args.size_m, args.baseline_patches, args.threads)]
+    print(f"pipeline HR jobs on {args.threads} threads ({os.cpu_count()} cores)")
     print(f"{'city':>8}{'patches':>8} | {'stage':<7}{'s':>8}{'peak MB':>9}")
     for r in runs:
         for st in ("demo", "tile", "labels", "change", "naive"):

@@ -8,7 +8,7 @@ from stages._common import Stage, run_stage
 
 
 def main(s: Stage) -> object:
-    return change_aoi(s.aoi, s.config.change, s.layout)
+    return change_aoi(s.aoi, s.config.change, s.layout, threads=s.threads)
 
 
 run_stage(snakemake, main)  # type: ignore[name-defined]  # noqa: F821

@@ -8,7 +8,7 @@ from stages._common import Stage, run_stage
 
 
 def main(s: Stage) -> object:
-    return label_aoi(s.aoi, s.config.labels, s.layout)
+    return label_aoi(s.aoi, s.config.labels, s.layout, threads=s.threads)
 
 
 run_stage(snakemake, main)  # type: ignore[name-defined]  # noqa: F821

@@ -8,7 +8,7 @@ from stages._common import Stage, run_stage
 
 
 def main(s: Stage) -> object:
-    return tile_aoi(s.aoi, s.config.tile, s.layout)
+    return tile_aoi(s.aoi, s.config.tile, s.layout, threads=s.threads)
 
 
 run_stage(snakemake, main)  # type: ignore[name-defined]  # noqa: F821

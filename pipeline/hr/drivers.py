@@ -67,6 +67,7 @@ from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.tables import read_class_mapping
 from pipeline.io.vector import read_annotations, write_footprints_vector
 from pipeline.layout import Layout
+from pipeline.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ DATES = ("t1", "t2")
 # --------------------------------------------------------------------------- tile
 
 
-def tile_aoi(aoi: AoiSpec, cfg: TileConfig, layout: Layout, progress: bool = True) -> TileResult:
-    """Driver of rule ``tile``: tile one AOI and write its patches and ``patches.parquet``.
+def tile_aoi(aoi: AoiSpec, cfg: TileConfig, layout: Layout, progress: bool = True,
+             threads: int = 1) -> TileResult:
+    """Driver of rule ``tile``: tile one AOI and write its patches and ``patches.parquet``
+    (``threads``: patches compressed and written at once; the bytes do not depend on it).
 
     Raises:
         ConfigError: the AOI is a template without imagery.
@@ -91,7 +94,7 @@ def tile_aoi(aoi: AoiSpec, cfg: TileConfig, layout: Layout, progress: bool = Tru
     hr_parent = layout.hr_dir(aoi.name, "t1").parent
     existed = hr_parent.exists()
     try:
-        result = tile_pair(aoi, cfg, layout, progress=progress)
+        result = tile_pair(aoi, cfg, layout, progress=progress, threads=threads)
         write_manifest(layout.manifest(aoi.name, "tile"), layout.root, "tile",
                        tree_files(layout.hr_dir(aoi.name, "t1"))
                        + tree_files(layout.hr_dir(aoi.name, "t2")))
@@ -209,8 +212,10 @@ def _same_grid(a: Any, b: Any) -> bool:
         b.transform, precision=1e-6 * abs(a.transform.a)))
 
 
-def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True) -> Path:
-    """Driver of rule ``labels``: label rasters and ``labels.parquet`` of one AOI.
+def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True,
+              threads: int = 1) -> Path:
+    """Driver of rule ``labels``: label rasters and ``labels.parquet`` of one AOI
+    (``threads``: patches labelled at once; the bytes do not depend on it).
 
     Reads the tile index and the HR patch GeoTIFFs (their grid and no-data mask) and
     rasterizes the AOI's T1/T2 annotation polygons onto every patch grid (see
@@ -250,21 +255,21 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
 
     cmap, root = schema.colormap(), layout.root
     tiled = RecordedFiles(layout.manifest(name, "tile"), root)  # HR patches checked on reading
-    records: list[dict[str, Any]] = []
-    n_reused = 0
-    rows = tqdm(patches.itertuples(index=False), total=len(patches), desc=f"labels {name}",
-                disable=not progress, mininterval=2.0)
-    for row in rows:
+
+    def one(row: Any) -> tuple[dict[str, Any], int]:
+        """The index record of one patch (its label tifs written or reused) and the number
+        of tifs reused. Thread-safe: the polygons are prepared before, files are per patch."""
         pid = str(row.patch_id)
         rec: dict[str, Any] = {"patch_id": pid, "aoi": name, "class_schema": schema.id}
         grid_t1 = None
+        reused_here = 0
         for date in DATES:
             out = out_dirs[date] / f"{pid}.tif"
             rec[f"label_{date}"] = out.relative_to(root).as_posix()
             reused = _reusable(out, f"AOI {name!r} {date} label")
             if reused is not None:
                 label = reused
-                n_reused += 1
+                reused_here += 1
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
                 tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")
@@ -284,7 +289,17 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                                 schema.nodata, colormap=cmap)
             hist = class_histogram(label, schema)
             rec.update(zip(histogram_columns(date, schema), hist.tolist(), strict=True))
+        return rec, reused_here
+
+    records: list[dict[str, Any]] = []
+    n_reused = 0
+    # patches are labelled ``threads`` at a time (rasterize, compression and reads release the
+    # GIL), in order: the index and the files do not depend on it
+    for rec, k in tqdm(ordered_map(one, patches.itertuples(index=False), threads),
+                       total=len(patches), desc=f"labels {name}", disable=not progress,
+                       mininterval=2.0):
         records.append(rec)
+        n_reused += k
     if n_reused:
         log.info("AOI %r: reused %d label tifs of an earlier run with the same inputs",
                  name, n_reused)
@@ -314,8 +329,10 @@ CHANGE_COLUMNS = ["patch_id", "aoi", "change_bin", "change_fromto", "changed_px"
                   "change_fraction"]
 
 
-def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool = True) -> Path:
-    """Driver of rule ``change``: binary and from-to change rasters and ``change.parquet``.
+def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool = True,
+               threads: int = 1) -> Path:
+    """Driver of rule ``change``: binary and from-to change rasters and ``change.parquet``
+    (``threads``: patches processed at once; the bytes do not depend on it).
 
     Pixels are ignored where either date is no data (255) and, with
     ``change.ignore_background``, where either date is background (0). Returns the index path.
@@ -345,10 +362,9 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
                           "background": schema.background}
     root = layout.root
     labelled = RecordedFiles(layout.manifest(name, "labels"), root)  # checked on reading
-    records: list[dict[str, Any]] = []
-    rows = tqdm(labels.itertuples(index=False), total=len(labels), desc=f"change {name}",
-                disable=not progress, mininterval=2.0)
-    for row in rows:
+
+    def one(row: Any) -> dict[str, Any]:
+        """The index record of one patch, its change tifs written or reused (thread-safe)."""
         pid = str(row.patch_id)
         out_bin, out_ft = out_dirs["bin"] / f"{pid}.tif", out_dirs["fromto"] / f"{pid}.tif"
         reused = _reusable(out_bin, f"AOI {name!r} binary change") if out_ft.is_file() else None
@@ -372,7 +388,11 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
                                "change_bin": out_bin.relative_to(root).as_posix(),
                                "change_fromto": out_ft.relative_to(root).as_posix()}
         rec.update(change_stats(bin_arr))
-        records.append(rec)
+        return rec
+
+    records = list(tqdm(ordered_map(one, labels.itertuples(index=False), threads),
+                        total=len(labels), desc=f"change {name}", disable=not progress,
+                        mininterval=2.0))
     df = pd.DataFrame.from_records(records, columns=CHANGE_COLUMNS)
     df["changed_px"] = df["changed_px"].astype("int64")
     df["valid_px"] = df["valid_px"].astype("int64")

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from pipeline.hr.windows import (
     window_polygon,
 )
 from pipeline.layout import Layout
+from pipeline.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,19 @@ class TileResult:
 
 
 
+@dataclass(frozen=True)
+class _PatchPair:
+    """One kept window, ready to write: (bands, h, w) uint8 T1 / T2 pixels, their transform
+    and, for sources without a nodata value, their (h, w) bool validity masks."""
+
+    pid: str
+    transform: Affine
+    p1: np.ndarray
+    p2: np.ndarray
+    mask1: np.ndarray | None
+    mask2: np.ndarray | None
+
+
 #: Relative tolerance of the GSD bounds: a 5 m image whose pixel size is measured as 5.000002 m
 #: (a geographic CRS converted at the image centre, float noise of a reprojected grid) passes.
 GSD_TOLERANCE = 1e-3
@@ -105,6 +120,7 @@ def tile_pair(
     layout: Layout,
     progress: bool = True,
     strip_max_patches: int = STRIP_MAX_PATCHES,
+    threads: int = 1,
 ) -> TileResult:
     """Tile one AOI's T1/T2 pair into patch GeoTIFFs and return the tile index.
 
@@ -120,6 +136,8 @@ def tile_pair(
         layout: output layout; ``hr_t1`` / ``hr_t2`` index paths are relative to its root.
         progress: show a tqdm progress bar.
         strip_max_patches: patches per strip segment (memory bound).
+        threads: patches compressed and written at once (GDAL releases the GIL); the next
+            segment is read on one more thread meanwhile. Outputs do not depend on it.
 
     Returns:
         :class:`TileResult` whose ``index`` is a GeoDataFrame with the tile-index columns
@@ -276,65 +294,84 @@ def tile_pair(
             write_fingerprint(tmp / RESUME_FILE, fp)
 
         W, H = info1.width, info1.height
-        for seg in strip_plan(rows, cols, size, stride, strip_max_patches):
-            a1, v1 = _read_padded(read_window, src1, seg, W, H, sel["t1"],
-                                  f"AOI {name!r} T1 image")
-            a2, v2 = _read_padded(read_window, src2, seg, W, H, sel["t2"],
-                                  f"AOI {name!r} T2 image")
-            for c in range(seg.col_first, seg.col_last + 1):
-                x = c * stride - seg.px_col0
-                px_col0, px_row0 = c * stride, seg.row * stride
-                m1 = v1[:, x : x + size]
-                m2 = v2[:, x : x + size]
-                f1, f2 = nodata_fraction(m1), nodata_fraction(m2)
-                # the no-data filter looks at the image part (edge padding is not no data)
-                iw, ih = min(size, W - px_col0), min(size, H - px_row0)
-                g1 = nodata_fraction(m1[:ih, :iw]) if (iw, ih) != (size, size) else f1
-                g2 = nodata_fraction(m2[:ih, :iw]) if (iw, ih) != (size, size) else f2
-                bar.update(1)
-                if g1 > max_nodata_fraction or g2 > max_nodata_fraction:
-                    skipped += 1
-                    continue
-                pid = patch_id(name, seg.row, c)
-                tr = info1.transform @ Affine.translation(px_col0, px_row0)
-                if scale_rule is None:
-                    p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
-                    p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
-                else:
-                    p1 = scale_to_uint8(a1[:, :, x : x + size], m1, lo, hi)
-                    p2 = scale_to_uint8(a2[:, :, x : x + size], m2, lo, hi)
-                n_padded += (iw, ih) != (size, size)
-                # no nodata value (alpha / mask source): keep the validity as a mask band
-                mk1 = m1 if nodata1 is None else None
-                mk2 = m2 if nodata2 is None else None
-                if resumed and _intact(tmp1 / f"{pid}.tif", p1) and _intact(tmp2 / f"{pid}.tif",
-                                                                              p2):
-                    n_reused += 1
-                else:
-                    write_patch_tif(tmp1 / f"{pid}.tif", p1, tr, info1.crs, nodata1, mask=mk1)
-                    write_patch_tif(tmp2 / f"{pid}.tif", p2, tr, info1.crs, nodata2, mask=mk2)
-                records.append(
-                    {
-                        "patch_id": pid,
-                        "aoi": name,
-                        "city": city,
-                        "t1": str(t1_date),
-                        "t2": str(t2_date),
-                        "hr_crs": hr_crs,
-                        "gsd_m": gsd_m,
-                        "px_col0": int(px_col0),
-                        "px_row0": int(px_row0),
-                        "size_px": size,
-                        "hr_t1": _rel(d1 / f"{pid}.tif", root),
-                        "hr_t2": _rel(d2 / f"{pid}.tif", root),
-                        "nodata_frac_t1": f1,
-                        "nodata_frac_t2": f2,
-                        "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
-                        "hr_bands": json.dumps(sel["t1"]),
-                        "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
-                        "geometry": window_polygon(info1.transform, px_col0, px_row0, size),
-                    }
-                )
+        segments = list(strip_plan(rows, cols, size, stride, strip_max_patches))
+
+        def read_segment(seg: StripSegment) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+            return (_read_padded(read_window, src1, seg, W, H, sel["t1"],
+                                 f"AOI {name!r} T1 image"),
+                    _read_padded(read_window, src2, seg, W, H, sel["t2"],
+                                 f"AOI {name!r} T2 image"))
+
+        def write_pair(job: _PatchPair) -> bool:
+            """Write one patch pair (True: an interrupted run's identical files were kept)."""
+            f1, f2 = tmp1 / f"{job.pid}.tif", tmp2 / f"{job.pid}.tif"
+            if resumed and _intact(f1, job.p1) and _intact(f2, job.p2):
+                return True
+            write_patch_tif(f1, job.p1, job.transform, info1.crs, nodata1, mask=job.mask1)
+            write_patch_tif(f2, job.p2, job.transform, info1.crs, nodata2, mask=job.mask2)
+            return False
+
+        # the next segment is read (one reader thread: each dataset is used by one thread at
+        # a time) while this one's patches are compressed and written on ``threads`` threads;
+        # records and files do not depend on the threads
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            ahead = reader.submit(read_segment, segments[0]) if segments else None
+            for k, seg in enumerate(segments):
+                assert ahead is not None
+                (a1, v1), (a2, v2) = ahead.result()
+                ahead = (reader.submit(read_segment, segments[k + 1])
+                         if k + 1 < len(segments) else None)
+                jobs: list[_PatchPair] = []
+                for c in range(seg.col_first, seg.col_last + 1):
+                    x = c * stride - seg.px_col0
+                    px_col0, px_row0 = c * stride, seg.row * stride
+                    m1 = v1[:, x : x + size]
+                    m2 = v2[:, x : x + size]
+                    f1, f2 = nodata_fraction(m1), nodata_fraction(m2)
+                    # the no-data filter looks at the image part (edge padding is not no data)
+                    iw, ih = min(size, W - px_col0), min(size, H - px_row0)
+                    g1 = nodata_fraction(m1[:ih, :iw]) if (iw, ih) != (size, size) else f1
+                    g2 = nodata_fraction(m2[:ih, :iw]) if (iw, ih) != (size, size) else f2
+                    bar.update(1)
+                    if g1 > max_nodata_fraction or g2 > max_nodata_fraction:
+                        skipped += 1
+                        continue
+                    pid = patch_id(name, seg.row, c)
+                    tr = info1.transform @ Affine.translation(px_col0, px_row0)
+                    if scale_rule is None:
+                        p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
+                        p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
+                    else:
+                        p1 = scale_to_uint8(a1[:, :, x : x + size], m1, lo, hi)
+                        p2 = scale_to_uint8(a2[:, :, x : x + size], m2, lo, hi)
+                    n_padded += (iw, ih) != (size, size)
+                    # no nodata value (alpha / mask source): keep the validity as a mask band
+                    jobs.append(_PatchPair(pid, tr, p1, p2, m1 if nodata1 is None else None,
+                                           m2 if nodata2 is None else None))
+                    records.append(
+                        {
+                            "patch_id": pid,
+                            "aoi": name,
+                            "city": city,
+                            "t1": str(t1_date),
+                            "t2": str(t2_date),
+                            "hr_crs": hr_crs,
+                            "gsd_m": gsd_m,
+                            "px_col0": int(px_col0),
+                            "px_row0": int(px_row0),
+                            "size_px": size,
+                            "hr_t1": _rel(d1 / f"{pid}.tif", root),
+                            "hr_t2": _rel(d2 / f"{pid}.tif", root),
+                            "nodata_frac_t1": f1,
+                            "nodata_frac_t2": f2,
+                            "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
+                            "hr_bands": json.dumps(sel["t1"]),
+                            "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
+                            "geometry": window_polygon(info1.transform, px_col0, px_row0,
+                                                       size),
+                        }
+                    )
+                n_reused += sum(ordered_map(write_pair, jobs, threads))
         remove_tree(tmp1 / RESUME_FILE)
         remove_tree(tmp2 / RESUME_FILE)
         if n_reused:

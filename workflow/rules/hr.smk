@@ -14,6 +14,8 @@ rule tile:
         root=dataset_root,
     log:
         f"{ROOT}/logs/tile/{{aoi}}.log",
+    # patches compressed and written on the job's threads while the next strip is read
+    threads: 4
     resources:
         # strip-wise reads: bounded by 64 patches x 2 dates + a 64 MiB GDAL cache, not the AOI
         mem_mb=1500,

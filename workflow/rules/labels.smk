@@ -15,6 +15,8 @@ rule labels:
         root=dataset_root,
     log:
         f"{ROOT}/logs/labels/{{aoi}}.log",
+    # patches labelled on the job's threads (rasterize, compression and reads release the GIL)
+    threads: 4
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -32,6 +34,7 @@ rule change:
         root=dataset_root,
     log:
         f"{ROOT}/logs/change/{{aoi}}.log",
+    threads: 4
     conda:
         "../envs/pipeline.yaml"
     script:
