@@ -415,6 +415,13 @@ class SentinelConfig(_Model):
         "read them) fails its job, naming the causes; true builds such months empty (their "
         "causes stay in the month summary's lost_items).",
     )
+    allow_empty_series: bool = Field(
+        default=False, json_schema_extra=EXECUTION,
+        description="An AOI whose S2 or S1 series has not one observed pixel in any month for "
+        "a reason other than 'nothing acquired' (items lost, scenes not usable as the month's "
+        "product, every pixel clouded) fails rule sentinel, naming each month's cause; true "
+        "builds it (the causes stay in the AOI summary's empty_series).",
+    )
     s1_orbit_pass: Literal["ASCENDING", "DESCENDING"] | None = Field(default=None)
     s1_mean: Literal["linear", "db"] = Field(
         default="linear",

@@ -8,7 +8,8 @@ from stages._common import Stage, run_stage
 
 
 def main(s: Stage) -> object:
-    return summarize_aoi(s.aoi, s.layout)
+    return summarize_aoi(s.aoi, s.layout,
+                         allow_empty_series=s.config.sentinel.allow_empty_series)
 
 
 run_stage(snakemake, main)  # type: ignore[name-defined]  # noqa: F821

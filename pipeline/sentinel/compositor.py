@@ -371,6 +371,12 @@ class Compositor:
                     layers[got.layer] += 1
                     used += 1
             res.s2, res.s2_count = acc.result()
+        else:
+            # no product for the month (L1C only and no allow_l1c_fallback, or no cloud
+            # layer): every listed scene is a counted skip, so an empty month names its cause
+            for sc in s2_scenes:
+                usable_as_other = any(cloud_layer(sc, p, recipe) for p in sc.products)
+                skipped["other_product" if usable_as_other else "no_cloud_layer"] += 1
         s1_used = 0
         acc1 = MeanAccumulator(len(S1_BANDS), h, w,
                                space="linear" if recipe.s1_mean == "linear" else "identity")

@@ -37,6 +37,7 @@ from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
+from pipeline.sentinel.fetch import check_series
 from pipeline.sentinel.model import SentinelSource
 from pipeline.sentinel.month import MonthJob, fetch_month_job
 from pipeline.sentinel.sources import sensor_sources
@@ -167,11 +168,18 @@ def fetch_month(
     return summary
 
 
-def summarize_aoi(aoi: AoiSpec, layout: Layout) -> dict[str, Any]:
-    """Driver of rule ``sentinel``: aggregate the month summaries and build the cube."""
+def summarize_aoi(aoi: AoiSpec, layout: Layout, allow_empty_series: bool = False
+                  ) -> dict[str, Any]:
+    """Driver of rule ``sentinel``: aggregate the month summaries and build the cube.
+
+    Raises:
+        SourceError: the S2 or S1 series is empty for a reason other than nothing acquired
+            (:func:`pipeline.sentinel.fetch.check_series`; ``sentinel.allow_empty_series``).
+    """
     name, months = aoi.name, aoi.months
     per = {m: read_json(layout.month_summary(name, m), "month summary",
                         f"run rule sentinel_month for AOI {name} month {m}") for m in months}
+    empty_series = check_series(name, per, allow_empty_series)
     totals = {k: sum(float(s.get(k, 0) or 0) for s in per.values()) for k in _TOTALS}
     products = {m: (s.get("s2_product") or "none") for m, s in per.items()}
     summary: dict[str, Any] = {
@@ -183,6 +191,8 @@ def summarize_aoi(aoi: AoiSpec, layout: Layout) -> dict[str, Any]:
         "s2_product": products,
         "months_without_s2": [m for m, p in products.items() if p == "none"],
         "months_without_s1": [m for m, s in per.items() if not s.get("n_scenes", {}).get("s1")],
+        # sensors without one observed pixel in any month: {sensor: {month: cause}}
+        "empty_series": empty_series,
         "per_month": per,
     }
     recipes = {json.dumps(s.get("recipe"), sort_keys=True) for s in per.values()}

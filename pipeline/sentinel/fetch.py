@@ -23,6 +23,8 @@ from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExec
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import GridError, PipelineError, QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.atomic import ensure_dir
@@ -232,6 +234,65 @@ def check_nothing_lost(summary: dict[str, Any], where: str) -> None:
             )
 
 
+def month_cause(summary: dict[str, Any], sensor: str) -> str:
+    """Why ``sensor`` has no observation in a month (its summary): ``"nothing acquired"`` (the
+    catalogue listed nothing), ``"lost items (cause: n, ...)"``, ``"scenes not usable (...)"``
+    (product policy, no cloud layer) or ``"no clear pixel"`` (scenes read, every pixel masked:
+    clouds, no data); ``""`` when it has observations or the summary cannot tell."""
+    observed = summary.get("observed_px")
+    if not isinstance(observed, dict) or int(observed.get(sensor, 0) or 0) > 0:
+        return ""
+    lost = (summary.get("lost_items") or {}).get(sensor) or {}
+    unusable = (summary.get("s2_not_usable") or {}) if sensor == "s2" else {}
+    if int((summary.get("n_scenes") or {}).get(sensor, 0) or 0) > 0:
+        return "no clear pixel"
+    if lost:
+        return "lost items (" + ", ".join(f"{k}: {v}" for k, v in sorted(lost.items())) + ")"
+    if unusable:
+        return "scenes not usable (" + ", ".join(f"{k}: {v}" for k, v in unusable.items()) + ")"
+    return "nothing acquired"
+
+
+def check_series(name: str, per_month: dict[str, dict[str, Any]], allow_empty: bool) -> dict[
+        str, dict[str, str]]:
+    """The AOI-level guard against an empty series that exits 0: a sensor without a single
+    observed pixel in any month is an error, unless nothing was acquired in any month (then a
+    warning: an AOI before the mission, say) or ``allow_empty`` (sentinel.allow_empty_series).
+
+    Args:
+        per_month: ``{month: month summary}``.
+
+    Returns:
+        ``{sensor: {month: cause}}`` of the sensors whose series is empty (for the summary).
+
+    Raises:
+        SourceError: naming the AOI, the sensor, each month's cause and what to do.
+    """
+    empty: dict[str, dict[str, str]] = {}
+    for sensor in ("s2", "s1"):
+        causes = {m: month_cause(s, sensor) for m, s in per_month.items()}
+        if not causes or not all(causes.values()):
+            continue  # observed somewhere, or a summary that cannot tell
+        empty[sensor] = causes
+        listed = "; ".join(f"{m}: {c}" for m, c in sorted(causes.items()))
+        if all(c == "nothing acquired" for c in causes.values()):
+            log.warning("AOI %s: the catalogue holds no %s acquisition in any of its %d months "
+                        "(%s): its %s series is empty; check the AOI's dates and location",
+                        name, sensor.upper(), len(causes), ", ".join(sorted(causes)),
+                        sensor.upper())
+        elif allow_empty:
+            log.warning("AOI %s: empty %s series (%s), kept: sentinel.allow_empty_series is true",
+                        name, sensor.upper(), listed)
+        else:
+            raise SourceError(
+                f"AOI {name}: the {sensor.upper()} series is empty: not one pixel was observed "
+                f"in any month ({listed}). Fix the cause the months name (the profile or "
+                "collection: docs/sources.md; the cloud settings; sentinel.allow_l1c_fallback), "
+                "or set sentinel.allow_empty_series: true to build the AOI without it"
+            )
+    return empty
+
+
 def skip_retries(ledger: Path) -> int:
     """How many workflow runs have retried this month for its skipped items."""
     path = Path(ledger) / RETRIES_FILE
@@ -308,7 +369,11 @@ def fetch_block_into_mosaic(
     # everything JSON can hold: counts, and the lists / dicts the month summary aggregates
     # (skipped items, empty searches, cloud layers)
     meta = {k: v for k, v in result.meta.items() if _jsonable(v)}
-    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3), recipe_key=key)
+    meta.update(block=block.id, seconds=round(time.monotonic() - tb, 3), recipe_key=key,
+                # pixels of the block with at least one observation, per sensor: every source
+                # fills the counts, so an empty series is seen whatever emptied it
+                s2_observed_px=int(np.count_nonzero(result.s2_count)),
+                s1_observed_px=int(np.count_nonzero(result.s1_count)))
     write_json(_marker(ledger, block), meta)  # marker strictly after the data
     return block.id
 
@@ -342,8 +407,17 @@ def summarize_month(
     empty: set[str] = set()
     corrected: set[str] = set()
     search_retries = 0
+    observed: dict[str, int] | None = {"s2": 0, "s1": 0}
+    not_usable: dict[str, int] = {}
     for b in blocks:
         m = read_json(_marker(ledger, b))
+        if observed is not None and "s2_observed_px" in m:
+            observed["s2"] += int(m["s2_observed_px"])
+            observed["s1"] += int(m.get("s1_observed_px", 0) or 0)
+        else:  # a marker of an older version: unknown
+            observed = None
+        for why, n in (m.get("s2_scenes_skipped") or {}).items():
+            not_usable[str(why)] = max(not_usable.get(str(why), 0), int(n or 0))
         search_retries = max(search_retries, int(m.get("search_retries", 0) or 0))
         for it in m.get("skipped_items", []) or []:
             skipped_items[str(it.get("item"))] = {str(k): str(v) for k, v in it.items()}
@@ -373,6 +447,11 @@ def summarize_month(
         "s2_product": product,
         "n_scenes": {"s2": s2_scenes, "s1": s1_scenes},
         "no_observation": product is None and s1_scenes == 0,
+        # pixels with at least one observation per sensor (None: ledger of an older version)
+        "observed_px": observed,
+        # S2 scenes listed but not usable as the month's product (other_product: L1C-only in
+        # an L2A month, or L1C without allow_l1c_fallback; no_cloud_layer)
+        "s2_not_usable": {k: v for k, v in sorted(not_usable.items()) if v},
         # STAC: items left out (named, with the reason) and collections the search found empty
         "skipped_items": [v for _, v in sorted(skipped_items.items())],
         # catalogue items that gave no observation, by sensor and cause (superseded: another

@@ -69,6 +69,9 @@ def test_l1c_fallback_and_its_switch(tmp_path: Path) -> None:
     assert (res.s2_count == 1).all()
     res2 = src.fetch_block("t", GRID, BLOCK, "2020-03", Recipe(allow_l1c_fallback=False))
     assert res2.meta["s2_product"] is None and (res2.s2_count == 0).all()
+    # the refused L1C scene is a counted skip: the empty month names its cause
+    assert res2.meta["s2_scenes_skipped"] == {"other_product": 1, "no_cloud_layer": 0}
+    assert res.meta["s2_scenes_skipped"] == {"other_product": 0, "no_cloud_layer": 0}
 
 
 def test_l2a_wins_over_l1c_only_scenes(tmp_path: Path) -> None:

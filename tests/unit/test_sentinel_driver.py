@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.aoi import AoiSpec
 from pipeline.errors import QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.jsonfile import read_json
 from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+from pipeline.layout import Layout
 from pipeline.sentinel.blocks import plan_blocks
 from pipeline.sentinel.fetch import run_month
 from pipeline.sentinel.model import Block, BlockResult, Recipe
@@ -341,3 +343,94 @@ def test_gee_plan_carries_an_eecu_estimate(tmp_path: Path) -> None:
     want = eecu_estimate(marker["block_pixels"], len(MONTHS), EecuRates(s2=3.0, s1=0.2))
     assert marker["gee_eecu_estimate"] == want and want["eecu_s"] > 0
     assert "gee_eecu_estimate" not in init_aoi(aoi, SentinelConfig(block_size_px=64), lay)
+
+
+class _EmptyingSource(FakeSource):
+    """FakeSource whose S2 is clouded out in ``clouded`` months and that has no S1 at all."""
+
+    def __init__(self, clouded: set[str]) -> None:
+        super().__init__()
+        self.clouded = clouded
+
+    def fetch_block(
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+    ) -> BlockResult:
+        r = super().fetch_block(aoi, grid, block, month, recipe)
+        if month in self.clouded:  # 3 scenes read, every pixel masked
+            r.s2[:], r.s2_count[:] = np.nan, 0
+        r.s1[:], r.s1_count[:] = np.nan, 0
+        r.meta.update(s1_scenes=0)
+        return r
+
+
+def _built_months(tmp_path: Path, source: FakeSource) -> tuple[AoiSpec, Layout]:
+    import pandas as pd
+
+    from pipeline.config import SentinelConfig
+    from pipeline.io.jsonfile import write_json
+    from pipeline.io.parquet import write_geoparquet
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
+    from tests.sentinel_helpers import sentinel_aoi
+
+    aoi = sentinel_aoi("a", MONTHS[0], MONTHS[-1])
+    lay = Layout(tmp_path / "demo")
+    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
+    fp = pd.DataFrame({"patch_id": ["a_r000_c000"], "fp_col0": [10], "fp_row0": [5],
+                       "fp_size_px": [64]})
+    write_geoparquet(fp, lay.footprints("a"))
+    cfg = SentinelConfig(source="local", block_size_px=64)
+    init_aoi(aoi, cfg, lay)
+    for m in MONTHS:
+        fetch_month(aoi, m, cfg, lay, threads=2, source=source)
+    return aoi, lay
+
+
+def test_observed_pixels_are_counted_per_month(tmp_path: Path) -> None:
+    _, lay = _built_months(tmp_path, FakeSource())
+    plan = read_json(lay.sentinel_blocks("a"))
+    want_s2 = want_s1 = 0
+    for b in plan["blocks"]:
+        rr, cc = np.mgrid[b["row0"] : b["row0"] + b["height"], b["col0"] : b["col0"] + b["width"]]
+        want_s2 += int(((rr + cc) % 11 != 0).sum())  # the fake's cloudy pixels have count 0
+        want_s1 += rr.size
+    s = read_json(lay.month_summary("a", MONTHS[0]))
+    assert s["observed_px"] == {"s2": want_s2, "s1": want_s1}
+
+
+def test_an_empty_series_fails_the_aoi_unless_nothing_was_acquired(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipeline.sentinel.drivers import summarize_aoi
+
+    # S2 clouded out in every month: the series is empty although scenes were read -> error;
+    # S1 has no acquisition in any month -> a warning only
+    aoi, lay = _built_months(tmp_path / "all", _EmptyingSource(set(MONTHS)))
+    with pytest.raises(SourceError, match=r"AOI a: the S2 series is empty") as exc:
+        summarize_aoi(aoi, lay)
+    assert all(f"{m}: no clear pixel" in str(exc.value) for m in MONTHS)
+    assert "allow_empty_series" in str(exc.value)
+    assert not lay.sentinel_summary("a").exists()
+    with caplog.at_level("WARNING"):
+        total = summarize_aoi(aoi, lay, allow_empty_series=True)
+    assert total["empty_series"] == {"s2": dict.fromkeys(MONTHS, "no clear pixel"),
+                                     "s1": dict.fromkeys(MONTHS, "nothing acquired")}
+    assert "no S1 acquisition in any of its 2 months" in caplog.text
+    # one month with clear pixels is a series: no error, S1 still only warned about
+    aoi, lay = _built_months(tmp_path / "one", _EmptyingSource({MONTHS[0]}))
+    total = summarize_aoi(aoi, lay)
+    assert set(total["empty_series"]) == {"s1"}
+
+
+def test_month_cause_names_what_emptied_a_month() -> None:
+    from pipeline.sentinel.fetch import month_cause
+
+    base = {"observed_px": {"s2": 0, "s1": 0}, "n_scenes": {"s2": 0, "s1": 0}}
+    assert month_cause(base, "s2") == "nothing acquired"
+    assert month_cause(base | {"n_scenes": {"s2": 2, "s1": 0}}, "s2") == "no clear pixel"
+    lost = base | {"lost_items": {"s2": {"missing_band_asset": 3}, "s1": {}}}
+    assert month_cause(lost, "s2") == "lost items (missing_band_asset: 3)"
+    assert month_cause(lost, "s1") == "nothing acquired"
+    policy = base | {"s2_not_usable": {"other_product": 4}}
+    assert month_cause(policy, "s2") == "scenes not usable (other_product: 4)"
+    assert month_cause(base | {"observed_px": {"s2": 5, "s1": 0}}, "s2") == ""
+    assert month_cause(base | {"observed_px": None}, "s2") == ""  # an older summary: unknown
