@@ -55,6 +55,7 @@ from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import block_side_px
+from pipeline.sentinel.fetch import check_series
 from pipeline.sentinel.model import SentinelSource
 from pipeline.sentinel.month import MonthJob, fetch_month_job
 
@@ -239,12 +240,16 @@ def _windows(index: Any, layout: Layout, tile_px: int = 256) -> Iterator[dict[st
                 yield {"x": cube["x"][t], "counts": cube["counts"][t]}
 
 
-def expand_stats(cfg: ExpandConfig, layout: Layout, dataset: str) -> dict[str, Any]:
+def expand_stats(cfg: ExpandConfig, layout: Layout, dataset: str,
+                 allow_empty_series: bool = False) -> dict[str, Any]:
     """Driver of rule ``expand_stats``: stats.json and summary.json of the expansion; returns
     the summary.
 
     Raises:
         DatasetError: a group mosaic or month is missing (run the expand_sentinel jobs).
+        SourceError: a group's S2 or S1 series is empty for a reason other than nothing
+            acquired (:func:`pipeline.sentinel.fetch.check_series`,
+            ``sentinel.allow_empty_series``).
     """
     xl = layout.expand_layout()
     index = read_geoparquet(layout.expand_samples())
@@ -259,14 +264,15 @@ def expand_stats(cfg: ExpandConfig, layout: Layout, dataset: str) -> dict[str, A
     for g, p in groups.items():
         tot = dict.fromkeys(_SUM, 0)
         products = {}
-        for m in p["months"]:
-            s = read_json(xl.month_summary(g, m))
+        per = {m: read_json(xl.month_summary(g, m)) for m in p["months"]}
+        for m, s in per.items():
             for k in _SUM:
                 tot[k] += int(s.get(k, 0) or 0)
             products[m] = s.get("s2_product") or "none"
+        empty = check_series(f"expansion {dataset} group {g}", per, allow_empty_series)
         consolidate_mosaic(xl.mosaic_staging(g), xl.mosaic(g), products)
         gsum[g] = {"samples": p["n_samples"], "months": p["months"], "grid": p["grid"],
-                   "s2_product": products, **tot}
+                   "s2_product": products, "empty_series": empty, **tot}
     acc = sentinel_moments(_windows(index, layout), ALL_BANDS)
     stats = {"dataset": dataset, "samples": len(index), "sentinel": acc.as_dict(ALL_BANDS),
              "note": "clear pixels of every sample's footprint window over its own months"}

@@ -179,7 +179,7 @@ def summarize_aoi(aoi: AoiSpec, layout: Layout, allow_empty_series: bool = False
     name, months = aoi.name, aoi.months
     per = {m: read_json(layout.month_summary(name, m), "month summary",
                         f"run rule sentinel_month for AOI {name} month {m}") for m in months}
-    empty_series = check_series(name, per, allow_empty_series)
+    empty_series = check_series(f"AOI {name}", per, allow_empty_series)
     totals = {k: sum(float(s.get(k, 0) or 0) for s in per.values()) for k in _TOTALS}
     products = {m: (s.get("s2_product") or "none") for m, s in per.items()}
     summary: dict[str, Any] = {

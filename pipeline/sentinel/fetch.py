@@ -253,13 +253,14 @@ def month_cause(summary: dict[str, Any], sensor: str) -> str:
     return "nothing acquired"
 
 
-def check_series(name: str, per_month: dict[str, dict[str, Any]], allow_empty: bool) -> dict[
-        str, dict[str, str]]:
+def check_series(where: str, per_month: dict[str, dict[str, Any]], allow_empty: bool
+                 ) -> dict[str, dict[str, str]]:
     """The AOI-level guard against an empty series that exits 0: a sensor without a single
     observed pixel in any month is an error, unless nothing was acquired in any month (then a
     warning: an AOI before the mission, say) or ``allow_empty`` (sentinel.allow_empty_series).
 
     Args:
+        where: what the series belongs to, e.g. ``"AOI demo"``.
         per_month: ``{month: month summary}``.
 
     Returns:
@@ -276,19 +277,19 @@ def check_series(name: str, per_month: dict[str, dict[str, Any]], allow_empty: b
         empty[sensor] = causes
         listed = "; ".join(f"{m}: {c}" for m, c in sorted(causes.items()))
         if all(c == "nothing acquired" for c in causes.values()):
-            log.warning("AOI %s: the catalogue holds no %s acquisition in any of its %d months "
-                        "(%s): its %s series is empty; check the AOI's dates and location",
-                        name, sensor.upper(), len(causes), ", ".join(sorted(causes)),
+            log.warning("%s: the catalogue holds no %s acquisition in any of its %d months "
+                        "(%s): its %s series is empty; check the dates and location",
+                        where, sensor.upper(), len(causes), ", ".join(sorted(causes)),
                         sensor.upper())
         elif allow_empty:
-            log.warning("AOI %s: empty %s series (%s), kept: sentinel.allow_empty_series is true",
-                        name, sensor.upper(), listed)
+            log.warning("%s: empty %s series (%s), kept: sentinel.allow_empty_series is true",
+                        where, sensor.upper(), listed)
         else:
             raise SourceError(
-                f"AOI {name}: the {sensor.upper()} series is empty: not one pixel was observed "
+                f"{where}: the {sensor.upper()} series is empty: not one pixel was observed "
                 f"in any month ({listed}). Fix the cause the months name (the profile or "
                 "collection: docs/sources.md; the cloud settings; sentinel.allow_l1c_fallback), "
-                "or set sentinel.allow_empty_series: true to build the AOI without it"
+                "or set sentinel.allow_empty_series: true to build it without that sensor"
             )
     return empty
 

@@ -74,6 +74,9 @@ def test_end_to_end_local_source(tmp_path: Path) -> None:
     stats = read_json(xl.stats())
     assert stats["sentinel"]["mean"][S2_BANDS.index("B4")] == pytest.approx(0.2, abs=1e-4)
     assert summary["groups"]["ds-g000"]["s2_product"] == {"2020-02": "none", "2020-03": "L2A"}
+    # S2 observed in March: a series; the archive holds no S1 at all: recorded, not an error
+    assert summary["groups"]["ds-g000"]["empty_series"] == {
+        "s1": {"2020-02": "nothing acquired", "2020-03": "nothing acquired"}}
     assert summary["originals"] == "copied"
     assert (layout.expand_originals_dir() / "p1" / "t1" / "p1.tif").is_file()
     assert (layout.expand_originals_dir() / "p2" / "label" / "p2.tif").is_file()
