@@ -29,6 +29,7 @@ CASES = [
      "samples/s"),
     ("hr_stages", ["--size-m", "600", "--baseline-patches", "4"], "runtime ratio"),
     ("memory_scale", ["--size-m", "600", "--months", "1"], "worst peak-RSS ratio"),
+    ("cloud_mask", ["--factors", "2", "--repeat", "1", "--rows", "64"], "time ratio"),
 ]
 
 
@@ -48,6 +49,8 @@ def test_benchmark_runs_at_its_smallest_size(module: str, args: list[str], expec
         pytest.importorskip("torch")
     res = _run(module, args)
     out = res.stdout + res.stderr
+    if module == "cloud_mask" and "cannot download the s2cloudless" in out:
+        pytest.skip("the real s2cloudless chip cannot be downloaded (offline)")
     assert "Traceback" not in out, out[-3000:]
     assert res.returncode in (0, 1), out[-3000:]
     assert expect in out, out[-3000:]
