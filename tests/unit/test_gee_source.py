@@ -214,6 +214,48 @@ def test_graph_recipe_options(srv):
     assert '"cs"' in text
 
 
+def test_graph_names_and_scales_are_earth_engines_documented_ones(srv):
+    """The recipe's ids, bands, properties and scales against literals copied from the Earth
+    Engine data catalogue (not from the module under test), so a misspelt id or band, a
+    wrong scale or a dropped mask fails here (issue 21's mutation table; see
+    scripts/mutation_check.py). Sources: developers.google.com/earth-engine/datasets/catalog/
+    COPERNICUS_S2_SR_HARMONIZED (bands B1..B12, scale 0.0001), COPERNICUS_S2_CLOUD_PROBABILITY
+    (band "probability", 0..100), GOOGLE_CLOUD_SCORE_PLUS_V1_S2_HARMONIZED (band "cs"),
+    COPERNICUS_S1_GRD_FLOAT (linear power; property transmitterReceiverPolarisation)."""
+    make_source(srv)
+    tree, _, _ = offline_graph()
+    loads = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
+    assert loads == {"COPERNICUS/S2_SR_HARMONIZED", "COPERNICUS/S2_CLOUD_PROBABILITY",
+                     "COPERNICUS/S1_GRD_FLOAT"}
+    # the cloud probability is read from its documented band and thresholded at 40 %
+    selects = [literal(a.get("bandSelectors")) for a in find_calls(tree, "Image.select")]
+    assert ["probability"] in selects
+    # every observation's 12 bands are masked with clear = not (probability > 40) and edge
+    # (the other masked B12 image is the empty placeholder, mask constant 0)
+    masks = [json.dumps(a["mask"]) for a in find_calls(tree, "Image.updateMask")
+             if '"B12"' in json.dumps(a["image"]) and literal(a["mask"]) != 0]
+    assert masks and all('"probability"' in m and "Image.gt" in m and "Image.not" in m
+                         for m in masks)
+    # DN -> reflectance: the mean of the S2 bands divided by 10000
+    (div,) = find_calls(tree, "Image.divide")
+    assert literal(div["image2"]) == 10000
+    assert div["image1"]["functionInvocationValue"]["functionName"] == "reduce.mean"
+    assert '"B12"' in json.dumps(div["image1"])
+    # S1: the mean of linear power, then 10 * log10 (dB)
+    (mul,) = find_calls(tree, "Image.multiply")
+    assert literal(mul["image2"]) == 10
+    assert mul["image1"]["functionInvocationValue"]["functionName"] == "Image.log10"
+    pols = {(constant(a["leftField"]), constant(a["rightValue"]))
+            for a in find_calls(tree, "Filter.listContains")}
+    assert pols == {("transmitterReceiverPolarisation", "VV"),
+                    ("transmitterReceiverPolarisation", "VH")}
+    tree, _, _ = offline_graph(Recipe(s2_mask="cloud_score_plus"), product="L1C",
+                               with_s1=False)
+    loads = {constant(a["id"]) for a in find_calls(tree, "ImageCollection.load")}
+    assert loads == {"COPERNICUS/S2_HARMONIZED", "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"}
+    assert ["cs"] in [literal(a.get("bandSelectors")) for a in find_calls(tree, "Image.select")]
+
+
 # --------------------------------------------------------------------------- product per month
 
 
