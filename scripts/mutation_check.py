@@ -55,7 +55,7 @@ MUTATIONS = [
              'ee.Filter.listContains("transmitterReceiverPolarization", "VH")'),
 ]
 
-DEFAULT_TESTS = ["tests/unit/test_gee_source.py", "tests/unit/test_cross_source.py"]
+DEFAULT_TESTS = ["tests/unit/test_gee_source.py"]
 
 
 def _tree(tmp: Path) -> Path:
