@@ -95,6 +95,7 @@ if CFG.expand.adapter is not None:
             cfg=CFG.section("expand"),
             root=dataset_root,
             dataset=CFG.dataset,
+            allow_empty_series=CFG.sentinel.allow_empty_series,
         log:
             f"{ROOT}/logs/expand/stats.log",
         conda:

@@ -97,6 +97,7 @@ rule sentinel:
         months=lambda wc: AOIS[wc.aoi].months,
         aoi_file=_aoi_file,
         root=dataset_root,
+        allow_empty_series=CFG.sentinel.allow_empty_series,
     log:
         f"{ROOT}/logs/sentinel/{{aoi}}.log",
     conda:
