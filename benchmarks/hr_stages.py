@@ -1,11 +1,13 @@
 """HR-stage throughput and memory as the city grows, vs. a naive per-patch baseline.
 
-    python -m benchmarks.hr_stages [--size-m 2560] [--baseline-patches 40] [--keep DIR]
+    python -m benchmarks.hr_stages [--size-m 2560] [--baseline-patches 40] [--threads N]
+        [--keep DIR]
 
 Generates the synthetic demo city (``pipeline.demo.city``) at side ``s`` and ``2s`` (1x and 4x the
 area; 0.5 m GSD, 512 px patches: 100 and 400 patches at the default 2560 m), then runs the
 HR stages ``tile``, ``labels`` and ``change`` (their drivers, the code Snakemake runs) each in
-a fresh subprocess, recording wall time and the child's peak RSS (ru_maxrss). It prints
+a fresh subprocess on ``--threads`` threads (the rules' threads, default min(4, cores)),
+recording wall time and the child's peak RSS (ru_maxrss). It prints
 patches/s of tile + labels + change, peak RSS per stage, and the 4x / 1x ratios (flat memory:
 RSS ratio near 1 while the area grows 4x; runtime ratio near 4).
 
