@@ -6,12 +6,14 @@ test suite catches (issue 21: a wrong band, collection id, scale or mask must fa
 Each mutation is applied to a copy of the working tree (a temporary ``git worktree`` of HEAD
 with the working tree's changes to ``pipeline/`` copied in), the selected tests run there
 (``pytest -x -q``), and the mutation is **caught** when they fail, **survived** when they pass.
-The working tree is never modified. Exit status 1 when any mutation survived.
+The unmutated tree must pass first (exit 2 otherwise). The working tree is never modified.
+Exit status 1 when any mutation survived.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -79,7 +81,14 @@ def main() -> int:
     results: list[tuple[str, str, float]] = []
     with tempfile.TemporaryDirectory(prefix="mutation-") as d:
         wt = _tree(Path(d))
+        env = {**os.environ, "PYTHONPATH": str(wt)}
+        pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
         try:
+            base = subprocess.run(pytest, cwd=wt, capture_output=True, text=True, env=env)
+            if base.returncode != 0:  # a failure without a mutation would count as "caught"
+                print(base.stdout[-3000:] + base.stderr[-2000:])
+                print(f"the unmutated tree fails {' '.join(tests)}: fix that first")
+                return 2
             for m in MUTATIONS:
                 target = wt / m.path
                 original = target.read_text()
@@ -88,10 +97,7 @@ def main() -> int:
                     continue
                 target.write_text(original.replace(m.old, m.new))
                 t = time.perf_counter()
-                run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q",
-                                      "-p", "no:cacheprovider", *tests],
-                                     cwd=wt, capture_output=True, text=True,
-                                     env={**__import__("os").environ, "PYTHONPATH": str(wt)})
+                run = subprocess.run(pytest, cwd=wt, capture_output=True, text=True, env=env)
                 target.write_text(original)
                 status = "caught" if run.returncode != 0 else "SURVIVED"
                 results.append((m.what, status, time.perf_counter() - t))
