@@ -462,6 +462,8 @@ class FakeEarthEngine(LoopbackService):
             joined = "Join.saveFirst" in funcs
             result = {k: self._usable(sc, k, joined) for k in ("L2A", "L1C")}
             result["S1"] = sc.get("S1", 0)
+            if "Join.inverted" in funcs:  # L1C granules without an L2A counterpart
+                result["L1C_only"] = int(sc.get("L1C_only", 0))
             return self._send(h, 200, _json.dumps({"result": result}).encode())
         return self._error(h, 400, "fake EE: only the scene-count dictionary is supported")
 

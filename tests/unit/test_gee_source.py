@@ -35,7 +35,7 @@ from pipeline.sentinel.sources.gee import (
     decode_npy,
     to_block_result,
 )
-from pipeline.sentinel.sources.gee.recipe import NODATA_FILL
+from pipeline.sentinel.sources.gee.recipe import NODATA_FILL, scene_counts_expr
 from tests.fake_ee import (
     FakeEarthEngine,
     Fault,
@@ -257,6 +257,35 @@ def test_graph_names_and_scales_are_earth_engines_documented_ones(srv):
 
 
 # --------------------------------------------------------------------------- product per month
+
+
+def test_l1c_only_granules_of_an_l2a_month_are_counted_skips(srv):
+    """A month with L2A and L1C-only granules (2017-2018: L2A coverage is not global) keeps
+    L2A and records the L1C-only ones as skips, as the scene sources do; without
+    allow_l1c_fallback every L1C granule of an L1C-only month is a skip."""
+    src = make_source(srv)
+    srv.scenes = lambda month: {"L2A": 3, "L1C": 5, "L1C_only": 2, "S1": 1}
+    res = src.fetch_block("xian", GRID, BLOCK, MONTH, Recipe())
+    assert res.meta["s2_product"] == "L2A" and res.meta["s2_scenes"] == 3
+    assert res.meta["s2_scenes_skipped"] == {"other_product": 2, "no_cloud_layer": 0}
+    # the count: L1C granules (COPERNICUS/S2_HARMONIZED) without an S2_SR_HARMONIZED image of
+    # the same system:index, an inverted join
+    tree = inline_graph(ee.serializer.encode(scene_counts_expr(ee, GRID, MONTH, Recipe())))
+    text = json.dumps(tree)
+    assert "Join.inverted" in text
+    inverted = [a for a in find_calls(tree, "Join.apply") if "Join.inverted" in json.dumps(a)]
+    assert len(inverted) == 1
+    (a,) = inverted
+    assert '"COPERNICUS/S2_HARMONIZED"' in json.dumps(a["primary"])
+    assert '"COPERNICUS/S2_SR_HARMONIZED"' in json.dumps(a["secondary"])
+    eq = find_calls(a["condition"], "Filter.equals")
+    assert [(constant(e["leftField"]), constant(e["rightField"])) for e in eq] == [
+        ("system:index", "system:index")]
+    srv.scenes = lambda month: {"L2A": 0, "L1C": 4, "L1C_only": 4, "S1": 0}
+    res = make_source(srv).fetch_block("xian", GRID, BLOCK, "2019-03",
+                                       Recipe(allow_l1c_fallback=False))
+    assert res.meta["s2_product"] is None
+    assert res.meta["s2_scenes_skipped"] == {"other_product": 4, "no_cloud_layer": 0}
 
 
 def test_l1c_fallback_empty_months_and_cached_size_query(srv):

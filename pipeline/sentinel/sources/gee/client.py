@@ -286,7 +286,8 @@ class GeeSource:
             return self._counters.as_dict()
 
     def scene_counts(self, aoi: str, grid: AoiGrid, month: str, recipe: Recipe) -> dict[str, int]:
-        """{L2A, L1C, S1} scene counts over the AOI in ``month`` (one cached value:compute)."""
+        """{L2A, L1C, L1C_only, S1} scene counts over the AOI in ``month`` (one cached
+        value:compute; see :func:`~pipeline.sentinel.sources.gee.recipe.scene_counts_expr`)."""
         key = (aoi, month, recipe)
         with self._lock:
             if key in self._scene_cache:
@@ -318,7 +319,8 @@ class GeeSource:
             finally:
                 with self._lock:
                     self._counters.add(ctr)
-            counts = {k: int((result or {}).get(k, 0) or 0) for k in ("L2A", "L1C", "S1")}
+            counts = {k: int((result or {}).get(k, 0) or 0)
+                      for k in ("L2A", "L1C", "L1C_only", "S1")}
             with self._lock:
                 self._counters.size_queries += 1
                 self._scene_cache[key] = counts
@@ -347,9 +349,13 @@ class GeeSource:
             res = BlockResult.empty(block.height, block.width)
         else:
             res = self._fetch(aoi, grid, block, month, recipe, product, with_s1, ctr, 0)
+        # skips as the scene sources count them: L1C-only granules of an L2A month, or every
+        # L1C granule of a month without a product (no allow_l1c_fallback)
+        other = counts["L1C_only"] if product == "L2A" else counts["L1C"] if product is None else 0
         res.meta = {
             "s2_product": product,
             "s2_scenes": counts["L2A"] if product == "L2A" else counts["L1C"] if product else 0,
+            "s2_scenes_skipped": {"other_product": other, "no_cloud_layer": 0},
             "s1_scenes": counts["S1"],
             **ctr.as_dict(),
         }

@@ -261,19 +261,34 @@ def s1_image(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
     return mean.addBands(count)
 
 
+def l1c_only(ee: Any, region: Any, month: str) -> Any:
+    """The month's L1C granules without an L2A counterpart (no S2_SR_HARMONIZED image with the
+    same ``system:index``: L2A coverage of 2017-2018 is not global). In an L2A month they are
+    not composited (one product per month) and are counted skips (``other_product``), as the
+    scene sources record them."""
+    start, end = month_bounds(month)
+    l1c = ee.ImageCollection(S2_L1C).filterBounds(region).filterDate(start, end)
+    l2a = ee.ImageCollection(S2_L2A).filterBounds(region).filterDate(start, end)
+    same = ee.Filter.equals(leftField="system:index", rightField="system:index")
+    return ee.Join.inverted().apply(l1c, l2a, same)
+
+
 def scene_counts_expr(
     ee: Any, grid: AoiGrid, month: str, recipe: Recipe
 ) -> Any:
-    """ee.Dictionary {L2A, L1C, S1} scene counts of the month over the AOI (one value:compute).
+    """ee.Dictionary {L2A, L1C, L1C_only, S1} scene counts of the month over the AOI (one
+    value:compute).
 
     S2 counts are of scenes with a cloud layer (:func:`s2_joined`): a month whose L2A scenes
-    all lack one falls back to L1C (if allowed) instead of compositing nothing.
+    all lack one falls back to L1C (if allowed) instead of compositing nothing. ``L1C_only``
+    (:func:`l1c_only`) counts the skips of an L2A month.
     """
     region = _region(ee, grid)
     return ee.Dictionary(
         {
             "L2A": s2_joined(ee, region, month, recipe, "L2A").size(),
             "L1C": s2_joined(ee, region, month, recipe, "L1C").size(),
+            "L1C_only": l1c_only(ee, region, month).size(),
             "S1": s1_collection(ee, region, month, recipe).size(),
         }
     )
