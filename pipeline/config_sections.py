@@ -519,7 +519,8 @@ class TrainConfig(_Model):
         "AdamW split); 'paper' = FUSU A.5.2 for train.paper_task: HRNet-W18 (ImageNet weights "
         "from train.pretrained_path when given), batch 8 and that task's optimizer, LR, "
         "schedule and length; 'official' = what the official FUSU train.py does: HRNet-W18, "
-        "batch 8, 100 epochs, optimizer 'official'. Keys set explicitly override the preset.",
+        "batch 8, 100 epochs, optimizer 'official'. Both set change_fusion 'paper' (the "
+        "reference model's). Keys set explicitly override the preset.",
     )
     paper_task: Literal["seg", "scd", "bcd"] = Field(
         default="seg",
@@ -543,7 +544,10 @@ class TrainConfig(_Model):
         if not isinstance(data, dict) or data.get("preset") not in ("paper", "official"):
             return data
         task = data.get("paper_task", "seg")
-        base: dict[str, Any] = {"hrnet": "hrnet_w18", "batch_size": 8, "tiny": False}
+        # both reproduce the reference model, whose change head cancels the series (see
+        # change_fusion); the project's 'temporal' fusion stays the 'fast' default
+        base: dict[str, Any] = {"hrnet": "hrnet_w18", "batch_size": 8, "tiny": False,
+                                "change_fusion": "paper"}
         if data.get("preset") == "official":
             base.update(optimizer="official", poly_power=0.9, epochs=100, max_steps=None)
         elif task == "seg":

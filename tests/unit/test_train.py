@@ -259,6 +259,11 @@ def test_paper_preset_and_optimizer_recipes() -> None:
     assert (mine.batch_size, mine.hrnet, mine.optimizer) == (2, "hrnet_w18_small", "sgd")
     fast = TrainConfig()
     assert (fast.preset, fast.hrnet, fast.optimizer) == ("fast", "hrnet_w18_small", "split")
+    # the reference presets use the reference model's change fusion; explicit keys win
+    assert (seg.change_fusion, scd.change_fusion, fast.change_fusion) == (
+        "paper", "paper", "temporal")
+    assert TrainConfig(preset="official").change_fusion == "paper"
+    assert TrainConfig(preset="official", change_fusion="temporal").change_fusion == "temporal"
     net = build_model(TrainConfig(preset="paper", months=0))
     n = sum(p.numel() for p in net.backbone.body.parameters())
     assert 9.5e6 < n < 9.7e6  # HRNet-W18 as in the paper (hrnet_w18_small: 1.5M)
