@@ -597,7 +597,7 @@ def recipe_traits(expr: dict[str, Any]) -> dict[str, Any]:
     """What the fake needs to know of a composite expression: the non-zero ``Image.unmask``
     value (None: masked pixels stay masked), whether scene edges are masked (``Image.mask`` of
     a B8A or B9 selection), whether S2 keeps one observation per datatake and S1 one per
-    orbit-day (``ImageCollection.mosaic`` per DATATAKE_IDENTIFIER / relativeOrbitNumber_start)
+    pass (``ImageCollection.mosaic`` per DATATAKE_IDENTIFIER / platform + orbitNumber_start)
     and whether the S1 mean goes through ``Image.log10``."""
     tree = inline_graph(expr)
     text = _json.dumps(tree)
@@ -613,7 +613,7 @@ def recipe_traits(expr: dict[str, Any]) -> dict[str, Any]:
         "fill": fill,
         "edge_mask": edge,
         "s2_dedup": mosaic and '"DATATAKE_IDENTIFIER"' in text,
-        "s1_dedup": mosaic and '"relativeOrbitNumber_start"' in text,
+        "s1_dedup": mosaic and '"orbitNumber_start"' in text and '"platform_number"' in text,
         "log10": bool(find_calls(tree, "Image.log10")),
     }
 

@@ -896,8 +896,14 @@ def test_overlapping_granules_and_slices_count_once(srv):
     assert res.s1_count.max() == fake_values("s1_count", MONTH, x, y).max()
     assert res.s2_count.max() <= 4  # 1 + (m + x + y) % 4 datatakes at most
     tree, text, _ = offline_graph()
-    assert '"DATATAKE_IDENTIFIER"' in text and '"relativeOrbitNumber_start"' in text
+    assert '"DATATAKE_IDENTIFIER"' in text
     assert find_calls(tree, "ImageCollection.mosaic")
+    # an S1 pass is one satellite's absolute orbit (properties of COPERNICUS/S1_GRD), not a
+    # relative orbit on a UTC day: a pass crossing 00:00 UTC is one observation
+    keys = [json.dumps(a) for a in find_calls(tree, "Element.get")]
+    assert any('"orbitNumber_start"' in k for k in keys)
+    assert any('"platform_number"' in k for k in keys)
+    assert "YYYY-MM-dd" not in text
 
 
 def test_s1_linear_mean_is_taken_in_linear_power_from_s1_grd_float(srv):

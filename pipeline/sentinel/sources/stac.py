@@ -16,7 +16,8 @@ and the calendar month (paging through every result page), and turns the items i
 
 (The item -> scene conversion is pure and lives in :mod:`pipeline.sentinel.sources.stac_items`.)
 
-Items are grouped into observations by ``s2:datatake_id`` (S2) and relative orbit + UTC day (S1),
+Items are grouped into observations by ``s2:datatake_id`` (S2) and pass (S1: one relative orbit,
+slices less than 10 minutes apart, :func:`~pipeline.sentinel.compositor.s1_passes`),
 so the overlapping MGRS granules of one datatake count once. Blocks are then read with rasterio
 ``WarpedVRT`` onto the exact AOI-grid window (GDAL reads only the COG tiles the window
 overlaps, with HTTP range requests) and composited by

@@ -8,7 +8,7 @@ L1C and S1 scenes touch the AOI, which decides the month's S2 product level (L2A
     B1..B9, B8A, B11, B12   float32 reflectance (DN / 10000), mean of the month's clear scenes
     s2_count                uint8 number of clear S2 observations (datatakes)
     VV, VH                  float32 dB (mean in linear power, back to dB; or plain dB mean)
-    s1_count                uint8 number of S1 observations (orbit-days)
+    s1_count                uint8 number of S1 observations (passes)
 
 on the block's exact window of the AOI grid: ``grid = {dimensions, affineTransform, crsCode}``
 (never region + scale), ``fileFormat = NPY``. A sensor without scenes in the month is left out

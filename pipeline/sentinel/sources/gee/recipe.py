@@ -232,7 +232,7 @@ def s1_collection(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
 
 
 def s1_observations(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
-    """One image per relative orbit and UTC day (:func:`one_per`), bands VV and VH each with
+    """One image per pass (platform + absolute orbit, :func:`one_per`), bands VV and VH each with
     its own mask (a VV-only scene gives VV and a masked VH) + ``clear`` (any band valid)."""
     base = _placeholder(ee, S1_BANDS, "float").select(list(S1_BANDS))
 
@@ -240,8 +240,10 @@ def s1_observations(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
         pols = img.select("V[VH]").toFloat()
         vals = base.addBands(pols, None, True).select(list(S1_BANDS))
         flag = img.select("V[VH]").mask().reduce(ee.Reducer.max()).selfMask().toUint8()
-        key = (ee.Number(img.get("relativeOrbitNumber_start")).format("%d").cat("_")
-               .cat(img.date().format("YYYY-MM-dd")))
+        # one pass = one satellite's absolute orbit: its slices share platform_number and
+        # orbitNumber_start, also across 00:00 UTC (a UTC-day key split such a pass in two)
+        key = (ee.String(img.get("platform_number")).cat("_")
+               .cat(ee.Number(img.get("orbitNumber_start")).format("%d")))
         return vals.addBands(flag.rename(_CLEAR)).set(S1_PASS_KEY, key)
 
     observations = one_per(ee, s1_collection(ee, region, month, recipe).map(both), S1_PASS_KEY)
@@ -250,7 +252,7 @@ def s1_observations(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
 
 def s1_image(ee: Any, region: Any, month: str, recipe: Recipe) -> Any:
     """S1 mean backscatter (float32 dB, VV, VH; :data:`NODATA_FILL` where a band has no
-    observation) + ``s1_count`` (uint8 orbit-days). Linear mean: the mean of linear power
+    observation) + ``s1_count`` (uint8 passes). Linear mean: the mean of linear power
     (S1_GRD_FLOAT) then 10*log10; ``db``: the plain mean of dB (S1_GRD)."""
     obs = s1_observations(ee, region, month, recipe)
     mean = obs.select(list(S1_BANDS)).mean()
