@@ -4,10 +4,13 @@ saying how to authenticate, when no credentials are found; the default run leave
 Credentials in any form earthengine-api accepts: ``earthengine authenticate``, gcloud's
 application-default login, or a key / credentials file in ``$EE_SERVICE_ACCOUNT_KEY`` or
 ``$GOOGLE_APPLICATION_CREDENTIALS``; the project from ``$EE_PROJECT`` (or the credentials).
-Fetches one small block over Xi'an for one month and
-checks units, shapes, per-band NaN/0 consistency (masked pixels must never arrive as 0) and
-that counts never exceed the month's distinct acquisition dates (one observation per datatake /
-pass), so the first user with a key confirms what the fake server can only imitate.
+Over Xi'an it checks units, shapes, per-band NaN/0 consistency (masked pixels must never
+arrive as 0) and that counts never exceed the month's distinct acquisition dates (one
+observation per datatake / pass); that a full-size 640 px block is not split; per-band value
+ranges and VH < VV for every recipe variant; that the linear S1 mean is never below the dB
+mean (Jensen: a doubled or missing dB conversion fails); and that a 2016 month falls back to
+L1C. The first user with a key confirms what the fake server can only imitate (its values are
+synthetic: these value checks were run against it for their code paths only).
 """
 
 from __future__ import annotations
@@ -85,3 +88,60 @@ def _distinct_dates(source, grid, month, product):
     s1 = dates(S1_GRD, ee.Filter.eq("instrumentMode", "IW"))
     got = ee.Dictionary({"s2": s2, "s1": s1}).getInfo()
     return int(got["s2"]), int(got["s1"])
+
+
+#: 640 x 640 px = 6.4 km over Xi'an: the largest block the planner makes (74 B/px fits the
+#: 32 MiB response limit), so a split here means the size accounting is wrong
+FULL = AoiGrid(epsg=32649, res_m=10.0, x0=648000.0, y0=3796020.0, width=640, height=640)
+
+
+def test_live_full_size_block_is_not_split(source):
+    before = source.stats["splits"]
+    res = source.fetch_block("xian-live", FULL, Block(0, 0, 640, 640), "2019-04", Recipe())
+    assert source.stats["splits"] == before, "a 640 px block was split: check the size rule"
+    assert res.s2.shape == (12, 640, 640) and res.s2_count.max() > 0
+
+
+def _medians(res):
+    ok2, ok1 = res.s2_count > 0, res.s1_count > 0
+    s2 = {b: float(np.nanmedian(res.s2[i][ok2])) for i, b in enumerate(S2_BANDS)}
+    return s2, float(np.nanmedian(res.s1[0][ok1])), float(np.nanmedian(res.s1[1][ok1]))
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"cloud_preset": "s2cloudless"}, {"shadow_mask": True},
+    {"s2_mask": "cloud_score_plus"}, {"s2_mask": "scl"}, {"s2_resampling": "bilinear"},
+], ids=["default", "s2cloudless", "shadows", "cloud_score_plus", "scl", "bilinear"])
+def test_live_every_recipe_gives_plausible_values(source, settings):
+    """Per-band ranges of a city in spring: reflectance, not DN (x10000) nor x10; VH weaker
+    than VV (cross-polarised backscatter is 5-10 dB below co-polarised over land)."""
+    grid = AoiGrid(epsg=32649, res_m=10.0, x0=651000.0, y0=3793020.0, width=64, height=64)
+    res = source.fetch_block("xian-live", grid, Block(0, 0, 64, 64), "2019-04",
+                             Recipe.from_config(settings))
+    s2, vv, vh = _medians(res)
+    assert all(0.0 < v < 0.6 for v in s2.values()), s2
+    assert s2["B8"] > s2["B4"] * 0.8  # NIR is not below red in a city with parks
+    assert -20.0 < vv < 5.0 and -30.0 < vh < 0.0 and vh < vv - 2.0, (vv, vh)
+
+
+def test_live_linear_mean_is_above_the_db_mean(source):
+    """The dB of the mean of linear power is never below the mean of the dB values (Jensen):
+    a doubled dB conversion (x20) or a missing one breaks this on real data."""
+    grid = AoiGrid(epsg=32649, res_m=10.0, x0=651000.0, y0=3793020.0, width=64, height=64)
+    lin = source.fetch_block("xian-live", grid, Block(0, 0, 64, 64), "2019-04", Recipe())
+    db = source.fetch_block("xian-live", grid, Block(0, 0, 64, 64), "2019-04",
+                            Recipe(s1_mean="db"))
+    both = (lin.s1_count > 1) & (db.s1_count > 1)
+    assert both.any()
+    diff = lin.s1[:, both] - db.s1[:, both]
+    assert (diff > -1e-3).all() and float(np.median(diff)) < 3.0
+
+
+def test_live_l1c_era_month_falls_back_to_l1c(source):
+    """2016: before Earth Engine's S2_SR_HARMONIZED starts (2017-03), so the month is L1C
+    (top-of-atmosphere reflectance, still in 0..1)."""
+    grid = AoiGrid(epsg=32649, res_m=10.0, x0=651000.0, y0=3793020.0, width=64, height=64)
+    res = source.fetch_block("xian-live", grid, Block(0, 0, 64, 64), "2016-06", Recipe())
+    assert res.meta["s2_product"] == "L1C"
+    s2, _, _ = _medians(res)
+    assert all(0.0 < v < 0.6 for v in s2.values()), s2
