@@ -60,7 +60,12 @@ from pipeline.hr.labels import (
 from pipeline.hr.tiling import TileResult, tile_pair
 from pipeline.io.atomic import remove_empty_dir
 from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
-from pipeline.io.geotiff import clear_patch_tifs, read_patch, write_patch_tif
+from pipeline.io.geotiff import (
+    clear_patch_tifs,
+    quiet_rasterio_geotransform_warning,
+    read_patch,
+    write_patch_tif,
+)
 from pipeline.io.jsonfile import write_json
 from pipeline.io.manifest import RecordedFiles, tree_files, write_manifest
 from pipeline.io.parquet import read_geoparquet, write_geoparquet
@@ -293,6 +298,7 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
 
     records: list[dict[str, Any]] = []
     n_reused = 0
+    quiet_rasterio_geotransform_warning()  # before the threads (see pipeline.io.geotiff)
     # patches are labelled ``threads`` at a time (rasterize, compression and reads release the
     # GIL), in order: the index and the files do not depend on it
     for rec, k in tqdm(ordered_map(one, patches.itertuples(index=False), threads),
@@ -390,6 +396,7 @@ def change_aoi(aoi: AoiSpec, cfg: ChangeConfig, layout: Layout, progress: bool =
         rec.update(change_stats(bin_arr))
         return rec
 
+    quiet_rasterio_geotransform_warning()  # before the threads (see pipeline.io.geotiff)
     records = list(tqdm(ordered_map(one, labels.itertuples(index=False), threads),
                         total=len(labels), desc=f"change {name}", disable=not progress,
                         mininterval=2.0))

@@ -162,7 +162,7 @@ def tile_pair(
 
     from pipeline.io.atomic import adopt_temporary, atomic_path, ensure_dir, remove_tree
     from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
-    from pipeline.io.geotiff import write_patch_tif
+    from pipeline.io.geotiff import quiet_rasterio_geotransform_warning, write_patch_tif
     from pipeline.io.raster import (
         band_percentiles,
         bounded_gdal_cache,
@@ -311,6 +311,7 @@ def tile_pair(
             write_patch_tif(f2, job.p2, job.transform, info1.crs, nodata2, mask=job.mask2)
             return False
 
+        quiet_rasterio_geotransform_warning()  # before the threads (see pipeline.io.geotiff)
         # the next segment is read (one reader thread: each dataset is used by one thread at
         # a time) while this one's patches are compressed and written on ``threads`` threads;
         # records and files do not depend on the threads

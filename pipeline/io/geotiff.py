@@ -25,11 +25,30 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from pipeline.errors import InputError, MissingInputError, WriteError
 from pipeline.io.atomic import atomic_path
+
+# Patches are read, rasterized and written on several threads, and warnings.catch_warnings()
+# is not thread-safe before Python 3.14 (one thread's exit restores the filters another
+# thread saved): rasterio's own catch_warnings around its in-memory rasters (rasterize) then
+# lets through a spurious "Dataset has no geotransform" (the transform is set right after).
+# So the one filter these reads and writes need is installed process-wide, before threads
+# start: rasterio's NotGeoreferencedWarning about datasets it creates (a patch always carries
+# its transform; read_patch(require_crs=True) refuses one without CRS).
+
+
+def quiet_rasterio_geotransform_warning() -> None:
+    """Ignore rasterio's NotGeoreferencedWarning about the datasets it creates (idempotent;
+    called at import and by the HR drivers before their threads start, since a harness such as
+    pytest may restore the filters between import and use)."""
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning,
+                            module=r"rasterio(\.features)?$")
+
+
+quiet_rasterio_geotransform_warning()
 
 #: Creation options of every patch GeoTIFF (block size is chosen per patch, see below).
 #: Deflate at level 1: on a 512 px RGB patch GDAL 3.10 compresses it 5-6x faster than the
@@ -110,12 +129,9 @@ def write_patch_tif(
     masked = mask is not None and not np.all(mask)
     with (
         atomic_path(final) as tmp,
-        warnings.catch_warnings(),
         rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
         gdal_errors() as errors,
     ):
-        # rasterio warns when a tile is bigger than a tiny test patch; GDAL pads, that's fine
-        warnings.simplefilter("ignore", UserWarning)
         with rasterio.open(tmp, "w", **profile) as dst:
             if colormap is not None:  # before the pixels: TIFF tags are fixed once data is written
                 cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}

@@ -87,3 +87,27 @@ def test_an_error_in_a_worker_thread_stops_the_job_with_its_message(
     with pytest.raises(InputError, match=bad.name):
         label_aoi(city, LabelsConfig(), lay, progress=False, threads=3)
     assert not lay.labels_index("thr").exists()
+
+
+def test_the_geotransform_warning_filter_is_installed_once_for_every_thread() -> None:
+    """rasterio's in-memory rasters (rasterize) warn "Dataset has no geotransform" before their
+    transform is set; its own thread-unsafe catch_warnings let that through once in a demo build
+    on 4 threads. pipeline.io.geotiff installs one process-wide filter at import instead: only
+    rasterio's own NotGeoreferencedWarning is ignored, a warning of ours still shows."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\n"
+        "import pipeline.io.geotiff\n"
+        "from rasterio.errors import NotGeoreferencedWarning as W\n"
+        "with warnings.catch_warnings(record=True) as rec:\n"
+        "    warnings.warn_explicit(W('Dataset has no geotransform'), W, 'features.py', 382,\n"
+        "                           module='rasterio.features')\n"
+        "    warnings.warn_explicit(W('writer'), W, '__init__.py', 366, module='rasterio')\n"
+        "    warnings.warn_explicit(W('ours'), W, 'x.py', 1, module='pipeline.expand.x')\n"
+        "print([str(w.message) for w in rec])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "['ours']"
