@@ -12,10 +12,6 @@ obtained (offline).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -28,33 +24,15 @@ from pipeline.sentinel.model import Recipe
 
 pytestmark = pytest.mark.slow
 
-SDIST = "s2cloudless-1.1.0.tar.gz"
-MEMBER = "s2cloudless-1.1.0/s2cloudless/TestInputs/input_arrays.npz"
-
-
 def _reference_npz() -> Path:
-    cache = Path(os.environ.get("FUSU_TEST_CACHE", Path.home() / ".cache" / "fusu-pipeline"))
-    npz = cache / "s2cloudless-1.1.0-input_arrays.npz"
-    if npz.is_file():
-        return npz
-    cache.mkdir(parents=True, exist_ok=True)
-    if not (cache / SDIST).is_file():
-        try:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                 "s2cloudless==1.1.0", "-d", str(cache)],
-                check=True, capture_output=True, timeout=300,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"cannot download the s2cloudless 1.1.0 sdist: {exc}")
-    with tarfile.open(cache / SDIST) as tf:
-        data = tf.extractfile(MEMBER)
-        if data is None:
-            pytest.skip(f"{MEMBER} not found in {SDIST}")
-        tmp = npz.with_suffix(".tmp")
-        tmp.write_bytes(data.read())
-        tmp.replace(npz)
-    return npz
+    """The chip (one copy of the download logic: :func:`benchmarks.cloud_mask.reference_chip`);
+    skipped when it cannot be obtained (offline)."""
+    from benchmarks.cloud_mask import reference_chip
+
+    try:
+        return reference_chip()
+    except SystemExit as exc:  # the download failed
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

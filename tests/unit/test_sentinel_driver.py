@@ -317,26 +317,15 @@ def test_scenes_added_to_the_archive_refetch_the_month(tmp_path: Path) -> None:
 def test_gee_plan_carries_an_eecu_estimate(tmp_path: Path) -> None:
     """The plan of a gee build states its compute estimate: block pixels x months x nominal
     observations x the configured EECU-s per megapixel-observation."""
-    import pandas as pd
-
     from pipeline.config import SentinelConfig
-    from pipeline.io.jsonfile import write_json
-    from pipeline.io.parquet import write_geoparquet
-    from pipeline.layout import Layout
     from pipeline.sentinel.cost import EecuRates, eecu_estimate
     from pipeline.sentinel.drivers import init_aoi
-    from tests.sentinel_helpers import sentinel_aoi
 
     est = eecu_estimate(1_000_000, 12, EecuRates(s2=2.0, s1=0.5))
     assert est["pixel_observations"] == {"s2": 72_000_000, "s1": 60_000_000}
     assert est["eecu_s"] == 72 * 2.0 + 60 * 0.5 and est["per_month_eecu_s"] == 14.5
     assert eecu_estimate(10, 0, EecuRates())["eecu_s"] == 0.0
-    aoi = sentinel_aoi("a", MONTHS[0], MONTHS[-1])
-    lay = Layout(tmp_path / "demo")
-    write_json(lay.grid("a"), GRID.to_dict() | {"rule": "test", "size_px": 64, "scale": 5.0})
-    fp = pd.DataFrame({"patch_id": ["a_r000_c000"], "fp_col0": [10], "fp_row0": [5],
-                       "fp_size_px": [64]})
-    write_geoparquet(fp, lay.footprints("a"))
+    aoi, lay = _one_footprint_aoi(tmp_path)
     gee = SentinelConfig.model_validate({"source": "gee", "block_size_px": 64,
                                          "gee": {"eecu_s_per_mpx_s2": 3.0}})
     marker = init_aoi(aoi, gee, lay)
@@ -363,13 +352,12 @@ class _EmptyingSource(FakeSource):
         return r
 
 
-def _built_months(tmp_path: Path, source: FakeSource) -> tuple[AoiSpec, Layout]:
+def _one_footprint_aoi(tmp_path: Path) -> tuple[AoiSpec, Layout]:
+    """AOI "a" over MONTHS with its grid (GRID) and one 64 px footprint written."""
     import pandas as pd
 
-    from pipeline.config import SentinelConfig
     from pipeline.io.jsonfile import write_json
     from pipeline.io.parquet import write_geoparquet
-    from pipeline.sentinel.drivers import fetch_month, init_aoi
     from tests.sentinel_helpers import sentinel_aoi
 
     aoi = sentinel_aoi("a", MONTHS[0], MONTHS[-1])
@@ -378,6 +366,14 @@ def _built_months(tmp_path: Path, source: FakeSource) -> tuple[AoiSpec, Layout]:
     fp = pd.DataFrame({"patch_id": ["a_r000_c000"], "fp_col0": [10], "fp_row0": [5],
                        "fp_size_px": [64]})
     write_geoparquet(fp, lay.footprints("a"))
+    return aoi, lay
+
+
+def _built_months(tmp_path: Path, source: FakeSource) -> tuple[AoiSpec, Layout]:
+    from pipeline.config import SentinelConfig
+    from pipeline.sentinel.drivers import fetch_month, init_aoi
+
+    aoi, lay = _one_footprint_aoi(tmp_path)
     cfg = SentinelConfig(source="local", block_size_px=64)
     init_aoi(aoi, cfg, lay)
     for m in MONTHS:
