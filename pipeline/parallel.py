@@ -17,7 +17,7 @@ Inside one block, a source's scene reads can overlap too (:func:`ordered_map`: b
 look-ahead on threads, results in order, so composites do not depend on it).
 
 Public API: :func:`get_client`, :func:`executor`, :func:`map_blocks`, :func:`ordered_map`,
-:class:`PerProcess`.
+:func:`read_ahead`, :class:`PerProcess`.
 """
 
 from __future__ import annotations
@@ -194,3 +194,19 @@ def ordered_map(
         finally:
             for f in pending:
                 f.cancel()
+
+
+def read_ahead(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``fn(x)`` for each of ``items``, in order, computed one item ahead on one background
+    thread while the caller works on the current result. One thread only: ``fn`` may use
+    objects that must not be used by two threads at once (an open dataset); memory holds two
+    results at most. The first exception is re-raised in order."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            current = ahead.result()
+            if k + 1 < len(items):
+                ahead = pool.submit(fn, items[k + 1])
+            yield current

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ from pipeline.hr.windows import (
     window_polygon,
 )
 from pipeline.layout import Layout
-from pipeline.parallel import ordered_map
+from pipeline.parallel import ordered_map, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -315,64 +314,59 @@ def tile_pair(
         # the next segment is read (one reader thread: each dataset is used by one thread at
         # a time) while this one's patches are compressed and written on ``threads`` threads;
         # records and files do not depend on the threads
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            ahead = reader.submit(read_segment, segments[0]) if segments else None
-            for k, seg in enumerate(segments):
-                assert ahead is not None
-                (a1, v1), (a2, v2) = ahead.result()
-                ahead = (reader.submit(read_segment, segments[k + 1])
-                         if k + 1 < len(segments) else None)
-                jobs: list[_PatchPair] = []
-                for c in range(seg.col_first, seg.col_last + 1):
-                    x = c * stride - seg.px_col0
-                    px_col0, px_row0 = c * stride, seg.row * stride
-                    m1 = v1[:, x : x + size]
-                    m2 = v2[:, x : x + size]
-                    f1, f2 = nodata_fraction(m1), nodata_fraction(m2)
-                    # the no-data filter looks at the image part (edge padding is not no data)
-                    iw, ih = min(size, W - px_col0), min(size, H - px_row0)
-                    g1 = nodata_fraction(m1[:ih, :iw]) if (iw, ih) != (size, size) else f1
-                    g2 = nodata_fraction(m2[:ih, :iw]) if (iw, ih) != (size, size) else f2
-                    bar.update(1)
-                    if g1 > max_nodata_fraction or g2 > max_nodata_fraction:
-                        skipped += 1
-                        continue
-                    pid = patch_id(name, seg.row, c)
-                    tr = info1.transform @ Affine.translation(px_col0, px_row0)
-                    if scale_rule is None:
-                        p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
-                        p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
-                    else:
-                        p1 = scale_to_uint8(a1[:, :, x : x + size], m1, lo, hi)
-                        p2 = scale_to_uint8(a2[:, :, x : x + size], m2, lo, hi)
-                    n_padded += (iw, ih) != (size, size)
-                    # no nodata value (alpha / mask source): keep the validity as a mask band
-                    jobs.append(_PatchPair(pid, tr, p1, p2, m1 if nodata1 is None else None,
-                                           m2 if nodata2 is None else None))
-                    records.append(
-                        {
-                            "patch_id": pid,
-                            "aoi": name,
-                            "city": city,
-                            "t1": str(t1_date),
-                            "t2": str(t2_date),
-                            "hr_crs": hr_crs,
-                            "gsd_m": gsd_m,
-                            "px_col0": int(px_col0),
-                            "px_row0": int(px_row0),
-                            "size_px": size,
-                            "hr_t1": _rel(d1 / f"{pid}.tif", root),
-                            "hr_t2": _rel(d2 / f"{pid}.tif", root),
-                            "nodata_frac_t1": f1,
-                            "nodata_frac_t2": f2,
-                            "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
-                            "hr_bands": json.dumps(sel["t1"]),
-                            "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
-                            "geometry": window_polygon(info1.transform, px_col0, px_row0,
-                                                       size),
-                        }
-                    )
-                n_reused += sum(ordered_map(write_pair, jobs, threads))
+        for seg, ((a1, v1), (a2, v2)) in zip(segments, read_ahead(read_segment, segments),
+                                             strict=True):
+            jobs: list[_PatchPair] = []
+            for c in range(seg.col_first, seg.col_last + 1):
+                x = c * stride - seg.px_col0
+                px_col0, px_row0 = c * stride, seg.row * stride
+                m1 = v1[:, x : x + size]
+                m2 = v2[:, x : x + size]
+                f1, f2 = nodata_fraction(m1), nodata_fraction(m2)
+                # the no-data filter looks at the image part (edge padding is not no data)
+                iw, ih = min(size, W - px_col0), min(size, H - px_row0)
+                g1 = nodata_fraction(m1[:ih, :iw]) if (iw, ih) != (size, size) else f1
+                g2 = nodata_fraction(m2[:ih, :iw]) if (iw, ih) != (size, size) else f2
+                bar.update(1)
+                if g1 > max_nodata_fraction or g2 > max_nodata_fraction:
+                    skipped += 1
+                    continue
+                pid = patch_id(name, seg.row, c)
+                tr = info1.transform @ Affine.translation(px_col0, px_row0)
+                if scale_rule is None:
+                    p1 = _fill(a1[:, :, x : x + size], m1, nodata1)
+                    p2 = _fill(a2[:, :, x : x + size], m2, nodata2)
+                else:
+                    p1 = scale_to_uint8(a1[:, :, x : x + size], m1, lo, hi)
+                    p2 = scale_to_uint8(a2[:, :, x : x + size], m2, lo, hi)
+                n_padded += (iw, ih) != (size, size)
+                # no nodata value (alpha / mask source): keep the validity as a mask band
+                jobs.append(_PatchPair(pid, tr, p1, p2, m1 if nodata1 is None else None,
+                                       m2 if nodata2 is None else None))
+                records.append(
+                    {
+                        "patch_id": pid,
+                        "aoi": name,
+                        "city": city,
+                        "t1": str(t1_date),
+                        "t2": str(t2_date),
+                        "hr_crs": hr_crs,
+                        "gsd_m": gsd_m,
+                        "px_col0": int(px_col0),
+                        "px_row0": int(px_row0),
+                        "size_px": size,
+                        "hr_t1": _rel(d1 / f"{pid}.tif", root),
+                        "hr_t2": _rel(d2 / f"{pid}.tif", root),
+                        "nodata_frac_t1": f1,
+                        "nodata_frac_t2": f2,
+                        "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
+                        "hr_bands": json.dumps(sel["t1"]),
+                        "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
+                        "geometry": window_polygon(info1.transform, px_col0, px_row0,
+                                                   size),
+                    }
+                )
+            n_reused += sum(ordered_map(write_pair, jobs, threads))
         remove_tree(tmp1 / RESUME_FILE)
         remove_tree(tmp2 / RESUME_FILE)
         if n_reused:

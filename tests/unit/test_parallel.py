@@ -12,7 +12,14 @@ import pytest
 
 from pipeline.config import DaskConfig
 from pipeline.errors import ConfigError
-from pipeline.parallel import PerProcess, executor, get_client, map_blocks, ordered_map
+from pipeline.parallel import (
+    PerProcess,
+    executor,
+    get_client,
+    map_blocks,
+    ordered_map,
+    read_ahead,
+)
 
 
 def _square_and_thread(x: int) -> tuple[int, str]:
@@ -292,3 +299,23 @@ def test_expansion_blocks_run_on_the_dask_cluster_with_the_stac_source(
     prefixes = local_cluster.scheduler.task_prefixes
     assert sum(prefixes["fetch_block_into_mosaic"].state_counts.values()) > before
     assert on_dask == inproc
+
+
+def test_read_ahead_keeps_order_uses_one_thread_and_reraises() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def read(x: int) -> int:
+        seen.append((x, threading.current_thread().name))
+        if x == 3:
+            raise ValueError("bad strip 3")
+        return 10 * x
+
+    assert list(read_ahead(read, [0, 1, 2])) == [0, 10, 20]
+    assert len({name for _, name in seen}) == 1  # one reader thread, never the caller's
+    assert threading.current_thread().name not in {name for _, name in seen}
+    got = []
+    with pytest.raises(ValueError, match="bad strip 3"):
+        for v in read_ahead(read, [1, 2, 3, 4]):
+            got.append(v)
+    assert got == [10, 20]
+    assert list(read_ahead(read, [])) == []
