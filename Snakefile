@@ -72,14 +72,17 @@ for _stage, _problems in (invalidate_broken_outputs(L.dataset_covered_outputs(),
 
 
 # when the run starts executing (not for dry runs or listings): a run of templates only is
-# refused, and the Sentinel source is checked once, before any HR stage runs, while months are still to fetch: credentials,
-# packages, one landing page / collection request per catalogue; the demo's catalogue is made
-# by the workflow itself
+# refused, and the Sentinel source is checked once, before any HR stage runs, while months are
+# still to fetch: credentials, packages, one landing page / collection request per catalogue;
+# a generated AOI's own catalogue is made by the workflow itself (checked only when the build
+# reads another one: sentinel.stac.url, or Earth Engine)
 onstart:
     check_buildable(CFG, AOIS, AOI_FILES)  # every AOI a template: nothing would be built
+    _own_catalogue = CFG.sentinel.source == "stac" and not CFG.sentinel.stac.url
     _pending = [(f"AOI {_n!r} ({AOI_FILES[_n]})", _s.sentinel_archive)
                 for _n, _s in AOIS.items()
-                if not (_s.template or _s.generated) and not L.sentinel_summary(_n).exists()]
+                if not (_s.template or (_s.generated and _own_catalogue))
+                and not L.sentinel_summary(_n).exists()]
     if (CFG.expand.adapter and not CFG.expand.plan_only
             and not L.expand_summary().exists()):
         _pending.append(("expand", CFG.expand.sentinel_archive))

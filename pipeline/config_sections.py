@@ -279,7 +279,7 @@ class GeeConfig(_Model):
 
 
 class StacConfig(_Model):
-    profile: Literal["earth-search", "earth-search-c1", "planetary-computer"] = Field(
+    profile: Literal["earth-search", "earth-search-c1", "planetary-computer", "cdse"] = Field(
         default="earth-search",
         description="Provider layout: collection ids, asset keys, offsets, signing "
         "(docs/sources.md lists what each provider lacks).",
@@ -300,6 +300,13 @@ class StacConfig(_Model):
         "'planetary-computer' (its public API, collection sentinel-1-rtc: terrain-corrected "
         "gamma0; asset URLs signed anonymously with the planetary-computer package), a STAC "
         "API URL with that layout, or null (no S1). Static catalogues keep their own S1.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3 endpoint (http(s)://host[:port]) of the profile's s3:// assets. None = "
+        "the profile's (cdse: https://eodata.dataspace.copernicus.eu; the others: AWS). Keys "
+        "only from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or the AWS "
+        "credentials file.",
     )
     s2_query: dict[str, Any] = Field(
         default_factory=dict,

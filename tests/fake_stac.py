@@ -71,6 +71,8 @@ class FakeStac(LoopbackService):
         self.root = Path(root)
         self.latency_s = float(latency_s)
         self.items = list(items or [])
+        #: collection ids the API has (empty: those of ``items``)
+        self.collections: set[str] = set()
         self.page_size = int(page_size)
         self.faults: list[Fault] = []
         self.counters = Counters()
@@ -163,12 +165,12 @@ class FakeStac(LoopbackService):
             if path == "/api/conformance":
                 return self._json(h, 200, {"conformsTo": CONFORMANCE})
             if path == "/api/collections":
-                ids = sorted({str(it.get("collection")) for it in self.items})
+                ids = sorted(self._collection_ids())
                 return self._json(h, 200, {"collections": [self._collection(c) for c in ids],
                                            "links": []})
             if path.startswith("/api/collections/") and path.count("/") == 3:
                 cid = path.rsplit("/", 1)[1]
-                if cid not in {str(it.get("collection")) for it in self.items}:
+                if cid not in self._collection_ids():
                     # Earth Search's answer for an unknown collection
                     return self._json(h, 404, {"code": "NotFoundError",
                                                "description": f"Collection {cid} not found"})
@@ -193,6 +195,11 @@ class FakeStac(LoopbackService):
             entry["status"] = 400
             return self._json(h, 400, {"code": "BadRequest", "description": str(exc)},
                               head=method == "HEAD")
+
+    def _collection_ids(self) -> set[str]:
+        """The collections the API has: ``collections`` when set (a real API has a collection
+        whatever a test's items hold), else those of the items."""
+        return set(self.collections) or {str(it.get("collection")) for it in self.items}
 
     def _collection(self, cid: str) -> dict[str, Any]:
         """A valid STAC Collection document (what pystac-client parses)."""

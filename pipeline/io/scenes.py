@@ -320,15 +320,54 @@ def read_coarsest(f: Path | str, max_px: int = 4_000_000) -> np.ndarray | None:
     return a
 
 
-def gdal_http_env(max_retries: int, retry_delay_s: float, timeout_s: float) -> Any:
+def vsis3_path(href: str) -> str:
+    """``s3://bucket/key`` -> GDAL's ``/vsis3/bucket/key`` (read with the endpoint and keys of
+    :func:`s3_endpoint_options`); other hrefs unchanged."""
+    return "/vsis3/" + href[len("s3://"):] if href.startswith("s3://") else href
+
+
+def s3_endpoint_options(endpoint: str) -> dict[str, str]:
+    """GDAL options that send ``/vsis3/`` reads to an S3 endpoint other than AWS's
+    (``https://eodata.dataspace.copernicus.eu``, or ``http://127.0.0.1:9000``): the host,
+    HTTPS or not, path-style requests (``AWS_VIRTUAL_HOSTING=FALSE``, as CDSE requires), and
+    no EC2 instance-role probe (an instance role holds no keys for another endpoint). The keys
+    come from the environment (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``) or the AWS
+    credentials file, read by GDAL itself; rasterio refuses them as options."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise SourceError(f"S3 endpoint {endpoint!r} is not an http(s)://host[:port] URL: fix "
+                          "sentinel.stac.s3_endpoint")
+    return {"AWS_S3_ENDPOINT": u.netloc, "AWS_HTTPS": "YES" if u.scheme == "https" else "NO",
+            "AWS_VIRTUAL_HOSTING": "FALSE", "CPL_AWS_AUTODETECT_EC2": "NO"}
+
+
+def s3_credentials_found() -> bool:
+    """Whether GDAL will find S3 keys: ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` in
+    the environment, or an AWS credentials file (``AWS_SHARED_CREDENTIALS_FILE``, else
+    ``~/.aws/credentials``)."""
+    import os
+
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    f = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials")
+    return os.path.isfile(f)
+
+
+def gdal_http_env(max_retries: int, retry_delay_s: float, timeout_s: float,
+                  s3_endpoint: str = "") -> Any:
     """A ``rasterio.Env`` for reading COGs over HTTP(S) / S3: GDAL retries 429 and 5xx answers
     ``max_retries`` times (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``), gives up on a
     stalled connection after ``timeout_s``, never lists the remote folder on open, and caches
     the blocks it read (``VSI_CACHE``, ``CPL_VSIL_CURL_CACHE_SIZE`` 256 MB) so the windows of
-    one scene share its header and tiles."""
+    one scene share its header and tiles. ``s3_endpoint``: ``/vsis3/`` reads go there
+    (:func:`s3_endpoint_options`)."""
     import rasterio
 
+    extra = s3_endpoint_options(s3_endpoint) if s3_endpoint else {}
     return rasterio.Env(
+        **extra,
         GDAL_HTTP_MAX_RETRY=str(int(max_retries)),
         GDAL_HTTP_RETRY_DELAY=str(float(retry_delay_s)),
         GDAL_HTTP_TIMEOUT=str(int(max(1, timeout_s))),
@@ -357,10 +396,15 @@ def _read_error(f: Path | str, exc: BaseException) -> SourceError:
             "from the archive"
         )
     low = text.lower()
-    if "403" in low or "401" in low or "access denied" in low or "forbidden" in low:
+    if "aws_secret_access_key" in low or "credentials not filled" in low:
+        fix = ("no S3 keys were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
+               "environment (CDSE: create them at "
+               "https://eodata-s3keysmanager.dataspace.copernicus.eu)")
+    elif "403" in low or "401" in low or "access denied" in low or "forbidden" in low:
         fix = ("the URL is refused (unsigned or expired? Planetary Computer assets need "
                "sentinel.stac.profile: planetary-computer, which signs them; requester-pays "
-               "buckets need AWS credentials and AWS_REQUEST_PAYER=requester)")
+               "buckets need AWS credentials and AWS_REQUEST_PAYER=requester; CDSE's eodata "
+               "needs your CDSE S3 keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     elif "404" in low or "not found" in low or "does not exist" in low:
         fix = "the asset is missing on the server (the catalogue points at a file that is gone)"
     else:

@@ -182,3 +182,90 @@ def test_a_superseded_processing_is_recorded_but_never_retried(tmp_path: Path) -
         {"item": "S2B_43QDB_20200110_0_L2A", "superseded_by": "S2B_43QDB_20200110_1_L2A",
          "why": "superseded by S2B_43QDB_20200110_1_L2A (baseline 02.14 -> 05.00)"}]}))
     assert months_to_retry({"2020-01": (summary, tmp_path / "ledger")}, 2) == {}
+
+
+# --------------------------------------------------------------------------- CDSE
+
+CDSE = PROFILES["cdse"]
+
+
+def _cdse_read(href: str) -> str:
+    """The read path the CDSE profile gives an href (``s3://`` -> GDAL's ``/vsis3/``)."""
+    from pipeline.io.scenes import vsis3_path
+
+    return vsis3_path(href)
+
+
+def test_cdse_l2a_item_reads_each_band_at_its_native_resolution_with_the_stated_offset() -> None:
+    item = _load("cdse-sentinel-2-l2a-item.json")
+    props = item["properties"]
+    skipped: list[dict[str, str]] = []
+    (scene,) = s2_scenes_from_items([item], [], CDSE, _cdse_read, skipped)
+    assert skipped == []
+    # every L2A band from the JP2 at the band's own resolution (the item also offers
+    # resampled copies: B02_20m, B02_60m ...): the gsd the asset states is the band's native one
+    native = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
+              "B08": 10, "B8A": 20, "B09": 60, "B11": 20, "B12": 20, "SCL": 20}
+    for band, gsd in native.items():
+        (key,) = [k for k, a in item["assets"].items()
+                  if k.startswith(band + "_") and a.get("gsd") == gsd]
+        href = item["assets"][key]["href"]
+        assert href.startswith("s3://eodata/Sentinel-2/MSI/") and href.endswith(f"_{gsd}m.jp2")
+        assert scene.file("L2A", band) == "/vsis3/" + href.removeprefix("s3://")
+    # the offset is the one the assets state (raster:offset / raster:scale, STAC 1.1), in DN
+    b02 = item["assets"]["B02_10m"]
+    assert "raster:bands" not in b02
+    assert scene.offsets == {"L2A": b02["raster:offset"] / b02["raster:scale"]} == {"L2A": -1000.0}
+    assert float(props["processing:version"]) >= 4.0
+    # the stated offset decides, not the baseline: assets stating 0 are read with 0
+    stated0 = copy.deepcopy(item)
+    for a in stated0["assets"].values():
+        if "raster:offset" in a:
+            a["raster:offset"] = 0.0
+    assert s2_scenes_from_items([stated0], [], CDSE, _cdse_read, [])[0].offsets == {"L2A": 0.0}
+    # sun angles, tile, datatake (without its baseline) and time as the item states them
+    assert scene.sun_azimuth_deg == pytest.approx(props["view:sun_azimuth"])
+    assert scene.sun_zenith_deg == pytest.approx(90.0 - props["view:sun_elevation"])
+    assert scene.tile == props["grid:code"].removeprefix("MGRS-")
+    assert scene.datatake == props["eopf:datatake_id"].rsplit("_N", 1)[0]
+    want = dt.datetime.fromisoformat(props["datetime"].replace("Z", "+00:00"))
+    assert scene.time == want.replace(tzinfo=None)
+    assert scene.products == ("L2A",) and scene.scl
+
+
+def test_cdse_l1c_item_pairs_with_its_l2a_by_acquisition_not_by_id() -> None:
+    l1c = _load("cdse-sentinel-2-l1c-item.json")
+    skipped: list[dict[str, str]] = []
+    (alone,) = s2_scenes_from_items([], [l1c], CDSE, _cdse_read, skipped)
+    assert skipped == [] and alone.products == ("L1C",)
+    for band in ("B01", "B02", "B8A", "B10", "B12"):  # L1C keys carry no resolution
+        assert alone.file("L1C", band) == _cdse_read(l1c["assets"][band]["href"])
+    assert alone.offsets == {"L1C": l1c["assets"]["B02"]["raster:offset"] / 1e-4}
+    # an L2A of the same acquisition has another product id (its last field is when it was
+    # processed): id rules cannot pair them, the acquisition does
+    l2a = copy.deepcopy(_load("cdse-sentinel-2-l2a-item.json"))
+    l2a["properties"].update({k: l1c["properties"][k] for k in
+                              ("datetime", "platform", "grid:code")})
+    l2a["id"] = l1c["id"].replace("MSIL1C", "MSIL2A").rsplit("_", 1)[0] + "_20240116T020000"
+    assert l2a["id"].removesuffix(CDSE.l2a_suffix) != l1c["id"].removesuffix(CDSE.l1c_suffix)
+    (scene,) = s2_scenes_from_items([l2a], [l1c], CDSE, _cdse_read, skipped)
+    assert scene.products == ("L2A", "L1C") and skipped == []
+    assert scene.file("L1C", "B10") == _cdse_read(l1c["assets"]["B10"]["href"])
+    # another tile's L1C does not pair
+    other = copy.deepcopy(l1c)
+    other["properties"]["grid:code"] = "MGRS-51CVQ"
+    scenes = s2_scenes_from_items([l2a], [other], CDSE, _cdse_read, [])
+    assert sorted(sc.products for sc in scenes) == [("L1C",), ("L2A",)]
+
+
+def test_cdse_reprocessing_keeps_the_newest_baseline() -> None:
+    """CDSE holds the nominal processing and ESA's reprocessing of an acquisition (baseline
+    in ``processing:version``, processing time in ``processing:datetime``)."""
+    new = _load("cdse-sentinel-2-l2a-item.json")
+    old = copy.deepcopy(new)
+    old["id"] = new["id"].replace("_N0510_", "_N0400_").rsplit("_", 1)[0] + "_20220217T200000"
+    old["properties"]["processing:version"] = "04.00"
+    skipped: list[dict[str, str]] = []
+    (scene,) = s2_scenes_from_items([old, new], [], CDSE, _cdse_read, skipped)
+    assert scene.id == new["id"]
+    assert [s["item"] for s in skipped] == [old["id"]] and skipped[0]["cause"] == "superseded"

@@ -31,11 +31,14 @@ def source_identity(cfg: Any, archive: str | None, month: str | None = None) -> 
             ident["scenes"] = month_fingerprint(archive, month)
         return ident
     if cfg.source == "stac":
-        return {"source": "stac", "catalog": stac_location(cfg, archive),
-                "profile": cfg.stac.profile, "s2_query": cfg.stac.s2_query,
-                "verify_offsets": cfg.stac.verify_offsets,
-                "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
-                                cfg.stac.s1_collection], "s1_catalog": cfg.stac.s1_catalog}
+        ident = {"source": "stac", "catalog": stac_location(cfg, archive),
+                 "profile": cfg.stac.profile, "s2_query": cfg.stac.s2_query,
+                 "verify_offsets": cfg.stac.verify_offsets,
+                 "collections": [cfg.stac.s2_l2a_collection, cfg.stac.s2_l1c_collection,
+                                 cfg.stac.s1_collection], "s1_catalog": cfg.stac.s1_catalog}
+        if cfg.stac.s3_endpoint is not None:  # absent = the profile's (older ledgers match)
+            ident["s3_endpoint"] = cfg.stac.s3_endpoint
+        return ident
     return {"source": str(cfg.source)}
 
 
@@ -66,6 +69,7 @@ def stac_kwargs(cfg: Any, archive: str | None, absolute: bool = False) -> dict[s
         "timeout_s": st.timeout_s, "max_items": st.max_items, "s2_query": st.s2_query,
         "item_concurrency": st.item_concurrency, "verify_offsets": st.verify_offsets,
         "allow_hosts": tuple(st.allow_hosts), "s1_catalog": st.s1_catalog,
+        "s3_endpoint": st.s3_endpoint,
     }
 
 

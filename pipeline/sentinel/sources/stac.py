@@ -8,7 +8,8 @@ and the calendar month (paging through every result page), and turns the items i
 * an L2A item -> an S2 scene with its band assets (``raster:bands`` scale checked to be 1e-4;
   the processing-baseline >= 04.00 offset of -1000 DN applied unless the provider says it
   already removed it, ``earthsearch:boa_offset_applied``), its SCL asset, and the L1C assets of
-  the matching L1C item when the provider has L1C (same id with ``_L1C`` for ``_L2A``): those
+  the matching L1C item when the provider has L1C (its ``derived_from`` link, the same id
+  with ``_L1C`` for ``_L2A``, or the same acquisition): those
   feed s2cloudless (``sentinel.s2_mask: s2cloudless``); without them the SCL layer masks;
 * an L1C item without L2A -> an L1C-only scene (L1C fallback months);
 * an S1 item -> an S1 scene (``vv`` / ``vh`` assets, linear power for RTC, orbit direction and
@@ -50,6 +51,8 @@ from pipeline.io.scenes import (
     S2Scene,
     gdal_http_env,
     read_coarsest,
+    s3_credentials_found,
+    vsis3_path,
 )
 from pipeline.io.stac_catalog import (
     RetryCounter,
@@ -102,6 +105,8 @@ class StacCatalog:
             (:meth:`_verify_offsets`).
         allow_hosts: hosts asset hrefs may name besides public ones and the catalogue's own
             (:func:`~pipeline.sentinel.sources.stac_items.href_checker`).
+        s3_endpoint: where ``s3://`` assets are read (None = the profile's, CDSE's
+            ``eodata``; "" = AWS): through ``/vsis3/`` with the user's keys.
     """
 
     name = "stac"
@@ -126,6 +131,7 @@ class StacCatalog:
         verify_offsets: bool = True,
         allow_hosts: tuple[str, ...] = (),
         s1_catalog: str | None = None,
+        s3_endpoint: str | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise SourceError(f"unknown STAC profile {profile!r}: use one of {sorted(PROFILES)}")
@@ -171,10 +177,13 @@ class StacCatalog:
         if bad:
             raise SourceError(f"sentinel.stac.s2_query: unknown operators {bad}; use "
                               f"{sorted(QUERY_OPS)}")
+        self.s3_endpoint = self.profile.s3_endpoint if s3_endpoint is None else s3_endpoint
         signer_ = signer or (_pc_signer() if self.profile.sign else (lambda h: h))
         check = href_checker(self.catalog, self.profile.cloud_schemes, tuple(allow_hosts))
-        # the policy judges the catalogue's href, before any signing
-        self._sign: Callable[[str], str] = lambda h: signer_(check(h))
+        # the policy judges the catalogue's href, before any signing; s3:// assets of another
+        # endpoint than AWS's are read through /vsis3/ (rasterio would send them to AWS)
+        to_read: Callable[[str], str] = vsis3_path if self.s3_endpoint else (lambda h: h)
+        self._sign: Callable[[str], str] = lambda h: to_read(signer_(check(h)))
         self._client: Any = None
         self._static_items: list[dict[str, Any]] | None = None
         self._search_lock = threading.Lock()
@@ -314,6 +323,14 @@ class StacCatalog:
             self._static()
         else:
             self._preflight_api()
+            if self.s3_endpoint and not s3_credentials_found():
+                raise SourceError(
+                    f"profile {self.profile.name!r} reads its assets from the S3 endpoint "
+                    f"{self.s3_endpoint}, and no S3 keys were found: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY in the environment (CDSE: create them at "
+                    "https://eodata-s3keysmanager.dataspace.copernicus.eu), or use the "
+                    "default open-data profile (sentinel.stac.profile: earth-search), which "
+                    "needs no account")
         if self.s1_catalog is not None:
             self.s1_catalog.preflight()
 
@@ -380,7 +397,8 @@ class StacCatalog:
     def read_env(self) -> contextlib.AbstractContextManager[Any]:
         """GDAL's HTTP settings (retries, backoff, timeouts), entered in every read thread."""
         return cast(contextlib.AbstractContextManager[Any],
-                    gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s))
+                    gdal_http_env(self.max_retries, self.backoff_base_s, self.timeout_s,
+                                  self.s3_endpoint))
 
     def month_meta(self, month: str) -> dict[str, Any]:
         """What the month's listing skipped, found empty or corrected (the block meta and the

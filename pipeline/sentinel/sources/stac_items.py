@@ -3,7 +3,8 @@
 Provider conventions of :mod:`pipeline.sentinel.sources.stac_profiles` are applied here: asset
 keys, the ``raster:bands`` scale check, the processing-baseline offset (from the item's
 properties or its ``raster:bands``), one processing per acquisition (the newest baseline),
-L2A <-> L1C pairing (the item's ``derived_from`` link, else by item id), sun angles (``view:``
+L2A <-> L1C pairing (the item's ``derived_from`` link, else by item id, else by acquisition),
+sun angles (``view:``
 or ``s2:mean_solar_*``), S1 orbit fields and calibration, and the STAC API ``query`` semantics
 used to filter static catalogues like an API would.
 """
@@ -110,25 +111,42 @@ def month_window(month: str) -> tuple[dt.datetime, dt.datetime]:
 EARTH_SEARCH_OFFSET_FLAG = "earthsearch:boa_offset_applied"
 
 
+def processing_baseline(props: dict[str, Any]) -> float:
+    """An item's processing baseline as a number (``05.10`` -> 5.1): ``s2:processing_baseline``
+    (Earth Search, Planetary Computer) or ``processing:version`` (CDSE); 0 when neither."""
+    raw = props.get("s2:processing_baseline") or props.get("processing:version") or "0"
+    try:
+        return float(str(raw))
+    except ValueError:
+        return 0.0
+
+
 def baseline_offset(props: dict[str, Any], profile: StacProfile) -> float:
     """DN offset to add before dividing by 10000: 0 if the provider already removed the
     baseline >= 04.00 offset (``profile.offset_applied_property`` True) or the baseline is
     older; else -1000."""
     if profile.offset_applied_property and props.get(profile.offset_applied_property) is True:
         return 0.0
-    try:
-        baseline = float(str(props.get("s2:processing_baseline", "0")))
-    except ValueError:
-        baseline = 0.0
-    return BASELINE_OFFSET_DN if baseline >= 4.0 else 0.0
+    return BASELINE_OFFSET_DN if processing_baseline(props) >= 4.0 else 0.0
+
+
+def asset_scale_offset(asset: dict[str, Any]) -> tuple[Any, Any]:
+    """``(scale, offset)`` an asset states (None where it states none): its first
+    ``raster:bands`` entry (STAC 1.0, raster extension v1: Earth Search, Planetary Computer),
+    else its own ``raster:scale`` / ``raster:offset`` fields (STAC 1.1, raster v2: CDSE)."""
+    rb = (asset.get("raster:bands") or [{}])[0]
+    scale = rb.get("scale", asset.get("raster:scale"))
+    offset = rb.get("offset", asset.get("raster:offset"))
+    return scale, offset
 
 
 def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfile,
                    forced_props: dict[str, Any] | None = None) -> float:
     """DN offset of an S2 item's band assets ``keys``: with ``profile.offset_rule ==
-    "raster_bands"`` the assets' own ``raster:bands`` offset divided by their scale (Earth
-    Search Collection 1: ``offset: -0.1`` with ``scale: 0.0001`` is -1000 DN, the data keep
-    it), else (or when no asset states one) :func:`baseline_offset` of its properties.
+    "raster_bands"`` the offset the assets state (:func:`asset_scale_offset`) divided by
+    their scale (Earth Search Collection 1 and CDSE: ``-0.1`` at ``0.0001`` is -1000 DN, the
+    data keep it), else (or when no asset states one) :func:`baseline_offset` of its
+    properties.
 
     Raises:
         SourceError: the band assets state different offsets (a mixed or broken item).
@@ -141,9 +159,9 @@ def item_offset_dn(item: dict[str, Any], keys: Iterable[str], profile: StacProfi
     if profile.offset_rule == "raster_bands":
         found = set()
         for key in keys:
-            rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
-            if rb.get("offset") is not None:
-                found.add(round(float(rb["offset"]) / float(rb.get("scale") or S2_SCALE), 6))
+            scale, offset = asset_scale_offset(item.get("assets", {}).get(key, {}))
+            if offset is not None:
+                found.add(round(float(offset) / float(scale or S2_SCALE), 6))
         if len(found) > 1:
             raise SourceError(
                 f"STAC item {item.get('id')}: its band assets state different raster:bands "
@@ -183,11 +201,10 @@ def item_time(item: dict[str, Any]) -> dt.datetime:
 
 
 def _check_scale(item: dict[str, Any], key: str) -> None:
-    rb = (item.get("assets", {}).get(key, {}).get("raster:bands") or [{}])[0]
-    scale = rb.get("scale")
+    scale, _ = asset_scale_offset(item.get("assets", {}).get(key, {}))
     if scale is not None and abs(float(scale) - S2_SCALE) > 1e-12:
         raise SourceError(
-            f"STAC item {item.get('id')}: asset {key!r} has raster:bands scale {scale}, not "
+            f"STAC item {item.get('id')}: asset {key!r} has raster scale {scale}, not "
             f"{S2_SCALE}: this provider's reflectance encoding is not supported"
         )
 
@@ -206,6 +223,7 @@ def s2_scenes_from_items(
     l1c = newest_processing(list(l1c), skipped)
     l1c_by_id = {str(it["id"]): it for it in l1c}
     l1c_by_key = {str(it["id"]).removesuffix(profile.l1c_suffix): it for it in l1c}
+    l1c_by_acq = {acquisition_key(it): it for it in l1c if acquisition_key(it)[1]}
     out: list[S2Scene] = []
     used_l1c: set[str] = set()
     for it in l2a:
@@ -214,18 +232,22 @@ def s2_scenes_from_items(
         if assets is None:
             continue
         products = ["L2A"]
-        offsets = {"L2A": item_offset_dn(it, _keys(profile, L2A_FILE_BANDS), profile)}
+        offsets = {"L2A": item_offset_dn(it, _keys(profile, L2A_FILE_BANDS, "L2A"), profile)}
         source = derived_from_id(it)
         pair = l1c_by_id.get(source) if source else None
         if pair is None:
             pair = l1c_by_key.get(key)
+        if pair is None and acquisition_key(it)[1]:
+            # CDSE: L1C and L2A product ids differ in their last field (processing time)
+            pair = l1c_by_acq.get(acquisition_key(it))
         if pair is not None:
             l1c_assets = _band_assets(pair, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
             if l1c_assets is not None:
                 assets.update(l1c_assets)
                 products.append("L1C")
-                offsets["L1C"] = item_offset_dn(pair, _keys(profile, L1C_FILE_BANDS), profile,
-                                                {profile.offset_applied_property: False})
+                offsets["L1C"] = item_offset_dn(
+                    pair, _keys(profile, L1C_FILE_BANDS, "L1C"), profile,
+                    {profile.offset_applied_property: False})
                 used_l1c.add(str(pair["id"]))
         out.append(_s2_scene(it, tuple(products), assets, offsets, profile))
     for it in l1c:
@@ -234,21 +256,26 @@ def s2_scenes_from_items(
         assets = _band_assets(it, "L1C", L1C_FILE_BANDS, profile, sign, skipped)
         if assets is None:
             continue
-        off = item_offset_dn(it, _keys(profile, L1C_FILE_BANDS), profile,
+        off = item_offset_dn(it, _keys(profile, L1C_FILE_BANDS, "L1C"), profile,
                              {profile.offset_applied_property: False})
         out.append(_s2_scene(it, ("L1C",), assets, {"L1C": off}, profile))
     return sorted(out, key=lambda s: (s.time, s.id))
 
 
-def _keys(profile: StacProfile, bands: Iterable[str]) -> list[str]:
-    return [profile.s2_keys[b] for b in bands if b in profile.s2_keys]
+def _keys(profile: StacProfile, bands: Iterable[str], level: str) -> list[str]:
+    keys = profile.keys(level)
+    return [keys[b] for b in bands if b in keys]
 
 
 def _baseline(item: dict[str, Any]) -> float:
-    try:
-        return float(str(item.get("properties", {}).get("s2:processing_baseline", "0")))
-    except ValueError:
-        return 0.0
+    return processing_baseline(item.get("properties", {}))
+
+
+def _generation_time(item: dict[str, Any]) -> str:
+    """When the item's product was processed (``s2:generation_time``, CDSE's
+    ``processing:datetime``), as the item states it ("" when it does not)."""
+    props = item.get("properties", {})
+    return str(props.get("s2:generation_time") or props.get("processing:datetime") or "")
 
 
 def acquisition_key(item: dict[str, Any]) -> tuple[str, str, str]:
@@ -263,9 +290,9 @@ def acquisition_key(item: dict[str, Any]) -> tuple[str, str, str]:
 def newest_processing(items: list[dict[str, Any]],
                       skipped: list[dict[str, str]]) -> list[dict[str, Any]]:
     """One item per acquisition (:func:`acquisition_key`): the highest processing baseline
-    (then the latest ``s2:generation_time``, then the id); the others are appended to
-    ``skipped`` as ``superseded by <id>`` (with ``superseded_by``: a choice, not a fault, so
-    never retried). Items without a tile are kept as they are."""
+    (then the latest processing time, :func:`_generation_time`, then the id); the others are
+    appended to ``skipped`` as ``superseded by <id>`` (with ``superseded_by``: a choice, not a
+    fault, so never retried). Items without a tile are kept as they are."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     keep: list[dict[str, Any]] = []
     for it in items:
@@ -275,8 +302,7 @@ def newest_processing(items: list[dict[str, Any]],
         else:
             groups.setdefault(key, []).append(it)
     for members in groups.values():
-        members.sort(key=lambda it: (_baseline(it), str(it.get("properties", {}).get(
-            "s2:generation_time", "")), str(it.get("id"))))
+        members.sort(key=lambda it: (_baseline(it), _generation_time(it), str(it.get("id"))))
         best = members[-1]
         keep.append(best)
         for it in members[:-1]:
@@ -304,7 +330,8 @@ def _band_assets(
     sign: Callable[[str], str], skipped: list[dict[str, str]],
 ) -> dict[str, str] | None:
     assets = item.get("assets", {})
-    unknown = [b for b in bands if b not in profile.s2_keys]
+    keys = profile.keys(level)
+    unknown = [b for b in bands if b not in keys]
     if unknown:
         skipped.append({"item": str(item.get("id")), "sensor": "s2", "cause": "no_asset_key",
                         "why": f"profile {profile.name!r} has no {level} asset key for "
@@ -312,7 +339,7 @@ def _band_assets(
         log.warning("STAC item %s: profile %r reads no %s band %s: skipped", item.get("id"),
                     profile.name, level, unknown)
         return None
-    missing = [profile.s2_keys[b] for b in bands if profile.s2_keys[b] not in assets]
+    missing = [keys[b] for b in bands if keys[b] not in assets]
     if missing:
         skipped.append({"item": str(item.get("id")), "sensor": "s2", "cause": "missing_asset",
                         "why": f"no asset {', '.join(missing)}"})
@@ -320,9 +347,9 @@ def _band_assets(
         return None
     out = {}
     for b in bands:
-        _check_scale(item, profile.s2_keys[b])
-        out[f"{level}/{b}"] = _href(item, assets[profile.s2_keys[b]], sign)
-    scl = assets.get(profile.s2_keys[SCL_FILE])
+        _check_scale(item, keys[b])
+        out[f"{level}/{b}"] = _href(item, assets[keys[b]], sign)
+    scl = assets.get(keys.get(SCL_FILE, ""))
     if level == "L2A" and scl is not None:
         out[f"L2A/{SCL_FILE}"] = _href(item, scl, sign)
     return out
@@ -345,7 +372,8 @@ def _s2_scene(item: dict[str, Any], products: tuple[str, ...], assets: dict[str,
         path=Path(str(item["id"])), name=str(item["id"]), time=item_time(item), tile=tile,
         products=products, sun_azimuth_deg=azimuth, sun_zenith_deg=zenith,
         offsets=offsets, scl=f"L2A/{SCL_FILE}" in assets, assets=assets,
-        datatake=datatake_key(str(props.get("s2:datatake_id", "") or "")),
+        datatake=datatake_key(str(props.get("s2:datatake_id")
+                                  or props.get("eopf:datatake_id") or "")),
     )
 
 

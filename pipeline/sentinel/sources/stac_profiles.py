@@ -23,6 +23,19 @@
   (radiometrically terrain-corrected gamma0, linear power, assets ``vv`` / ``vh``). Asset URLs
   must be signed (``planetary-computer`` package, or a SAS token).
 
+* ``cdse``: ESA's own archive, the Copernicus Data Space Ecosystem
+  (https://stac.dataspace.copernicus.eu/v1): ``sentinel-2-l2a`` and ``sentinel-2-l1c`` items
+  whose assets are the JPEG2000 files inside the SAFE products on CDSE's S3 endpoint
+  (``s3://eodata/Sentinel-2/MSI/...``; asset keys ``B02_10m`` ... ``SCL_20m`` in L2A, one
+  per band and resolution, read at each band's native resolution; ``B01`` ... ``B12`` in L1C).
+  The band assets state the -1000 DN offset of baselines >= 04.00 as ``raster:offset: -0.1``
+  at ``raster:scale: 0.0001`` (the JP2 DNs keep it). Reading needs the user's CDSE S3 keys
+  (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` in the environment, from
+  https://eodata-s3keysmanager.dataspace.copernicus.eu). L1C and L2A of one acquisition have
+  different product ids (their last field is the processing time), so they are paired by
+  acquisition (platform, tile, sensing time). No calibrated Sentinel-1 (its
+  ``sentinel-1-grd`` is uncalibrated): S1 comes from ``sentinel.stac.s1_catalog``.
+
 A static catalogue on disk or over HTTP uses one of these layouts (the demo writes Earth
 Search's).
 """
@@ -39,6 +52,12 @@ _ES_KEYS: dict[str, str] = {
 }
 _PC_KEYS: dict[str, str] = {b: b for b in (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL")}
+#: Native resolution (m) of each L2A file band: CDSE's L2A asset keys name it (``B02_10m``).
+_NATIVE_M: dict[str, int] = {
+    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10,
+    "B8A": 20, "B09": 60, "B11": 20, "B12": 20, "SCL": 20}
+_CDSE_L2A_KEYS: dict[str, str] = {b: f"{b}_{m}m" for b, m in _NATIVE_M.items()}
+_CDSE_L1C_KEYS: dict[str, str] = {b: b for b in (*_NATIVE_M, "B10") if b != "SCL"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class StacProfile:
         name: profile name (config ``sentinel.stac.profile``).
         s2_l2a, s2_l1c, s1: collection ids ("" = the provider has none).
         s2_keys: file band (``B01`` ... ``B12``, ``B8A``, ``SCL``) -> asset key.
+        s2_l1c_keys: the same for L1C items where they differ (empty = ``s2_keys``).
         s1_keys: polarisation (``VV``, ``VH``) -> asset key.
         s1_units: ``linear`` (power, e.g. RTC gamma0) or ``db``.
         offset_applied_property: item property that is True when the provider already removed
@@ -64,6 +84,10 @@ class StacProfile:
         sign: asset URLs need Planetary Computer signing.
         cloud_schemes: URL schemes besides http(s) its items may use for assets (Earth
             Search's requester-pays L1C: ``s3``); read with the user's credentials.
+        s3_endpoint: the S3 endpoint its ``s3://`` assets live on, when it is not AWS's
+            (``https://host``; CDSE's ``eodata``): they are read through GDAL's ``/vsis3/``
+            with path-style requests to that endpoint and the user's keys
+            (``sentinel.stac.s3_endpoint`` overrides it).
         lacks: what the provider does not offer (for the docs and warnings).
     """
 
@@ -72,6 +96,7 @@ class StacProfile:
     s2_l1c: str
     s1: str
     s2_keys: dict[str, str] = field(default_factory=dict)
+    s2_l1c_keys: dict[str, str] = field(default_factory=dict)
     s1_keys: dict[str, str] = field(default_factory=dict)
     s1_units: str = "linear"
     offset_applied_property: str = ""
@@ -81,7 +106,12 @@ class StacProfile:
     l1c_suffix: str = "_L1C"
     sign: bool = False
     cloud_schemes: tuple[str, ...] = ()
+    s3_endpoint: str = ""
     lacks: str = ""
+
+    def keys(self, level: str) -> dict[str, str]:
+        """File band -> asset key of ``level`` (``L2A`` / ``L1C``) items."""
+        return self.s2_l1c_keys if level == "L1C" and self.s2_l1c_keys else self.s2_keys
 
 
 PROFILES: dict[str, StacProfile] = {
@@ -105,11 +135,20 @@ PROFILES: dict[str, StacProfile] = {
         s2_keys=_PC_KEYS, s1_keys={"VV": "vv", "VH": "vh"}, s1_units="linear", sign=True,
         lacks="Sentinel-2 L1C (no s2cloudless: clouds come from SCL, and no L1C fallback)",
     ),
+    "cdse": StacProfile(
+        name="cdse", s2_l2a="sentinel-2-l2a", s2_l1c="sentinel-2-l1c", s1="",
+        s2_keys=_CDSE_L2A_KEYS, s2_l1c_keys=_CDSE_L1C_KEYS, s1_keys={"VV": "vv", "VH": "vh"},
+        offset_rule="raster_bands",
+        cloud_schemes=("s3",), s3_endpoint="https://eodata.dataspace.copernicus.eu",
+        lacks="calibrated Sentinel-1 (S1 comes from sentinel.stac.s1_catalog); reading needs "
+              "your CDSE S3 keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+    ),
 }
 
-#: Earth Search's default API root and Planetary Computer's.
+#: Each profile's public STAC API root.
 DEFAULT_URLS: dict[str, str] = {
     "earth-search": "https://earth-search.aws.element84.com/v1",
     "earth-search-c1": "https://earth-search.aws.element84.com/v1",
     "planetary-computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
+    "cdse": "https://stac.dataspace.copernicus.eu/v1",
 }
