@@ -1,7 +1,8 @@
 """Real provider items through the STAC source's item -> scene conversion (pure functions of
-``pipeline.sentinel.sources.stac_items``). Planetary Computer items are recorded ones
-(tests/data/stac_real, odc-stac's test data); the Earth Search v1 items are built in the shape
-of its real items (``S2A_39QTA_20230628_0_L2A`` served by earth-search.aws.element84.com/v1:
+``pipeline.sentinel.sources.stac_items``). Recorded items (tests/data/stac_real, provenance in
+its README): Planetary Computer (odc-stac's test data), Earth Search v1 (eodm's test data) and
+CDSE (eu-cdse/eometadatatool's examples); variants of Earth Search v1 items are built in the
+shape of its real items (``S2A_39QTA_20230628_0_L2A`` served by earth-search.aws.element84.com/v1:
 ``earthsearch:boa_offset_applied``, ``grid:code``, a ``derived_from`` link to the L1C item).
 Expected values are read from the JSON."""
 
@@ -82,6 +83,41 @@ def test_an_l1c_item_under_a_profile_without_l1c_is_a_named_skip() -> None:
 ES = PROFILES["earth-search"]
 _ES_KEYS = ("coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir",
             "nir08", "nir09", "swir16", "swir22", "scl")
+
+
+def test_recorded_earth_search_items_convert_as_their_json_says() -> None:
+    """Three real Earth Search v1 items (two granules of one datatake on 2023-06-28, one of
+    2023-06-23), under the default profile: band assets by their common names, the offset the
+    provider removed (``earthsearch:boa_offset_applied: true`` at baseline 05.09, though each
+    asset still states ``offset: -0.1``), the L1C item named by the ``derived_from`` link."""
+    from pipeline.sentinel.sources.stac_items import derived_from_id
+
+    page = _load("earth-search-v1-sentinel-2-l2a-items.json")["features"]
+    es = PROFILES["earth-search"]
+    skipped: list[dict[str, str]] = []
+    scenes = {sc.id: sc for sc in s2_scenes_from_items(page, [], es, _same, skipped)}
+    assert skipped == [] and set(scenes) == {it["id"] for it in page}
+    names = {"B01": "coastal", "B02": "blue", "B04": "red", "B08": "nir", "B8A": "nir08",
+             "B11": "swir16", "B12": "swir22", "SCL": "scl"}
+    for it in page:
+        props, sc = it["properties"], scenes[it["id"]]
+        assert props["earthsearch:boa_offset_applied"] is True
+        assert it["assets"]["red"]["raster:bands"][0]["offset"] == -0.1
+        assert sc.offsets == {"L2A": 0.0}  # not -1000: the flag wins over raster:bands
+        for band, key in names.items():
+            assert sc.file("L2A", band) == it["assets"][key]["href"]
+            assert it["assets"][key]["href"].endswith(f"/{band}.tif")
+        assert sc.sun_azimuth_deg == pytest.approx(props["view:sun_azimuth"])
+        assert sc.tile == props["grid:code"].removeprefix("MGRS-")
+        assert sc.datatake == props["s2:datatake_id"].rsplit("_N", 1)[0]
+        l1c = next(ln["href"] for ln in it["links"] if ln["rel"] == "derived_from")
+        assert derived_from_id(it) == l1c.rsplit("/", 1)[1] == it["id"].replace("L2A", "L1C")
+    # the two granules of 2023-06-28 are one observation, the 2023-06-23 one another
+    obs = {sc.datatake for sc in scenes.values()}
+    assert len(obs) == 2 and len(scenes) == 3
+    # and under earth-search-c1 (a user pointing it at this collection) the flag still wins
+    c1 = s2_scenes_from_items(page, [], PROFILES["earth-search-c1"], _same, [])
+    assert all(sc.offsets == {"L2A": 0.0} for sc in c1)
 
 
 def _es_item(id_: str, baseline: str, applied: bool, l1c: str | None,
