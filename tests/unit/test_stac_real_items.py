@@ -305,3 +305,50 @@ def test_cdse_reprocessing_keeps_the_newest_baseline() -> None:
     (scene,) = s2_scenes_from_items([old, new], [], CDSE, _cdse_read, skipped)
     assert scene.id == new["id"]
     assert [s["item"] for s in skipped] == [old["id"]] and skipped[0]["cause"] == "superseded"
+
+
+# --------------------------------------------------------------------------- through the search
+
+
+@pytest.mark.parametrize("name,profile,month", [
+    ("earth-search-v1-sentinel-2-l2a-items.json", "earth-search", "2023-06"),
+    ("pc-sentinel-2-l2a-search-page.geojson", "planetary-computer", "2020-06"),
+])
+def test_recorded_items_come_back_through_a_loopback_api_search(name: str, profile: str,
+                                                                  month: str) -> None:
+    """The recorded items served by a loopback STAC API, searched by the STAC source
+    (pystac-client, the month window, the AOI grid's bbox) and converted: every item whose
+    bbox meets the AOI and whose time is in the month is one scene, the others none."""
+    pytest.importorskip("pystac_client")
+    from pipeline.grid import AoiGrid
+    from pipeline.sentinel.sources.stac import StacCatalog, grid_bbox_wgs84
+    from tests.fake_stac import FakeStac
+
+    feats = _load(name)["features"]
+    first = feats[0]
+    epsg = int(first["properties"]["proj:epsg"])
+    t = next(a["proj:transform"] for a in first["assets"].values()
+             if a.get("proj:transform") and a["proj:transform"][0] == 10)
+    # a 1 km AOI grid at the centre of the first item's tile
+    grid = AoiGrid(epsg=epsg, res_m=10.0, x0=t[2] + 54_900.0, y0=t[5] - 54_900.0,
+                   width=100, height=100)
+    bb = grid_bbox_wgs84(grid)
+
+    def meets(it: dict[str, Any]) -> bool:
+        b = it["bbox"]
+        return not (b[2] < bb[0] or b[0] > bb[2] or b[3] < bb[1] or b[1] > bb[3])
+
+    want = {it["id"] for it in feats
+            if meets(it) and it["properties"]["datetime"].startswith(month)}
+    assert first["id"] in want and len(want) < len(feats), want  # some are left out
+    with FakeStac(DATA, items=[dict(it, collection="sentinel-2-l2a") for it in feats],
+                  page_size=2) as api:
+        cat = StacCatalog(api.api, profile=profile, signer=_same,
+                          collections={"s2_l1c": "", "s1": ""})
+        scenes = cat.list_s2(month, grid)
+        assert {sc.id for sc in scenes} == want
+        assert cat.month_meta(month)["skipped_items"] == []
+        y, m = (int(v) for v in month.split("-"))
+        other = f"{y}-{m + 1:02d}"
+        assert cat.list_s2(other, grid) == []
+        assert cat.month_meta(other)["empty_searches"] == ["sentinel-2-l2a"]
