@@ -245,8 +245,8 @@ class FakeStac(LoopbackService):
                 continue
             if bbox and not _overlaps(it.get("bbox"), bbox):
                 continue
-            t = it["properties"]["datetime"]
-            if (start and t < start) or (end and t > end):
+            t = _instant(it["properties"]["datetime"])
+            if (start and t < _instant(start)) or (end and t > _instant(end)):
                 continue
             if not all(_match(it["properties"].get(k), c) for k, c in query.items()):
                 continue
@@ -309,6 +309,14 @@ class FakeStac(LoopbackService):
             self.counters.bytes += entry["bytes"]
         return self._send(h, 200, data, ctype, {"Accept-Ranges": "bytes"},
                           head=method == "HEAD")
+
+
+def _instant(s: str) -> Any:
+    """An RFC 3339 timestamp as an aware datetime (APIs compare instants, not strings:
+    ``...23:59:59.6Z`` is after ``...23:59:59Z``)."""
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(str(s).replace("Z", "+00:00"))
 
 
 def _overlaps(a: Any, b: Any) -> bool:

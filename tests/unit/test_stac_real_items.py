@@ -352,3 +352,27 @@ def test_recorded_items_come_back_through_a_loopback_api_search(name: str, profi
         other = f"{y}-{m + 1:02d}"
         assert cat.list_s2(other, grid) == []
         assert cat.month_meta(other)["empty_searches"] == ["sentinel-2-l2a"]
+
+
+def test_the_month_window_is_end_exclusive_through_an_api_search() -> None:
+    """An item sensed in a month's last second is in that month (a search ending at
+    T23:59:59Z lost it), and one at the next month's first instant only in the next."""
+    pytest.importorskip("pystac_client")
+    from pipeline.grid import AoiGrid
+    from pipeline.sentinel.sources.stac import StacCatalog
+    from tests.fake_stac import FakeStac
+
+    base = _load("earth-search-v1-sentinel-2-l2a-items.json")["features"][0]
+    late, first = copy.deepcopy(base), copy.deepcopy(base)
+    late["id"], late["properties"]["datetime"] = "late", "2023-06-30T23:59:59.600000Z"
+    first["id"], first["properties"]["datetime"] = "first", "2023-07-01T00:00:00Z"
+    for it in (late, first):  # two acquisitions: other sensing times, other datatakes
+        it["properties"]["s2:datatake_id"] = f"GS2A_{it['id']}_N05.09"
+    t = base["assets"]["blue"]["proj:transform"]
+    grid = AoiGrid(epsg=int(base["properties"]["proj:epsg"]), res_m=10.0, x0=t[2] + 54_900.0,
+                   y0=t[5] - 54_900.0, width=100, height=100)
+    with FakeStac(DATA, items=[late, first]) as api:
+        cat = StacCatalog(api.api, profile="earth-search", signer=_same,
+                          collections={"s2_l1c": "", "s1": ""})
+        assert [sc.id for sc in cat.list_s2("2023-06", grid)] == ["late"]
+        assert [sc.id for sc in cat.list_s2("2023-07", grid)] == ["first"]
