@@ -71,10 +71,18 @@ class MonthJob:
 
 def month_concurrency(cfg: SentinelConfig, threads: int) -> int:
     """Blocks fetched at once: Earth Engine's and STAC's configured concurrency (network
-    round trips overlap), the job's threads for the local archive."""
+    round trips overlap; a STAC profile with a connection cap, CDSE's 4, gets as many blocks
+    as fit under it with ``item_concurrency`` scenes each), the job's threads for the local
+    archive."""
     if cfg.source == "gee":
         return int(cfg.gee.concurrency)
     if cfg.source == "stac":
+        from pipeline.sentinel.sources.stac_profiles import PROFILES
+
+        cap = PROFILES[cfg.stac.profile].max_connections
+        if cap:  # blocks x scenes per block within the provider's connection cap
+            per_block = min(int(cfg.stac.item_concurrency), cap)
+            return max(1, min(int(cfg.stac.concurrency), cap // per_block))
         return int(cfg.stac.concurrency)
     return max(1, int(threads))
 

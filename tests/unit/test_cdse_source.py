@@ -112,3 +112,21 @@ def test_s3_endpoint_setting_is_checked() -> None:
     assert s3_endpoint_options("http://127.0.0.1:9000")["AWS_HTTPS"] == "NO"
     with pytest.raises(SourceError, match="s3_endpoint"):
         s3_endpoint_options("ftp://x")
+
+
+def test_reads_stay_under_cdses_connection_cap(cdse) -> None:  # type: ignore[no-untyped-def]
+    """CDSE allows an account 4 concurrent connections (its Quotas page): a month job's
+    blocks x scenes per block stay within it, whatever the generic defaults say."""
+    from pipeline.config import SentinelConfig
+    from pipeline.sentinel.month import month_concurrency
+
+    _, s3, api, _ = cdse
+    assert StacCatalog(api.api, profile="cdse", s3_endpoint=s3.endpoint,
+                       item_concurrency=8).item_concurrency == 4
+    for stac, want in (({}, 1), ({"item_concurrency": 2}, 2), ({"item_concurrency": 1}, 4),
+                       ({"item_concurrency": 1, "concurrency": 3}, 3)):
+        cfg = SentinelConfig.model_validate({"stac": {"profile": "cdse", **stac}})
+        blocks = month_concurrency(cfg, 2)
+        assert blocks == want and blocks * min(cfg.stac.item_concurrency, 4) <= 4
+    # other profiles keep their configured concurrency
+    assert month_concurrency(SentinelConfig.model_validate({}), 2) == 8

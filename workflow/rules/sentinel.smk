@@ -9,10 +9,14 @@
 # sentinel        per AOI: aggregate month summaries, consolidate the staging store into the
 #                 read-optimised cube sentinel/<aoi>.zarr (chunks span all months)
 # Jobs are per AOI or per AOI x month, never per patch. With source 'gee' every month job
-# holds one unit of the `gee` resource, so `--resources gee=N` caps concurrent EE jobs.
+# holds one unit of the `gee` resource, so `--resources gee=N` caps concurrent EE jobs; with
+# the STAC profile 'cdse' one unit of `cdse` (CDSE's connection cap is per account).
 
 _SENTINEL_AOIS = [name for name, spec in AOIS.items() if not spec.template]
 _SENTINEL_GEE = CFG.sentinel.source == "gee"
+# CDSE allows an account 4 concurrent connections: each month job on the cdse profile holds one
+# unit of the `cdse` resource (the profiles set cdse=1) and keeps its reads under the cap
+_SENTINEL_CDSE = CFG.sentinel.source == "stac" and CFG.sentinel.stac.profile == "cdse"
 # sources that read the demo's generated scenes (the archive, or its static STAC catalogue)
 _SCENE_SOURCES = ("local", "stac")
 
@@ -82,6 +86,7 @@ rule sentinel_month:
     resources:
         mem_mb=3000,
         **({"gee": 1} if _SENTINEL_GEE else {}),
+        **({"cdse": 1} if _SENTINEL_CDSE else {}),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -168,6 +168,8 @@ class StacCatalog:
         self.timeout_s = float(timeout_s)
         self.max_items = int(max_items)
         self.item_concurrency = max(1, int(item_concurrency))
+        if self.profile.max_connections:  # the provider's per-account connection cap
+            self.item_concurrency = min(self.item_concurrency, self.profile.max_connections)
         self.verify_offsets = bool(verify_offsets)
         self._offset_fixed: dict[str, list[str]] = {}
         self.offset_checks = 0  # items whose offset flag was checked against their pixels

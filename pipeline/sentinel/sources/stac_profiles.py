@@ -88,6 +88,9 @@ class StacProfile:
             (``https://host``; CDSE's ``eodata``): they are read through GDAL's ``/vsis3/``
             with path-style requests to that endpoint and the user's keys
             (``sentinel.stac.s3_endpoint`` overrides it).
+        max_connections: the provider's cap on one account's concurrent connections (0 =
+            none stated): a month job reads at most this many scenes at once (CDSE: 4 for
+            general users, documentation.dataspace.copernicus.eu/Quotas.html).
         lacks: what the provider does not offer (for the docs and warnings).
     """
 
@@ -107,6 +110,7 @@ class StacProfile:
     sign: bool = False
     cloud_schemes: tuple[str, ...] = ()
     s3_endpoint: str = ""
+    max_connections: int = 0
     lacks: str = ""
 
     def keys(self, level: str) -> dict[str, str]:
@@ -140,6 +144,7 @@ PROFILES: dict[str, StacProfile] = {
         s2_keys=_CDSE_L2A_KEYS, s2_l1c_keys=_CDSE_L1C_KEYS, s1_keys={"VV": "vv", "VH": "vh"},
         offset_rule="raster_bands",
         cloud_schemes=("s3",), s3_endpoint="https://eodata.dataspace.copernicus.eu",
+        max_connections=4,
         lacks="calibrated Sentinel-1 (S1 comes from sentinel.stac.s1_catalog); reading needs "
               "your CDSE S3 keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
     ),
