@@ -60,8 +60,9 @@ def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(autouse=True)
 def _socket_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if request.node.get_closest_marker("gee_live") is not None:
-        return  # the live test talks to the real Earth Engine
+    if (request.node.get_closest_marker("gee_live") is not None
+            or request.node.get_closest_marker("cdse_live") is not None):
+        return  # the live tests talk to the real Earth Engine / CDSE
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
@@ -106,7 +107,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             has_gpu = bool(torch.cuda.is_available())
         except Exception:
             has_gpu = False
+    cdse_asked = "cdse_live" in str(config.getoption("markexpr", "") or "")
     for item in items:
+        if "cdse_live" in item.keywords and not cdse_asked:
+            item.add_marker(pytest.mark.skip(
+                reason="live CDSE test (run `pytest -m cdse_live` with your CDSE S3 keys)"))
         if "gee_live" in item.keywords and not has_ee_creds:
             item.add_marker(pytest.mark.skip(
                 reason="no Earth Engine credentials (run `pytest -m gee_live` to be told how)"))

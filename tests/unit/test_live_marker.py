@@ -30,3 +30,20 @@ def test_live_test_is_skipped_by_default_and_fails_when_asked_without_credential
     out = asked.stdout + asked.stderr
     assert asked.returncode != 0, out[-2000:]
     assert "no Earth Engine credentials found" in out and "earthengine authenticate" in out
+
+
+def test_live_cdse_test_is_left_out_by_default_and_fails_when_asked_without_keys(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PYTEST_ADDOPTS")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                               "tests/unit/test_cdse_live.py", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    default = run()
+    assert default.returncode == 0 and "pytest -m cdse_live" in default.stdout, default.stdout
+    asked = run("-m", "cdse_live")
+    out = asked.stdout + asked.stderr
+    assert asked.returncode != 0 and "eodata-s3keysmanager" in out, out[-2000:]
