@@ -320,6 +320,11 @@ def read_coarsest(f: Path | str, max_px: int = 4_000_000) -> np.ndarray | None:
     return a
 
 
+#: Where an S3 reader gets its keys, for messages (CDSE's key manager issues them).
+S3_KEYS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (CDSE: "
+                "create them at https://eodata-s3keysmanager.dataspace.copernicus.eu)")
+
+
 def vsis3_path(href: str) -> str:
     """``s3://bucket/key`` -> GDAL's ``/vsis3/bucket/key`` (read with the endpoint and keys of
     :func:`s3_endpoint_options`); other hrefs unchanged."""
@@ -397,9 +402,7 @@ def _read_error(f: Path | str, exc: BaseException) -> SourceError:
         )
     low = text.lower()
     if "aws_secret_access_key" in low or "credentials not filled" in low:
-        fix = ("no S3 keys were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
-               "environment (CDSE: create them at "
-               "https://eodata-s3keysmanager.dataspace.copernicus.eu)")
+        fix = f"no S3 keys were found: {S3_KEYS_HINT}"
     elif "403" in low or "401" in low or "access denied" in low or "forbidden" in low:
         fix = ("the URL is refused (unsigned or expired? Planetary Computer assets need "
                "sentinel.stac.profile: planetary-computer, which signs them; requester-pays "

@@ -47,6 +47,7 @@ from typing import Any, cast
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.scenes import (
+    S3_KEYS_HINT,
     S1Scene,
     S2Scene,
     gdal_http_env,
@@ -328,10 +329,8 @@ class StacCatalog:
             if self.s3_endpoint and not s3_credentials_found():
                 raise SourceError(
                     f"profile {self.profile.name!r} reads its assets from the S3 endpoint "
-                    f"{self.s3_endpoint}, and no S3 keys were found: set AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY in the environment (CDSE: create them at "
-                    "https://eodata-s3keysmanager.dataspace.copernicus.eu), or use the "
-                    "default open-data profile (sentinel.stac.profile: earth-search), which "
+                    f"{self.s3_endpoint}, and no S3 keys were found: {S3_KEYS_HINT}, or use "
+                    "the default open-data profile (sentinel.stac.profile: earth-search), which "
                     "needs no account")
         if self.s1_catalog is not None:
             self.s1_catalog.preflight()

@@ -223,7 +223,8 @@ def s2_scenes_from_items(
     l1c = newest_processing(list(l1c), skipped)
     l1c_by_id = {str(it["id"]): it for it in l1c}
     l1c_by_key = {str(it["id"]).removesuffix(profile.l1c_suffix): it for it in l1c}
-    l1c_by_acq = {acquisition_key(it): it for it in l1c if acquisition_key(it)[1]}
+    # items without a tile are never paired by acquisition (their key is not in this map)
+    l1c_by_acq = {k: it for it in l1c if (k := acquisition_key(it))[1]}
     out: list[S2Scene] = []
     used_l1c: set[str] = set()
     for it in l2a:
@@ -237,7 +238,7 @@ def s2_scenes_from_items(
         pair = l1c_by_id.get(source) if source else None
         if pair is None:
             pair = l1c_by_key.get(key)
-        if pair is None and acquisition_key(it)[1]:
+        if pair is None:
             # CDSE: L1C and L2A product ids differ in their last field (processing time)
             pair = l1c_by_acq.get(acquisition_key(it))
         if pair is not None:
