@@ -319,6 +319,9 @@ class FakeEarthEngine(LoopbackService):
             response (that one included) carries Earth Engine's restricted-mode header
             ``x-earth-engine-quota-status: parallelism_restricted=true`` and stays HTTP 200, as
             for a noncommercial project over its compute quota.
+        archive: a local scene archive: the fake then *evaluates* every expression over that
+            archive's scenes (:mod:`tests.fake_ee_eval`) instead of answering the known-answer
+            function; ``scenes``, ``masked_form`` and ``cheap`` do not apply.
     """
 
     def __init__(
@@ -330,8 +333,11 @@ class FakeEarthEngine(LoopbackService):
         max_request_pixels: int | None = None,
         cheap: bool = False,
         restricted_after: int | None = None,
+        archive: str | _os.PathLike[str] | None = None,
     ) -> None:
         import ee
+
+        from tests.fake_ee_eval import Archive
 
         base = _os.path.dirname(ee.__file__)
         with open(_os.path.join(base, "tests", "cloud_api_discovery_document.json"), "rb") as f:
@@ -345,6 +351,7 @@ class FakeEarthEngine(LoopbackService):
         self.max_request_pixels = max_request_pixels
         self.cheap = cheap
         self.restricted_after = restricted_after
+        self.archive = Archive(archive) if archive is not None else None
         #: API versions the client's discovery requests asked for, and the request paths seen
         self.discovery_versions: list[str] = []
         self.paths: list[str] = []
@@ -455,6 +462,8 @@ class FakeEarthEngine(LoopbackService):
         f = self._take_fault("value")
         if f is not None and self._apply_fault(h, f):
             return
+        if self.archive is not None:
+            return self._evaluated_value(h, body)
         funcs, ids, dates = walk_graph(body.get("expression", {}))
         month = _check_month(dates)
         if (S1_GRD in ids or S1_GRD_FLOAT in ids) and any(fn.endswith(".size") for fn in funcs):
@@ -494,6 +503,8 @@ class FakeEarthEngine(LoopbackService):
                                "dimensions) is required")
         if not bands:
             return self._error(h, 400, "fake EE: bandIds required")
+        if self.archive is not None:
+            return self._evaluated_pixels(h, body, entry, f)
         month = _check_month(dates)
         w, hh = int(grid["dimensions"]["width"]), int(grid["dimensions"]["height"])
         vdt, cdt = np.dtype(self.value_dtype), np.dtype(self.count_dtype)
@@ -540,6 +551,51 @@ class FakeEarthEngine(LoopbackService):
                        declared_len=len(data))
             h.close_connection = True
             return
+        with self._lock:
+            self.counters.ok_requests += 1
+            self.counters.pixels += w * hh
+            self.counters.bytes += len(data)
+            entry["ok"] = True
+        self._send(h, 200, data, "application/octet-stream")
+
+    def _evaluated_value(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        from tests.fake_ee_eval import EEError, compute_value
+
+        assert self.archive is not None
+        try:
+            result = compute_value(self.archive, body.get("expression", {}), None)
+        except EEError as exc:
+            return self._error(h, exc.code, str(exc))
+        return self._send(h, 200, _json.dumps({"result": result}).encode())
+
+    def _evaluated_pixels(self, h: BaseHTTPRequestHandler, body: dict[str, Any],
+                          entry: dict[str, Any], f: Fault | None) -> None:
+        """computePixels by evaluation: each band in its own dtype (float32 for ``toFloat``,
+        uint8 / uint16 for the integer casts), masked pixels as 0, as Earth Engine's NPY."""
+        from tests.fake_ee_eval import EEError, compute_pixels
+
+        assert self.archive is not None
+        grid = body["grid"]
+        w, hh = int(grid["dimensions"]["width"]), int(grid["dimensions"]["height"])
+        if self.max_request_pixels is not None and w * hh > self.max_request_pixels:
+            return self._error(h, 400, "User memory limit exceeded.")
+        try:
+            names, bands = compute_pixels(self.archive, body.get("expression", {}), grid,
+                                          list(body["bandIds"]))
+        except EEError as exc:
+            return self._error(h, exc.code, str(exc))
+        kinds = {"float": "<f4", "uint8": "u1", "uint16": "<u2", "int": "<i4"}
+        dtype = np.dtype([(n, kinds[bands[n].dtype]) for n in names])
+        nbytes = (dtype.itemsize + len(names)) * w * hh
+        if nbytes > MAX_REQUEST_BYTES:
+            return self._error(h, 400, f"Total request size ({nbytes} bytes) must be less than "
+                               f"or equal to {MAX_REQUEST_BYTES} bytes.")
+        arr = np.zeros((hh, w), dtype=dtype)
+        for n in names:
+            arr[n] = np.where(bands[n].mask, bands[n].values, 0)
+        buf = _io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        data = buf.getvalue()
         with self._lock:
             self.counters.ok_requests += 1
             self.counters.pixels += w * hh
