@@ -55,9 +55,29 @@ MUTATIONS = [
     Mutation("transmitterReceiverPolarisation misspelt in the VH filter", RECIPE,
              'ee.Filter.listContains("transmitterReceiverPolarisation", "VH")',
              'ee.Filter.listContains("transmitterReceiverPolarization", "VH")'),
+    # beyond the table: what the evaluating fake and the equivalence test also catch
+    Mutation("scene-edge mask removed", RECIPE,
+             "clear = bad_of(img).Not().And(_edge_mask(img))", "clear = bad_of(img).Not()"),
+    Mutation("one S2 observation per datatake removed", RECIPE,
+             "observations = one_per(ee, joined.map(mask), S2_DATATAKE)",
+             "observations = joined.map(mask)"),
+    Mutation("one S1 observation per pass removed", RECIPE,
+             "observations = one_per(ee, s1_collection(ee, region, month, recipe).map(both), "
+             "S1_PASS_KEY)",
+             "observations = s1_collection(ee, region, month, recipe).map(both)"),
+    Mutation("L1C-only granules of an L2A month not counted", RECIPE,
+             '"L1C_only": l1c_only(ee, region, month).size()', '"L1C_only": ee.Number(0)'),
+    Mutation("masked S2 means not unmasked to the no-data fill (sent as 0)", RECIPE,
+             ".unmask(NODATA_FILL, False).rename(list(S2_BANDS))",
+             ".rename(list(S2_BANDS))"),
+    Mutation("cloud threshold prob > t -> prob >= t", RECIPE,
+             "bad = prob.gt(threshold_pct)", "bad = prob.gte(threshold_pct)"),
+    Mutation("shadow azimuth flipped (projected towards the sun)", RECIPE,
+             "ee.Number(90).subtract(", "ee.Number(270).subtract("),
 ]
 
-DEFAULT_TESTS = ["tests/unit/test_gee_source.py"]
+DEFAULT_TESTS = ["tests/unit/test_gee_source.py",
+                 "tests/unit/test_source_equivalence.py"]
 
 
 def _tree(tmp: Path) -> Path:

@@ -1,11 +1,16 @@
 """A small synthetic scene archive for the cross-source equivalence tests: the demo's scene
 simulator (:func:`pipeline.demo.sentinel_scenes.generate_archive`) on a 1.3 km class map, plus
 what the demo does not have: an SCL layer on the L2A scenes, an L1C-only granule in an L2A
-month (a mixed month), a VV-only and a VH-only S1 scene and a month without any scene."""
+month (a mixed month), a VV-only and a VH-only S1 scene, a month without any scene, a scene
+whose western edge crosses the AOI (the 60 m bands end 40 m inside the 10 m ones, as at
+granule edges), a second granule of one datatake and a second slice of one S1 pass (each an
+identical copy: one observation, never two)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,5 +74,40 @@ def build_archive(root: Path) -> Path:
                    units="linear", orbit_pass="ASCENDING", relative_orbit=84)
     write_s1_scene(root, dt.datetime(2019, 2, 21, 10, 12, 3), CRS, transforms[10], None,
                    ramp / 6, units="linear", orbit_pass="DESCENDING", relative_orbit=91)
+    _cut_west_edge(root / "s2" / "20190220T032513_49SGU")  # a clear scene
+    _second_granule(root / "s2" / "20190217T032512_49SGU", "49SGV")
+    shutil.copytree(root / "s1" / "20190213T224001_DES", root / "s1" / "20190213T224101_DES")
+    _edit_json(root / "s1" / "20190213T224101_DES" / "scene.json",
+               time="2019-02-13T22:41:01Z")
     write_scene_catalog(root)
     return root
+
+
+#: Where the edge scene's bands start (m east of the scenes' west edge) per resolution: the
+#: 60 m bands 40 m inside the 10 m ones (AOI columns 20-23 have B2 but no B9).
+EDGE_M = {10: 500.0, 20: 520.0, 60: 540.0}
+
+
+def _edit_json(path: Path, **kw: object) -> None:
+    meta = json.loads(path.read_text())
+    meta.update(kw)
+    path.write_text(json.dumps(meta))
+
+
+def _cut_west_edge(folder: Path) -> None:
+    """Set every band of the scene to nodata west of :data:`EDGE_M` (SCL as the 10 m bands)."""
+    import rasterio
+
+    for f in sorted(folder.glob("L*/*.tif")):
+        with rasterio.open(f) as src:
+            arr, tr = src.read(1), src.transform
+        res = 10 if f.stem == "SCL" else round(tr.a)
+        arr[:, : round(EDGE_M[res] / tr.a)] = 0
+        write_band_tif(f, arr, CRS, tr, 0)
+
+
+def _second_granule(folder: Path, tile: str) -> None:
+    """The same acquisition as another MGRS granule (a copy: the values of one datatake)."""
+    other = folder.with_name(folder.name.split("_")[0] + "_" + tile)
+    shutil.copytree(folder, other)
+    _edit_json(other / "scene.json", tile=tile)

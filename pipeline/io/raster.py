@@ -228,6 +228,7 @@ def open_on_grid(
     reproject: bool = True,
     nodata: float | None = None,
     tolerance: float | None = None,
+    dtype: str | None = None,
 ) -> Iterator[Any]:
     """Open a raster, lazily warped onto a target grid when ``reproject`` is True: the one
     warp-onto-grid of the project (HR scenes, Sentinel scene files, local or COG URLs).
@@ -247,6 +248,8 @@ def open_on_grid(
         nodata: the file's nodata value when it declares none.
         tolerance: the warper's approximation error in px (None: GDAL's 0.125; 1e-6 makes
             values independent of the window, as the Sentinel blocks need).
+        dtype: the warp's working and output type (None: the file's; ``float32`` keeps
+            interpolated values unrounded where the file holds integers).
     """
     with rasterio.open(path) as src:
         if not reproject:
@@ -268,6 +271,8 @@ def open_on_grid(
             vrt_kwargs["add_alpha"] = True
         if tolerance is not None:
             vrt_kwargs["tolerance"] = tolerance
+        if dtype is not None:
+            vrt_kwargs["dtype"] = dtype
         with WarpedVRT(src, **vrt_kwargs) as vrt:
             yield vrt
 

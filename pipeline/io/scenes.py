@@ -261,7 +261,9 @@ def read_on_grid(
 
     Returns:
         ``(data, valid)``: float32 (b, h, w) raw values (file units) of the window, and bool
-        (b, h, w) valid (inside the file and not nodata).
+        (b, h, w) valid (inside the file and not nodata). The warp runs in float32 whatever
+        the file's type, so an interpolated value (``bilinear``) is not rounded to the file's
+        integers (Earth Engine interpolates in floating point too; nearest is unaffected).
 
     Raises:
         SourceError: a missing or unreadable file (named).
@@ -279,7 +281,7 @@ def read_on_grid(
         try:
             # tolerance ~exact: the transform is not approximated across a frame block
             with open_on_grid(f, crs, transform, width, height, resampling, nodata=nodata,
-                              tolerance=1e-6) as vrt:
+                              tolerance=1e-6, dtype="float32") as vrt:
                 src_nodata = vrt.nodata
                 arr = vrt.read(1, window=win, out_dtype="float32")
                 m = vrt.read_masks(1, window=win) > 0

@@ -2,7 +2,9 @@
 catalogue served by tests/fake_stac.py, read by pystac-client and GDAL over HTTP) and gets the
 same cube as the default build from the catalogue on disk; and so does the `cdse` profile,
 reading the same scenes as CDSE serves them (JPEG2000 in SAFE paths on moto's S3 server,
-items shaped like real CDSE items: tests/fake_cdse.py)."""
+items shaped like real CDSE items: tests/fake_cdse.py); and ``source: gee`` gets the same cube
+within float32 rounding from the fake Earth Engine that evaluates the recipe's expression graph
+over the demo's scene files (tests/fake_ee_eval.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fake_ee import FakeEarthEngine
 from tests.fake_stac import FakeStac
 from tests.workflow.cluster_helpers import RESULTS, checksums, runner, write_workspace
 
@@ -100,3 +103,36 @@ def test_the_cdse_profile_builds_the_demo_from_a_loopback_s3_server(
     assert month["source"] == "stac" and month["n_scenes"]["s2"] > 0
     assert month["skipped_items"] == []
     assert _cube(ws, other) == _cube(ws, RESULTS)
+
+
+def test_source_gee_builds_the_demo_cube_the_static_build_makes(
+    built: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole Sentinel stage with ``source: gee``: the real client in every month job, the
+    fake evaluating its graphs over the demo's scenes. Counts equal; stored S2 DN within 1 (a
+    float32 ulp can move a DN's rounding), S1 within 8e-6 dB (docs/sources.md)."""
+    import numpy as np
+
+    from pipeline.io.mosaic import open_mosaic
+
+    ws, run = built
+    archive = ws / "inputs" / "tiny" / "scenes"
+    other = "res_gee"
+    with FakeEarthEngine(archive=archive) as srv:
+        monkeypatch.setenv("EE_API_URL", srv.url)
+        monkeypatch.setenv("EE_PROJECT", "test")
+        run.ok("--nolock", f"{other}/tiny/sentinel/tiny/summary.json",
+               config={"results_dir": other, "sentinel": {"source": "gee"}})
+        assert srv.counters.ok_requests > 0 and srv.counters.value_requests > 0
+    month = _month(ws, other)
+    assert month["source"] == "gee"
+    cubes = [ws / r / "tiny" / "sentinel" / "tiny.zarr" for r in (RESULTS, other)]
+    with open_mosaic(cubes[0]) as a, open_mosaic(cubes[1]) as b:
+        for k in ("s2_count", "s1_count"):
+            np.testing.assert_array_equal(b[k].values, a[k].values, err_msg=k)
+        assert a["s2_count"].values.max() > 0 and a["s1_count"].values.max() > 0
+        s2a, s2b = a["s2"].values, b["s2"].values
+        np.testing.assert_array_equal(np.isnan(s2b), np.isnan(s2a))
+        np.testing.assert_allclose(s2b, s2a, rtol=0, atol=1.01e-4, equal_nan=True)
+        np.testing.assert_allclose(b["s1"].values, a["s1"].values, rtol=0, atol=8e-6,
+                                   equal_nan=True)
