@@ -96,6 +96,11 @@ def test_unknown_asset_band_and_argument_fail_as_earth_engine_does(server: FakeE
     with pytest.raises(EEError, match=r"Band pattern 'probabilty' did not match any bands\. "
                        r"Available bands: \[constant\]"):
         pixels(server, ee.Image.constant(1).select("probabilty"), ["probabilty"])
+    # a missing property is null, and null fails where a number is needed
+    with pytest.raises(EEError, match=r"Number.subtract, argument 'right': Invalid type"):
+        compute_value(server.archive, ee.serializer.encode(
+            ee.Number(90).subtract(ee.Number(ee.Image.constant(1).get("MEAN_SOLAR_AZIMUTH")))),
+            None)
     with pytest.raises(EEError, match="not evaluated here"):
         pixels(server, ee.Image.constant(1).sqrt(), ["constant"])
 
