@@ -9,6 +9,7 @@ Builds the train/val/test :class:`pipeline.dataset.torchds.FusuDataset` splits a
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.config import TrainConfig
@@ -172,13 +173,28 @@ def ablation_table(cfg: TrainConfig, layout: Layout) -> list[dict[str, Any]]:
     Raises:
         MissingInputError: a run has no ``metrics.json`` (run rule ablation, which trains them).
     """
+    return compare_runs(layout, list(ablation_runs(cfg)), "ablation", "rule ablation")
+
+
+RUNS_TABLE_NOTE = "Scores in % on the test split (final weights; best_*: best-on-val weights).\n\n"
+
+
+def compare_runs(layout: Layout, runs: Sequence[str], stem: str = "compare",
+                 how: str = "python -m pipeline.train") -> list[dict[str, Any]]:
+    """One row per trained run (:data:`ABLATION_COLUMNS`: the project's scores and the SECOND
+    score / SeK of the official code, final and best-on-val weights), written to
+    ``train/<stem>.csv`` and ``train/<stem>.md`` (scores in %).
+
+    Raises:
+        MissingInputError: a run has no ``metrics.json`` (train it first: ``how``).
+    """
     from pipeline.io.atomic import write_text_atomic
     from pipeline.io.jsonfile import read_json
 
     rows = []
-    for name in ablation_runs(cfg):
+    for name in runs:
         m = read_json(layout.train_dir(name) / "metrics.json", "run metrics",
-                      f"train run {name} (rule ablation)")
+                      f"train run {name} ({how})")
         row: dict[str, Any] = {}
         for header, path in ABLATION_COLUMNS:
             v: Any = m
@@ -197,9 +213,8 @@ def ablation_table(cfg: TrainConfig, layout: Layout) -> list[dict[str, Any]]:
     md = "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
                    + ["| " + " | ".join(cell(r[h]) for h in heads) + " |" for r in rows])
     root = layout.root / "train"
-    write_text_atomic(root / "ablation.csv", csv + "\n")
-    write_text_atomic(root / "ablation.md", "Scores in % on the test split (final weights; "
-                      "best_*: best-on-val weights).\n\n" + md + "\n")
+    write_text_atomic(root / f"{stem}.csv", csv + "\n")
+    write_text_atomic(root / f"{stem}.md", RUNS_TABLE_NOTE + md + "\n")
     return rows
 
 
