@@ -84,8 +84,11 @@ def build_archive(root: Path) -> Path:
 
 
 #: Where the edge scene's bands start (m east of the scenes' west edge) per resolution: the
-#: 60 m bands 40 m inside the 10 m ones (AOI columns 20-23 have B2 but no B9).
+#: 60 m bands 40 m inside the 10 m ones (AOI columns 20-23 have B2 but no B9), and B1 60 m
+#: further in than B9 (detector footprints differ by band: AOI columns 24-29 are clear
+#: observations without B1).
 EDGE_M = {10: 500.0, 20: 520.0, 60: 540.0}
+EDGE_B01_M = 600.0
 
 
 def _edit_json(path: Path, **kw: object) -> None:
@@ -102,7 +105,8 @@ def _cut_west_edge(folder: Path) -> None:
         with rasterio.open(f) as src:
             arr, tr = src.read(1), src.transform
         res = 10 if f.stem == "SCL" else round(tr.a)
-        arr[:, : round(EDGE_M[res] / tr.a)] = 0
+        edge = EDGE_B01_M if f.stem == "B01" else EDGE_M[res]
+        arr[:, : round(edge / tr.a)] = 0
         write_band_tif(f, arr, CRS, tr, 0)
 
 
