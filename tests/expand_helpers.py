@@ -125,10 +125,13 @@ def make_dynamicearthnet(root: Path, months: tuple[str, ...] = ("2018-01", "2018
     lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for cid, (zone, tile, crs, x0, y0, tname, split, sep) in cubes.items():
         pf = root / "planet" / zone / tile / cid / "PF-SR"
-        for m in months:
+        for k, m in enumerate(months):
             for day in ("01", "15"):
+                # textured (a constant image has no variance for the HR branch's batch norm)
+                rng = np.random.default_rng([int(cid.split("_")[0]), k, int(day)])
+                img = (1200 + 300 * rng.standard_normal((4, size, size))).astype("uint16")
                 write_tif(pf / f"{m}-{day}.tif", crs, x0, y0, 3.0, size, size, count=4,
-                          dtype="uint16", value=1200)
+                          dtype="uint16", value=img)
             lab = np.zeros((7, size, size), np.uint8)
             lab[1] = 255  # agriculture ...
             if m != months[0]:

@@ -5,6 +5,7 @@ sample format."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ class ExpandedDataset:
     differ in size); ``sentinel_valid``, ``counts``, ``month_mask``; ``patch_box`` scaled to
     ``fp_px``; ``meta`` (sample id, group, dates, months).
 
+    ``den_pairs``: DynamicEarthNet's evaluation protocol instead: one sample per consecutive
+    pair of labelled months (j, j+1) of every cube (``t1`` / ``t2`` = the first image of each
+    month, ``label1`` / ``label2`` / ``change`` of those months; ``meta``: ``den_cube``,
+    ``den_pair`` = j, ``den_months``), so a cube's predicted monthly maps can be scored with
+    :func:`pipeline.train.metrics.den_scs`.
+
     Splits: ``source_split`` of the index (OSCD's train.txt / test.txt, DynamicEarthNet's
     train / val / test files); ``val`` is the test list where the dataset ships no val list; a
     dataset that ships no split lists gives every sample to every split.
@@ -51,7 +58,7 @@ class ExpandedDataset:
     """
 
     def __init__(self, root: str | Path, split: str | None = "train", hr_size: int = 256,
-                 fp_px: int = 64, months: int | None = None) -> None:
+                 fp_px: int = 64, months: int | None = None, den_pairs: bool = False) -> None:
         from pipeline.io.parquet import read_geoparquet
 
         self.root = Path(root)
@@ -74,6 +81,15 @@ class ExpandedDataset:
             raise DatasetError(f"split {split!r} of {path} is empty")
         self._rows = idx.sort_values("sample_id").to_dict("records")
         den = any(r.get("label_encoding") == "den-onehot" for r in self._rows)
+        #: (row, pair): pair None = the sample itself, j = months (j, j + 1) of a DEN cube
+        self._items: list[tuple[int, int | None]] = [(i, None) for i in range(len(self._rows))]
+        if den_pairs:
+            self._items = [(i, j) for i, r in enumerate(self._rows)
+                           if r.get("label_encoding") == "den-onehot"
+                           for j in range(len(json.loads(r["files"]).get("labels", {})) - 1)]
+            if not self._items:
+                raise DatasetError(f"split {split!r} of {path} has no DynamicEarthNet cube with "
+                                   "two labelled months: den_pairs needs one")
         if den:
             from pipeline.expand.datasets.dynamicearthnet import DEN_CLASSES
 
@@ -91,7 +107,7 @@ class ExpandedDataset:
                                                str(self.layout.expand_layout().stats()))
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._items)
 
     @property
     def class_ids(self) -> tuple[int, ...] | None:
@@ -101,11 +117,16 @@ class ExpandedDataset:
 
     @property
     def patch_ids(self) -> list[str]:
-        return [str(r["sample_id"]) for r in self._rows]
+        return [self._item_id(i) for i in range(len(self._items))]
+
+    def _item_id(self, k: int) -> str:
+        i, j = self._items[k]
+        sid = str(self._rows[i]["sample_id"])
+        if j is None:
+            return sid
+        return f"{sid}:{sorted(json.loads(self._rows[i]['files'])['labels'])[j]}"
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        import json
-
         import torch
         import torch.nn.functional as F  # noqa: N812
 
@@ -114,16 +135,29 @@ class ExpandedDataset:
         from pipeline.expand.datasets.dynamicearthnet import read_den_label
         from pipeline.expand.datasets.xbd import read_xbd_change
 
-        if not 0 <= i < len(self._rows):
+        if not 0 <= i < len(self._items):
             raise IndexError(i)
-        r = self._rows[i]
+        row, pair = self._items[i]
+        r = self._rows[row]
         files = json.loads(r["files"])
         size = (self.hr_size, self.hr_size)
 
         den = r.get("label_encoding") == "den-onehot"
 
+        months_l = sorted(files.get("labels") or {})
+        if pair is not None:  # DynamicEarthNet's consecutive months (j, j + 1)
+            pair_months = months_l[pair:pair + 2]
+            if set(pair_months) - set(files.get("month_images") or {}):
+                raise DatasetError(f"sample {r['sample_id']}: no image of months {pair_months} "
+                                   "in the index: rerun the expansion (rule expand)")
+            paths = {k: files["month_images"][m] for k, m in zip(("t1", "t2"), pair_months,
+                                                                  strict=True)}
+        else:
+            pair_months = months_l[:1] + months_l[-1:]
+            paths = {"t1": files["t1"], "t2": files["t2"]}
+
         def rgb(key: str) -> Any:
-            a = read_sample_rgb(files[key], (3, 2, 1) if den else (1, 2, 3))
+            a = read_sample_rgb(paths[key], (3, 2, 1) if den else (1, 2, 3))
             lo = np.nanpercentile(a, 2, axis=(1, 2))[:, None, None]
             hi = np.nanpercentile(a, 98, axis=(1, 2))[:, None, None]
             v = np.clip((a - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
@@ -140,11 +174,11 @@ class ExpandedDataset:
                                  mode="nearest")[0, 0].long()
 
         if den and files.get("labels"):
-            # DynamicEarthNet: the classes of the first and the last labelled month (ids 1..6)
-            # and the change between them (255 where either has no class)
-            months_l = sorted(files["labels"])
-            a = read_den_label(files["labels"][months_l[0]])
-            b = read_den_label(files["labels"][months_l[-1]])
+            # DynamicEarthNet: the classes of the first and the last labelled month (or of the
+            # pair's two months; ids 1..6) and the change between them (255 where either has
+            # no class)
+            a = read_den_label(files["labels"][pair_months[0]])
+            b = read_den_label(files["labels"][pair_months[-1]])
             c = np.where((a == 255) | (b == 255), 255, (a != b).astype(np.uint8))
             chg = resized(c)
             lab1 = resized(np.where(a == 255, 255, a.astype(np.int64) + 1))
@@ -185,7 +219,9 @@ class ExpandedDataset:
             "t1": t1, "t2": t2, "label1": lab1, "label2": lab2, "change": chg,
             "sentinel": sen, "sentinel_valid": vmask, "counts": cnt,
             "month_mask": torch.ones(len(months), dtype=torch.bool), "patch_box": box,
-            "meta": {"patch_id": str(r["sample_id"]), "aoi": cube["group"],
+            "meta": {"patch_id": self._item_id(i), "aoi": cube["group"],
+                     "den_cube": str(r["sample_id"]) if pair is not None else None,
+                     "den_pair": pair, "den_months": pair_months if pair is not None else None,
                      "city": r.get("city"), "split": r.get("source_split") or None,
                      "t1": r.get("t1"), "t2": r.get("t2"), "months": months,
                      "bands": list(ALL_BANDS), "wavelengths_nm": list(WAVELENGTHS_NM),

@@ -68,6 +68,45 @@ def _loaded_trainer(cfg: TrainConfig, layout: Layout, threads: int) -> tuple[Any
     return trainer, ds, str(weights)
 
 
+def den_protocol(trainer: Any, cfg: TrainConfig, layout: Layout, split: str
+                 ) -> dict[str, Any] | None:
+    """DynamicEarthNet's own protocol on an expanded DynamicEarthNet split (None for other
+    datasets): the model predicts every labelled month of every cube (one pass per pair of
+    consecutive months: the first month from the first pair's T1 map, every later month from
+    its pair's T2 map), and :func:`pipeline.train.metrics.den_scs` scores the cubes' monthly
+    maps as the official evaluator does (change between consecutive months, BC / SC / SCS,
+    classes 0..5, 255 ignored). Scored at ``hr_size_px`` (labels resized nearest)."""
+    import numpy as np
+
+    from pipeline.dataset.torch_expanded import ExpandedDataset
+    from pipeline.train.metrics import den_scs
+
+    if cfg.dataset != "expanded":
+        return None
+    try:
+        ds = ExpandedDataset(layout.root, split=split, hr_size=cfg.hr_size_px or 256,
+                             fp_px=cfg.expanded_fp_px, months=cfg.months, den_pairs=True)
+    except DatasetError:
+        return None
+    gt: dict[str, dict[int, np.ndarray]] = {}
+    pr: dict[str, dict[int, np.ndarray]] = {}
+    for batch, p in trainer.predict_batches(ds):
+        for b, meta in enumerate(batch["meta"]):
+            cube, j = meta["den_cube"], int(meta["den_pair"])
+            for t, lab, pred in ((j, "label1", "pred1"), (j + 1, "label2", "pred2")):
+                if t == j and j > 0:
+                    continue  # a later month comes from its own pair's T2 map
+                g = np.asarray(batch[lab][b].cpu().numpy(), np.int64)
+                gt.setdefault(cube, {})[t] = np.where(g == 255, 255, g - 1)
+                pr.setdefault(cube, {})[t] = np.asarray(p[pred][b], np.int64) - 1
+    cubes = sorted(gt)
+    scores = den_scs([np.stack([gt[c][t] for t in sorted(gt[c])]) for c in cubes],
+                     [np.stack([pr[c][t] for t in sorted(pr[c])]) for c in cubes],
+                     num_classes=6, ignore_label=255)
+    return {**scores, "cubes": len(cubes), "month_pairs": len(ds),
+            "resolution_px": int(cfg.hr_size_px or 256)}
+
+
 def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str, Any]:
     """Driver of rule ``evaluate``: the metrics of run ``cfg.run``'s weights (``cfg.weights``)
     on split ``cfg.eval_split`` (the whole split), written to
@@ -84,6 +123,9 @@ def evaluate_run(cfg: TrainConfig, layout: Layout, threads: int = 1) -> dict[str
               "model": trainer.kind, "n_patches": len(ds), "commit": code_commit(),
               "data_version": content_digest([layout.index(), layout.stats()]),
               "metrics": trainer.evaluate(ds, None).compute()}
+    den = den_protocol(trainer, cfg, layout, cfg.eval_split)
+    if den is not None:
+        result["metrics"]["den_protocol"] = den
     out = layout.train_dir(cfg.run) / f"eval_{cfg.eval_split}_{cfg.weights}.json"
     write_json(out, nan_to_none(result))
     log.info("%s on %s (%s): %s", cfg.run, cfg.eval_split, weights,
@@ -267,6 +309,16 @@ def train_model(
              trainer.steps_per_epoch)
     try:
         result = trainer.fit()
+        # every rank predicts (a DDP forward is collective), rank 0 writes
+        den = den_protocol(trainer, cfg, layout, "test")
+        if den is not None and dist.is_main:  # DynamicEarthNet: its own protocol too
+            from pipeline.io.jsonfile import read_json, write_json
+
+            result["test"]["den_protocol"] = den
+            metrics = layout.train_dir(cfg.run) / "metrics.json"
+            saved = read_json(metrics, "run metrics")
+            saved["test"] = {**saved.get("test", {}), "den_protocol": den}
+            write_json(metrics, saved)
     finally:
         dist.shutdown()
     log.info("test metrics: %s", {k: v for k, v in result.get("test", {}).items()

@@ -241,6 +241,64 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
         ExpandedDataset(layout.root, split="test")
 
 
+def test_dynamicearthnet_protocol_runs_in_evaluation(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamicEarthNet's own protocol in training and in rule evaluate: one sample per pair of
+    consecutive labelled months (the month's own image and labels), the cube's monthly maps
+    (first month from the first pair's T1 prediction, the others from their pair's T2) scored
+    by den_scs with classes 0..5 -- checked on the maps den_scs receives."""
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from pipeline.config import TrainConfig
+    from pipeline.dataset.torch_expanded import ExpandedDataset
+    from pipeline.train import metrics as metrics_mod
+    from pipeline.train.drivers import evaluate_run, train_model
+    from tests.expand_helpers import make_dynamicearthnet
+
+    months = ("2020-02", "2020-03", "2020-04")
+    den = make_dynamicearthnet(tmp_path / "den", months=months, e2e=True)
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1, month=(2020, 2))
+    write_scene(archive, 13, 0.3)
+    layout = Layout(tmp_path / "out")
+    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(den), sentinel_archive=str(archive),
+                       footprint_margin_m=100.0)
+    expand_all(cfg, SentinelConfig(source="local"), layout)
+    pairs = ExpandedDataset(layout.root, split="test", hr_size=32, fp_px=16, den_pairs=True)
+    assert pairs.patch_ids == ["2196_3885_13:2020-02", "2196_3885_13:2020-03"]
+    s0, s1 = pairs[0], pairs[1]
+    assert s0["meta"]["den_months"] == ["2020-02", "2020-03"] and s1["meta"]["den_pair"] == 1
+    # month 1 all agriculture (id 2); months 2 and 3: the north quarter impervious (id 1)
+    assert set(s0["label1"].unique().tolist()) == {2} and s0["change"][:8].eq(1).all()
+    assert s1["change"].eq(0).all() and s1["label1"].equal(s0["label2"])
+    seen: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+    real = metrics_mod.den_scs
+
+    def spy(gt, pred, **kw):  # type: ignore[no-untyped-def]
+        seen.append((gt, pred))
+        return real(gt, pred, **kw)
+
+    monkeypatch.setattr(metrics_mod, "den_scs", spy)
+    tc = TrainConfig(dataset="expanded", tiny=True, hr_size_px=32, expanded_fp_px=16,
+                     max_steps=2, batch_size=1, num_workers=0, eval_every=1,
+                     checkpoint_every=1, run="den")
+    res = train_model(tc, layout, threads=1, progress=False)
+    proto = res["test"]["den_protocol"]
+    assert proto["cubes"] == 1 and proto["month_pairs"] == 2 and proto["resolution_px"] == 32
+    (gt, pred), = seen
+    assert len(gt) == 1 and gt[0].shape == (3, 32, 32) and pred[0].shape == (3, 32, 32)
+    expect = np.ones((3, 32, 32), np.int64)  # agriculture = class 1 of 0..5
+    expect[1:, :8] = 0  # impervious from the second month on
+    np.testing.assert_array_equal(gt[0], expect)
+    assert pred[0].min() >= 0 and pred[0].max() <= 5  # the six classes, 0-based
+    assert proto == {**real(gt, pred, num_classes=6, ignore_label=255), "cubes": 1,
+                     "month_pairs": 2, "resolution_px": 32}
+    saved = read_json(layout.train_dir("den") / "metrics.json")
+    assert saved["test"]["den_protocol"]["scs"] == proto["scs"]
+    ev = evaluate_run(tc.model_copy(update={"eval_split": "test"}), layout)
+    assert ev["metrics"]["den_protocol"]["month_pairs"] == 2
+
+
 def test_xbd_expansion_reads_its_cube_and_damage_mask(tmp_path: Path) -> None:
     """xBD end to end: pairs placed from their label JSONs, the Sentinel months of the pre and
     post dates fetched from a scene archive, and the expanded sample (RGB pair, damaged

@@ -55,8 +55,9 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
     ``<cube>/PF-SR <label .tif> <YYYY-MM>``); each cube becomes one multi-date sample over its
     labelled months (the months of its split lines), with ``files`` = the PlanetFusion folder
     (``planet/<zone>/<tile>/<cube>/PF-SR/<YYYY-MM-DD>.tif``, 4 bands B, G, R, NIR at 3 m) and
-    ``labels`` = {month: 7-band one-hot label}, the AOI-level split from the file it is listed
-    in, and the encoding ``den-onehot``.
+    ``labels`` = {month: 7-band one-hot label}, ``month_images`` = {month: its first daily
+    image} (the images of DynamicEarthNet's consecutive-month protocol), the AOI-level split
+    from the file it is listed in, and the encoding ``den-onehot``.
 
     Raises:
         InputError: no split files, a cube without imagery or labels, no georeferencing.
@@ -103,8 +104,16 @@ def scan_dynamicearthnet(root: str | Path) -> list[SampleRecord]:
         dates = tuple(dt.date(int(m[:4]), int(m[5:7]), 1) for m in months)
         if len(dates) == 1:
             dates = (dates[0], dates[0])
+        month_images = {}
+        for m in months:
+            first = next((p for p in imgs if p.name.startswith(m)), None)
+            if first is None:
+                raise InputError(f"DynamicEarthNet cube {cid}: no PlanetFusion image of labelled "
+                                 f"month {m} in {folder}")
+            month_images[m] = str(first)
         files: dict[str, Any] = {"images": str(folder), "labels": dict(sorted(c["labels"].items())),
-                                 "t1": str(imgs[0]), "t2": str(imgs[-1])}
+                                 "t1": str(imgs[0]), "t2": str(imgs[-1]),
+                                 "month_images": month_images}
         out.append(SampleRecord(cid, info.crs_id, info.bounds, dates, info.gsd_m,
                                 info.width, info.height, files, cid, "den-onehot",
                                 str(folder), c["split"]))
