@@ -526,8 +526,9 @@ class TrainConfig(_Model):
         "AdamW split); 'paper' = FUSU A.5.2 for train.paper_task: HRNet-W18 (ImageNet weights "
         "from train.pretrained_path when given), batch 8 and that task's optimizer, LR, "
         "schedule and length; 'official' = what the official FUSU train.py does: HRNet-W18, "
-        "batch 8, 100 epochs, optimizer 'official'. Both set change_fusion 'paper' (the "
-        "reference model's). Keys set explicitly override the preset.",
+        "batch 8, 100 epochs, optimizer 'official', and the official model and loss (model / "
+        "loss 'official'). Both set change_fusion 'paper' (the reference model's). Keys set "
+        "explicitly override the preset.",
     )
     paper_task: Literal["seg", "scd", "bcd"] = Field(
         default="seg",
@@ -556,7 +557,10 @@ class TrainConfig(_Model):
         base: dict[str, Any] = {"hrnet": "hrnet_w18", "batch_size": 8, "tiny": False,
                                 "change_fusion": "paper"}
         if data.get("preset") == "official":
-            base.update(optimizer="official", poly_power=0.9, epochs=100, max_steps=None)
+            # the official model and loss (pipeline/train/models/fusu_official.py, read from
+            # the official code at 317cc6b), its Adam recipe and length
+            base.update(model="official", loss="official", optimizer="official",
+                        poly_power=0.9, epochs=100, max_steps=None)
         elif task == "seg":
             base.update(optimizer="sgd", seg_lr=0.01, seg_momentum=0.9, seg_weight_decay=1e-4,
                         poly_power=0.9, max_steps=80_000)
@@ -565,7 +569,18 @@ class TrainConfig(_Model):
                         change_betas=(0.5, 0.999), epochs=200, max_steps=None)
         return {**base, **data}
 
-    model: Literal["fusunet", "hr_only", "utae"] = Field(default="fusunet")
+    model: Literal["fusunet", "hr_only", "utae", "official"] = Field(
+        default="fusunet",
+        description="fusunet = the project's FUSU-Net (months 0: hr_only); utae = the "
+        "Sentinel-only baseline; official = the official code's FCN + HRNet-W18 + U-TAE "
+        "(ported unchanged, needs the series).",
+    )
+    loss: Literal["fusu", "official"] = Field(
+        default="fusu",
+        description="fusu = the paper's Eq. 4 (three CE terms + weighted BCE on logits); "
+        "official = the official train.py's (outputs clamped to [0, 1], BCE with changed "
+        "pixels x2 + 0.5 x (CE1 + CE2) + CE of the series head; official model only).",
+    )
     dataset: Literal["native", "expanded"] = Field(
         default="native",
         description="Train on the native FUSU-style dataset (patches.parquet) or on the "

@@ -3,7 +3,8 @@
     L = CE(seg1, label1) + CE(seg2, label2) + CE(seg_ts, label1) + w_c * BCE(change, change_gt)
 
 with ``w_c = change_loss_weight``, 255 ignored everywhere; models without a change head drop
-the BCE term."""
+the BCE term. ``train.loss: official`` (set by ``train.preset: official``) is the official
+code's instead (:func:`official_losses`)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,38 @@ def compute_losses(out: dict[str, torch.Tensor], batch: dict[str, Any],
     }
     terms["loss"] = (terms["loss_seg1"] + terms["loss_seg2"] + terms["loss_ts"]
                      + change_weight * terms["loss_change"])
+    return terms
+
+
+def official_losses(out: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The official FUSU ``train.py`` loss on the official model's raw outputs
+    (``out["official"]`` of :class:`pipeline.train.models.official.OfficialFusuNet`)::
+
+        out = out.clamp(0, 1), NaN -> 0            (each of the four outputs)
+        L = BCE_w(out_bin, label_bin) + 0.5 (CE(out1, y1) + CE(out2, y2)) + CE(out3, y1)
+
+    with its labels: ``y = class - 1`` and -1 (ignored) where the project's label is
+    background (0) or no data (255); ``label_bin`` = 1 where the project's change is 1, else
+    0 (its ignored pixels are 0, as the export writes them); ``BCE_w`` = per-pixel BCE with
+    changed pixels weighted 2, averaged over all pixels. A term whose pixels are all ignored
+    is 0 (the official mean over nothing would be NaN)."""
+    out1, out2, out_bin, out3 = (torch.nan_to_num(o.float().clamp(0, 1), nan=0.0)
+                                 for o in out["official"])
+
+    def target(label: torch.Tensor) -> torch.Tensor:
+        ok = (label >= 1) & (label != IGNORE_INDEX)
+        return torch.where(ok, label - 1, torch.full_like(label, -1))
+
+    def ce(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not (y != -1).any():
+            return x.new_zeros(())
+        return F.cross_entropy(x, y, ignore_index=-1)
+
+    y1, y2 = target(batch["label1"]), target(batch["label2"])
+    mask_bin = (batch["change"] == 1).float()
+    bce = F.binary_cross_entropy(out_bin, mask_bin, reduction="none")
+    bce = torch.where(mask_bin == 1, 2 * bce, bce).mean()
+    terms = {"loss_seg1": ce(out1, y1), "loss_seg2": ce(out2, y2), "loss_ts": ce(out3, y1),
+             "loss_change": bce}
+    terms["loss"] = bce + 0.5 * (terms["loss_seg1"] + terms["loss_seg2"]) + terms["loss_ts"]
     return terms

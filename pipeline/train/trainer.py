@@ -48,7 +48,7 @@ from pipeline.train.batches import (
     to_device,
 )
 from pipeline.train.distributed import Dist, eval_shard
-from pipeline.train.losses import compute_losses
+from pipeline.train.losses import compute_losses, official_losses
 from pipeline.train.metrics import ChangeSegMetrics
 from pipeline.train.models import build_model, model_kind
 from pipeline.train.optimizers import make_optimizers
@@ -240,7 +240,13 @@ class Trainer:
             o.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.net(batch)  # the DDP wrapper under torchrun: gradients all-reduced
-        terms = compute_losses(out, batch, self.cfg.change_loss_weight)
+        if self.cfg.loss == "official":
+            if "official" not in out:
+                raise TrainingError("train.loss 'official' needs train.model 'official' (the "
+                                    "official model's raw outputs)")
+            terms = official_losses(out, batch)
+        else:
+            terms = compute_losses(out, batch, self.cfg.change_loss_weight)
         if not torch.isfinite(terms["loss"]):
             raise TrainingError(
                 f"non-finite loss at step {self.step}: lower train.seg_lr / train.change_lr or "

@@ -131,3 +131,101 @@ def test_the_release_layout_is_what_the_official_train_py_cannot_train_on(
     res = _run_official(export, tmp_path)
     assert res.returncode != 0
     assert "to have 15 channels, but got 14 channels" in res.stderr, res.stderr[-2000:]
+
+
+# the official model on fixed weights and input, run from the vendored official code itself
+FORWARD = r'''
+import sys, torch
+from models.sseg.fcn import FCN
+torch.manual_seed(3)
+model = FCN("hrnet_w18", False, 17, False).eval()
+g = torch.Generator().manual_seed(5)
+x1, x2 = torch.randn(2, 3, 64, 64, generator=g), torch.randn(2, 3, 64, 64, generator=g)
+series = torch.randn(2, 3, 15, 16, 16, generator=g)
+with torch.no_grad():
+    outs = model(x1, x2, series)
+torch.save({"state": model.state_dict(), "x1": x1, "x2": x2, "series": series,
+            "outs": list(outs)}, sys.argv[1])
+'''
+
+
+def test_the_official_preset_model_is_the_official_code_forward_pass(tmp_path: Path) -> None:
+    """Same weights, same input: the project's official model (the port in
+    pipeline/train/models/fusu_official.py and the batch wrapper OfficialFusuNet) gives the
+    official code's four outputs exactly; the wrapper's mapping (15th band = clear flag,
+    class k+1 = official output k, change = logit of the official probability) checked."""
+    import torch
+
+    from pipeline.train.models.fusu_official import FCN
+    from pipeline.train.models.official import NO_BACKGROUND_LOGIT, OfficialFusuNet
+
+    code = VENDOR / "fusu_official"
+    script, saved = tmp_path / "forward.py", tmp_path / "official.pt"
+    script.write_text(FORWARD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(VENDOR / "osgeo_shim"), str(code)])}
+    res = subprocess.run([sys.executable, str(script), str(saved)], cwd=code, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ref = torch.load(saved, weights_only=True)
+    port = FCN("hrnet_w18", False, 17, False).eval()
+    port.load_state_dict(ref["state"], strict=True)  # the official names, every tensor
+    with torch.no_grad():
+        outs = port(ref["x1"], ref["x2"], ref["series"])
+    for ours, theirs in zip(outs, ref["outs"], strict=True):
+        assert torch.equal(ours, theirs)
+    wrapped = OfficialFusuNet().eval()
+    wrapped.net.load_state_dict(ref["state"], strict=True)
+    series = ref["series"].clone()
+    clear = (series[:, :, 14] > 0).to(torch.uint8)  # a binary 15th band, as the export writes
+    series[:, :, 14] = clear.float()
+    batch = {"t1": ref["x1"], "t2": ref["x2"], "sentinel": series[:, :, :14],
+             "counts": torch.stack([clear, torch.ones_like(clear)], dim=2),
+             "month_mask": torch.ones(2, 3, dtype=torch.bool)}
+    with torch.no_grad():
+        direct = wrapped.net(ref["x1"], ref["x2"], series)
+        got = wrapped(batch)
+    assert torch.equal(got["seg1"][:, 1:], direct[0]) and torch.equal(got["seg2"][:, 1:],
+                                                                      direct[1])
+    assert torch.equal(got["seg_ts"][:, 1:], direct[3])
+    assert (got["seg1"][:, 0] == NO_BACKGROUND_LOGIT).all()
+    assert torch.equal(got["change"][:, 0] > 0, direct[2] > 0.5)
+    assert torch.equal(got["official"][2], direct[2])
+
+
+def test_the_official_loss_is_train_py_s() -> None:
+    """official_losses against train.py's lines (the DRIVER above) on the official labels:
+    y = class - 1, background and no data -1; label_bin 1 = changed."""
+    import torch
+    from torch.nn import BCELoss, CrossEntropyLoss
+
+    from pipeline.train.losses import official_losses
+
+    g = torch.Generator().manual_seed(0)
+    out1, out2, out3 = (torch.randn(2, 17, 8, 8, generator=g) for _ in range(3))
+    out_bin = torch.rand(2, 8, 8, generator=g)
+    out1[0, 0, 0, 0] = float("nan")
+    label1 = torch.randint(0, 18, (2, 8, 8), generator=g)
+    label2 = torch.randint(0, 18, (2, 8, 8), generator=g)
+    label1[:, 0] = 255
+    change = torch.where(label1 != label2, 1, 0)
+    change[:, 0] = 255
+    got = official_losses({"official": (out1, out2, out_bin, out3)},
+                          {"label1": label1, "label2": label2, "change": change})
+
+    def off(x):  # type: ignore[no-untyped-def]
+        x = x.clamp(0, 1)
+        x[x != x] = 0
+        return x
+
+    mask1 = torch.where((label1 >= 1) & (label1 <= 17), label1 - 1, -1)
+    mask2 = torch.where((label2 >= 1) & (label2 <= 17), label2 - 1, -1)
+    mask_bin = (change == 1).float()
+    ce = CrossEntropyLoss(ignore_index=-1, weight=None)
+    loss1, loss2 = ce(off(out1.clone()), mask1), ce(off(out2.clone()), mask2)
+    loss3 = ce(off(out3.clone()), mask1)
+    loss_bin = BCELoss(reduction="none")(off(out_bin.clone()), mask_bin)
+    loss_bin[mask_bin == 1] *= 2
+    loss_bin = loss_bin.mean()
+    expect = loss_bin + 0.5 * (loss1 + loss2) + loss3
+    assert torch.allclose(got["loss"], expect, rtol=1e-6, atol=0)
+    assert torch.allclose(got["loss_change"], loss_bin) and torch.allclose(got["loss_ts"], loss3)

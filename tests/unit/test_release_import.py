@@ -161,7 +161,7 @@ def test_hr_only_import_trains_and_evaluates_with_every_score(imported, tmp_path
     common = {"batch_size": 2, "num_workers": 0, "max_steps": 2, "eval_every": 2,
               "checkpoint_every": 2, "hr_size_px": 64, "max_eval_batches": 2}
     for run, extra in (("default", {"tiny": True}),
-                       ("official", {"preset": "official", "hrnet": "hrnet_w18_small"}),
+                       ("official", {"preset": "official", "hr_size_px": 512}),
                        ("hr", {"tiny": True, "months": 0})):
         cfg = load_config({"train": {**common, **extra, "run": run}}).train
         res = train_model(cfg, layout, threads=2, progress=False)
@@ -172,14 +172,15 @@ def test_hr_only_import_trains_and_evaluates_with_every_score(imported, tmp_path
         for key in ("second", "fusu_official_val"):
             assert set(test[key]) == {"score", "miou", "sek"}, (run, key)
     saved = json.loads((layout.train_dir("official") / "metrics.json").read_text())
-    assert saved["config"]["optimizer"] == "official"
+    assert saved["config"]["optimizer"] == "official" and saved["model"] == "official"
+    assert saved["config"]["loss"] == "official"
     assert saved["config"]["change_fusion"] == "paper"
     # the comparison table of the reproduction recipe
     from pipeline.train.compare import compare_main as compare
 
     assert compare([str(layout.root), "official", "default"]) == 0
     md = (layout.root / "train" / "compare.md").read_text()
-    assert "| official | fusunet |" in md and "| default | fusunet |" in md
+    assert "| official | official |" in md and "| default | fusunet |" in md
     second = json.loads((layout.train_dir("default") / "metrics.json").read_text())
     assert f"{100 * second['test']['second']['score']:.2f}" in md
     assert compare([str(layout.root), "never-trained"]) == 1

@@ -5,6 +5,7 @@
 * ``fusunet``: FUSU-Net (U-TAE + HRNet + fusion); ``months=0`` turns it into ``hr_only``.
 * ``hr_only``: the bi-temporal HR branch alone (FUSU's "0 time-series" ablation).
 * ``utae``: Sentinel-only U-TAE predicting the centre-cropped segmentation.
+* ``official``: the official FUSU code's model (:mod:`pipeline.train.models.official`).
 
 ``tiny=True`` shrinks every width for CPU demos and tests.
 """
@@ -39,15 +40,19 @@ def build_model(cfg: TrainConfig) -> Any:
     from pipeline.train.models.fusunet import FusuNet
 
     kind = model_kind(cfg)
+    if kind in ("utae", "official") and cfg.months == 0:
+        raise TrainingError(
+            f"train.model {kind!r} needs the Sentinel series but train.months is 0; set months "
+            "to null (all) or a positive number (an HR-only run: model fusunet, months 0)"
+        )
+    if kind == "official":
+        from pipeline.train.models.official import OfficialFusuNet
+
+        return OfficialFusuNet(N_CLASSES, cfg.pretrained_path)
     utae_kwargs = TINY_UTAE if cfg.tiny else FULL_UTAE
     ts_channels = 16 if cfg.tiny else 64
     width = 32 if cfg.tiny else 128
     if kind == "utae":
-        if cfg.months == 0:
-            raise TrainingError(
-                "train.model 'utae' needs the Sentinel series but train.months is 0; set months "
-                "to null (all) or a positive number"
-            )
         return UTAESeg(N_CLASSES, ts_channels, SENTINEL_BANDS, utae_kwargs)
     return FusuNet(
         n_classes=N_CLASSES, backbone=cfg.hrnet, hr_channels=width, head_channels=width,
