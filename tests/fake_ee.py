@@ -1,11 +1,21 @@
 """Fake Earth Engine REST server for offline tests and benchmarks (plus AOI factories).
 
 The real earthengine-api client talks to :class:`FakeEarthEngine` (``ee.Initialize(url=...)``).
-The fake parses each request's expression graph (collection ids, the month's filterDate
-range), its ``bandIds`` and exact ``grid`` and answers values that are a known function of
-band, month and pixel-centre coordinates (:func:`fake_values`), so a wrong grid, flipped axis,
-one-pixel offset or wrong month fails a test. It injects faults (:class:`Fault`) and counts
-requests, pixels and bytes (:class:`FakeCounters`).
+Two modes:
+
+* ``archive=<scene archive>``: the fake **evaluates** every expression graph over that
+  archive's scenes (:mod:`tests.fake_ee_eval`: collections, filters, joins, masks, kernels,
+  reducers, the computePixels grid; unknown assets, bands and algorithms fail with Earth
+  Engine's 400). The cross-source equivalence tests and the ``source: gee`` workflow test use
+  it; a wrong band, scale or mask in the recipe changes the pixels.
+* default (known answers): the fake reads each request's collection ids, filterDate range,
+  ``bandIds`` and exact ``grid`` and answers values that are a known function of band, month
+  and pixel-centre coordinates (:func:`fake_values`), so a wrong grid, flipped axis,
+  one-pixel offset or wrong month fails a test; the client-side tests (retries, splits,
+  decoding, quotas) use it.
+
+Both inject faults (:class:`Fault`) and count requests, pixels and bytes
+(:class:`FakeCounters`).
 """
 
 from __future__ import annotations
