@@ -27,7 +27,8 @@ import os as _os
 import re as _re
 import threading as _threading
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager as _contextmanager
 from dataclasses import dataclass as _dataclass
 from dataclasses import field as _field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -550,6 +551,12 @@ class FakeEarthEngine(LoopbackService):
         else:
             self._fill(arr, bands, month, grid, product, s2_avail, s1_avail, s1_id,
                        recipe_traits(body.get("expression", {})))
+        self._answer_npy(h, arr, entry, f)
+
+    def _answer_npy(self, h: BaseHTTPRequestHandler, arr: np.ndarray, entry: dict[str, Any],
+                    f: Fault | None) -> None:
+        """Send a computePixels answer (NPY of ``arr``), or half of it under a ``truncate`` /
+        ``drop`` fault; a full answer is counted as served."""
         buf = _io.BytesIO()
         np.save(buf, arr, allow_pickle=False)
         data = buf.getvalue()
@@ -563,7 +570,7 @@ class FakeEarthEngine(LoopbackService):
             return
         with self._lock:
             self.counters.ok_requests += 1
-            self.counters.pixels += w * hh
+            self.counters.pixels += arr.size
             self.counters.bytes += len(data)
             entry["ok"] = True
         self._send(h, 200, data, "application/octet-stream")
@@ -603,15 +610,7 @@ class FakeEarthEngine(LoopbackService):
         arr = np.zeros((hh, w), dtype=dtype)
         for n in names:
             arr[n] = np.where(bands[n].mask, bands[n].values, 0)
-        buf = _io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        data = buf.getvalue()
-        with self._lock:
-            self.counters.ok_requests += 1
-            self.counters.pixels += w * hh
-            self.counters.bytes += len(data)
-            entry["ok"] = True
-        self._send(h, 200, data, "application/octet-stream")
+        self._answer_npy(h, arr, entry, f)
 
     def _fill(self, arr: np.ndarray, bands: list[str], month: str, grid: dict[str, Any],
               product: str | None, s2_avail: bool, s1_avail: bool, s1_id: str | None,
@@ -695,6 +694,22 @@ def _check_month(dates: list[str]) -> str:
     if a.day != 1 or b != nxt:
         raise ValueError(f"date range {d0}..{d1} is not one calendar month")
     return f"{a.year:04d}-{a.month:02d}"
+
+
+@_contextmanager
+def evaluating_fake(archive: str | _os.PathLike[str]) -> Iterator[FakeEarthEngine]:
+    """A started :class:`FakeEarthEngine` evaluating over ``archive``, with the client's
+    deprecated-assets fetch switched off for its lifetime (module-scoped fixtures)."""
+    import ee.deprecation
+
+    orig = ee.deprecation._FetchDataCatalogStac
+    ee.deprecation._FetchDataCatalogStac = lambda: {}
+    server = FakeEarthEngine(archive=archive).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        ee.deprecation._FetchDataCatalogStac = orig
 
 
 def patch_ee_offline(monkeypatch: Any) -> None:

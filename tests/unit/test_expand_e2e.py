@@ -186,6 +186,22 @@ def test_training_stage_runs_on_an_expanded_dataset(tmp_path: Path) -> None:
     assert res["test"]["pixels"]["change"] > 0 and "change_iou" in res["test"]
 
 
+def _expanded_den(tmp_path: Path, months: tuple[str, ...]) -> Layout:
+    """Two DynamicEarthNet cubes with labels of ``months`` expanded with a scene archive of
+    February and March 2020."""
+    from tests.expand_helpers import make_dynamicearthnet
+
+    den = make_dynamicearthnet(tmp_path / "den", months=months, e2e=True)
+    archive = tmp_path / "archive"
+    write_scene(archive, 3, 0.1, month=(2020, 2))
+    write_scene(archive, 13, 0.3)
+    layout = Layout(tmp_path / "out")
+    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(den), sentinel_archive=str(archive),
+                       footprint_margin_m=100.0)
+    expand_all(cfg, SentinelConfig(source="local"), layout)
+    return layout
+
+
 def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) -> None:
     """DynamicEarthNet end to end: the adapter, the fetch of each cube's Sentinel months from
     a scene archive, the expanded PyTorch dataset with the classes of the first and last
@@ -197,16 +213,8 @@ def test_dynamicearthnet_expansion_trains_its_monthly_classes(tmp_path: Path) ->
     from pipeline.dataset.torch_expanded import ExpandedDataset
     from pipeline.expand.datasets.dynamicearthnet import DEN_CLASSES
     from pipeline.train.drivers import train_model
-    from tests.expand_helpers import make_dynamicearthnet
 
-    den = make_dynamicearthnet(tmp_path / "den", months=("2020-02", "2020-03"), e2e=True)
-    archive = tmp_path / "archive"
-    write_scene(archive, 3, 0.1, month=(2020, 2))
-    write_scene(archive, 13, 0.3)
-    layout = Layout(tmp_path / "out")
-    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(den), sentinel_archive=str(archive),
-                       footprint_margin_m=100.0)
-    expand_all(cfg, SentinelConfig(source="local"), layout)
+    layout = _expanded_den(tmp_path, ("2020-02", "2020-03"))
     ds = ExpandedDataset(layout.root, split="train", hr_size=32, fp_px=16)
     assert ds.class_ids == (1, 2, 3, 4, 5, 6) and len(ds) == 1
     s = ds[0]
@@ -253,17 +261,8 @@ def test_dynamicearthnet_protocol_runs_in_evaluation(tmp_path: Path,
     from pipeline.dataset.torch_expanded import ExpandedDataset
     from pipeline.train import metrics as metrics_mod
     from pipeline.train.drivers import evaluate_run, train_model
-    from tests.expand_helpers import make_dynamicearthnet
 
-    months = ("2020-02", "2020-03", "2020-04")
-    den = make_dynamicearthnet(tmp_path / "den", months=months, e2e=True)
-    archive = tmp_path / "archive"
-    write_scene(archive, 3, 0.1, month=(2020, 2))
-    write_scene(archive, 13, 0.3)
-    layout = Layout(tmp_path / "out")
-    cfg = ExpandConfig(adapter="dynamicearthnet", path=str(den), sentinel_archive=str(archive),
-                       footprint_margin_m=100.0)
-    expand_all(cfg, SentinelConfig(source="local"), layout)
+    layout = _expanded_den(tmp_path, ("2020-02", "2020-03", "2020-04"))
     pairs = ExpandedDataset(layout.root, split="test", hr_size=32, fp_px=16, den_pairs=True)
     assert pairs.patch_ids == ["2196_3885_13:2020-02", "2196_3885_13:2020-03"]
     s0, s1 = pairs[0], pairs[1]

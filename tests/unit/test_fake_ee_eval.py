@@ -15,7 +15,7 @@ from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.gee import GeeSource
 from pipeline.sentinel.sources.gee import recipe as recipe_mod
 from tests.equivalence_helpers import GRID, L2A_MONTH, build_archive
-from tests.fake_ee import FakeEarthEngine
+from tests.fake_ee import FakeEarthEngine, evaluating_fake
 from tests.fake_ee_eval import EEError, compute_pixels, compute_value
 
 #: a 6 x 4 px request grid (10 m, north-up)
@@ -32,15 +32,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(archive: Path):  # type: ignore[no-untyped-def]
-    import ee.deprecation
-
-    orig = ee.deprecation._FetchDataCatalogStac
-    ee.deprecation._FetchDataCatalogStac = lambda: {}
-    srv = FakeEarthEngine(archive=archive).start()
-    GeeSource(project="test", api_url=srv.url, max_retries=0)  # initialises the client
-    yield srv
-    srv.stop()
-    ee.deprecation._FetchDataCatalogStac = orig
+    with evaluating_fake(archive) as srv:
+        GeeSource(project="test", api_url=srv.url, max_retries=0)  # initialises the client
+        yield srv
 
 
 def pixels(server: FakeEarthEngine, img, bands: list[str]) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ from tests.equivalence_helpers import (
     MIXED_MONTH,
     build_archive,
 )
-from tests.fake_ee import FakeEarthEngine
+from tests.fake_ee import evaluating_fake
 
 #: A block that starts inside the AOI (its grid is not the AOI's).
 BLOCK = Block(col0=8, row0=16, width=56, height=48)
@@ -92,15 +92,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gee(archive: Path):  # type: ignore[no-untyped-def]
-    import ee.deprecation
-
-    orig = ee.deprecation._FetchDataCatalogStac
-    ee.deprecation._FetchDataCatalogStac = lambda: {}
-    server = FakeEarthEngine(archive=archive).start()
-    yield GeeSource(project="test", api_url=server.url, max_retries=0, backoff_base_s=0.01,
-                    seed=0)
-    server.stop()
-    ee.deprecation._FetchDataCatalogStac = orig
+    with evaluating_fake(archive) as server:
+        yield GeeSource(project="test", api_url=server.url, max_retries=0,
+                        backoff_base_s=0.01, seed=0)
 
 
 def differing(a: BlockResult, b: BlockResult) -> np.ndarray:
