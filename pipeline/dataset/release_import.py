@@ -144,8 +144,9 @@ def scan_release(opts: ReleaseImport) -> tuple[str, list[ReleasePatch], dict[str
                             f"{city}/{n}" if folder == root else n
                             for n in read_id_list(folder / f"{s}.txt"))
                         break
-    ids = [p.patch_id for p in patches]
-    dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    from collections import Counter
+
+    dup = sorted(i for i, n in Counter(p.patch_id for p in patches).items() if n > 1)
     if dup:
         raise DatasetError(f"{src}: patch(es) {dup[:5]} appear twice (in two split folders or "
                            "two city folders with one name): fix the release folder")

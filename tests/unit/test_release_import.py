@@ -198,6 +198,9 @@ def test_release_errors_name_the_file(tmp_path: Path) -> None:
     Image.fromarray(np.full((HR_PX, HR_PX), 200, np.uint8)).save(src2 / "im1_label" / "5_252.png")
     with pytest.raises(DatasetError, match=r"5_252\.png: values \[200\] are not FUSU classes"):
         import_release(ReleaseImport(src2, sentinel=False), layout, SPLITS_CFG)
+    twice = write_official(tmp_path / "d", {"train": [(3, 250)], "val": [(3, 250)]})
+    with pytest.raises(DatasetError, match=r"patch\(es\) \['d_r3_c250'\] appear twice"):
+        import_release(ReleaseImport(twice), layout, SPLITS_CFG)
     (tmp_path / "c" / "notes").mkdir(parents=True)
     with pytest.raises(DatasetError, match="holds neither im1/"):
         import_release(ReleaseImport(tmp_path / "c"), layout, SPLITS_CFG)
