@@ -208,9 +208,10 @@ class _Arrays:
 
 
 def _write_city_cubes(src: Path, layout: Layout, city: str, patches: Sequence[ReleasePatch],
-                      months: Sequence[str], factor: float, threads: int) -> dict[str, int]:
-    """The city's storage-grid mosaic (slot k of the sorted patches at row k // 16, column
-    k % 16); returns counts of months missing / read."""
+                      months: Sequence[str], factor: float, threads: int
+                      ) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """The city's storage-grid mosaic (slot k of ``patches`` at row k // 16, column k % 16);
+    returns (counts of months read / missing, {patch id: (fp_col0, fp_row0)} of its slot)."""
     from pipeline.grid import AoiGrid
     from pipeline.io.jsonfile import write_json
     from pipeline.io.mosaic import (
@@ -271,7 +272,8 @@ def _write_city_cubes(src: Path, layout: Layout, city: str, patches: Sequence[Re
         "storage": f"one {FP_PX} px slot per patch, {ncols} per row (patches.parquet fp_col0 "
                    "/ fp_row0); the CRS is a placeholder"})
     write_json(layout.grid(city), {**grid.to_dict(), "georeferenced": False})
-    return counts
+    slots = {p.patch_id: (k % ncols * FP_PX, k // ncols * FP_PX) for k, p in enumerate(patches)}
+    return counts, slots
 
 
 # --------------------------------------------------------------------------- driver
@@ -337,23 +339,23 @@ def import_release(opts: ReleaseImport, layout: Layout, splits_cfg: Any) -> dict
     months = resolve_months(patches) if opts.sentinel else []
     sentinel: dict[str, Any] = {"months": months}
     if months:
-        slot = {p.patch_id: k for city in sorted({q.city for q in patches})
-                for k, p in enumerate(q for q in patches if q.city == city)}
-        index["fp_col0"] = [slot[p.patch_id] % SLOTS_PER_ROW * FP_PX for p in patches]
-        index["fp_row0"] = [slot[p.patch_id] // SLOTS_PER_ROW * FP_PX for p in patches]
-        index["fp_size_px"] = FP_PX
-        (index["patch_off_x_px"], index["patch_off_y_px"], index["patch_w_px"],
-         index["patch_h_px"]) = PATCH_BOX
         from pipeline.io.raster import read_bands
 
         first = next(f for p in patches for t in range(len(months))
                      if (f := month_file(p, months, t)) is not None)
         factor = s2_to_reflectance_factor(read_bands(src / first)[:12])
         sentinel.update(s2_scale=factor, first_file=first, by_city={})
+        slots: dict[str, tuple[int, int]] = {}
         for city in sorted({p.city for p in patches}):
             mine = [p for p in patches if p.city == city]
-            sentinel["by_city"][city] = _write_city_cubes(src, layout, city, mine, months,
-                                                          factor, opts.threads)
+            sentinel["by_city"][city], placed = _write_city_cubes(
+                src, layout, city, mine, months, factor, opts.threads)
+            slots.update(placed)
+        index["fp_col0"] = [slots[p.patch_id][0] for p in patches]
+        index["fp_row0"] = [slots[p.patch_id][1] for p in patches]
+        index["fp_size_px"] = FP_PX
+        (index["patch_off_x_px"], index["patch_off_y_px"], index["patch_w_px"],
+         index["patch_h_px"]) = PATCH_BOX
     gdf = gpd.GeoDataFrame(index, geometry=list(boxes), crs=None)
     for name, ids in split_lists(gdf).items():
         write_lines(layout.split_list(name), list(ids))
