@@ -117,3 +117,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 reason="no Earth Engine credentials (run `pytest -m gee_live` to be told how)"))
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))
+
+
+@pytest.fixture(scope="session")
+def equivalence_archive(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The cross-source scene archive of tests/equivalence_helpers.py, built once per session
+    (the equivalence tests and the evaluating fake's tests read the same scenes)."""
+    from tests.equivalence_helpers import build_archive
+
+    return build_archive(tmp_path_factory.mktemp("equivalence"))

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+# The catalogue's ids written out, not imported from the recipe under test: a misspelt id
+# there must miss here, as it misses on Earth Engine.
 S2_L2A = "COPERNICUS/S2_SR_HARMONIZED"
 S2_L1C = "COPERNICUS/S2_HARMONIZED"
 S2_CLOUD_PROB = "COPERNICUS/S2_CLOUD_PROBABILITY"

@@ -14,7 +14,7 @@ from pipeline.errors import SourceError
 from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.gee import GeeSource
 from pipeline.sentinel.sources.gee import recipe as recipe_mod
-from tests.equivalence_helpers import GRID, L2A_MONTH, build_archive
+from tests.equivalence_helpers import GRID, L2A_MONTH
 from tests.fake_ee import FakeEarthEngine, evaluating_fake
 from tests.fake_ee_eval import EEError, compute_pixels, compute_value
 
@@ -26,8 +26,8 @@ REQ = {"dimensions": {"width": 6, "height": 4},
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_archive(tmp_path_factory.mktemp("eval_archive"))
+def archive(equivalence_archive: Path) -> Path:
+    return equivalence_archive
 
 
 @pytest.fixture(scope="module")

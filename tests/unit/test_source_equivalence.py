@@ -43,7 +43,6 @@ from tests.equivalence_helpers import (
     L1C_MONTH,
     L2A_MONTH,
     MIXED_MONTH,
-    build_archive,
 )
 from tests.fake_ee import evaluating_fake
 
@@ -86,8 +85,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_archive(tmp_path_factory.mktemp("equivalence"))
+def archive(equivalence_archive: Path) -> Path:
+    return equivalence_archive
 
 
 @pytest.fixture(scope="module")
