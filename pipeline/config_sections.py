@@ -409,6 +409,16 @@ class SentinelConfig(_Model):
         description="Disk radius (px) by which the cloud mask is dilated (s2cloudless "
         "dilation_size); None = the preset's value.",
     )
+    cloud_grid_factor: Literal[1, 2, 3, 6] = Field(
+        default=1,
+        description="Run s2cloudless once per f x f cell of the 10 m grid (on the cell's mean "
+        "reflectance; every pixel takes its cell's probability) instead of once per pixel: "
+        "1 = per pixel, as Earth Engine's S2_CLOUD_PROBABILITY (the only value the gee source "
+        "has); 2/3/6 = 20/30/60 m cells, about f*f times fewer classifier calls. On the "
+        "package's real L1C chip f = 2 changes 3.6 % of the mask's pixels and misses 1.8 % "
+        "as clouds (docs/benchmarks.md, 'Cloud masks'). Scene sources with s2_mask "
+        "s2cloudless only.",
+    )
     shadow_mask: bool = Field(
         default=False, description="Also mask cloud shadows (projected from clouds)."
     )
@@ -442,6 +452,24 @@ class SentinelConfig(_Model):
     )
     gee: GeeConfig = GeeConfig()
     stac: StacConfig = StacConfig()
+
+    @model_validator(mode="after")
+    def _cloud_grid(self) -> SentinelConfig:
+        if self.cloud_grid_factor == 1:
+            return self
+        if self.source == "gee":
+            raise ValueError(
+                f"sentinel.cloud_grid_factor {self.cloud_grid_factor}: Earth Engine's "
+                "S2_CLOUD_PROBABILITY is computed per 10 m pixel and cannot be recomputed on "
+                "cells; set cloud_grid_factor: 1 or use sentinel.source 'stac' / 'local'"
+            )
+        if self.s2_mask != "s2cloudless":
+            raise ValueError(
+                f"sentinel.cloud_grid_factor {self.cloud_grid_factor} applies to s2cloudless "
+                f"only but sentinel.s2_mask is {self.s2_mask!r}: set cloud_grid_factor: 1 or "
+                "s2_mask: s2cloudless"
+            )
+        return self
 
 
 class SplitRatios(_Model):

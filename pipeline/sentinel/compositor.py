@@ -25,7 +25,11 @@ Recipe (identical to the Earth Engine path, pixel by pixel)
    per acquisition of the month being processed: uint8 whole percent for ``gee``, as Earth
    Engine's collection stores them, float32 for the post-processing presets, so the package's
    average and threshold see unrounded values), so pixels shared by a block's halo and its
-   neighbour are never classified twice. An acquisition without L1C bands has no
+   neighbour are never classified twice. ``recipe.cloud_grid_factor`` f > 1 (scene sources
+   only, an opt-in speed option) classifies once per f x f cell of the frame instead, on the
+   mean of the cell's valid pixels, every pixel taking its cell's probability (about f*f
+   fewer predictions; the masks differ from Earth Engine's, docs/benchmarks.md measures by
+   how much); reads then start on a cell corner. An acquisition without L1C bands has no
    s2cloudless input: as L2A it is masked with its SCL layer (``L2A/SCL.tif``, the classes
    ``recipe.scl_mask_classes``) when it has one, else it is a counted skip
    (``meta["s2_scenes_skipped"]["no_cloud_layer"]``) that never makes the month L2A or
@@ -105,6 +109,24 @@ def read_window_on_grid(
                         window=(col0 + pad, row0 + pad, width, height))
 
 
+def _cell_aligned(
+    grid: AoiGrid, col0: int, row0: int, width: int, height: int, factor: int
+) -> tuple[int, int, int, int]:
+    """The window (col0, row0, width, height) of ``grid`` grown to whole cells of
+    ``factor`` px, cells anchored at the frame's origin (:func:`frame_pad`), without leaving
+    the frame; unchanged for ``factor`` 1."""
+    if factor <= 1:
+        return col0, row0, width, height
+    m = frame_pad(grid)
+    out = []
+    for start, size, limit in ((col0, width, grid.width), (row0, height, grid.height)):
+        a = (start + m) // factor * factor
+        b = min(-(-(start + m + size) // factor) * factor, limit + 2 * m)
+        out.append((a - m, b - a))
+    (c, w), (r, h) = out
+    return c, r, w, h
+
+
 class CloudDetector:
     """Thread-safe wrapper of s2cloudless (model loaded once, lazily)."""
 
@@ -127,6 +149,34 @@ class CloudDetector:
             prob = self._det.get_cloud_probability_maps(px[None, :, None, :])
         out[valid] = prob[0, :, 0]
         return out
+
+    def cell_probability(
+        self, bands: np.ndarray, valid: np.ndarray, need: np.ndarray, factor: int
+    ) -> tuple[np.ndarray, int]:
+        """Cloud probability on a ``factor`` x ``factor`` cell grid (``cloud_grid_factor``):
+        the classifier runs once per cell, on the mean of the cell's valid pixels, and every
+        pixel takes its cell's value (nearest upsampling).
+
+        ``bands`` (10, h, w) float32 TOA reflectance, ``valid`` / ``need`` (h, w) bool; the
+        window's upper-left pixel must be a cell corner (cells are anchored at the frame's
+        origin, so a cell's mean never depends on the block plan); a last partial row or
+        column of cells holds the pixels there are (the frame's edge). Returns float32 (h, w)
+        in [0, 1] (NaN outside the cells holding a ``need`` pixel, and where not ``valid``)
+        and the number of cells classified.
+        """
+        f = int(factor)
+        h, w = valid.shape
+        ch, cw = -(-h // f), -(-w // f)
+        pad = ((0, ch * f - h), (0, cw * f - w))
+        okp = np.pad(valid, pad)
+        n = okp.reshape(ch, f, cw, f).sum(axis=(1, 3))
+        cells = np.pad(need & valid, pad).reshape(ch, f, cw, f).any(axis=(1, 3)) & (n > 0)
+        vals = np.pad(np.where(valid, bands, np.float32(0.0)), ((0, 0), *pad))
+        sums = vals.reshape(len(bands), ch, f, cw, f).sum(axis=(2, 4), dtype=np.float64)
+        means = (sums / np.maximum(n, 1)).astype(np.float32)
+        pc = self.probability(means, cells)
+        out = np.repeat(np.repeat(pc, f, axis=0), f, axis=1)[:h, :w]
+        return np.where(valid, out, np.float32(np.nan)).astype(np.float32), int(cells.sum())
 
 
 class _Mosaic:
@@ -507,21 +557,24 @@ class Compositor:
         post = int(recipe.cloud_average_over) + int(recipe.cloud_dilation_size)
         shadow_px = int(np.ceil(SHADOW_DISTANCE_M / grid.res_m)) if recipe.shadow_mask else 0
         halo = shadow_px + post
-        h, w = block.height + 2 * halo, block.width + 2 * halo
+        x0, y0, w, h = _cell_aligned(grid, block.col0 - halo, block.row0 - halo,
+                                     block.width + 2 * halo, block.height + 2 * halo,
+                                     recipe.cloud_grid_factor)
         off = scene.offsets.get("L1C", 0.0)
         dn, valid = read_window_on_grid(
-            [scene.file("L1C", b) for b in S2CLOUDLESS_BANDS], grid, block.col0 - halo,
-            block.row0 - halo, w, h, "bilinear", nodata=0,
+            [scene.file("L1C", b) for b in S2CLOUDLESS_BANDS], grid, x0, y0, w, h, "bilinear",
+            nodata=0,
         )
         stats["requests"] += len(S2CLOUDLESS_BANDS)
         stats["bytes"] += dn.size * 2
         ok = np.asarray(valid.all(axis=0))
-        inner = (slice(halo, halo + block.height), slice(halo, halo + block.width))
+        iy, ix = block.row0 - y0, block.col0 - x0
+        inner = (slice(iy, iy + block.height), slice(ix, ix + block.width))
         if not ok[inner].any():
             return None
         refl = (dn + off) / np.float32(10000.0)
-        prob = self._probability(scene, grid, block.col0 - halo, block.row0 - halo, refl, ok,
-                                 exact=post > 0)
+        prob = self._probability(scene, grid, x0, y0, refl, ok, exact=post > 0,
+                                 factor=recipe.cloud_grid_factor)
         clear = ok & ~postprocess_cloud_mask(prob, recipe.cloud_probability_threshold,
                                              recipe.cloud_average_over,
                                              recipe.cloud_dilation_size, ok)
@@ -536,7 +589,7 @@ class Compositor:
 
     def _probability(
         self, scene: S2Scene, grid: AoiGrid, col0: int, row0: int, refl: np.ndarray,
-        ok: np.ndarray, exact: bool,
+        ok: np.ndarray, exact: bool, factor: int = 1,
     ) -> np.ndarray:
         """Cloud probability (float32 (h, w) in [0, 1], NaN = invalid) of a window whose
         upper-left pixel is (col0, row0) of ``grid`` (may start outside it by up to the shadow
@@ -545,7 +598,8 @@ class Compositor:
         ``exact`` keeps the classifier's float probability (the ``s2cloudless`` preset: its
         disk average and threshold then see what the package sees); otherwise it is rounded to
         whole percent, as Earth Engine's S2_CLOUD_PROBABILITY stores it (the ``gee`` preset),
-        and cached as uint8 (255 = not classified).
+        and cached as uint8 (255 = not classified). ``factor`` > 1 classifies cells
+        (:meth:`CloudDetector.cell_probability`; the window must start on a cell corner).
         """
         m = frame_pad(grid)
         month = scene.time.strftime("%Y-%m")
@@ -564,10 +618,13 @@ class Compositor:
             todo = np.isnan(win) if exact else (win == 255)
             need = ok & todo
             if need.any():
-                p = self.detector.probability(refl, need)
+                if factor > 1:
+                    p, n = self.detector.cell_probability(refl, ok, need, factor)
+                else:
+                    p, n = self.detector.probability(refl, need), int(need.sum())
                 win[need] = (p[need].astype(np.float32) if exact else
                              np.clip(np.rint(p[need] * 100.0), 0, 100).astype(np.uint8))
-                self.classified_pixels += int(need.sum())
+                self.classified_pixels += n
             if exact:
                 return np.where(ok, win, np.float32(np.nan)).astype(np.float32)
             return np.where(ok & (win != 255), win / np.float32(100.0),

@@ -44,12 +44,21 @@ def _marker(ledger_dir: Path, block: Block) -> Path:
     return ledger_dir / f"{block.id}.json"
 
 
+#: Recipe fields added after ledgers existed: left out of the key at their default, so an
+#: upgrade does not refetch the months it finished (their bytes are what the default makes).
+_KEYED_ONLY_WHEN_SET: dict[str, Any] = {"cloud_grid_factor": 1}
+
+
 def recipe_key(recipe: Recipe, identity: dict[str, Any] | None = None) -> str:
     """Fingerprint of everything that decides a block's bytes besides its grid window: the
     compositing recipe and the source's identity (e.g. ``{"source": "local", "archive":
     <absolute path>}``). Stored in every ledger marker; a marker with another key does not
     count as done, so changing the recipe or the source refetches instead of resuming."""
-    doc = {"recipe": dataclasses.asdict(recipe), "source": identity or {}}
+    rec = dataclasses.asdict(recipe)
+    for k, default in _KEYED_ONLY_WHEN_SET.items():
+        if rec.get(k) == default:
+            del rec[k]
+    doc = {"recipe": rec, "source": identity or {}}
     return json_digest(doc, 16)
 
 

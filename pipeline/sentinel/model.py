@@ -77,6 +77,7 @@ class Recipe:
 
     ``cloud_average_over`` / ``cloud_dilation_size``: s2cloudless post-processing (disk radii in
     grid px; 0 = none), resolved from ``cloud_preset`` unless set explicitly.
+    ``cloud_grid_factor``: s2cloudless per f x f cell (1 = per pixel, as Earth Engine).
     """
 
     s2_mask: Literal["s2cloudless", "cloud_score_plus", "scl"] = "s2cloudless"
@@ -85,6 +86,7 @@ class Recipe:
     cloud_preset: str = "gee"
     cloud_average_over: int = 0
     cloud_dilation_size: int = 0
+    cloud_grid_factor: int = 1
     cloud_score_plus_threshold: float = 0.6
     shadow_mask: bool = False
     allow_l1c_fallback: bool = True

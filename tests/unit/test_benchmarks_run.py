@@ -73,6 +73,8 @@ def test_sentinel_local_benchmark_runs_on_a_tiny_archive(tmp_path: Path) -> None
                                    "fp_size_px": [32, 32]}), lay.footprints("a"))
     write_scene(tmp_path / "archive", 3, 0.1)
     res = _run("sentinel_local", ["--root", str(lay.root), "--aoi", "a", "--archive",
-                                  str(tmp_path / "archive"), "--months", "1", "--threads", "1"])
+                                  str(tmp_path / "archive"), "--months", "1", "--threads", "1",
+                                  "--cloud-grid-factors", "1", "2"])
     out = res.stdout + res.stderr
     assert res.returncode == 0 and "footprint-months/s" in out, out[-3000:]
+    assert "cloud_grid_factor 2:" in out and "faster than factor 1" in out, out[-3000:]
