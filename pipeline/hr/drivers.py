@@ -217,6 +217,15 @@ def _same_grid(a: Any, b: Any) -> bool:
         b.transform, precision=1e-6 * abs(a.transform.a)))
 
 
+def _fully_valid(row: Any, date: str) -> bool:
+    """Whether the tile index records the patch's ``date`` HR image without no data (its
+    ``nodata_frac_<date>`` is the fraction of the mask the tile stage wrote into the file,
+    under the same any-band rule as :func:`pipeline.io.geotiff.read_patch`,
+    ``tests/unit/test_patch_validity.py``); False when the index lacks the column."""
+    frac = getattr(row, f"nodata_frac_{date}", None)
+    return frac is not None and float(frac) == 0.0
+
+
 def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True,
               threads: int = 1) -> Path:
     """Driver of rule ``labels``: label rasters and ``labels.parquet`` of one AOI
@@ -278,8 +287,12 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
                 tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")
+                # a patch the tile index records without no data needs no mask read (the mask
+                # of a GeoTIFF with a nodata value means decoding every pixel)
+                whole = _fully_valid(row, date)
                 grid = read_patch(hr, f"AOI {name!r} {date.upper()} HR patch {pid}", data=False,
-                                  valid=True, require_crs=True)
+                                  valid=not whole, require_crs=True)
+                valid = np.ones(grid.shape, bool) if whole else grid.valid
                 if grid_t1 is None:
                     grid_t1 = grid
                 elif not _same_grid(grid, grid_t1):
@@ -287,9 +300,9 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                         f"AOI {name!r} patch {pid}: the T2 HR patch {hr} is not on the T1 "
                         "patch grid: rerun the tile stage (T2 must be co-registered to T1)"
                     )
-                assert grid.valid is not None  # read_patch(valid=True)
+                assert valid is not None  # read_patch(valid=True)
                 label = label_patch(polygons.on(date, grid_t1.crs), grid_t1.transform,
-                                    grid.valid, nodata=schema.nodata, all_touched=cfg.all_touched)
+                                    valid, nodata=schema.nodata, all_touched=cfg.all_touched)
                 write_patch_tif(out, label[np.newaxis], grid_t1.transform, grid_t1.crs,
                                 schema.nodata, colormap=cmap)
             hist = class_histogram(label, schema)

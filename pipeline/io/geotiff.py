@@ -215,19 +215,14 @@ class PatchRaster:
         crs: CRS string (``""`` when the file has none).
         valid: ``(h, w)`` bool, True where any band has data (nodata value, alpha or internal
             mask, as GDAL reports them); None unless asked for.
+        shape: ``(h, w)`` of the patch (also when neither pixels nor mask were read).
     """
 
     data: np.ndarray | None
     transform: Affine
     crs: str
     valid: np.ndarray | None
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(h, w) of the patch."""
-        a = self.data if self.data is not None else self.valid
-        assert a is not None  # read_patch always fills one of them
-        return (int(a.shape[-2]), int(a.shape[-1]))
+    shape: tuple[int, int]
 
     @property
     def band1(self) -> np.ndarray:
@@ -281,7 +276,7 @@ def read_patch(
                     i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha
                 ]
                 mask = np.any(ds.read_masks(mbands) > 0, axis=0)
-            transform, crs = ds.transform, ds.crs
+            transform, crs, shape = ds.transform, ds.crs, (int(ds.height), int(ds.width))
     except RasterioIOError as exc:
         if not p.exists():
             raise MissingInputError(
@@ -293,7 +288,7 @@ def read_patch(
         ) from None
     if require_crs and not crs:
         raise InputError(f"{what} {p} has no CRS: delete it and rerun the rule that writes it")
-    return PatchRaster(arr, transform, crs.to_string() if crs else "", mask)
+    return PatchRaster(arr, transform, crs.to_string() if crs else "", mask, shape)
 
 
 def clear_patch_tifs(folders: Sequence[str | Path]) -> int:

@@ -1,0 +1,122 @@
+"""The tile index's ``nodata_frac_<date>`` is the no-data fraction of the mask a reader of the
+written patch sees (:func:`pipeline.io.geotiff.read_patch`, any-band rule), for every kind of
+source the tile stage takes. The labels stage relies on it: a patch recorded without no data is
+labelled without decoding its pixels for the mask, with the same label bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from affine import Affine
+
+from pipeline.config import LabelsConfig, TileConfig
+from pipeline.hr.drivers import label_aoi, tile_aoi
+from pipeline.io.geotiff import read_patch
+from pipeline.io.parquet import read_geoparquet, write_geoparquet
+from pipeline.layout import Layout
+from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, render, write_rgb
+from tests.labels_helpers import make_tiny_aoi, px_box
+
+TR = Affine(1, 0, X0, 0, -1, Y0)
+
+
+def _holes(tmp: Path) -> tuple[Path, Path]:
+    img = render(TR, 64, 64)
+    img[:, 0, 0:4] = 0  # a few no-data pixels
+    img[0, 40, 40] = 0  # one channel 0 is data
+    return write_rgb(tmp / "t1.tif", data=img), write_rgb(tmp / "t2.tif")
+
+
+def _black_without_nodata(tmp: Path) -> tuple[Path, Path]:
+    img = render(TR, 64, 64)
+    img[:, 20:24, 20:24] = 0  # black pixels of a source that declares no nodata: data
+    return (write_rgb(tmp / "t1.tif", data=img, nodata=None),
+            write_rgb(tmp / "t2.tif", data=img, nodata=None))
+
+
+def _alpha(tmp: Path) -> tuple[Path, Path]:
+    rgba = np.concatenate([render(TR, 32, 32), np.full((1, 32, 32), 255, np.uint8)])
+    rgba[3, :4, :4] = 0
+    p = tmp / "rgba.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=32, height=32, count=4, dtype="uint8",
+                       crs=f"EPSG:{EPSG}", transform=TR, photometric="RGB",
+                       alpha="YES") as dst:
+        dst.write(rgba)
+    return p, write_rgb(tmp / "t2.tif", width=32, height=32, nodata=None)
+
+
+def _scaled_16_bit(tmp: Path) -> tuple[Path, Path]:
+    img = np.random.default_rng(3).integers(100, 4000, (3, 64, 64)).astype(np.uint16)
+    img[:, :4, :4] = 0
+    return (write_rgb(tmp / "t1.tif", data=img, dtype="uint16"),
+            write_rgb(tmp / "t2.tif", data=img, dtype="uint16"))
+
+
+def _shifted_t2(tmp: Path) -> tuple[Path, Path]:
+    return (write_rgb(tmp / "t1.tif", nodata=None),
+            write_rgb(tmp / "t2.tif", nodata=None, transform=Affine(1, 0, X0 + 2, 0, -1, Y0)))
+
+
+def _shifted_t2_with_nodata(tmp: Path) -> tuple[Path, Path]:
+    return (write_rgb(tmp / "t1.tif"),
+            write_rgb(tmp / "t2.tif", transform=Affine(1, 0, X0 + 2.5, 0, -1, Y0 - 1.5)))
+
+
+SOURCES: dict[str, Callable[[Path], tuple[Path, Path]]] = {
+    "nodata-holes": _holes, "black-without-nodata": _black_without_nodata, "alpha": _alpha,
+    "16-bit-scaled": _scaled_16_bit, "shifted-t2": _shifted_t2,
+    "shifted-t2-nodata": _shifted_t2_with_nodata,
+}
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_index_nodata_fraction_is_the_written_mask(tmp_path: Path, source: str) -> None:
+    t1, t2 = SOURCES[source](tmp_path)
+    lay = Layout(tmp_path / "o")
+    res = tile_aoi(aoi_spec(t1, t2), TileConfig.model_validate(
+        {"patch_size_px": 16, "max_nodata_fraction": 0.3}), lay, progress=False)
+    assert len(res.index) > 0
+    whole = 0
+    for row in res.index.itertuples(index=False):
+        for date in ("t1", "t2"):
+            valid = read_patch(lay.root / getattr(row, f"hr_{date}"), valid=True).valid
+            assert valid is not None
+            frac = float(getattr(row, f"nodata_frac_{date}"))
+            assert frac == pytest.approx(1.0 - valid.mean(), abs=1e-9), (row.patch_id, date)
+            assert (frac == 0.0) == bool(valid.all()), (row.patch_id, date)
+            whole += frac == 0.0
+    assert whole > 0
+
+
+def _label_digests(lay: Layout, name: str) -> dict[str, str]:
+    return {p.relative_to(lay.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(lay.root.rglob("labels/*/*.tif"))}
+
+
+def test_labels_are_the_same_with_and_without_the_index_shortcut(tmp_path: Path) -> None:
+    """Patches with and without no data, labelled once from the index's fractions and once
+    from an index without them (every mask read from the file): the same label bytes."""
+    feats = [(px_box(0, 0, 2, 2, 30, 12), 3), (px_box(0, 0, 8, 0, 20, 30), 5)]
+    runs = {}
+    for how in ("index", "files"):
+        aoi, lay = make_tiny_aoi(tmp_path / how, feats, feats, t2_nodata_cols=3,
+                                 patches=((0, 0), (0, 1), (1, 0)))
+        if how == "files":
+            idx = read_geoparquet(lay.patches(aoi.name))
+            write_geoparquet(idx.drop(columns=["nodata_frac_t1", "nodata_frac_t2"]),
+                             lay.patches(aoi.name))
+        label_aoi(aoi, LabelsConfig(), lay, progress=False)
+        runs[how] = _label_digests(lay, aoi.name)
+        t2 = pd.read_parquet(lay.labels_index(aoi.name))
+        assert len(t2) == 3
+    assert runs["index"] == runs["files"] and len(runs["index"]) == 6
+    # the T2 no-data columns are no data in the labels (the file's mask was read for them)
+    lay = Layout(tmp_path / "index" / "results" / "ds")
+    lab = read_patch(next(iter(sorted(lay.root.rglob("labels/t2/*.tif"))))).band1
+    assert (lab[:, :3] == 255).all() and (lab[:, 3:] != 255).any()
