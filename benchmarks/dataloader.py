@@ -278,6 +278,15 @@ def measure(ds: Any, order: list[int], workers: int, batch: int, collate: Any) -
     return n / dt if dt > 0 else float("nan")
 
 
+def count_only(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A collate that ships nothing but the batch size: measuring a loader with it leaves out
+    the worker -> main transfer (stacking into fresh shared memory), so read and transfer
+    costs can be told apart."""
+    import torch
+
+    return {"t1": torch.zeros(len(samples), 1)}
+
+
 def cpu_ms_per_sample(ds: Any, order: list[int]) -> float:
     """CPU time (ms, this process and its threads) per sample read in-process: less sensitive
     than wall time to other jobs sharing the machine."""
@@ -391,6 +400,10 @@ def main(argv: list[str] | None = None) -> None:
             for name, (ds, coll) in datasets.items():
                 res[(name, w)] = measure(ds, order, w, args.batch, coll)
                 print(f"  {name:6s} workers={w}: {res[(name, w)]:7.1f} samples/s")
+        # the same loaders with nothing shipped to the main process (1 worker): what reading
+        # costs without the transfer every layout pays alike
+        bare = {name: measure(datasets[name][0], order, 1, args.batch, count_only)
+                for name in ("native", "native-c", "raw")}
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -418,6 +431,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{cpu['raw'] / cpu['native']:.2f} (same goal, >= 0.5), fusu/native = "
         f"{cpu['fusu'] / cpu['native']:.2f}"
     )
+    if 1 in args.workers:
+        print("Without the transfer to the main process (1 worker, nothing shipped): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in bare.items())
+              + " samples/s: the transfer costs raw "
+              f"{1000 / res[('raw', 1)] - 1000 / bare['raw']:.1f} ms and native-c "
+              f"{1000 / res[('native-c', 1)] - 1000 / bare['native-c']:.1f} ms per sample of "
+              "a worker's time")
     print(
         f"Sentinel bytes on disk per patch: native {native_s / 1e6:.2f} MB (mosaic / "
         f"{len(rows)} patches) vs FUSU {fusu_times / 1e6:.2f} MB (25 month GeoTIFFs): "

@@ -19,7 +19,7 @@ no spatial index), derive binary change and write the same five GeoTIFFs (HR t1/
 t1/t2, change). It runs on ``--baseline-patches`` patches spread over the lattice (per-patch
 cost does not depend on the order) and is reported in patches/s on both city sizes.
 
-Not run in CI (minutes). Measured figures: README "Running on a cluster" (Scale benchmarks).
+Not run in CI (minutes). Measured figures: docs/benchmarks.md (Scale benchmarks).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ stage's jobs, e.g. months) and summed runtime at both sizes, and the ratios 4x /
 Goals: RSS ratio <= 1.3 (every stage streams by patch, block or shard) and runtime ratio
 <= 4.5 (linear in the area).
 
-Not run in CI (minutes). Measured figures: README "Running on a cluster" (Scale benchmarks).
+Not run in CI (minutes). Measured figures: docs/benchmarks.md (Scale benchmarks).
 """
 
 from __future__ import annotations
