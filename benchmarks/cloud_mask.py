@@ -6,8 +6,9 @@ On the real Sentinel-2 L1C chip of the s2cloudless 1.1.0 source distribution (``
 512 px, all 13 bands; fetched once with ``pip download`` into ``$FUSU_TEST_CACHE``, default
 ``~/.cache/fusu-pipeline``, like ``tests/unit/test_s2cloudless_real.py``), it measures
 
-* the pipeline's classifier (:class:`pipeline.sentinel.compositor.CloudDetector`: s2cloudless'
-  LightGBM model, all cores) in pixels per second, the cost that dominates a month job;
+* the pipeline's classifier
+  (:class:`pipeline.sentinel.cloud_probability.CloudDetector`: s2cloudless' LightGBM model,
+  all cores) in pixels per second, the cost that dominates a month job;
 * for each ``--factor`` f, the mask obtained by averaging the 10 model bands over f x f pixel
   cells, classifying the cells and giving every pixel its cell's probability (nearest) or a
   bilinear interpolation of the cell probabilities, against the mask of the per-pixel
@@ -85,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.io.scenes import L1C_FILE_BANDS
-    from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
+    from pipeline.sentinel.cloud_probability import S2CLOUDLESS_BANDS, CloudDetector
 
     im = np.load(reference_chip())["s2_im"][0][: args.rows]
     bands = np.stack([im[..., L1C_FILE_BANDS.index(b)] for b in S2CLOUDLESS_BANDS])

@@ -13,12 +13,8 @@ import pytest
 
 from pipeline.config import SentinelConfig
 from pipeline.io.digest import json_digest
-from pipeline.sentinel.compositor import (
-    S2CLOUDLESS_BANDS,
-    CloudDetector,
-    frame_pad,
-    read_window_on_grid,
-)
+from pipeline.sentinel.cloud_probability import S2CLOUDLESS_BANDS, CloudDetector
+from pipeline.sentinel.compositor import frame_pad, read_window_on_grid
 from pipeline.sentinel.fetch import recipe_key
 from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import local_source

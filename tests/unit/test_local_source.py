@@ -23,7 +23,7 @@ from pipeline.io.scenes import (
     write_s1_scene,
     write_s2_scene,
 )
-from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
+from pipeline.sentinel.cloud_probability import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.model import Block, Recipe
 from pipeline.sentinel.sources.local import local_source
 from tests.sentinel_helpers import GRID, SX0, SY0, VEG_TOA, transforms, write_scene

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from pipeline.io.scenes import L1C_FILE_BANDS
+from pipeline.sentinel.cloud_probability import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.composite import cloud_clear_mask, postprocess_cloud_mask
-from pipeline.sentinel.compositor import S2CLOUDLESS_BANDS, CloudDetector
 from pipeline.sentinel.model import Recipe
 
 pytestmark = pytest.mark.slow
