@@ -409,8 +409,8 @@ class SentinelConfig(_Model):
         description="Disk radius (px) by which the cloud mask is dilated (s2cloudless "
         "dilation_size); None = the preset's value.",
     )
-    cloud_grid_factor: Literal[1, 2, 3, 6] = Field(
-        default=1,
+    cloud_grid_factor: int = Field(
+        default=1, json_schema_extra={"enum": [1, 2, 3, 6]},
         description="Run s2cloudless once per f x f cell of the 10 m grid (on the cell's mean "
         "reflectance; every pixel takes its cell's probability) instead of once per pixel: "
         "1 = per pixel, as Earth Engine's S2_CLOUD_PROBABILITY (the only value the gee source "
@@ -452,6 +452,14 @@ class SentinelConfig(_Model):
     )
     gee: GeeConfig = GeeConfig()
     stac: StacConfig = StacConfig()
+
+    @field_validator("cloud_grid_factor")
+    @classmethod
+    def _cloud_grid_factor(cls, v: int) -> int:
+        if v not in (1, 2, 3, 6):
+            raise ValueError(f"sentinel.cloud_grid_factor must be 1, 2, 3 or 6 (got {v}): "
+                             "cells of 10, 20, 30 or 60 m that nest in the 60 m bands")
+        return v
 
     @model_validator(mode="after")
     def _cloud_grid(self) -> SentinelConfig:

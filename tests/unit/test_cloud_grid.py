@@ -120,3 +120,5 @@ def test_the_option_is_refused_where_it_means_nothing(kw: dict[str, object],
     with pytest.raises(ValueError, match=needle):
         SentinelConfig(**kw)
     SentinelConfig(source="stac", cloud_grid_factor=6)
+    # snakemake --config sentinel='{cloud_grid_factor: 2}' hands the value over as text
+    assert SentinelConfig.model_validate({"cloud_grid_factor": "2"}).cloud_grid_factor == 2
