@@ -34,8 +34,6 @@ rule assemble:
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/assemble.log",
-    benchmark:
-        f"{ROOT}/logs/dataset/assemble.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -54,8 +52,6 @@ rule stats:
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/stats.log",
-    benchmark:
-        f"{ROOT}/logs/dataset/stats.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -75,8 +71,6 @@ rule stac:
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/stac.log",
-    benchmark:
-        f"{ROOT}/logs/dataset/stac.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -100,8 +94,6 @@ rule export_fusu:
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/export_fusu.log",
-    benchmark:
-        f"{ROOT}/logs/dataset/export_fusu.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -22,8 +22,6 @@ for _name, _spec in AOIS.items():
             aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_inputs/{_name}.log",
-        benchmark:
-            f"{CFG.results_dir}/logs/demo_inputs/{_name}.benchmark.tsv",
         threads: 2
         resources:
             mem_mb=2000,

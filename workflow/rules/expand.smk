@@ -41,8 +41,6 @@ if CFG.expand.adapter is not None:
             dataset=CFG.dataset,
         log:
             f"{ROOT}/logs/expand/index.log",
-        benchmark:
-            f"{ROOT}/logs/expand/index.benchmark.tsv",
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -58,8 +56,6 @@ if CFG.expand.adapter is not None:
             root=dataset_root,
         log:
             f"{ROOT}/logs/expand/sentinel_init/{{aoi}}.log",
-        benchmark:
-            f"{ROOT}/logs/expand/sentinel_init/{{aoi}}.benchmark.tsv",
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -82,8 +78,6 @@ if CFG.expand.adapter is not None:
             **({"gee": 1} if CFG.sentinel.source == "gee" else {}),
         log:
             f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.log",
-        benchmark:
-            f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.benchmark.tsv",
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -104,8 +98,6 @@ if CFG.expand.adapter is not None:
             allow_empty_series=CFG.sentinel.allow_empty_series,
         log:
             f"{ROOT}/logs/expand/stats.log",
-        benchmark:
-            f"{ROOT}/logs/expand/stats.benchmark.tsv",
         conda:
             "../envs/pipeline.yaml"
         script:

@@ -14,8 +14,6 @@ rule tile:
         root=dataset_root,
     log:
         f"{ROOT}/logs/tile/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/tile/{{aoi}}.benchmark.tsv",
     # patches compressed and written on the job's threads while the next strip is read
     threads: 4
     resources:
@@ -40,8 +38,6 @@ rule footprints:
         root=dataset_root,
     log:
         f"{ROOT}/logs/footprints/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/footprints/{{aoi}}.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -15,8 +15,6 @@ rule labels:
         root=dataset_root,
     log:
         f"{ROOT}/logs/labels/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/labels/{{aoi}}.benchmark.tsv",
     # patches labelled on the job's threads (rasterize, compression and reads release the GIL)
     threads: 4
     conda:
@@ -36,8 +34,6 @@ rule change:
         root=dataset_root,
     log:
         f"{ROOT}/logs/change/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/change/{{aoi}}.benchmark.tsv",
     threads: 4
     conda:
         "../envs/pipeline.yaml"

@@ -18,8 +18,6 @@ rule report:
         root=dataset_root,
     log:
         f"{ROOT}/logs/report.log",
-    benchmark:
-        f"{ROOT}/logs/report.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -39,8 +39,6 @@ for _name, _spec in AOIS.items():
             aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_scenes/{_name}.log",
-        benchmark:
-            f"{CFG.results_dir}/logs/demo_scenes/{_name}.benchmark.tsv",
         threads: 1
         resources:
             mem_mb=2000,
@@ -64,8 +62,6 @@ rule sentinel_init:
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_init/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/sentinel_init/{{aoi}}.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -86,8 +82,6 @@ rule sentinel_month:
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.log",
-    benchmark:
-        f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.benchmark.tsv",
     threads: 2
     resources:
         mem_mb=3000,
@@ -111,8 +105,6 @@ rule sentinel:
         allow_empty_series=CFG.sentinel.allow_empty_series,
     log:
         f"{ROOT}/logs/sentinel/{{aoi}}.log",
-    benchmark:
-        f"{ROOT}/logs/sentinel/{{aoi}}.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:

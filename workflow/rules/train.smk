@@ -23,8 +23,6 @@ rule train:
         gpu=1,
     log:
         f"{ROOT}/logs/train/{CFG.train.run}.log",
-    benchmark:
-        f"{ROOT}/logs/train/{CFG.train.run}.benchmark.tsv",
     conda:
         "../envs/train.yaml"
     script:
@@ -49,8 +47,6 @@ rule evaluate:
         gpu=1,
     log:
         f"{ROOT}/logs/evaluate/{CFG.train.run}_{CFG.train.eval_split}.log",
-    benchmark:
-        f"{ROOT}/logs/evaluate/{CFG.train.run}_{CFG.train.eval_split}.benchmark.tsv",
     conda:
         "../envs/train.yaml"
     script:
@@ -71,8 +67,6 @@ rule predict:
         gpu=1,
     log:
         f"{ROOT}/logs/predict/{CFG.train.run}_{CFG.train.eval_split}.log",
-    benchmark:
-        f"{ROOT}/logs/predict/{CFG.train.run}_{CFG.train.eval_split}.benchmark.tsv",
     conda:
         "../envs/train.yaml"
     script:
@@ -105,8 +99,6 @@ rule train_ablation_run:
         gpu=1,
     log:
         f"{ROOT}/logs/train/{{run}}.log",
-    benchmark:
-        f"{ROOT}/logs/train/{{run}}.benchmark.tsv",
     conda:
         "../envs/train.yaml"
     script:
@@ -124,8 +116,6 @@ rule ablation:
         root=dataset_root,
     log:
         f"{ROOT}/logs/train/ablation.log",
-    benchmark:
-        f"{ROOT}/logs/train/ablation.benchmark.tsv",
     conda:
         "../envs/pipeline.yaml"
     script:
