@@ -62,14 +62,17 @@ def reference_chip() -> Path:
 
 def coarse_probability(det: object, bands: np.ndarray, f: int, bilinear: bool) -> np.ndarray:
     """(h, w) probability from classifying f x f cell means of (10, h, w) reflectances (h, w
-    multiples of f), upsampled to the pixels by repetition or bilinearly (cell centres)."""
+    multiples of f), upsampled to the pixels by repetition (the pipeline's own
+    ``CloudDetector.cell_probability``, what ``sentinel.cloud_grid_factor`` runs) or
+    bilinearly (cell centres; not offered)."""
     from scipy import ndimage
 
     n, h, w = bands.shape
+    if not bilinear:
+        ones = np.ones((h, w), bool)
+        return det.cell_probability(bands, ones, ones, f)[0]  # type: ignore[attr-defined]
     cells = bands.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
     p = det.probability(cells, np.ones(cells.shape[1:], bool))  # type: ignore[attr-defined]
-    if not bilinear:
-        return np.repeat(np.repeat(p, f, 0), f, 1)
     # pixel centre (i + 0.5) lies at cell coordinate (i + 0.5) / f - 0.5
     yy = (np.arange(h) + 0.5) / f - 0.5
     xx = (np.arange(w) + 0.5) / f - 0.5

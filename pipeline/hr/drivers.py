@@ -300,7 +300,7 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                         f"AOI {name!r} patch {pid}: the T2 HR patch {hr} is not on the T1 "
                         "patch grid: rerun the tile stage (T2 must be co-registered to T1)"
                     )
-                assert valid is not None  # read_patch(valid=True)
+                assert valid is not None  # read_patch(valid=True) unless whole
                 label = label_patch(polygons.on(date, grid_t1.crs), grid_t1.transform,
                                     valid, nodata=schema.nodata, all_touched=cfg.all_touched)
                 write_patch_tif(out, label[np.newaxis], grid_t1.transform, grid_t1.crs,
