@@ -7,8 +7,10 @@ On the real Sentinel-2 L1C chip of the s2cloudless 1.1.0 source distribution (``
 ``~/.cache/fusu-pipeline``, like ``tests/unit/test_s2cloudless_real.py``), it measures
 
 * the pipeline's classifier
-  (:class:`pipeline.sentinel.cloud_probability.CloudDetector`: s2cloudless' LightGBM model,
-  all cores) in pixels per second, the cost that dominates a month job;
+  (:class:`pipeline.sentinel.cloud_probability.CloudDetector`: s2cloudless' LightGBM model
+  evaluated with ONNX Runtime, all cores) in pixels per second, the cost that dominates a
+  month job, against s2cloudless' own predictor (LightGBM's ``Booster.predict``), and whether
+  the two give identical probabilities;
 * for each ``--factor`` f, the mask obtained by averaging the 10 model bands over f x f pixel
   cells, classifying the cells and giving every pixel its cell's probability (nearest) or a
   bilinear interpolation of the cell probabilities, against the mask of the per-pixel
@@ -111,6 +113,16 @@ def main() -> None:
     h, w = bands.shape[1:]
     print(f"chip {h} x {w} px, {os.cpu_count()} CPUs: per-pixel classification "
           f"{h * w / t_full / 1e3:.0f} kpx/s ({t_full:.2f} s)")
+    # the predictor used before: LightGBM's own Booster.predict through s2cloudless
+    from s2cloudless import S2PixelCloudDetector
+
+    package = S2PixelCloudDetector(all_bands=False)
+    rows = np.ascontiguousarray(bands.reshape(len(bands), -1).T)[None, :, None, :]
+    t_lgb, p_lgb = timed(lambda: package.get_cloud_probability_maps(rows)[0, :, 0])
+    same = np.array_equal(p_lgb.reshape(h, w), p_full)
+    print(f"LightGBM's predictor (s2cloudless' own): {h * w / t_lgb / 1e3:.0f} kpx/s "
+          f"({t_lgb:.2f} s); the shipped ONNX evaluation is {t_lgb / t_full:.2f}x faster, "
+          f"probabilities {'identical' if same else 'DIFFERENT'}")
     thr = args.threshold
     print(f"{'factor':>6} {'upsampling':>10} {'differ':>8} {'missed':>8} {'added':>8} "
           f"{'time ratio':>10}")

@@ -1,5 +1,6 @@
-"""Throughput and peak memory of the offline (local archive + s2cloudless) Sentinel path, and
-what ``sentinel.cloud_grid_factor`` buys.
+"""Throughput and peak memory of the offline (local archive + s2cloudless) Sentinel path, what
+``sentinel.cloud_grid_factor`` buys, and what the ONNX evaluation of s2cloudless' model buys
+over LightGBM's own predictor.
 
 Runs the real stages (``sentinel_init`` then ``sentinel_month`` for N months) of an AOI whose
 footprints and scene archive already exist (default: the demo AOI after ``snakemake --cores 2
@@ -8,22 +9,29 @@ temporary results root, so the real outputs are untouched.
 
 Run: ``python -m benchmarks.sentinel_local [--root results/demo] [--aoi demo]
 [--archive results/demo-inputs/demo/scenes] [--months 3] [--first-month 2019-12]
-[--threads 2] [--block-px 256] [--cloud-grid-factors 1 2 3] [--rounds 3]``.
+[--threads 2] [--block-px 256] [--cloud-grid-factors 1 2 3] [--lightgbm] [--rounds 3]``.
 
 Each ``--cloud-grid-factors`` value is built into its own root, the factors taking turns
 (``--rounds`` times, the fastest round counts), so the time ratios are measured side by side.
 Prints footprint-months per second per factor, the month-job time ratio factor 1 / factor f,
 the s2cloudless predictions made, and how the composite differs from factor 1's: pixels whose
-clear-observation count differs and clear observations gained / lost. Peak RSS of the process.
+clear-observation count differs and clear observations gained / lost. ``--lightgbm`` adds a
+variant (taking its turn in every round) that builds the first factor with the predictor the
+pipeline used before, s2cloudless' own ``Booster.predict`` (one call at a time, LightGBM's
+OpenMP threads), and prints the month-job ratio LightGBM / ONNX and whether every array of the
+two staging stores is byte-identical. Peak RSS of the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +50,48 @@ def _s2_counts(lay: Layout, aoi: str) -> np.ndarray:
     return np.asarray(arrays["s2_count"][:])
 
 
+def _arrays(lay: Layout, aoi: str) -> dict[str, np.ndarray]:
+    """Every array of the AOI's staging store."""
+    from pipeline.io.mosaic import _open_arrays
+
+    arrays, _ = _open_arrays(str(lay.mosaic_staging(aoi)), "r")
+    return {k: np.asarray(a[:]) for k, a in arrays.items()}
+
+
+@contextlib.contextmanager
+def _lightgbm_predictor() -> Iterator[None]:
+    """CloudDetector.predict replaced by s2cloudless' own predictor (LightGBM's
+    ``Booster.predict`` on float32 rows, one call at a time as before the ONNX evaluation)."""
+    from s2cloudless import S2PixelCloudDetector
+
+    from pipeline.sentinel.cloud_probability import CloudDetector
+
+    det = S2PixelCloudDetector(all_bands=False)
+    lock = threading.Lock()
+
+    def predict(self: CloudDetector, px: np.ndarray) -> np.ndarray:
+        rows = np.asarray(px, np.float32)[None, :, None, :]
+        with lock:
+            return np.asarray(det.get_cloud_probability_maps(rows)[0, :, 0], np.float32)
+
+    shipped = CloudDetector.predict
+    CloudDetector.predict = predict  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CloudDetector.predict = shipped  # type: ignore[method-assign]
+
+
 def _build(src: Layout, root: Path, aoi_name: str, archive: str, months: list[str],
-           factor: int, args: argparse.Namespace) -> dict[str, Any]:
-    """init + every month into ``root`` with ``cloud_grid_factor`` ``factor``."""
+           factor: int, args: argparse.Namespace, lightgbm: bool = False) -> dict[str, Any]:
+    """init + every month into ``root`` with ``cloud_grid_factor`` ``factor`` (with
+    s2cloudless' LightGBM predictor when ``lightgbm``)."""
+    with _lightgbm_predictor() if lightgbm else contextlib.nullcontext():
+        return _build_months(src, root, aoi_name, archive, months, factor, args)
+
+
+def _build_months(src: Layout, root: Path, aoi_name: str, archive: str, months: list[str],
+                  factor: int, args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.aoi import AoiSpec
     from pipeline.sentinel.drivers import fetch_month, init_aoi
     from pipeline.sentinel.sources import make_source
@@ -87,6 +134,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--block-px", type=int, default=None)
     ap.add_argument("--cloud-grid-factors", type=int, nargs="+", default=[1])
+    ap.add_argument("--lightgbm", action="store_true",
+                    help="also build the first factor with LightGBM's own predictor")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
 
@@ -97,7 +146,7 @@ def main() -> None:
         months = [m for m in months if m >= args.first_month]
     months = months[: args.months]
     factors = list(dict.fromkeys(args.cloud_grid_factors))
-    best: dict[int, dict[str, Any]] = {}
+    best: dict[int | str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sentinel-") as tmp:
         for r in range(args.rounds):
             for f in factors:
@@ -106,6 +155,13 @@ def main() -> None:
                       f"{got['predictions']} s2cloudless predictions")
                 if f not in best or got["seconds"] < best[f]["seconds"]:
                     best[f] = got
+            if args.lightgbm:
+                got = _build(src, Path(tmp) / "lightgbm", args.aoi, args.archive, months,
+                             factors[0], args, lightgbm=True)
+                print(f"round {r + 1} LightGBM predictor (factor {factors[0]}): "
+                      f"{got['seconds']:.2f} s")
+                if "lightgbm" not in best or got["seconds"] < best["lightgbm"]["seconds"]:
+                    best["lightgbm"] = got
         ref = best[factors[0]]
         for s in ref["summaries"]:
             print(f"{s['month']}: {s['n_scenes']['s2']} S2 + {s['n_scenes']['s1']} S1 scenes, "
@@ -129,6 +185,15 @@ def main() -> None:
                          f"months; clear observations +{gained} / -{lost} of "
                          f"{int(c0.sum())}")
             print(line)
+        if args.lightgbm:
+            lg = best["lightgbm"]
+            a, b = _arrays(ref["layout"], args.aoi), _arrays(lg["layout"], args.aoi)
+            same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True)
+                                                 for k in a)
+            print(f"ONNX evaluation (shipped) vs LightGBM's predictor, factor {factors[0]}: "
+                  f"month job {lg['seconds'] / ref['seconds']:.2f}x faster "
+                  f"({ref['seconds']:.2f} s vs {lg['seconds']:.2f} s); staging stores "
+                  f"{'byte-identical' if same else 'DIFFER'} ({len(a)} arrays)")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

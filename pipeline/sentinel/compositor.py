@@ -589,5 +589,6 @@ class Compositor:
         return refl, np.asarray(valid)
 
     def close(self) -> None:
-        """Release the provider's resources (sessions, clients)."""
+        """Release the provider's resources (sessions, clients) and the classifier's threads."""
+        self.detector.close()
         self.provider.close()
