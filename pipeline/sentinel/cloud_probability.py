@@ -17,13 +17,16 @@ with ONNX Runtime instead of LightGBM's predictor, **bit for bit** the same:
 
 :class:`CloudDetector` checks the translation against LightGBM on probe rows (every split
 value and its two float64 neighbours of a sample of splits) when it builds the session and
-refuses to run on any difference. Measured on the real s2cloudless chip (438,272 pixels):
+refuses to run on any difference; the compositor starts that build in the background
+(:meth:`CloudDetector.warm_up`) as soon as a block knows it needs the classifier. Measured on
+the real s2cloudless chip (438,272 pixels):
 identical float64 probabilities, 2.3-2.5x less time than ``Booster.predict`` on 2 cores
 (docs/benchmarks.md, Cloud masks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -230,6 +233,20 @@ class CloudDetector:
         self._session: Any = None
         self._sigmoid = 1.0
         self._pool: ThreadPoolExecutor | None = None
+        self._warming: threading.Thread | None = None
+
+    def warm_up(self) -> None:
+        """Start building the session in a background thread (imports, translation, probe
+        check: about a second), so that it overlaps a month job's first reads; the first
+        prediction waits for it. A failure is raised by that prediction."""
+        if self._session is None and self._warming is None:
+            self._warming = threading.Thread(target=self._build_quietly, daemon=True,
+                                             name="s2cloudless-warm-up")
+            self._warming.start()
+
+    def _build_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # predict() builds again and raises it
+            self._build()
 
     def _build(self) -> Any:
         with self._lock:
@@ -288,6 +305,9 @@ class CloudDetector:
 
     def close(self) -> None:
         """Stop the prediction threads (a later prediction starts them again)."""
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown()

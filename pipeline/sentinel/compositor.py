@@ -348,6 +348,9 @@ class Compositor:
         except SourceError as exc:
             raise SourceError(f"AOI {aoi} month {month}: {exc}") from None
         product = scenes_product(s2_scenes, recipe)
+        if product is not None and any(cloud_layer(sc, product, recipe) == "s2cloudless"
+                                       for sc in s2_scenes):
+            self.detector.warm_up()  # the classifier starts while the first scenes are read
         used = 0
         layers = {"s2cloudless": 0, "scl": 0}
         skipped = {"other_product": 0, "no_cloud_layer": 0}

@@ -143,3 +143,28 @@ def test_the_probe_check_refuses_float32_thresholds(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cp, "lightgbm_to_onnx", float32_splits)
     with pytest.raises(SourceError, match=r"probe rows differently from LightGBM"):
         CloudDetector().predict(np.full((4, 10), 0.2))
+
+
+def test_warm_up_builds_in_the_background_and_a_failure_reaches_predict(
+    booster: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = np.random.default_rng(5).uniform(0, 0.6, (2000, 10))
+    det = CloudDetector()
+    det.warm_up()
+    first = det._warming
+    det.warm_up()  # one build, however many blocks ask
+    assert first is not None and det._warming is first
+    first.join()
+    assert det._session is not None
+    assert np.array_equal(det.predict(rows), booster.predict(rows))  # type: ignore[attr-defined]
+    det.close()
+
+    translate = cp.lightgbm_to_onnx
+    monkeypatch.setattr(cp, "lightgbm_to_onnx", lambda m: translate(
+        cp.TreeModel(**{**m.__dict__, "split": m.split.astype(np.float32).astype(float)})))
+    bad = CloudDetector()
+    bad.warm_up()
+    assert bad._warming is not None
+    bad._warming.join()  # failed quietly in the background ...
+    with pytest.raises(SourceError, match="probe rows differently"):
+        bad.predict(rows)  # ... and the prediction says why
