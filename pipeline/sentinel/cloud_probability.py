@@ -290,10 +290,11 @@ class CloudDetector:
         from scipy.special import expit
 
         session = self._build()
-        x = np.ascontiguousarray(px, np.float64)
+        x = np.asarray(px)
 
-        def run(lo: int) -> np.ndarray:
-            return np.asarray(session.run(None, {"X": x[lo : lo + ROWS_PER_CALL]})[0][:, 0])
+        def run(lo: int) -> np.ndarray:  # float64 one chunk at a time (memory: the chunk)
+            rows = np.ascontiguousarray(x[lo : lo + ROWS_PER_CALL], np.float64)
+            return np.asarray(session.run(None, {"X": rows})[0][:, 0])
 
         starts = range(0, len(x), ROWS_PER_CALL)
         if self._pool is None or len(starts) < 2:
