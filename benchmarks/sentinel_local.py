@@ -9,7 +9,9 @@ temporary results root, so the real outputs are untouched.
 
 Run: ``python -m benchmarks.sentinel_local [--root results/demo] [--aoi demo]
 [--archive results/demo-inputs/demo/scenes] [--months 3] [--first-month 2019-12]
-[--threads 2] [--block-px 256] [--cloud-grid-factors 1 2 3] [--lightgbm] [--rounds 3]``.
+[--threads 2] [--source local] [--block-px 256] [--cloud-grid-factors 1 2 3] [--lightgbm]
+[--rounds 3]``. ``--source stac`` reads the archive's static STAC catalogue (its
+``catalog.json``; the demo build's source) instead of its scene folders.
 
 Each ``--cloud-grid-factors`` value is built into its own root, the factors taking turns
 (``--rounds`` times, the fastest round counts), so the time ratios are measured side by side.
@@ -102,7 +104,7 @@ def _build_months(src: Layout, root: Path, aoi_name: str, archive: str, months: 
         dst = lay.root / p.relative_to(src.root)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(p, dst)
-    cfg = SentinelConfig(source="local", block_size_px=args.block_px,
+    cfg = SentinelConfig(source=args.source, block_size_px=args.block_px,
                          cloud_grid_factor=factor)
     paths = {"t1": "unused", "t2": "unused"}
     aoi = AoiSpec(name=aoi_name, city=aoi_name, t1=f"{months[0]}-01", t2=f"{months[-1]}-28",
@@ -132,6 +134,9 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=3)
     ap.add_argument("--first-month", default=None, help="YYYY-MM (default: the archive's first)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--source", choices=["local", "stac"], default="local",
+                    help="'stac' reads the archive's static STAC catalogue of COGs (the "
+                    "demo build's source) instead of the scene folders")
     ap.add_argument("--block-px", type=int, default=None)
     ap.add_argument("--cloud-grid-factors", type=int, nargs="+", default=[1])
     ap.add_argument("--lightgbm", action="store_true",

@@ -80,3 +80,16 @@ def test_sentinel_local_benchmark_runs_on_a_tiny_archive(tmp_path: Path) -> None
     assert "cloud_grid_factor 2:" in out and "faster than factor 1" in out, out[-3000:]
     # the shipped ONNX evaluation builds the same stores as LightGBM's predictor
     assert "staging stores byte-identical (5 arrays)" in out, out[-3000:]
+    # and through the archive's static STAC catalogue (the demo build's source)
+    from pipeline.io.stac_catalog import write_scene_catalog
+
+    write_scene_catalog(tmp_path / "archive")
+    res = _run("sentinel_local", ["--root", str(lay.root), "--aoi", "a", "--archive",
+                                  str(tmp_path / "archive"), "--months", "1", "--threads", "1",
+                                  "--source", "stac", "--lightgbm"])
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "staging stores byte-identical" in out, out[-3000:]
+    import re
+
+    m = re.search(r"cloud_grid_factor 1: .* (\d+) predictions", out)
+    assert m and int(m.group(1)) > 0, out[-3000:]  # the STAC scenes were classified
