@@ -234,15 +234,17 @@ class CloudDetector:
         self._sigmoid = 1.0
         self._pool: ThreadPoolExecutor | None = None
         self._warming: threading.Thread | None = None
+        self._warm_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Start building the session in a background thread (imports, translation, probe
         check: about a second), so that it overlaps a month job's first reads; the first
         prediction waits for it. A failure is raised by that prediction."""
-        if self._session is None and self._warming is None:
-            self._warming = threading.Thread(target=self._build_quietly, daemon=True,
-                                             name="s2cloudless-warm-up")
-            self._warming.start()
+        with self._warm_lock:  # blocks of a month ask at once: one warm-up thread
+            if self._session is None and self._warming is None:
+                self._warming = threading.Thread(target=self._build_quietly, daemon=True,
+                                                 name="s2cloudless-warm-up")
+                self._warming.start()
 
     def _build_quietly(self) -> None:
         with contextlib.suppress(Exception):  # predict() builds again and raises it
@@ -306,9 +308,10 @@ class CloudDetector:
 
     def close(self) -> None:
         """Stop the prediction threads (a later prediction starts them again)."""
-        if self._warming is not None:
-            self._warming.join()
-            self._warming = None
+        with self._warm_lock:
+            if self._warming is not None:
+                self._warming.join()
+                self._warming = None
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown()

@@ -148,12 +148,31 @@ def test_the_probe_check_refuses_float32_thresholds(monkeypatch: pytest.MonkeyPa
 def test_warm_up_builds_in_the_background_and_a_failure_reaches_predict(
     booster: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import threading
+    import time
+
     rows = np.random.default_rng(5).uniform(0, 0.6, (2000, 10))
+    started: list[str] = []
+
+    class Counted(threading.Thread):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)  # type: ignore[arg-type]
+            if self.name == "s2cloudless-warm-up":
+                time.sleep(0.02)  # widen the window between "none yet?" and "started"
+
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(cp.threading, "Thread", Counted)
     det = CloudDetector()
-    det.warm_up()
+    askers = [Counted(target=det.warm_up) for _ in range(8)]  # blocks asking at once
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
     first = det._warming
-    det.warm_up()  # one build, however many blocks ask
-    assert first is not None and det._warming is first
+    assert first is not None and started.count("s2cloudless-warm-up") == 1
     first.join()
     assert det._session is not None
     assert np.array_equal(det.predict(rows), booster.predict(rows))  # type: ignore[attr-defined]
