@@ -15,13 +15,12 @@ with ONNX Runtime instead of LightGBM's predictor, **bit for bit** the same:
 * the logistic is ``scipy.special.expit``, the same ``1 / (1 + exp(-x))`` in float64 through
   the C library's ``exp`` that LightGBM's binary objective computes.
 
-:class:`CloudDetector` checks the translation against LightGBM on probe rows (every split
-value and its two float64 neighbours of a sample of splits) when it builds the session and
-refuses to run on any difference; the compositor starts that build in the background
+:class:`CloudDetector` checks the translation against LightGBM on probe rows (a sample of
+the split values, each with its two float64 neighbours) when it builds the session and refuses
+to run on any difference; the compositor starts that build in the background
 (:meth:`CloudDetector.warm_up`) as soon as a block knows it needs the classifier. Measured on
-the real s2cloudless chip (438,272 pixels):
-identical float64 probabilities, 2.3-2.5x less time than ``Booster.predict`` on 2 cores
-(docs/benchmarks.md, Cloud masks).
+the real s2cloudless chip (438,272 pixels): identical float64 probabilities, about 2.4x faster
+than ``Booster.predict`` on 2 cores (docs/benchmarks.md, Cloud masks).
 """
 
 from __future__ import annotations
