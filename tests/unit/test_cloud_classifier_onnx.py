@@ -129,18 +129,19 @@ def test_models_outside_the_translation_are_refused(booster: object, edit, why: 
     assert "model X" in str(err.value) and "s2cloudless version" in str(err.value)
 
 
+def _translate_with_float32_splits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lightgbm_to_onnx as onnxmltools' converter writes it: float32 split values."""
+    import dataclasses
+
+    translate = cp.lightgbm_to_onnx
+    monkeypatch.setattr(cp, "lightgbm_to_onnx", lambda model: translate(dataclasses.replace(
+        model, split=model.split.astype(np.float32).astype(np.float64))))
+
+
 def test_the_probe_check_refuses_float32_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     """What onnxmltools' LightGBM converter writes (float32 split values): the check at build
     time sees rows that score differently and stops the job instead of changing masks."""
-    translate = cp.lightgbm_to_onnx
-
-    def float32_splits(model: cp.TreeModel) -> bytes:
-        import dataclasses
-
-        split = model.split.astype(np.float32).astype(np.float64)
-        return translate(dataclasses.replace(model, split=split))
-
-    monkeypatch.setattr(cp, "lightgbm_to_onnx", float32_splits)
+    _translate_with_float32_splits(monkeypatch)
     with pytest.raises(SourceError, match=r"probe rows differently from LightGBM"):
         CloudDetector().predict(np.full((4, 10), 0.2))
 
@@ -178,9 +179,7 @@ def test_warm_up_builds_in_the_background_and_a_failure_reaches_predict(
     assert np.array_equal(det.predict(rows), booster.predict(rows))  # type: ignore[attr-defined]
     det.close()
 
-    translate = cp.lightgbm_to_onnx
-    monkeypatch.setattr(cp, "lightgbm_to_onnx", lambda m: translate(
-        cp.TreeModel(**{**m.__dict__, "split": m.split.astype(np.float32).astype(float)})))
+    _translate_with_float32_splits(monkeypatch)
     bad = CloudDetector()
     bad.warm_up()
     assert bad._warming is not None
