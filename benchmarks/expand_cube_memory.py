@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.goals import Goal, report
+
 CHILD = r"""
 import json, sys, tracemalloc
 from pipeline.io.mosaic import read_footprint_cube, _open_arrays
@@ -43,7 +45,7 @@ print(json.dumps({"nbytes": cube["x"].nbytes, "rss_growth": after - before, "np_
 """
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", type=int, default=1024)
     ap.add_argument("--months", type=int, default=25)
@@ -76,9 +78,10 @@ def main() -> None:
         res = json.loads(out.stdout.strip().splitlines()[-1])
     n = res["nbytes"]
     print(f"window {args.window} px x {args.span} of {args.months} months: x = {n / 1e6:.1f} MB")
-    print(f"peak RSS growth / returned bytes = {res['rss_growth'] / n:.3f} (goal <= 1.5)")
+    print(f"peak RSS growth / returned bytes = {res['rss_growth'] / n:.3f}")
     print(f"numpy peak (tracemalloc) / returned bytes = {res['np_peak'] / n:.3f}")
+    return report([Goal("peak RSS growth / returned bytes", res["rss_growth"] / n, "<=", 1.5)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

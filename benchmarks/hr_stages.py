@@ -9,7 +9,8 @@ HR stages ``tile``, ``labels`` and ``change`` (their drivers, the code Snakemake
 a fresh subprocess on ``--threads`` threads (the rules' threads, default min(4, cores)),
 recording wall time and the child's peak RSS (ru_maxrss). It prints
 patches/s of tile + labels + change, peak RSS per stage, and the 4x / 1x ratios (flat memory:
-RSS ratio near 1 while the area grows 4x; runtime ratio near 4).
+RSS ratio near 1 while the area grows 4x; runtime ratio near 4), and the goal: the HR stages
+>= 3x the naive script's patches/s at both sizes (exit 1 when missed).
 
 Baseline (the obvious script, written here): for each patch of the same lattice, read the
 patch window of T1 and of T2 (through a rasterio WarpedVRT onto T1's grid, bilinear, as the
@@ -31,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.goals import Goal, report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +156,7 @@ def run_size(base: Path, size_m: float, n_baseline: int, threads: int = 1) -> di
     return res
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-m", type=float, default=2560.0, help="1x city side (m)")
     ap.add_argument("--baseline-patches", type=int, default=40)
@@ -175,6 +178,7 @@ def main() -> None:
             print(f"{r['size_m'] / 1000:>6.2f}km{n:>8} | {st:<7}{r[st]['s']:>8.1f}"
                   f"{r[st]['maxrss_mb']:>9.0f}")
     print()
+    goals = []
     for r in runs:
         hr_s = sum(r[st]["s"] for st in ("tile", "labels", "change"))
         r["hr_pps"] = r["patches"] / hr_s
@@ -182,6 +186,8 @@ def main() -> None:
         speedup = r["hr_pps"] / r["naive_pps"]
         print(f"{r['size_m'] / 1000:.2f} km: HR stages {r['hr_pps']:.2f} patches/s, naive "
               f"baseline {r['naive_pps']:.2f} patches/s -> speed-up {speedup:.1f}x")
+        goals.append(Goal(f"HR stages / naive script, {r['patches']} patches", speedup,
+                          ">=", 3.0))
     a, b = runs
     print(f"area ratio {b['size_m'] ** 2 / a['size_m'] ** 2:.1f}x, patch ratio "
           f"{b['patches'] / a['patches']:.2f}x")
@@ -190,7 +196,8 @@ def main() -> None:
               f"runtime ratio {b[st]['s'] / a[st]['s']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
+    return report(goals)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

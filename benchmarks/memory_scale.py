@@ -10,8 +10,9 @@ polls every job process Snakemake starts (psutil, every 0.1 s) and records its p
 are not missed) and its wall time; jobs are named by their stage script
 (``.snakemake/scripts/tmpXXXX.<stage>.py``). Per stage it prints peak RSS (max over the
 stage's jobs, e.g. months) and summed runtime at both sizes, and the ratios 4x / 1x.
-Goals: RSS ratio <= 1.3 (every stage streams by patch, block or shard) and runtime ratio
-<= 4.5 (linear in the area).
+Goals (exit 1 when one is missed): RSS ratio <= 1.3 (every stage streams by patch, block or
+shard) except for the stages in :data:`CAPPED`, whose memory is bounded by a cap the docs state
+instead of the area, and runtime ratio <= 4.5 (linear in the area).
 
 Not run in CI (minutes). Measured figures: docs/benchmarks.md (Scale benchmarks).
 """
@@ -28,7 +29,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.goals import Goal, report
+
 REPO = Path(__file__).resolve().parents[1]
+
+#: stages left out of the peak-RSS goal, with the bound that holds instead (docs/benchmarks.md)
+CAPPED = {
+    "sentinel_month": "bounded by its block, sentinel.block_size_px / the 640 px cap; at a "
+    "fixed block size tests/unit/test_month_memory.py holds 4x the area to <= 1.15x",
+    "demo_scenes": "the synthetic Sentinel archive of the demo, one 10 m scene of the whole "
+    "city in memory: test data, not a stage that runs on real inputs",
+}
 _SCRIPT_RE = re.compile(r"\.snakemake/scripts/tmp[^/.]*\.(\w+)\.py$")
 
 
@@ -112,7 +123,7 @@ def run_workflow(folder: Path) -> dict[str, dict[str, float]]:
     return stages
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size-m", type=float, default=2560.0, help="1x city side (m)")
     ap.add_argument("--months", type=int, default=2)
@@ -138,15 +149,20 @@ def main() -> None:
             continue
         rm = b[st]["peak_mb"] / a[st]["peak_mb"]
         rt = b[st]["seconds"] / max(a[st]["seconds"], 1e-3)
-        worst_mem = max(worst_mem, rm)
+        if st not in CAPPED:
+            worst_mem = max(worst_mem, rm)
         worst_t = max(worst_t, rt)
         print(f"{st:<18}{int(a[st]['jobs']):>5}{a[st]['peak_mb']:>11.0f}{b[st]['peak_mb']:>8.0f}"
               f"{rm:>7.2f}{a[st]['seconds']:>8.1f}{b[st]['seconds']:>8.1f}{rt:>7.2f}")
-    print(f"worst peak-RSS ratio {worst_mem:.2f} (goal <= 1.3); worst runtime ratio "
-          f"{worst_t:.2f} (goal <= 4.5); total runtime ratio {tb / ta:.2f}")
+    print(f"worst peak-RSS ratio {worst_mem:.2f} of the stages without a stated cap; worst "
+          f"runtime ratio {worst_t:.2f}; total runtime ratio {tb / ta:.2f}")
+    for st, why in CAPPED.items():
+        print(f"  not in the peak-RSS goal: {st} ({why})")
     if args.json:
         args.json.write_text(json.dumps({"1x": a, "4x": b, "wall_s": [ta, tb]}, indent=1))
+    return report([Goal("worst peak-RSS ratio 4x / 1x (uncapped stages)", worst_mem, "<=", 1.3),
+                   Goal("worst runtime ratio 4x / 1x", worst_t, "<=", 4.5)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,6 +18,7 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from benchmarks.goals import Goal, report
 from pipeline.aoi import month_range
 from pipeline.sentinel.blocks import (
     REQUEST_BYTES_PER_PX,
@@ -97,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"naive strategy: {naive_requests} requests, {naive_pixels:,} px "
           f"(subset of {len(sub)} footprints x {len(sub_months)} months verified via the fake)")
     goals = [
-        ("requested / union pixels", ratio_union, "<=", 1.15),
-        ("naive / block pixels", px_gain, ">=", 20.0),
-        ("naive / block requests", rq_gain, ">=", 100.0),
+        Goal("requested / union pixels", ratio_union, "<=", 1.15),
+        Goal("naive / block pixels", px_gain, ">=", 20.0),
+        Goal("naive / block requests", rq_gain, ">=", 100.0),
     ]
     print("planner only, irregular AOIs of the same lattice (requested / union pixels):")
     shapes = {
@@ -115,12 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         u = int(footprint_union_mask(shape, f.col0, f.row0, f.size_px).sum())
         print(f"  {name:8s} {len(f.col0):5d} footprints  {len(bl):3d} blocks  "
               f"{requested_pixels(bl) / u:.3f}")
-    ok = True
-    for name, val, op, goal in goals:
-        good = val <= goal if op == "<=" else val >= goal
-        ok &= good
-        print(f"  {name:28s} {val:9.3f}  (goal {op} {goal:g})  {'PASS' if good else 'FAIL'}")
-    return 0 if ok else 1
+    return report(goals)
 
 
 if __name__ == "__main__":
