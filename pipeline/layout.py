@@ -22,6 +22,8 @@ Native layout under ``<results_dir>/<dataset>/`` (see docs/formats.md)::
     sentinel/<aoi>/ledger/<YYYY-MM>/  per-block completion markers (resume)
     patches.parquet                   merged index with split column
     splits/, stats.json, stac/, report/index.html, export/fusu/, train/
+    benchmarks/<rule>/<job>.tsv       each job's wall time, peak memory and CPU time as
+                                      Snakemake measured it (its ``benchmark:`` file)
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class Layout:
     @classmethod
     def of(cls, results_dir: str | Path, dataset: str) -> Layout:
         return cls(Path(results_dir) / dataset)
+
+    # ---- each job's time and memory: Snakemake's ``benchmark:`` files
+    def job_benchmarks_dir(self) -> Path:
+        return self.root / "benchmarks"
+
+    def job_benchmark(self, rule: str, job: str) -> Path:
+        """``benchmarks/<rule>/<job>.tsv`` (``job`` may hold Snakemake wildcards, e.g.
+        ``{aoi}/{month}``; ``dataset`` for a rule with one job per dataset)."""
+        return self.job_benchmarks_dir() / rule / f"{job}.tsv"
 
     # ---- per AOI, HR side
     def aoi_dir(self, aoi: str) -> Path:

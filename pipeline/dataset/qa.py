@@ -9,6 +9,7 @@ Output (written atomically as a whole folder): ``<root>/report/index.html`` plus
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pipeline.config import ReportConfig
 from pipeline.dataset import report as rp
 from pipeline.io.atomic import atomic_path, ensure_dir, set_public_modes, write_text_atomic
 from pipeline.io.geotiff import read_patch
+from pipeline.io.job_benchmarks import read_job_benchmarks
 from pipeline.io.jsonfile import read_json_folder, read_json_if_exists
 from pipeline.io.mosaic import read_cube, read_mosaic_counts
 from pipeline.io.parquet import read_index_geo
@@ -171,13 +173,31 @@ def _stats_html(stats: dict[str, Any] | None) -> str:
     return rp.html_table(rows)
 
 
+def _job_times_section(layout: Layout) -> tuple[str, str, list[str], str]:
+    """The report's "Where the build's time went" section, from the jobs' benchmark files."""
+    records, problems = read_job_benchmarks(layout.job_benchmarks_dir())
+    table = rp.html_table(rp.job_time_rows(records))
+    if problems:
+        table += ("<p class='note'>Not read: "
+                  + "; ".join(html.escape(p) for p in problems[:10])
+                  + (f" and {len(problems) - 10} more" if len(problems) > 10 else "") + "</p>")
+    note = (
+        "Wall time, peak memory and CPU time of every job that ran before this report, as "
+        "Snakemake measured it (benchmarks/<rule>/<job>.tsv; a job reused from an earlier run "
+        "shows that run's figures). CPU / wall is the number of cores a rule's jobs kept busy "
+        "on average. Jobs shorter than Snakemake's first sample have no memory or CPU figure."
+    )
+    return "Where the build's time went", note, [], table
+
+
 def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17") -> Path:
     """Driver of rule ``report``: write ``report/index.html`` and its PNGs for the dataset at
     ``layout.root``.
 
     Reads: ``patches.parquet`` (required), HR / label / change GeoTIFFs of the sample patches,
-    ``sentinel/<aoi>.zarr``, ``sentinel/<aoi>/months/*.json``, ``splits/leakage.json`` and
-    ``stats.json`` (sections for absent optional inputs say so instead of failing).
+    ``sentinel/<aoi>.zarr``, ``sentinel/<aoi>/months/*.json``, ``splits/leakage.json``,
+    ``stats.json`` and the jobs' ``benchmarks/<rule>/<job>.tsv`` (sections for absent optional
+    inputs say so instead of failing).
 
     Returns:
         Path of ``index.html``.
@@ -290,6 +310,7 @@ def build_report(cfg: ReportConfig, layout: Layout, class_schema: str = "fusu17"
                 _stats_html(read_json_if_exists(layout.stats())),
             )
         )
+        sections.append(_job_times_section(layout))
         page = rp.render_html(f"QA report: {layout.root.name}", _summary(layout, index), sections)
         write_text_atomic(tmp / "index.html", page)
         set_public_modes(tmp)

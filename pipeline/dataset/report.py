@@ -11,8 +11,9 @@ Figures:
     * class pixel fractions per split and per city;
     * a map of change fraction per patch (patch polygons coloured), one panel per AOI;
     * a heatmap of the mean clear-observation count per month per AOI (S2 and S1);
-Tables: the Sentinel fetch summary (requests, pixels, retries, bytes, seconds per AOI) and
-the split leakage report.
+Tables: the Sentinel fetch summary (requests, pixels, retries, bytes, seconds per AOI), the
+split leakage report and where the build's time went (per rule, from Snakemake's benchmark
+files).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -31,6 +32,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pipeline.sentinel.model import is_superseded
+
+if TYPE_CHECKING:
+    from pipeline.io.job_benchmarks import JobBenchmark
 
 LABEL_NODATA = 255
 
@@ -503,6 +507,39 @@ def fetch_summary_rows(summaries: Mapping[str, Mapping[str, Mapping[str, Any]]])
         rows.append(
             {"aoi": "all", "months": sum(r["months"] for r in rows), **total, "s2_product": ""}
         )
+    return rows
+
+
+def job_time_rows(records: Sequence[JobBenchmark]) -> list[dict[str, Any]]:
+    """Where the build's time went, one row per rule (most wall time first) plus an ``all``
+    row: jobs, summed wall time (s) and its share of all jobs' wall time (%), the slowest job
+    and its wall time (s), the largest peak RSS of a job (MB), summed CPU time (s) and CPU /
+    wall (the cores a job kept busy on average). Memory and CPU skip jobs Snakemake could not
+    sample (too short); a rule with none shows them empty."""
+    by_rule: dict[str, list[JobBenchmark]] = {}
+    for r in records:
+        by_rule.setdefault(r.rule, []).append(r)
+    total = sum(r.seconds for r in records)
+
+    def row(name: str, recs: Sequence[JobBenchmark], slowest: bool) -> dict[str, Any]:
+        wall = sum(r.seconds for r in recs)
+        rss = [r.max_rss_mb for r in recs if r.max_rss_mb is not None]
+        cpu = [r.cpu_s for r in recs if r.cpu_s is not None]
+        sampled = sum(r.seconds for r in recs if r.cpu_s is not None)
+        top = max(recs, key=lambda r: r.seconds)
+        return {
+            "rule": name, "jobs": len(recs), "wall s": round(wall, 1),
+            "share %": round(100.0 * wall / total, 1) if total > 0 else None,
+            "slowest job": top.job if slowest else "", "slowest s": round(top.seconds, 1),
+            "peak RSS MB": round(max(rss)) if rss else None,
+            "CPU s": round(sum(cpu), 1) if cpu else None,
+            "CPU / wall": round(sum(cpu) / sampled, 2) if cpu and sampled > 0 else None,
+        }
+
+    rows = [row(rule, recs, True) for rule, recs in
+            sorted(by_rule.items(), key=lambda kv: (-sum(r.seconds for r in kv[1]), kv[0]))]
+    if len(rows) > 1:
+        rows.append(row("all", list(records), False))
     return rows
 
 

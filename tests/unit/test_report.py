@@ -144,6 +144,34 @@ def test_report_rerun_replaces_folder(built: Layout, tmp_path: Path) -> None:
     assert "stale.png" not in names and "sample_1.png" not in names and "sample_0.png" in names
 
 
+def test_report_shows_where_the_builds_time_went(built: Layout, tmp_path: Path) -> None:
+    """The jobs' benchmark files (Snakemake's own writer) become a per-rule table, most time
+    first; a file that cannot be read is named, not fatal; no files: an empty table."""
+    from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
+
+    text = (built.report_dir() / "index.html").read_text()
+    assert "Where the build&#x27;s time went" in text or "Where the build's time went" in text
+    assert "(none)" in text.split("time went", 1)[1]
+    lay = Layout(tmp_path / "copy")
+    shutil.copytree(built.root, lay.root)
+    for rule, job, sec, rss, cpu in (("tile", "demo", 4.0, 380.0, 6.5),
+                                     ("sentinel_month", "demo/2019-11", 5.0, 900.0, 9.0),
+                                     ("sentinel_month", "demo/2019-12", 7.0, 1003.0, 13.0)):
+        rec = BenchmarkRecord(running_time=sec, max_rss=rss, cpu_time=cpu)
+        rec.data_collected = True
+        path = lay.job_benchmark(rule, job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_benchmark_records([rec], str(path), False)
+    (lay.job_benchmarks_dir() / "labels").mkdir()
+    (lay.job_benchmarks_dir() / "labels" / "demo.tsv").write_text("garbage\n")
+    run_report(ReportConfig(n_samples=1), lay)
+    section = (lay.report_dir() / "index.html").read_text().split("time went", 1)[1]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(\d+)</td><td>([\d.,]+)</td>", section)
+    assert rows == [("sentinel_month", "2", "12"), ("tile", "1", "4"), ("all", "3", "16")]
+    assert "<td>demo/2019-12</td>" in section and "<td>1,003</td>" in section
+    assert "Not read: " in section and "labels/demo.tsv" in section
+
+
 @pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="/usr/bin/chromium missing: install it with "

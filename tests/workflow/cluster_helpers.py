@@ -79,12 +79,14 @@ def runner(folder: Path) -> Snakemake:
 
 
 def output_files(folder: Path) -> list[Path]:
-    """Every file the build wrote (results + generated inputs), without logs and temp files."""
+    """Every file the build wrote (results + generated inputs), without logs, the jobs'
+    benchmark files (their times) and temp files."""
     files = []
     for base in (folder / RESULTS, folder / "inputs"):
         for p in sorted(base.rglob("*")):
             rel = p.relative_to(folder)
-            if not p.is_file() or "logs" in rel.parts or p.name.startswith("."):
+            if (not p.is_file() or "logs" in rel.parts or "benchmarks" in rel.parts
+                    or p.name.startswith(".")):
                 continue
             if p.name in RESUME_STATE_FILES:
                 continue

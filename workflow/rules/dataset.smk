@@ -34,6 +34,8 @@ rule assemble:
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/assemble.log",
+    benchmark:
+        str(L.job_benchmark("assemble", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -52,6 +54,8 @@ rule stats:
         root=dataset_root,
     log:
         f"{ROOT}/logs/dataset/stats.log",
+    benchmark:
+        str(L.job_benchmark("stats", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -71,6 +75,8 @@ rule stac:
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/stac.log",
+    benchmark:
+        str(L.job_benchmark("stac", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -94,6 +100,8 @@ rule export_fusu:
         class_schema=CFG.labels.class_schema,
     log:
         f"{ROOT}/logs/dataset/export_fusu.log",
+    benchmark:
+        str(L.job_benchmark("export_fusu", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -22,6 +22,8 @@ for _name, _spec in AOIS.items():
             aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_inputs/{_name}.log",
+        benchmark:
+            str(L.job_benchmark("demo_inputs", _name)),
         threads: 2
         resources:
             mem_mb=2000,

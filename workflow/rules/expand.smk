@@ -41,6 +41,8 @@ if CFG.expand.adapter is not None:
             dataset=CFG.dataset,
         log:
             f"{ROOT}/logs/expand/index.log",
+        benchmark:
+            str(L.job_benchmark("expand_index", "dataset")),
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -56,6 +58,8 @@ if CFG.expand.adapter is not None:
             root=dataset_root,
         log:
             f"{ROOT}/logs/expand/sentinel_init/{{aoi}}.log",
+        benchmark:
+            str(L.job_benchmark("expand_sentinel_init", "{aoi}")),
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -78,6 +82,8 @@ if CFG.expand.adapter is not None:
             **({"gee": 1} if CFG.sentinel.source == "gee" else {}),
         log:
             f"{ROOT}/logs/expand/sentinel/{{aoi}}/{{month}}.log",
+        benchmark:
+            str(L.job_benchmark("expand_sentinel_month", "{aoi}/{month}")),
         conda:
             "../envs/pipeline.yaml"
         script:
@@ -98,6 +104,8 @@ if CFG.expand.adapter is not None:
             allow_empty_series=CFG.sentinel.allow_empty_series,
         log:
             f"{ROOT}/logs/expand/stats.log",
+        benchmark:
+            str(L.job_benchmark("expand_stats", "dataset")),
         conda:
             "../envs/pipeline.yaml"
         script:

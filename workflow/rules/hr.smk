@@ -14,6 +14,8 @@ rule tile:
         root=dataset_root,
     log:
         f"{ROOT}/logs/tile/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("tile", "{aoi}")),
     # patches compressed and written on the job's threads while the next strip is read
     threads: 4
     resources:
@@ -38,6 +40,8 @@ rule footprints:
         root=dataset_root,
     log:
         f"{ROOT}/logs/footprints/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("footprints", "{aoi}")),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -15,6 +15,8 @@ rule labels:
         root=dataset_root,
     log:
         f"{ROOT}/logs/labels/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("labels", "{aoi}")),
     # patches labelled on the job's threads (rasterize, compression and reads release the GIL)
     threads: 4
     conda:
@@ -34,6 +36,8 @@ rule change:
         root=dataset_root,
     log:
         f"{ROOT}/logs/change/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("change", "{aoi}")),
     threads: 4
     conda:
         "../envs/pipeline.yaml"

@@ -18,6 +18,8 @@ rule report:
         root=dataset_root,
     log:
         f"{ROOT}/logs/report.log",
+    benchmark:
+        str(L.job_benchmark("report", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:

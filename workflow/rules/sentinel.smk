@@ -39,6 +39,8 @@ for _name, _spec in AOIS.items():
             aoi_file=AOI_FILES[_name],
         log:
             f"{CFG.results_dir}/logs/demo_scenes/{_name}.log",
+        benchmark:
+            str(L.job_benchmark("demo_scenes", _name)),
         threads: 1
         resources:
             mem_mb=2000,
@@ -62,6 +64,8 @@ rule sentinel_init:
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_init/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("sentinel_init", "{aoi}")),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -82,6 +86,8 @@ rule sentinel_month:
         root=dataset_root,
     log:
         f"{ROOT}/logs/sentinel_month/{{aoi}}/{{month}}.log",
+    benchmark:
+        str(L.job_benchmark("sentinel_month", "{aoi}/{month}")),
     threads: 2
     resources:
         mem_mb=3000,
@@ -105,6 +111,8 @@ rule sentinel:
         allow_empty_series=CFG.sentinel.allow_empty_series,
     log:
         f"{ROOT}/logs/sentinel/{{aoi}}.log",
+    benchmark:
+        str(L.job_benchmark("sentinel", "{aoi}")),
     conda:
         "../envs/pipeline.yaml"
     script:

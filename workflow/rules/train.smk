@@ -23,6 +23,8 @@ rule train:
         gpu=1,
     log:
         f"{ROOT}/logs/train/{CFG.train.run}.log",
+    benchmark:
+        str(L.job_benchmark("train", CFG.train.run)),
     conda:
         "../envs/train.yaml"
     script:
@@ -47,6 +49,8 @@ rule evaluate:
         gpu=1,
     log:
         f"{ROOT}/logs/evaluate/{CFG.train.run}_{CFG.train.eval_split}.log",
+    benchmark:
+        str(L.job_benchmark("evaluate", f"{CFG.train.run}_{CFG.train.eval_split}")),
     conda:
         "../envs/train.yaml"
     script:
@@ -67,6 +71,8 @@ rule predict:
         gpu=1,
     log:
         f"{ROOT}/logs/predict/{CFG.train.run}_{CFG.train.eval_split}.log",
+    benchmark:
+        str(L.job_benchmark("predict", f"{CFG.train.run}_{CFG.train.eval_split}")),
     conda:
         "../envs/train.yaml"
     script:
@@ -99,6 +105,8 @@ rule train_ablation_run:
         gpu=1,
     log:
         f"{ROOT}/logs/train/{{run}}.log",
+    benchmark:
+        str(L.job_benchmark("train_ablation_run", "{run}")),
     conda:
         "../envs/train.yaml"
     script:
@@ -116,6 +124,8 @@ rule ablation:
         root=dataset_root,
     log:
         f"{ROOT}/logs/train/ablation.log",
+    benchmark:
+        str(L.job_benchmark("ablation", "dataset")),
     conda:
         "../envs/pipeline.yaml"
     script:
