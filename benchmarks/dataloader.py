@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"Sentinel bytes on disk per patch: native {native_s / 1e6:.2f} MB (mosaic / "
         f"{len(rows)} patches) vs FUSU {fusu_times / 1e6:.2f} MB (25 month GeoTIFFs): "
-        f"native/fusu = {native_s / fusu_times:.3f}   (goal <= 0.100); write-optimised "
+        f"native/fusu = {native_s / fusu_times:.3f}; write-optimised "
         f"staging store {staging_s / 1e6:.2f} MB/patch (build time only)"
     )
     print(
