@@ -70,7 +70,9 @@ elif a["stage"] == "naive":
     n, loop_s = naive_baseline(a["aoi"], a["root"], a["n"])
 print(json.dumps({"s": time.perf_counter() - t, "n": n,
                   "loop_s": loop_s if a["stage"] == "naive" else None,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  # the stage's own process or its largest forked worker (labels, change)
+                  "maxrss_mb": max(resource.getrusage(r).ru_maxrss for r in (
+                      resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024}))
 """
 
 

@@ -16,8 +16,11 @@ which ships only how to build the object and builds it once per worker process.
 Inside one block, a source's scene reads can overlap too (:func:`ordered_map`: bounded
 look-ahead on threads, results in order, so composites do not depend on it).
 
+Per-patch loops whose Python work holds the GIL (rules labels and change) run on forked
+processes instead (:func:`forked_map`, Linux; threads elsewhere): same order, same bytes.
+
 Public API: :func:`get_client`, :func:`executor`, :func:`map_blocks`, :func:`ordered_map`,
-:func:`read_ahead`, :class:`PerProcess`.
+:func:`forked_map`, :func:`read_ahead`, :class:`PerProcess`.
 """
 
 from __future__ import annotations
@@ -194,6 +197,75 @@ def ordered_map(
         finally:
             for f in pending:
                 f.cancel()
+
+
+_FORKED: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+_FORK_LOCK = threading.Lock()
+
+
+def _call_forked(lo_hi: tuple[int, int]) -> list[Any]:
+    """In a forked child: ``fn(items[i])`` for ``lo <= i < hi`` (inherited from the parent)."""
+    assert _FORKED is not None, "forked_map's function is set before the pool forks"
+    fn, items = _FORKED
+    return [fn(items[i]) for i in range(*lo_hi)]
+
+
+def forked_map(
+    fn: Callable[[T], R], items: Sequence[T], workers: int = 1, what: str = "the job",
+    chunk: int = 8,
+) -> Iterator[R]:
+    """``fn(x)`` for each of ``items``, yielded in input order, on ``workers`` forked processes.
+
+    For per-patch loops whose Python work around each GDAL call holds the GIL, so that threads
+    keep little more than one core busy (rules labels and change: 1.1-1.3 cores on two
+    threads; about 1.6x faster on two processes at 394 patches). The children are forked from
+    the job's process, so they inherit ``fn`` and ``items`` and start without imports: only
+    chunk bounds (``chunk`` items each) go to them and only results come back. ``fn`` must not
+    mutate state the parent needs (a child's changes are lost), and no GDAL dataset may be in
+    use by another thread while the pool starts (children must open their own files).
+
+    Falls back to :func:`ordered_map` on threads with ``workers <= 1``, fewer than two chunks,
+    or where fork is not the safe default (every platform but Linux). One pool at a time per
+    process. The first exception of a child is re-raised in order (pickled: a
+    :class:`~pipeline.errors.PipelineError` keeps its type and message; pending chunks are
+    cancelled).
+
+    Raises:
+        PipelineError: a child died (e.g. killed for memory); names ``what`` and the fix.
+    """
+    global _FORKED
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from pipeline.errors import PipelineError
+
+    n, workers = len(items), int(workers)
+    if (workers <= 1 or n <= chunk or not sys.platform.startswith("linux")
+            or not _FORK_LOCK.acquire(blocking=False)):  # another pool is running: threads
+        yield from ordered_map(fn, items, workers)
+        return
+    try:
+        _FORKED = (fn, items)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        try:
+            # with fork, every child is started at the first submit, here, in this thread
+            futures = [pool.submit(_call_forked, (lo, min(lo + chunk, n)))
+                       for lo in range(0, n, chunk)]
+            for f in futures:
+                try:
+                    results = f.result()
+                except BrokenProcessPool:
+                    raise PipelineError(
+                        f"{what}: a worker process died (killed for memory?): rerun with "
+                        "fewer threads, or give the rule more memory") from None
+                yield from results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        _FORKED = None
+        _FORK_LOCK.release()
 
 
 def read_ahead(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from pipeline.config import DaskConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, InputError, PipelineError
 from pipeline.parallel import (
     PerProcess,
     executor,
+    forked_map,
     get_client,
     map_blocks,
     ordered_map,
@@ -139,6 +140,71 @@ def test_ordered_map_keeps_order_bounds_look_ahead_and_wraps_each_call() -> None
     assert list(ordered_map(lambda x: x + 1, iter(range(4)))) == [1, 2, 3, 4]  # in-thread
     with pytest.raises(ValueError, match="block 3 is bad"):
         list(ordered_map(_fail_on_three, range(8), workers=2))
+
+
+LINUX = pytest.mark.skipif(not __import__("sys").platform.startswith("linux"),
+                           reason="forked_map forks on Linux only (threads elsewhere)")
+
+
+@LINUX
+def test_forked_map_keeps_order_on_other_processes_with_closures() -> None:
+    import os
+    import time
+
+    parent = os.getpid()
+    offset = 7  # a closure over a local: nothing is pickled but chunk bounds and results
+    def slow(x: int) -> tuple[int, int]:  # slow enough that both children take chunks
+        time.sleep(0.005)
+        return x + offset, os.getpid()
+
+    out = list(forked_map(slow, list(range(50)), workers=2, chunk=4))
+    assert [v for v, _ in out] == [x + offset for x in range(50)]
+    pids = {p for _, p in out}
+    assert parent not in pids and len(pids) == 2  # both children worked
+    # one worker, or too few items for two chunks: in this process, on threads
+    assert {p for _, p in forked_map(lambda x: (x, os.getpid()), list(range(50)), 1)} == {parent}
+    assert {p for _, p in forked_map(lambda x: (x, os.getpid()), list(range(4)), 2,
+                                     chunk=4)} == {parent}
+
+
+@LINUX
+def test_forked_map_re_raises_a_childs_error_and_names_a_dead_child() -> None:
+    import os
+
+    def bad(x: int) -> int:
+        if x == 13:
+            raise InputError(f"patch {x}: its label file is truncated: rerun labels")
+        return x
+
+    got = []
+    with pytest.raises(InputError, match="patch 13: its label file is truncated"):
+        for v in forked_map(bad, list(range(40)), workers=2, chunk=4):
+            got.append(v)
+    assert got == list(range(12))  # every result before the failing chunk, in order
+
+    def die(x: int) -> int:
+        if x == 9:
+            os._exit(9)  # as the kernel's OOM killer would
+        return x
+
+    with pytest.raises(PipelineError, match="labels of AOI 'x': a worker process died"):
+        list(forked_map(die, list(range(40)), workers=2, what="labels of AOI 'x'", chunk=4))
+    # the pool is free again: a later call forks as before
+    assert list(forked_map(lambda x: -x, list(range(20)), workers=2, chunk=4)) == [
+        -x for x in range(20)]
+
+
+@LINUX
+def test_a_forked_map_inside_another_runs_on_threads_instead_of_waiting() -> None:
+    def outer(x: int) -> list[int]:  # in a child, whose copy of the pool lock is held
+        return list(forked_map(lambda y: x * y, list(range(20)), workers=2, chunk=4))
+
+    out = list(forked_map(outer, list(range(12)), workers=2, chunk=4))
+    assert out == [[x * y for y in range(20)] for x in range(12)]
+    # and in the parent, while its own pool is running
+    nested = [list(forked_map(lambda y: y, list(range(20)), workers=2, chunk=4))
+              for _ in forked_map(lambda x: x, list(range(20)), workers=2, chunk=4)]
+    assert nested == [list(range(20))] * 20
 
 
 def test_unreachable_scheduler_names_the_address_and_the_fix() -> None:
