@@ -17,7 +17,8 @@ rule labels:
         f"{ROOT}/logs/labels/{{aoi}}.log",
     benchmark:
         str(L.job_benchmark("labels", "{aoi}")),
-    # patches labelled on the job's threads (rasterize, compression and reads release the GIL)
+    # patches labelled on one forked process per thread (pipeline.parallel.forked_map: the
+    # Python work around each rasterio open holds the GIL, so threads kept 1.1 cores busy)
     threads: 4
     conda:
         "../envs/pipeline.yaml"
@@ -38,6 +39,7 @@ rule change:
         f"{ROOT}/logs/change/{{aoi}}.log",
     benchmark:
         str(L.job_benchmark("change", "{aoi}")),
+    # one forked process per thread, as rule labels
     threads: 4
     conda:
         "../envs/pipeline.yaml"
