@@ -185,7 +185,9 @@ def _job_times_section(layout: Layout) -> tuple[str, str, list[str], str]:
         "Wall time, peak memory and CPU time of every job that ran before this report, as "
         "Snakemake measured it (benchmarks/<rule>/<job>.tsv; a job reused from an earlier run "
         "shows that run's figures). CPU / wall is the number of cores a rule's jobs kept busy "
-        "on average. Jobs shorter than Snakemake's first sample have no memory or CPU figure."
+        "on average. Jobs shorter than Snakemake's first sample have no memory or CPU figure. "
+        "Snakemake adds up the memory of a job's processes: the forked workers of labels and "
+        "change share most of their pages, so their peak is overstated."
     )
     return "Where the build's time went", note, [], table
 
