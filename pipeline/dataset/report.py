@@ -536,8 +536,8 @@ def job_time_rows(records: Sequence[JobBenchmark]) -> list[dict[str, Any]]:
             "CPU / wall": round(sum(cpu) / sampled, 2) if cpu and sampled > 0 else None,
         }
 
-    rows = [row(rule, recs, True) for rule, recs in
-            sorted(by_rule.items(), key=lambda kv: (-sum(r.seconds for r in kv[1]), kv[0]))]
+    wall = {rule: sum(r.seconds for r in recs) for rule, recs in by_rule.items()}
+    rows = [row(rule, by_rule[rule], True) for rule in sorted(wall, key=lambda k: (-wall[k], k))]
     if len(rows) > 1:
         rows.append(row("all", list(records), False))
     return rows

@@ -6,26 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
 
 from pipeline.dataset.report import html_table, job_time_rows
 from pipeline.io.job_benchmarks import JobBenchmark, read_job_benchmarks
 from pipeline.layout import Layout
-
-
-def _write(path: Path, seconds: float, rss: float | None = None, cpu: float | None = None,
-           extended: bool = False) -> None:
-    """One job's file as Snakemake writes it (``rss`` None: finished before its first sample)."""
-    rec = BenchmarkRecord(running_time=seconds, max_rss=rss, cpu_time=cpu)
-    if extended:  # what Snakemake sets on a job's record for --benchmark-extended
-        rec.jobid, rec.rule_name, rec.threads, rec.input = 3, path.parent.name, 2, []
-        rec.wildcards, rec.params, rec.resources = {"aoi": "demo"}, {}, {"mem_mb": 3000}
-    if rss is not None:
-        rec.data_collected = True
-    else:
-        rec.process_gone = True
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_benchmark_records([rec], str(path), extended)
+from tests.job_benchmark_helpers import write_job_benchmark as _write
 
 
 def test_every_rule_names_its_benchmark_file_in_the_layout() -> None:

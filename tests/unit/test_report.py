@@ -147,7 +147,7 @@ def test_report_rerun_replaces_folder(built: Layout, tmp_path: Path) -> None:
 def test_report_shows_where_the_builds_time_went(built: Layout, tmp_path: Path) -> None:
     """The jobs' benchmark files (Snakemake's own writer) become a per-rule table, most time
     first; a file that cannot be read is named, not fatal; no files: an empty table."""
-    from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
+    from tests.job_benchmark_helpers import write_job_benchmark
 
     text = (built.report_dir() / "index.html").read_text()
     assert "Where the build&#x27;s time went" in text or "Where the build's time went" in text
@@ -157,11 +157,7 @@ def test_report_shows_where_the_builds_time_went(built: Layout, tmp_path: Path) 
     for rule, job, sec, rss, cpu in (("tile", "demo", 4.0, 380.0, 6.5),
                                      ("sentinel_month", "demo/2019-11", 5.0, 900.0, 9.0),
                                      ("sentinel_month", "demo/2019-12", 7.0, 1003.0, 13.0)):
-        rec = BenchmarkRecord(running_time=sec, max_rss=rss, cpu_time=cpu)
-        rec.data_collected = True
-        path = lay.job_benchmark(rule, job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_benchmark_records([rec], str(path), False)
+        write_job_benchmark(lay.job_benchmark(rule, job), sec, rss=rss, cpu=cpu)
     (lay.job_benchmarks_dir() / "labels").mkdir()
     (lay.job_benchmarks_dir() / "labels" / "demo.tsv").write_text("garbage\n")
     run_report(ReportConfig(n_samples=1), lay)
