@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,27 +41,34 @@ MEMBER = "s2cloudless-1.1.0/s2cloudless/TestInputs/input_arrays.npz"
 
 
 def reference_chip() -> Path:
-    """The cached ``input_arrays.npz`` of the s2cloudless 1.1.0 sdist (downloaded once)."""
+    """The cached ``input_arrays.npz`` of the s2cloudless 1.1.0 sdist (downloaded once).
+
+    Safe for concurrent callers (parallel test workers on a fresh machine): the sdist is
+    downloaded into a folder of this process's own and both files appear under their final
+    names only once complete (``os.replace``)."""
     cache = Path(os.environ.get("FUSU_TEST_CACHE", Path.home() / ".cache" / "fusu-pipeline"))
     npz = cache / "s2cloudless-1.1.0-input_arrays.npz"
     if npz.is_file():
         return npz
     cache.mkdir(parents=True, exist_ok=True)
     if not (cache / SDIST).is_file():
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                            "--no-binary", ":all:", "s2cloudless==1.1.0", "-d", str(cache)],
-                           check=True, capture_output=True, timeout=300)
-        except (subprocess.SubprocessError, OSError) as exc:
-            raise SystemExit(f"cannot download the s2cloudless 1.1.0 sdist into {cache} "
-                             f"({exc}): run once with network access") from None
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as d:
+            try:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                                "--no-binary", ":all:", "s2cloudless==1.1.0", "-d", d],
+                               check=True, capture_output=True, timeout=300)
+            except (subprocess.SubprocessError, OSError) as exc:
+                raise SystemExit(f"cannot download the s2cloudless 1.1.0 sdist into {cache} "
+                                 f"({exc}): run once with network access") from None
+            os.replace(Path(d) / SDIST, cache / SDIST)
     with tarfile.open(cache / SDIST) as tf:
         data = tf.extractfile(MEMBER)
         if data is None:
             raise SystemExit(f"{MEMBER} not found in {cache / SDIST}")
-        tmp = npz.with_suffix(".tmp")
-        tmp.write_bytes(data.read())
-        tmp.replace(npz)
+        with tempfile.NamedTemporaryFile(dir=cache, prefix=".npz-", delete=False) as fh:
+            fh.write(data.read())
+        os.chmod(fh.name, 0o644)
+        os.replace(fh.name, npz)
     return npz
 
 
