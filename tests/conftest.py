@@ -117,6 +117,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 reason="no Earth Engine credentials (run `pytest -m gee_live` to be told how)"))
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))
+    # files with `slow` tests first (order within a file and among the rest kept): pytest-xdist
+    # (scripts/test.sh, --dist loadfile) hands files to workers in this order, so the longest
+    # ones start early instead of running alone at the end
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow  # every benchmark end to end: about 2 minutes in all
+
 #: (module, smallest arguments, a line its output must hold)
 CASES = [
     ("tile_memory", ["--sizes", "512", "--patch", "128"], "peak RSS MB"),
