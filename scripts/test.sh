@@ -6,7 +6,7 @@
 #   - the package with its dev + train extras,
 #   - Debian's chromium (for the QA-report rendering test) when running as root,
 #   - pytest, on min(CPUs, 4) worker processes (pytest-xdist; each test file runs whole on one
-#     worker, so module and session fixtures are built once per worker): 929 s -> 600 s for
+#     worker, so module and session fixtures are built once per worker): 929 s -> 534 s for
 #     the whole suite on 2 cores. FUSU_TEST_WORKERS=0 runs it in this one process.
 # Extra arguments are passed to pytest, e.g. `scripts/test.sh -k labels -x`.
 set -euo pipefail
