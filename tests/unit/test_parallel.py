@@ -167,6 +167,33 @@ def test_forked_map_keeps_order_on_other_processes_with_closures() -> None:
                                      chunk=4)} == {parent}
 
 
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_forked_map_runs_on_threads_where_fork_is_not_safe(
+    platform: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sys
+    import threading
+
+    monkeypatch.setattr(sys, "platform", platform)  # forked_map reads it when called
+    parent = os.getpid()
+    seen: set[tuple[int, int]] = set()
+
+    def where(x: int) -> int:
+        seen.add((os.getpid(), threading.get_ident()))
+        return x * 3
+
+    # enough items for several chunks, two workers: on Linux this forks (test above)
+    assert list(forked_map(where, list(range(40)), workers=2, chunk=4)) == [
+        x * 3 for x in range(40)]
+    tids = {tid for _, tid in seen}
+    assert {pid for pid, _ in seen} == {parent}  # no child process
+    # on the pool's threads (at most two), not in the calling thread
+    assert threading.get_ident() not in tids and 1 <= len(tids) <= 2
+    with pytest.raises(ValueError, match="block 3 is bad"):  # errors as ordered_map's
+        list(forked_map(_fail_on_three, list(range(40)), workers=2, chunk=4))
+
+
 @LINUX
 def test_forked_map_re_raises_a_childs_error_and_names_a_dead_child() -> None:
     import os
