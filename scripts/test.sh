@@ -22,6 +22,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "warning: could not install chromium; the report rendering test will be skipped" >&2
 fi
 export PATH="$PWD/.venv/bin:$PATH"
-CPUS=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)))")
+CPUS=$(.venv/bin/python -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)")
 WORKERS=${FUSU_TEST_WORKERS:-$(( CPUS < 4 ? CPUS : 4 ))}
 exec .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
