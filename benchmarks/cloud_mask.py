@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.goals import Goal, report
+from pipeline.io.atomic import atomic_path
 
 SDIST = "s2cloudless-1.1.0.tar.gz"
 MEMBER = "s2cloudless-1.1.0/s2cloudless/TestInputs/input_arrays.npz"
@@ -44,8 +45,9 @@ def reference_chip() -> Path:
     """The cached ``input_arrays.npz`` of the s2cloudless 1.1.0 sdist (downloaded once).
 
     Safe for concurrent callers (parallel test workers on a fresh machine): the sdist is
-    downloaded into a folder of this process's own and both files appear under their final
-    names only once complete (``os.replace``)."""
+    downloaded into a folder of this process's own and the chip written through
+    :func:`pipeline.io.atomic.atomic_path`, so both files appear under their final names only
+    once complete."""
     cache = Path(os.environ.get("FUSU_TEST_CACHE", Path.home() / ".cache" / "fusu-pipeline"))
     npz = cache / "s2cloudless-1.1.0-input_arrays.npz"
     if npz.is_file():
@@ -65,10 +67,8 @@ def reference_chip() -> Path:
         data = tf.extractfile(MEMBER)
         if data is None:
             raise SystemExit(f"{MEMBER} not found in {cache / SDIST}")
-        with tempfile.NamedTemporaryFile(dir=cache, prefix=".npz-", delete=False) as fh:
-            fh.write(data.read())
-        os.chmod(fh.name, 0o644)
-        os.replace(fh.name, npz)
+        with atomic_path(npz) as tmp:  # this process's own temporary, renamed when complete
+            tmp.write_bytes(data.read())
     return npz
 
 
