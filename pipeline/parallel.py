@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pipeline.config import DaskConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -238,8 +238,6 @@ def forked_map(
     import sys
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
-
-    from pipeline.errors import PipelineError
 
     n, workers = len(items), int(workers)
     if (workers <= 1 or n <= chunk or not sys.platform.startswith("linux")

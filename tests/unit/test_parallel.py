@@ -173,7 +173,6 @@ def test_forked_map_runs_on_threads_where_fork_is_not_safe(
 ) -> None:
     import os
     import sys
-    import threading
 
     monkeypatch.setattr(sys, "platform", platform)  # forked_map reads it when called
     parent = os.getpid()
