@@ -116,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         u = int(footprint_union_mask(shape, f.col0, f.row0, f.size_px).sum())
         print(f"  {name:8s} {len(f.col0):5d} footprints  {len(bl):3d} blocks  "
               f"{requested_pixels(bl) / u:.3f}")
+    print("planner only, scattered samples (change-dataset style: 200 footprints at random "
+          "places of a 4000 px grid); requested / union pixels, i.e. how much more "
+          "s2cloudless work classifying whole blocks would be than classifying the union "
+          "(what the scene sources do):")
+    import numpy as np
+
+    from pipeline.grid import AoiGrid
+
+    rng = np.random.default_rng(0)
+    big = AoiGrid(epsg=32650, res_m=10.0, x0=500000.0, y0=3800000.0, width=4000, height=4000)
+    for size in (26, 77, 128, 256):
+        c0, r0 = rng.integers(0, 4000 - size, 200), rng.integers(0, 4000 - size, 200)
+        bl = plan_blocks(big, c0, r0, size, block_px)
+        u = int(footprint_union_mask((big.height, big.width), c0, r0, size).sum())
+        print(f"  footprints of {size:3d} px: {len(bl):3d} blocks  {requested_pixels(bl) / u:.3f}")
     return report(goals)
 
 

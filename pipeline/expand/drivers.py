@@ -39,7 +39,7 @@ from pipeline.errors import ConfigError
 from pipeline.expand.adapters import build_sample_index
 from pipeline.expand.build import FP_COLUMNS, Expansion, build_expansion
 from pipeline.expand.datasets import read_samples
-from pipeline.expand.plan import blocks_for_month, months_of
+from pipeline.expand.plan import active, blocks_for_month, months_of
 from pipeline.grid import AoiGrid, FootprintRule
 from pipeline.io.files import copy_originals
 from pipeline.io.jsonfile import read_json, write_json
@@ -56,7 +56,7 @@ from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import block_side_px
 from pipeline.sentinel.fetch import check_series
-from pipeline.sentinel.model import SentinelSource
+from pipeline.sentinel.model import FootprintCover, SentinelSource
 from pipeline.sentinel.month import MonthJob, fetch_month_job
 
 log = logging.getLogger(__name__)
@@ -209,14 +209,16 @@ def expand_month(
     if not layout.expand_mosaic_ready(group).exists():
         expand_init(group, layout)
     t = read_geoparquet(xl.footprints(group))
-    blocks = blocks_for_month(
-        grid, t["fp_col0"].to_numpy(np.int64), t["fp_row0"].to_numpy(np.int64),
-        t["fp_size_px"].to_numpy(np.int64), t["month_first"].to_numpy(str),
-        t["month_last"].to_numpy(str), month, block_side_px(sentinel, CHUNK_PX), CHUNK_PX,
-    )
+    col0, row0 = t["fp_col0"].to_numpy(np.int64), t["fp_row0"].to_numpy(np.int64)
+    size, first, last = (t["fp_size_px"].to_numpy(np.int64), t["month_first"].to_numpy(str),
+                         t["month_last"].to_numpy(str))
+    blocks = blocks_for_month(grid, col0, row0, size, first, last, month,
+                              block_side_px(sentinel, CHUNK_PX), CHUNK_PX)
+    act = active(first, last, month)  # the samples whose series holds this month
     job = MonthJob(group, month, grid, tuple(blocks), xl.mosaic_staging(group),
                    xl.ledger_dir(group, month), xl.month_summary(group, month),
-                   expand.sentinel_archive, "expand")
+                   expand.sentinel_archive, "expand",
+                   FootprintCover.of(col0[act], row0[act], size[act]))
     summary = fetch_month_job(job, sentinel, threads=threads, dask=dask, source=source,
                               progress=False)
     log.info("%s %s: %d blocks (%d fetched, %d resumed), %d requests, %d px", group, month,

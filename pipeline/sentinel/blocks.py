@@ -30,7 +30,7 @@ from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import ConfigError, GridError
 from pipeline.grid import AoiGrid
 from pipeline.io.mosaic import CHUNK_PX
-from pipeline.sentinel.model import Block
+from pipeline.sentinel.model import Block, FootprintCover, footprint_window_mask
 
 #: Uncompressed bytes per pixel of the S2 part of a GEE response: 12 float32 reflectances + a
 #: uint8 clear count, plus one mask byte per band (counted conservatively, in case the server
@@ -85,24 +85,10 @@ def footprint_union_mask(
     shape: tuple[int, int], col0: np.ndarray, row0: np.ndarray, size_px: int | np.ndarray,
 ) -> np.ndarray:
     """Boolean ``shape`` = (height, width) mask of the AOI grid's pixels covered by at least
-    one footprint window; ``size_px`` is one side for all or one per footprint.
-
-    Built with a 2-D difference array (O(N + H*W)), so 60k footprints cost nothing.
-    Footprint parts outside the grid are clipped.
-    """
+    one footprint window; ``size_px`` is one side for all or one per footprint
+    (:func:`pipeline.sentinel.model.footprint_window_mask` over the whole grid)."""
     height, width = (int(v) for v in shape)
-    size = np.asarray(size_px, dtype=np.int64)
-    c0 = np.clip(np.asarray(col0, dtype=np.int64), 0, width)
-    r0 = np.clip(np.asarray(row0, dtype=np.int64), 0, height)
-    c1 = np.clip(np.asarray(col0, dtype=np.int64) + size, 0, width)
-    r1 = np.clip(np.asarray(row0, dtype=np.int64) + size, 0, height)
-    diff = np.zeros((height + 1, width + 1), dtype=np.int32)
-    np.add.at(diff, (r0, c0), 1)
-    np.add.at(diff, (r0, c1), -1)
-    np.add.at(diff, (r1, c0), -1)
-    np.add.at(diff, (r1, c1), 1)
-    cover = diff.cumsum(axis=0).cumsum(axis=1)[:height, :width]
-    return cover > 0
+    return footprint_window_mask(col0, row0, size_px, 0, 0, width, height)
 
 
 def needed_chunks(
@@ -300,6 +286,8 @@ class BlockPlan:
         block_px: lattice cell side (px) the plan was made with.
         chunk_px: mosaic spatial chunk (px); every block edge is a multiple of it.
         blocks: the blocks, ordered by (row0, col0).
+        cover: the footprints the blocks were planned for (the pixels a month job keeps);
+            None in plans written before it was recorded (every block pixel is kept).
     """
 
     aoi: str
@@ -307,6 +295,7 @@ class BlockPlan:
     block_px: int
     chunk_px: int
     blocks: tuple[Block, ...]
+    cover: FootprintCover | None = None
 
     @property
     def n_pixels(self) -> int:
@@ -324,6 +313,7 @@ class BlockPlan:
                  "height": b.height}
                 for b in self.blocks
             ],
+            **({"cover": self.cover.to_dict()} if self.cover is not None else {}),
         }
 
     @classmethod
@@ -335,4 +325,5 @@ class BlockPlan:
             chunk_px=int(d["chunk_px"]),
             blocks=tuple(Block(int(b["col0"]), int(b["row0"]), int(b["width"]),
                                int(b["height"])) for b in d["blocks"]),
+            cover=FootprintCover.from_dict(d["cover"]) if "cover" in d else None,
         )

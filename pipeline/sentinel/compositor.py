@@ -34,6 +34,10 @@ Recipe (identical to the Earth Engine path, pixel by pixel)
    ``recipe.scl_mask_classes``) when it has one, else it is a counted skip
    (``meta["s2_scenes_skipped"]["no_cloud_layer"]``) that never makes the month L2A or
    observed. ``recipe.s2_mask = "scl"`` uses SCL for every scene (L2A only).
+   Only the pixels a month keeps are classified (``cover`` of :meth:`Compositor.fetch_block`:
+   the footprints' pixels, :class:`~pipeline.sentinel.model.FootprintCover`), with the pixels
+   within the post-processing and shadow reach of them, so the kept pixels' masks are those of
+   classifying the whole block.
 3. Clear = not cloudy (probability % > ``recipe.cloud_probability_threshold`` after the
    post-processing) and all bands valid;
    optional shadows (``recipe.shadow_mask``): dark-NIR pixels inside the clouds' projection
@@ -61,6 +65,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import ndimage
 
 from pipeline.bands import S1_BANDS, S2_BANDS
 from pipeline.errors import SourceError
@@ -336,9 +341,13 @@ class Compositor:
         return listing_key(s2, s1, self.provider.month_meta(month))
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
-        """Monthly composites of ``block`` (see the module docstring for the recipe)."""
+        """Monthly composites of ``block`` (see the module docstring for the recipe).
+        ``cover`` (bool (h, w), None = all): the pixels whose values the caller keeps;
+        s2cloudless runs only within the post-processing and shadow reach of them, so the
+        kept pixels are what classifying everything gives."""
         h, w = block.height, block.width
         res = BlockResult.empty(h, w)
         stats = {"requests": 0, "bytes": 0, "retries": 0}
@@ -361,7 +370,8 @@ class Compositor:
             for got in self._mosaicked(
                     _groups(s2_scenes, lambda sc: sc.observation), acc,
                     lambda sc: _counting_retries(
-                        lambda: self._s2_observation(grid, block, sc, product, recipe))):
+                        lambda: self._s2_observation(grid, block, sc, product, recipe,
+                                                     cover))):
                 _merge_stats(stats, got.stats)
                 if got.skip:
                     skipped[got.skip] += 1
@@ -404,7 +414,8 @@ class Compositor:
         return res
 
     def _s2_observation(
-        self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe
+        self, grid: AoiGrid, block: Block, scene: S2Scene, product: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> _SceneRead:
         """One S2 scene on ``block`` as ``product``: its clear mask and values, or why it is
         skipped (thread-safe; stats of its own)."""
@@ -419,7 +430,7 @@ class Compositor:
         clear: np.ndarray | None = None
         if layer == "s2cloudless":
             try:
-                clear = self._clear_mask(grid, block, scene, recipe, stats)
+                clear = self._clear_mask(grid, block, scene, recipe, stats, cover)
             except SourceError as exc:
                 if not (self.provider.scl_when_l1c_refused and scene.scl
                         and product == "L2A" and "is refused" in str(exc)):
@@ -497,9 +508,12 @@ class Compositor:
         return np.asarray(ok & ~masked)
 
     def _clear_mask(
-        self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int]
+        self, grid: AoiGrid, block: Block, scene: S2Scene, recipe: Recipe, stats: dict[str, int],
+        cover: np.ndarray | None = None,
     ) -> np.ndarray | None:
-        """(h, w) bool clear mask of one scene on the block, or None if it misses the block."""
+        """(h, w) bool clear mask of one scene on the block, or None if it misses the block;
+        exact on ``cover`` (bool (h, w), None = everywhere), which alone is classified, with
+        the pixels within the halo's reach of it."""
         # the window reaches past the block by the shadow reach and by the post-processing
         # disks, so a block's mask never depends on where the block ends
         post = int(recipe.cloud_average_over) + int(recipe.cloud_dilation_size)
@@ -521,8 +535,18 @@ class Compositor:
         if not ok[inner].any():
             return None
         refl = (dn + off) / np.float32(10000.0)
+        want = ok
+        if cover is not None:
+            # a kept pixel's mask depends on probabilities within ``halo`` px of it (the
+            # disks of the post-processing, the shadows' projection): a square reach holds
+            # them, so the kept pixels are exactly what classifying the window gives
+            reach = np.zeros(ok.shape, bool)
+            reach[inner] = cover
+            if halo:
+                reach = ndimage.maximum_filter(reach, size=2 * halo + 1, mode="constant")
+            want = ok & reach
         prob = self._probability(scene, grid, x0, y0, refl, ok, exact=post > 0,
-                                 factor=recipe.cloud_grid_factor)
+                                 factor=recipe.cloud_grid_factor, want=want)
         clear = ok & ~postprocess_cloud_mask(prob, recipe.cloud_probability_threshold,
                                              recipe.cloud_average_over,
                                              recipe.cloud_dilation_size, ok)
@@ -537,7 +561,7 @@ class Compositor:
 
     def _probability(
         self, scene: S2Scene, grid: AoiGrid, col0: int, row0: int, refl: np.ndarray,
-        ok: np.ndarray, exact: bool, factor: int = 1,
+        ok: np.ndarray, exact: bool, factor: int = 1, want: np.ndarray | None = None,
     ) -> np.ndarray:
         """Cloud probability (float32 (h, w) in [0, 1], NaN = invalid) of a window whose
         upper-left pixel is (col0, row0) of ``grid`` (may start outside it by up to the shadow
@@ -548,6 +572,8 @@ class Compositor:
         whole percent, as Earth Engine's S2_CLOUD_PROBABILITY stores it (the ``gee`` preset),
         and cached as uint8 (255 = not classified). ``factor`` > 1 classifies cells
         (:meth:`CloudDetector.cell_probability`; the window must start on a cell corner).
+        ``want`` (bool (h, w), default ``ok``): the pixels to classify; the others are NaN
+        unless classified before.
         """
         m = frame_pad(grid)
         month = scene.time.strftime("%Y-%m")
@@ -564,7 +590,7 @@ class Compositor:
         win = cache[row0 + m : row0 + m + h, col0 + m : col0 + m + w]
         with lock:
             todo = np.isnan(win) if exact else (win == 255)
-            need = ok & todo
+            need = ok & todo if want is None else ok & want & todo
             if need.any():
                 if factor > 1:
                     p, n = self.detector.cell_probability(refl, ok, need, factor)

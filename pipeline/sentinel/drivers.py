@@ -38,7 +38,7 @@ from pipeline.layout import Layout
 from pipeline.sentinel.blocks import BlockPlan, block_side_px, plan_blocks
 from pipeline.sentinel.cost import EecuRates, eecu_estimate
 from pipeline.sentinel.fetch import check_series
-from pipeline.sentinel.model import SentinelSource
+from pipeline.sentinel.model import FootprintCover, SentinelSource
 from pipeline.sentinel.month import MonthJob, fetch_month_job
 from pipeline.sentinel.sources import sensor_sources
 
@@ -67,9 +67,10 @@ def init_aoi(aoi: AoiSpec, cfg: SentinelConfig, layout: Layout) -> dict[str, Any
         )
     size = int(fp["fp_size_px"].iloc[0])
     block_px = block_side_px(cfg)
+    col0, row0 = fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy()
     plan = BlockPlan(name, grid, block_px, CHUNK_PX, tuple(plan_blocks(
-        grid, fp["fp_col0"].to_numpy(), fp["fp_row0"].to_numpy(), size, block_px,
-        chunk_px=CHUNK_PX)))
+        grid, col0, row0, size, block_px, chunk_px=CHUNK_PX)),
+        FootprintCover.of(col0, row0, size))
     staging = layout.mosaic_staging(name)
     _prepare_store(aoi, grid, layout)
     write_json(layout.sentinel_blocks(name), plan.to_dict())
@@ -159,7 +160,7 @@ def fetch_month(
                                          f"run rule sentinel_init for AOI {name}"))
     job = MonthJob(name, month, plan.grid, tuple(plan.blocks), layout.mosaic_staging(name),
                    layout.ledger_dir(name, month), layout.month_summary(name, month),
-                   aoi.sentinel_archive, f"AOI {name}")
+                   aoi.sentinel_archive, f"AOI {name}", plan.cover)
     summary = fetch_month_job(job, cfg, threads=threads, dask=dask, source=source)
     log.info("%s %s: %d blocks fetched, %d resumed, product %s, %d S2 / %d S1 scenes, %.1f s",
              name, month, summary["blocks_done"], summary["blocks_skipped"],

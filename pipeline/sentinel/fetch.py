@@ -31,7 +31,13 @@ from pipeline.io.atomic import ensure_dir
 from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
-from pipeline.sentinel.model import Block, Recipe, SentinelSource, is_superseded
+from pipeline.sentinel.model import (
+    Block,
+    FootprintCover,
+    Recipe,
+    SentinelSource,
+    is_superseded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,21 @@ def recipe_key(recipe: Recipe, identity: dict[str, Any] | None = None) -> str:
     return json_digest(doc, 16)
 
 
+def block_cover(cover: FootprintCover | None, block: Block, key: str
+                ) -> tuple[str, np.ndarray | None]:
+    """A block's ledger key and kept pixels (bool (h, w), None = all): ``key``
+    (:func:`recipe_key`) for a block the footprints cover entirely, else ``key`` with a
+    digest of which pixels they cover, so a block whose footprints changed is fetched again."""
+    if cover is None:
+        return key, None
+    keep = cover.block_mask(block)
+    if keep.all():
+        return key, None
+    digest = json_digest({"shape": list(keep.shape), "bits": np.packbits(keep).tobytes().hex()},
+                         16)
+    return f"{key}-{digest}", keep
+
+
 def _is_done(ledger_dir: Path, block: Block, key: str) -> bool:
     path = _marker(ledger_dir, block)
     if not path.is_file():
@@ -87,6 +108,7 @@ def run_month(
     executor: Executor | None = None,
     identity: dict[str, Any] | None = None,
     allow_lost: bool = False,
+    cover: FootprintCover | None = None,
 ) -> dict[str, Any]:
     """Fetch every not-yet-done block of ``month`` and write it into the mosaic.
 
@@ -112,6 +134,9 @@ def run_month(
             source are fetched again.
         allow_lost: build a month whose listed items of a sensor were all lost (skipped,
             refused) empty instead of failing (``sentinel.allow_lost_items``).
+        cover: the footprints whose pixels are kept (None = every block pixel): a block's
+            pixels outside it are stored unobserved, and which of its pixels are kept keys
+            its ledger marker too (:func:`block_cover`).
 
     Returns:
         The summary dict (also written to ``summary_path``).
@@ -135,7 +160,8 @@ def run_month(
     if callable(listed):  # what the catalogue lists this month keys the ledger too
         identity = {**(identity or {}), "listing": listed(month, grid)}
     key = recipe_key(recipe, identity)
-    todo = [b for b in blocks if not _is_done(ledger, b, key)]
+    keyed = {b.id: block_cover(cover, b, key) for b in blocks}
+    todo = [b for b in blocks if not _is_done(ledger, b, keyed[b.id][0])]
     stale = sum(1 for b in todo if _marker(ledger, b).exists())
     if stale:
         log.info("%s %s: %d blocks were fetched with another recipe or source: fetching them "
@@ -157,8 +183,9 @@ def run_month(
     try:
         futures: list[Future[str]] = []
         for b in todo:
+            b_key, b_cover = keyed[b.id]
             futures.append(pool.submit(fetch_block_into_mosaic, source, aoi, grid, b, month,
-                                       recipe, store_path, t, ledger, key))
+                                       recipe, store_path, t, ledger, b_key, b_cover))
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -367,14 +394,18 @@ def fetch_block_into_mosaic(
     t: int,
     ledger: Path,
     key: str = "",
+    cover: np.ndarray | None = None,
 ) -> str:
     """Fetch one block, write it into time slice ``t`` of the mosaic, then its ledger marker.
 
-    One task of :func:`run_month` (top-level, so it pickles for a dask cluster). Returns the
-    block id.
+    One task of :func:`run_month` (top-level, so it pickles for a dask cluster). ``cover``
+    (bool (h, w), None = all): the pixels kept; the others are stored unobserved, whatever
+    the source returned there. Returns the block id.
     """
     tb = time.monotonic()
-    result = source.fetch_block(aoi, grid, block, month, recipe)
+    result = source.fetch_block(aoi, grid, block, month, recipe, cover)
+    if cover is not None:
+        result.within(cover)
     write_block(store_path, t, block, result)
     # everything JSON can hold: counts, and the lists / dicts the month summary aggregates
     # (skipped items, empty searches, cloud layers)

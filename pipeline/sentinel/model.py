@@ -64,6 +64,71 @@ class Block:
         return (self,)
 
 
+def footprint_window_mask(
+    col0: Any, row0: Any, size_px: Any, win_col0: int, win_row0: int, width: int, height: int,
+    grow: int = 0,
+) -> np.ndarray:
+    """bool (height, width): the pixels of the grid window at (``win_col0``, ``win_row0``)
+    within ``grow`` px of a footprint window (squares of ``size_px``, one side for all or one
+    per footprint, at (``col0``, ``row0``); grid pixels). Built with a 2-D difference array
+    (O(N + H*W)), so 60k footprints cost nothing; squares are clipped to the window."""
+    c = np.asarray(col0, np.int64).reshape(-1)
+    n = np.broadcast_to(np.asarray(size_px, np.int64), c.shape) + 2 * grow
+    c0 = c - grow - win_col0
+    r0 = np.asarray(row0, np.int64).reshape(-1) - grow - win_row0
+    x0, y0 = np.clip(c0, 0, width), np.clip(r0, 0, height)
+    x1, y1 = np.clip(c0 + n, 0, width), np.clip(r0 + n, 0, height)
+    keep = (x1 > x0) & (y1 > y0)
+    diff = np.zeros((height + 1, width + 1), np.int32)
+    np.add.at(diff, (y0[keep], x0[keep]), 1)
+    np.add.at(diff, (y0[keep], x1[keep]), -1)
+    np.add.at(diff, (y1[keep], x0[keep]), -1)
+    np.add.at(diff, (y1[keep], x1[keep]), 1)
+    np.cumsum(diff, axis=0, out=diff)
+    np.cumsum(diff, axis=1, out=diff)
+    return np.asarray(diff[:height, :width] > 0)
+
+
+@dataclass(frozen=True)
+class FootprintCover:
+    """The pixels of a mosaic grid that footprints cover: squares of ``sizes[i]`` px with
+    upper-left pixel (``col0[i]``, ``row0[i]``) in grid pixels (parts outside the grid are
+    ignored). A month job composites only these pixels: the Sentinel values elsewhere in a
+    block are never read downstream (cubes are windows of footprints), so the block's other
+    pixels are stored as unobserved (NaN, count 0) and the scene sources skip s2cloudless
+    there (:meth:`pipeline.sentinel.compositor.Compositor.fetch_block`)."""
+
+    col0: tuple[int, ...]
+    row0: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, col0: Any, row0: Any, size_px: Any) -> FootprintCover:
+        """From (n,) upper-left pixels and one side or (n,) sides (px)."""
+        c = np.asarray(col0, np.int64).reshape(-1)
+        n = np.broadcast_to(np.asarray(size_px, np.int64), c.shape)
+        return cls(tuple(int(v) for v in c),
+                   tuple(int(v) for v in np.asarray(row0, np.int64).reshape(-1)),
+                   tuple(int(v) for v in n))
+
+    def mask(self, col0: int, row0: int, width: int, height: int, grow: int = 0) -> np.ndarray:
+        """bool (height, width): pixels of the window at (col0, row0) of the grid within
+        ``grow`` px (a square's reach, in grid px) of a footprint pixel."""
+        return footprint_window_mask(self.col0, self.row0, self.sizes, col0, row0, width,
+                                     height, grow)
+
+    def block_mask(self, block: Block) -> np.ndarray:
+        """bool (block.height, block.width): the block's covered pixels."""
+        return self.mask(block.col0, block.row0, block.width, block.height)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"col0": list(self.col0), "row0": list(self.row0), "sizes": list(self.sizes)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FootprintCover:
+        return cls.of(d["col0"], d["row0"], d["sizes"])
+
+
 #: s2cloudless post-processing presets: (average_over, dilation_size) in px (disk radii).
 CLOUD_PRESETS: dict[str, tuple[int, int]] = {
     "gee": (0, 0),  # threshold only: how Earth Engine's S2_CLOUD_PROBABILITY is thresholded
@@ -154,6 +219,17 @@ class BlockResult:
     s1_count: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def within(self, keep: np.ndarray) -> BlockResult:
+        """The same result with every pixel outside ``keep`` (bool (h, w)) unobserved (NaN
+        values, counts 0), in place; returns self."""
+        out = ~np.asarray(keep, bool)
+        if out.any():
+            self.s2[:, out] = np.nan
+            self.s2_count[out] = 0
+            self.s1[:, out] = np.nan
+            self.s1_count[out] = 0
+        return self
+
     @classmethod
     def empty(cls, height: int, width: int) -> BlockResult:
         """A block with no observation at all (NaN values, zero counts)."""
@@ -172,9 +248,13 @@ class SentinelSource(Protocol):
     name: str
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
-        """Composites of ``month`` (``YYYY-MM``) on ``block`` of ``grid``.
+        """Composites of ``month`` (``YYYY-MM``) on ``block`` of ``grid``. ``cover`` (bool
+        (h, w), None = all) marks the block's pixels whose values are kept
+        (:class:`FootprintCover`); a source may skip work elsewhere (the caller stores those
+        pixels as unobserved).
 
         Raises:
             pipeline.errors.SourceError (or a subclass) naming the AOI, month and block.

@@ -27,7 +27,7 @@ from typing import Any
 from pipeline.config import DaskConfig, SentinelConfig
 from pipeline.grid import AoiGrid
 from pipeline.sentinel.fetch import run_month
-from pipeline.sentinel.model import Block, Recipe, SentinelSource
+from pipeline.sentinel.model import Block, FootprintCover, Recipe, SentinelSource
 from pipeline.sentinel.sources import make_source, source_identity, stac_kwargs
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class MonthJob:
             setting names (an AOI's ``sentinel_archive`` or ``expand.sentinel_archive``);
             None = the STAC profile's public API.
         where: what ``archive`` belongs to, for messages (``"AOI demo"``, ``"expand"``).
+        cover: the footprints whose pixels the month keeps (None = every block pixel;
+            :class:`~pipeline.sentinel.model.FootprintCover`).
     """
 
     name: str
@@ -60,6 +62,7 @@ class MonthJob:
     summary: Path
     archive: str | None
     where: str
+    cover: FootprintCover | None = None
 
     def absolute(self) -> MonthJob:
         """The same job with absolute paths (dask workers run in another directory or
@@ -156,7 +159,7 @@ def fetch_month_job(
                 job.store, job.ledger_dir, concurrency=month_concurrency(cfg, threads),
                 summary_path=job.summary, progress=progress, executor=ex,
                 identity=source_identity(cfg, job.archive, job.month),
-                allow_lost=bool(cfg.allow_lost_items),
+                allow_lost=bool(cfg.allow_lost_items), cover=job.cover,
             )
         finally:
             if source is None:

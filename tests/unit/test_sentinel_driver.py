@@ -36,7 +36,8 @@ class FakeSource:
         self._lock = threading.Lock()
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
         with self._lock:
             if self.fail_after is not None and len(self.calls) >= self.fail_after:
@@ -126,6 +127,36 @@ def test_resume_after_crash_is_byte_identical(tmp_path: Path) -> None:
     src3 = FakeSource()
     s3 = run_month(src3, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger)
     assert src3.calls == [] and s3["blocks_skipped"] == len(blocks)
+
+
+def test_only_the_cover_is_kept_and_a_changed_cover_is_fetched_again(tmp_path: Path) -> None:
+    from pipeline.sentinel.model import FootprintCover
+
+    store, ledger = _setup(tmp_path)
+    blocks = _blocks()
+    cover = FootprintCover.of([0, 40, 100, 130], [0, 30, 60, 90], 50)
+    src = FakeSource()
+    run_month(src, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, cover=cover)
+    cube = read_footprint_cube(store, 0, 0, (GRID.height, GRID.width))
+    keep = cover.mask(0, 0, GRID.width, GRID.height)
+    planned = np.zeros_like(keep)
+    for b in blocks:
+        planned[b.row0 : b.row0 + b.height, b.col0 : b.col0 + b.width] = True
+    assert (planned & ~keep).any()  # the blocks hold pixels no footprint needs
+    assert (cube["counts"][1, 0][keep & planned] > 0).any()
+    assert (cube["counts"][1, :, ~keep] == 0).all()
+    assert np.isnan(cube["x"][1][:, ~keep]).all()
+    # the same cover: nothing to fetch; one footprint moved: only its blocks again
+    again = FakeSource()
+    run_month(again, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, cover=cover)
+    assert again.calls == []
+    moved = FootprintCover.of([0, 40, 100, 131], [0, 30, 60, 90], 50)
+    changed = {b.id for b in blocks if not np.array_equal(cover.block_mask(b),
+                                                          moved.block_mask(b))}
+    assert 0 < len(changed) < len(blocks)
+    third = FakeSource()
+    run_month(third, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, cover=moved)
+    assert sorted(third.calls) == sorted(changed)
 
 
 def test_quota_exhausted_keeps_finished_blocks(tmp_path: Path) -> None:
@@ -342,7 +373,8 @@ class _EmptyingSource(FakeSource):
         self.clouded = clouded
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
         r = super().fetch_block(aoi, grid, block, month, recipe)
         if month in self.clouded:  # 3 scenes read, every pixel masked
@@ -387,8 +419,11 @@ def test_observed_pixels_are_counted_per_month(tmp_path: Path) -> None:
     want_s2 = want_s1 = 0
     for b in plan["blocks"]:
         rr, cc = np.mgrid[b["row0"] : b["row0"] + b["height"], b["col0"] : b["col0"] + b["width"]]
-        want_s2 += int(((rr + cc) % 11 != 0).sum())  # the fake's cloudy pixels have count 0
-        want_s1 += rr.size
+        # only the footprint's pixels are kept (col 10, row 5, 64 px): the blocks hold more
+        inside = (cc >= 10) & (cc < 74) & (rr >= 5) & (rr < 69)
+        want_s2 += int((inside & ((rr + cc) % 11 != 0)).sum())  # the fake's clouds: count 0
+        want_s1 += int(inside.sum())
+    assert want_s1 == 64 * 64 < sum(b["width"] * b["height"] for b in plan["blocks"])
     s = read_json(lay.month_summary("a", MONTHS[0]))
     assert s["observed_px"] == {"s2": want_s2, "s1": want_s1}
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from pipeline.errors import SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.scenes import (
@@ -470,11 +472,12 @@ class OnWorkers:
     name: str = "stac"
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
         src: Compositor = self.source.get()
         cast(StacCatalog, src.provider).preload(self.listing)
-        return src.fetch_block(aoi, grid, block, month, recipe)
+        return src.fetch_block(aoi, grid, block, month, recipe, cover)
 
     def listing_key(self, month: str, grid: AoiGrid) -> str:
         """:func:`~pipeline.sentinel.compositor.listing_key` of the shipped listing."""

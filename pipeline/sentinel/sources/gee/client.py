@@ -333,9 +333,12 @@ class GeeSource:
         return month_product(recipe, self.scene_counts(aoi, grid, month, recipe))
 
     def fetch_block(
-        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe
+        self, aoi: str, grid: AoiGrid, block: Block, month: str, recipe: Recipe,
+        cover: np.ndarray | None = None,
     ) -> BlockResult:
-        """Composites of ``month`` on ``block`` (see module doc). Thread-safe.
+        """Composites of ``month`` on ``block`` (see module doc). Thread-safe. Earth Engine
+        computes the whole block whatever ``cover`` says (a request is a rectangle; the
+        caller drops the pixels outside the cover).
 
         Raises:
             QuotaExhaustedError: quota exhausted (rerun later; finished blocks are kept).
