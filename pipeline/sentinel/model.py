@@ -14,6 +14,7 @@ Band order and units (fixed for the whole project):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -66,16 +67,15 @@ class Block:
 
 def footprint_window_mask(
     col0: Any, row0: Any, size_px: Any, win_col0: int, win_row0: int, width: int, height: int,
-    grow: int = 0,
 ) -> np.ndarray:
     """bool (height, width): the pixels of the grid window at (``win_col0``, ``win_row0``)
-    within ``grow`` px of a footprint window (squares of ``size_px``, one side for all or one
-    per footprint, at (``col0``, ``row0``); grid pixels). Built with a 2-D difference array
+    that a footprint window covers (squares of ``size_px``, one side for all or one per
+    footprint, at (``col0``, ``row0``); grid pixels). Built with a 2-D difference array
     (O(N + H*W)), so 60k footprints cost nothing; squares are clipped to the window."""
     c = np.asarray(col0, np.int64).reshape(-1)
-    n = np.broadcast_to(np.asarray(size_px, np.int64), c.shape) + 2 * grow
-    c0 = c - grow - win_col0
-    r0 = np.asarray(row0, np.int64).reshape(-1) - grow - win_row0
+    n = np.broadcast_to(np.asarray(size_px, np.int64), c.shape)
+    c0 = c - win_col0
+    r0 = np.asarray(row0, np.int64).reshape(-1) - win_row0
     x0, y0 = np.clip(c0, 0, width), np.clip(r0, 0, height)
     x1, y1 = np.clip(c0 + n, 0, width), np.clip(r0 + n, 0, height)
     keep = (x1 > x0) & (y1 > y0)
@@ -111,11 +111,16 @@ class FootprintCover:
                    tuple(int(v) for v in np.asarray(row0, np.int64).reshape(-1)),
                    tuple(int(v) for v in n))
 
-    def mask(self, col0: int, row0: int, width: int, height: int, grow: int = 0) -> np.ndarray:
-        """bool (height, width): pixels of the window at (col0, row0) of the grid within
-        ``grow`` px (a square's reach, in grid px) of a footprint pixel."""
-        return footprint_window_mask(self.col0, self.row0, self.sizes, col0, row0, width,
-                                     height, grow)
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(col0, row0, sizes) as int64 arrays, made once (a month job asks per block)."""
+        return (np.asarray(self.col0, np.int64), np.asarray(self.row0, np.int64),
+                np.asarray(self.sizes, np.int64))
+
+    def mask(self, col0: int, row0: int, width: int, height: int) -> np.ndarray:
+        """bool (height, width): the covered pixels of the window at (col0, row0) of the
+        grid."""
+        return footprint_window_mask(*self._arrays, col0, row0, width, height)
 
     def block_mask(self, block: Block) -> np.ndarray:
         """bool (block.height, block.width): the block's covered pixels."""
