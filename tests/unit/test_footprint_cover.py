@@ -76,6 +76,25 @@ def test_the_covered_pixels_are_those_of_the_whole_block(
         assert part_src.classified_pixels < 0.8 * whole_src.classified_pixels
 
 
+def test_shadows_from_clouds_off_the_cover_are_kept(
+        equivalence_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shadows' reach: with a 200 m projection (20 px, inside the 72 px test grid; the
+    real 1 km reach covers the whole grid) clouds off the cover cast shadows onto it, and
+    the covered pixels still equal classifying the whole block."""
+    import pipeline.sentinel.compositor as compositor
+
+    monkeypatch.setattr(compositor, "SHADOW_DISTANCE_M", 200.0)
+    keep = _sparse_cover().block_mask(BLOCK)
+    shadows = Recipe(shadow_mask=True)
+    whole = local_source(equivalence_archive).fetch_block("eq", GRID, BLOCK, L2A_MONTH, shadows)
+    plain = local_source(equivalence_archive).fetch_block("eq", GRID, BLOCK, L2A_MONTH, Recipe())
+    assert (whole.s2_count != plain.s2_count)[keep].sum() > 20  # shadows on the cover
+    part_src = local_source(equivalence_archive)
+    part = part_src.fetch_block("eq", GRID, BLOCK, L2A_MONTH, shadows, keep)
+    np.testing.assert_array_equal(part.s2_count[keep], whole.s2_count[keep])
+    np.testing.assert_array_equal(part.s2[:, keep], whole.s2[:, keep])
+
+
 def test_the_gee_preset_classifies_only_covered_pixels(equivalence_archive: Path) -> None:
     """No post-processing, no shadows: the covered pixels are all that is classified."""
     cover = _sparse_cover()
