@@ -45,6 +45,8 @@ S2CLOUDLESS_BANDS: tuple[str, ...] = (
 ROWS_PER_CALL = 16384
 #: split values (with both float64 neighbours) checked against LightGBM when a session is built
 PROBE_SPLITS = 1024
+#: reflectance bin (and bits per feature) of the key that orders rows before evaluation
+SORT_BIN, SORT_BITS = 0.05, 5
 
 # LightGBM decision_type bits (include/LightGBM/tree.h): 1 = categorical, 2 = default left,
 # (type >> 2) & 3 = missing type (0 None, 1 Zero, 2 NaN)
@@ -204,6 +206,27 @@ def probe_rows(model: TreeModel, base: np.ndarray, n: int, seed: int = 0) -> np.
     return np.concatenate(out)
 
 
+def split_priority(model: TreeModel) -> np.ndarray:
+    """int64 (n_features,): the model's features, those most split on first (ties by index)."""
+    counts = np.bincount(model.feature, minlength=model.n_features)
+    return np.asarray(np.argsort(-counts, kind="stable"), np.int64)
+
+
+def similar_first(x: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """int64 (n,) permutation of the rows of ``x`` (n, f) that puts similar rows next to
+    each other: sorted by one integer key of their values in :data:`SORT_BIN` bins
+    (:data:`SORT_BITS` bits per feature, clipped), features in ``priority`` order (as many
+    as fit in 62 bits). Walking the trees for similar rows one after the other lets the CPU
+    predict the trees' branches: about 1.4x faster on the real chip than image order
+    (docs/benchmarks.md). Only the order of the rows changes, never a row's result."""
+    feats = np.asarray(priority, np.int64)[: 62 // SORT_BITS]
+    q = np.clip(np.floor(np.asarray(x, np.float64)[:, feats] / SORT_BIN), 0, 2**SORT_BITS - 1)
+    key = np.zeros(len(x), np.int64)
+    for col in q.astype(np.int64).T:
+        key = (key << SORT_BITS) | col
+    return np.asarray(np.argsort(key, kind="stable"), np.int64)
+
+
 def classifier_threads() -> int:
     """Threads the classifier uses: ``OMP_NUM_THREADS`` when set (Snakemake sets it to the
     job's threads, and LightGBM's OpenMP predictor honoured it), else the CPUs this process
@@ -231,6 +254,7 @@ class CloudDetector:
         self._threads = int(threads) if threads else classifier_threads()
         self._session: Any = None
         self._sigmoid = 1.0
+        self._priority = np.zeros(0, np.int64)
         self._pool: ThreadPoolExecutor | None = None
         self._warming: threading.Thread | None = None
         self._warm_lock = threading.Lock()
@@ -277,6 +301,7 @@ class CloudDetector:
                         "probe rows differently from LightGBM; install onnxruntime >= 1.21 "
                         "(tested with 1.30) from PyPI")
                 self._sigmoid = model.sigmoid
+                self._priority = split_priority(model)
                 if self._threads > 1:
                     self._pool = ThreadPoolExecutor(self._threads,
                                                     thread_name_prefix="s2cloudless")
@@ -287,11 +312,13 @@ class CloudDetector:
         """s2cloudless' cloud probability of (n, 10) L1C TOA reflectances (any float dtype,
         finite) in :data:`S2CLOUDLESS_BANDS` order: float64 (n,) in [0, 1], bit for bit
         LightGBM's ``Booster.predict`` (cast to float32, s2cloudless'
-        ``get_cloud_probability_maps``)."""
+        ``get_cloud_probability_maps``). Rows are evaluated in :func:`similar_first` order
+        and returned in theirs."""
         from scipy.special import expit
 
         session = self._build()
-        x = np.asarray(px)
+        order = similar_first(np.asarray(px), self._priority)
+        x = np.asarray(px)[order]
 
         def run(lo: int) -> np.ndarray:  # float64 one chunk at a time (memory: the chunk)
             rows = np.ascontiguousarray(x[lo : lo + ROWS_PER_CALL], np.float64)
@@ -302,7 +329,9 @@ class CloudDetector:
             raw = [run(lo) for lo in starts]
         else:
             raw = list(self._pool.map(run, starts))
-        score = np.concatenate(raw) if raw else np.zeros(0, np.float64)
+        score = np.zeros(len(x), np.float64)
+        if raw:
+            score[order] = np.concatenate(raw)
         return np.asarray(expit(self._sigmoid * score), np.float64)
 
     def close(self) -> None:

@@ -78,6 +78,28 @@ def test_results_do_not_depend_on_threads_or_chunks(
     assert CloudDetector().predict(rows[:0]).shape == (0,)
 
 
+def test_similar_rows_are_evaluated_together_and_results_come_back_in_order(
+    booster: object, chip_rows: np.ndarray
+) -> None:
+    model = cp.parse_lightgbm_text(booster.model_to_string())  # type: ignore[attr-defined]
+    priority = cp.split_priority(model)
+    counts = np.bincount(model.feature, minlength=10)
+    assert sorted(priority.tolist()) == list(range(10))
+    assert (np.diff(counts[priority]) <= 0).all()  # most split-on first
+    rows = chip_rows[::7]
+    order = cp.similar_first(rows, priority)
+    assert sorted(order.tolist()) == list(range(len(rows)))  # a permutation
+    ordered = rows[order].astype(np.float64)[:, priority]
+    bins = np.clip(np.floor(ordered / cp.SORT_BIN), 0, 2**cp.SORT_BITS - 1)
+    # consecutive rows share their first feature's bin except at the few bin changes
+    assert (np.diff(bins[:, 0]) >= 0).all()
+    assert (np.abs(np.diff(bins, axis=0)).sum(axis=1) == 0).mean() > 0.5
+    # rows in any order: each row's own result, in its place
+    shuffled = np.random.default_rng(0).permutation(len(rows))
+    det = CloudDetector(threads=2)
+    assert np.array_equal(det.predict(rows[shuffled]), det.predict(rows)[shuffled])
+
+
 def _tiny_model_text(sigmoid: float) -> str:
     """A LightGBM binary model trained here (5 features, 6 trees), its second tree replaced by
     a constant one (what LightGBM writes when a tree finds no split)."""
