@@ -12,6 +12,9 @@ with ONNX Runtime instead of LightGBM's predictor, **bit for bit** the same:
   as LightGBM's numerical decisions without missing-value handling do);
 * each row's leaf values are summed in tree order (the runtime's session runs on one thread;
   rows are shared out in chunks over a thread pool instead), as LightGBM sums them;
+* rows are evaluated in :func:`similar_first` order (similar reflectances one after the
+  other, so the CPU predicts the trees' branches better; about 1.4x faster) and returned in
+  the caller's order: a row's result never depends on its neighbours;
 * the logistic is ``scipy.special.expit``, the same ``1 / (1 + exp(-x))`` in float64 through
   the C library's ``exp`` that LightGBM's binary objective computes.
 
@@ -19,7 +22,7 @@ with ONNX Runtime instead of LightGBM's predictor, **bit for bit** the same:
 the split values, each with its two float64 neighbours) when it builds the session and refuses
 to run on any difference; the compositor starts that build in the background
 (:meth:`CloudDetector.warm_up`) as soon as a block knows it needs the classifier. Measured on
-the real s2cloudless chip (438,272 pixels): identical float64 probabilities, about 2.4x faster
+the real s2cloudless chip (438,272 pixels): identical float64 probabilities, about 2.9x faster
 than ``Booster.predict`` on 2 cores (docs/benchmarks.md, Cloud masks).
 """
 
