@@ -222,11 +222,11 @@ def similar_first(x: np.ndarray, priority: np.ndarray) -> np.ndarray:
     as fit in 62 bits). Walking the trees for similar rows one after the other lets the CPU
     predict the trees' branches: about 1.4x faster on the real chip than image order
     (docs/benchmarks.md). Only the order of the rows changes, never a row's result."""
-    feats = np.asarray(priority, np.int64)[: 62 // SORT_BITS]
-    q = np.clip(np.floor(np.asarray(x, np.float64)[:, feats] / SORT_BIN), 0, 2**SORT_BITS - 1)
-    key = np.zeros(len(x), np.int64)
-    for col in q.astype(np.int64).T:
-        key = (key << SORT_BITS) | col
+    rows = np.asarray(x)
+    key = np.zeros(len(rows), np.int64)
+    for f in np.asarray(priority, np.int64)[: 62 // SORT_BITS]:  # one column at a time
+        col = np.floor(np.asarray(rows[:, f], np.float64) / SORT_BIN)
+        key = (key << SORT_BITS) | np.clip(col, 0, 2**SORT_BITS - 1).astype(np.int64)
     return np.asarray(np.argsort(key, kind="stable"), np.int64)
 
 
