@@ -320,11 +320,11 @@ class CloudDetector:
         from scipy.special import expit
 
         session = self._build()
-        order = similar_first(np.asarray(px), self._priority)
-        x = np.asarray(px)[order]
+        x = np.asarray(px)
+        order = similar_first(x, self._priority)
 
         def run(lo: int) -> np.ndarray:  # float64 one chunk at a time (memory: the chunk)
-            rows = np.ascontiguousarray(x[lo : lo + ROWS_PER_CALL], np.float64)
+            rows = np.asarray(x[order[lo : lo + ROWS_PER_CALL]], np.float64, order="C")
             return np.asarray(session.run(None, {"X": rows})[0][:, 0])
 
         starts = range(0, len(x), ROWS_PER_CALL)
