@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -78,8 +79,16 @@ class FakeStac(LoopbackService):
         self.counters = Counters()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        # every URL of this instance starts with its own path segment: GDAL caches /vsicurl/
+        # reads per URL for the life of the process, so a later server that reused the port
+        # (another test on the same xdist worker) must not be answered from that cache
+        self._token = uuid.uuid4().hex[:12]
 
-    # ---- addresses (start / stop / url: LoopbackService)
+    # ---- addresses (start / stop: LoopbackService)
+    @property
+    def url(self) -> str:
+        return f"{super().url}/{self._token}"
+
     @property
     def api(self) -> str:
         return f"{self.url}/api"
@@ -137,6 +146,8 @@ class FakeStac(LoopbackService):
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parsed = urlparse(h.path)
         path = unquote(parsed.path)
+        if path.startswith(f"/{self._token}/"):  # this instance's URLs (see ``url``)
+            path = path[len(self._token) + 1:]
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         entry: dict[str, Any] = {"method": method, "path": path, "query": parsed.query,
