@@ -160,8 +160,9 @@ def run_month(
     if callable(listed):  # what the catalogue lists this month keys the ledger too
         identity = {**(identity or {}), "listing": listed(month, grid)}
     key = recipe_key(recipe, identity)
-    keyed = {b.id: block_cover(cover, b, key) for b in blocks}
-    todo = [b for b in blocks if not _is_done(ledger, b, keyed[b.id][0])]
+    # the keys only: a pixel mask per block held for the whole month would grow with the AOI
+    keyed = {b.id: block_cover(cover, b, key)[0] for b in blocks}
+    todo = [b for b in blocks if not _is_done(ledger, b, keyed[b.id])]
     stale = sum(1 for b in todo if _marker(ledger, b).exists())
     if stale:
         log.info("%s %s: %d blocks were fetched with another recipe or source: fetching them "
@@ -183,9 +184,9 @@ def run_month(
     try:
         futures: list[Future[str]] = []
         for b in todo:
-            b_key, b_cover = keyed[b.id]
-            futures.append(pool.submit(fetch_block_into_mosaic, source, aoi, grid, b, month,
-                                       recipe, store_path, t, ledger, b_key, b_cover))
+            futures.append(pool.submit(
+                fetch_block_into_mosaic, source, aoi, grid, b, month, recipe, store_path, t,
+                ledger, keyed[b.id], None if cover is None else cover.around(b)))
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -394,18 +395,19 @@ def fetch_block_into_mosaic(
     t: int,
     ledger: Path,
     key: str = "",
-    cover: np.ndarray | None = None,
+    cover: FootprintCover | None = None,
 ) -> str:
     """Fetch one block, write it into time slice ``t`` of the mosaic, then its ledger marker.
 
     One task of :func:`run_month` (top-level, so it pickles for a dask cluster). ``cover``
-    (bool (h, w), None = all): the pixels kept; the others are stored unobserved, whatever
-    the source returned there. Returns the block id.
+    (the footprints reaching into the block, None = every pixel): the pixels kept; the
+    others are stored unobserved, whatever the source returned there. Returns the block id.
     """
     tb = time.monotonic()
-    result = source.fetch_block(aoi, grid, block, month, recipe, cover)
-    if cover is not None:
-        result.within(cover)
+    keep = block_cover(cover, block, key)[1]
+    result = source.fetch_block(aoi, grid, block, month, recipe, keep)
+    if keep is not None:
+        result.within(keep)
     write_block(store_path, t, block, result)
     # everything JSON can hold: counts, and the lists / dicts the month summary aggregates
     # (skipped items, empty searches, cloud layers)

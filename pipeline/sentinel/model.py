@@ -122,6 +122,14 @@ class FootprintCover:
         grid."""
         return footprint_window_mask(*self._arrays, col0, row0, width, height)
 
+    def around(self, block: Block) -> FootprintCover:
+        """The squares that reach into ``block``: what its mask needs (a block's task carries
+        these few, not the AOI's every footprint or a pixel mask)."""
+        c, r, n = self._arrays
+        hit = ((c < block.col0 + block.width) & (c + n > block.col0)
+               & (r < block.row0 + block.height) & (r + n > block.row0))
+        return FootprintCover.of(c[hit], r[hit], n[hit])
+
     def block_mask(self, block: Block) -> np.ndarray:
         """bool (block.height, block.width): the block's covered pixels."""
         return self.mask(block.col0, block.row0, block.width, block.height)
