@@ -255,6 +255,13 @@ def open_on_grid(
         if not reproject:
             yield src
             return
+        offset = whole_pixel_offset(src.crs, src.transform, crs, transform)
+        if offset is not None:
+            # the same grid but for a whole-pixel shift (same CRS and pixel size, e.g. two
+            # dates cut from one orthomosaic with different extents): every resampling of a
+            # whole-pixel shift returns the source pixels, so they are read, not warped
+            yield ShiftedView(src, offset, width, height, nodata)
+            return
         vrt_kwargs: dict[str, Any] = {
             "crs": crs,
             "transform": transform,
@@ -277,6 +284,129 @@ def open_on_grid(
             yield vrt
 
 
+#: A whole-pixel shift: origins this close (in px) to a whole number of pixels apart count as
+#: whole (float noise of coordinates written in decimal).
+SHIFT_TOLERANCE_PX = 1e-6
+
+
+def whole_pixel_offset(src_crs: CRS | None, src_transform: Affine, crs: CRS | str,
+                       transform: Affine) -> tuple[int, int] | None:
+    """``(col, row)`` of the target grid's upper-left pixel in the source's pixels, when both
+    grids are north-up with the same CRS and pixel size and their origins lie a whole number of
+    pixels apart (within :data:`SHIFT_TOLERANCE_PX`); None otherwise (the source must be
+    warped)."""
+    if src_crs is None or CRS.from_user_input(crs) != src_crs:
+        return None
+    a, b = src_transform, transform
+    if a.b != 0 or a.d != 0 or b.b != 0 or b.d != 0 or a.a == 0 or a.e == 0:
+        return None
+    if abs(a.a - b.a) > SHIFT_TOLERANCE_PX * abs(a.a) / 1e3 or \
+            abs(a.e - b.e) > SHIFT_TOLERANCE_PX * abs(a.e) / 1e3:
+        return None
+    col, row = (b.c - a.c) / a.a, (b.f - a.f) / a.e
+    if abs(col - round(col)) > SHIFT_TOLERANCE_PX or abs(row - round(row)) > SHIFT_TOLERANCE_PX:
+        return None
+    return round(col), round(row)
+
+
+class ShiftedView:
+    """A raster read on a target grid that is its own grid shifted by whole pixels
+    (:func:`open_on_grid` hands it out instead of a warped VRT: the same values, no warp).
+
+    Reads behave as the warped VRT's: ``read`` / ``read_masks`` take windows of the target grid;
+    pixels outside the source hold the nodata value (0 without one) and mask 0; inside, the mask
+    is the source's own (nodata value, alpha band or dataset mask; pixels under a 0 alpha or
+    mask read 0, as the warper leaves them), or ``data != nodata`` when the file declares no
+    nodata value and ``nodata`` is given.
+
+    Args:
+        src: the open source dataset.
+        offset: ``(col, row)`` of the target's pixel (0, 0) in the source's pixels.
+        width, height: the target grid's size.
+        nodata: the file's nodata value when it declares none.
+    """
+
+    def __init__(self, src: Any, offset: tuple[int, int], width: int, height: int,
+                 nodata: float | None = None) -> None:
+        self.src = src
+        self.col_off, self.row_off = offset
+        self.width, self.height = width, height
+        self.fallback_nodata = nodata if src.nodata is None else None
+
+    @property
+    def name(self) -> str:
+        return str(self.src.name)
+
+    @property
+    def nodata(self) -> float | None:
+        return self.src.nodata if self.src.nodata is not None else self.fallback_nodata
+
+    @property
+    def count(self) -> int:
+        return int(self.src.count)
+
+    @property
+    def colorinterp(self) -> Any:
+        return self.src.colorinterp
+
+    @property
+    def mask_flag_enums(self) -> Any:
+        return self.src.mask_flag_enums
+
+    def _bands(self, indexes: int | Sequence[int] | None) -> tuple[bool, list[int]]:
+        """(one band asked as an int, the 1-based bands)."""
+        if isinstance(indexes, int):
+            return True, [indexes]
+        return False, list(indexes) if indexes is not None else list(range(1, self.count + 1))
+
+    def _parts(self, window: Window | None) -> tuple[int, int, int, int, Window | None]:
+        """Target window size and where the source's part lands: ``(h, w, y0, x0, src_win)``."""
+        if window is None:
+            window = Window(0, 0, self.width, self.height)
+        c0, r0 = int(window.col_off), int(window.row_off)
+        w, h = int(window.width), int(window.height)
+        sc0, sr0 = c0 + self.col_off, r0 + self.row_off
+        x0, y0 = max(0, -sc0), max(0, -sr0)
+        x1, y1 = min(w, self.src.width - sc0), min(h, self.src.height - sr0)
+        if x1 <= x0 or y1 <= y0:
+            return h, w, 0, 0, None
+        return h, w, y0, x0, Window(sc0 + x0, sr0 + y0, x1 - x0, y1 - y0)
+
+    def read(self, indexes: int | Sequence[int] | None = None, window: Window | None = None,
+             out_dtype: Any = None, boundless: bool = False) -> np.ndarray:
+        """Pixels of ``window`` (target grid): ``(h, w)`` for one int index, else
+        ``(bands, h, w)``; in ``out_dtype`` (default: the file's)."""
+        one, idx = self._bands(indexes)
+        h, w, y0, x0, sw = self._parts(window)
+        dtype = np.dtype(out_dtype or self.src.dtypes[idx[0] - 1])
+        out = np.full((len(idx), h, w), self.nodata or 0, dtype=dtype)
+        if sw is not None:
+            part = self.src.read(idx, window=sw, out_dtype=out_dtype)
+            if any(MaskFlags.alpha in f or MaskFlags.per_dataset in f
+                   for f in (self.src.mask_flag_enums[i - 1] for i in idx)):
+                # as the warper: no pixel is written where the alpha band or mask is 0
+                part[self.src.read_masks(idx, window=sw) == 0] = self.nodata or 0
+            out[:, y0 : y0 + int(sw.height), x0 : x0 + int(sw.width)] = part
+        return out[0] if one else out
+
+    def read_masks(self, indexes: int | Sequence[int] | None = None,
+                   window: Window | None = None) -> np.ndarray:
+        """uint8 masks of ``window`` (255 valid, 0 no data or outside the source)."""
+        one, idx = self._bands(indexes)
+        h, w, y0, x0, sw = self._parts(window)
+        out = np.zeros((len(idx), h, w), dtype=np.uint8)
+        if sw is not None:
+            if self.fallback_nodata is not None:
+                part = self.src.read(idx, window=sw)
+                fb = self.fallback_nodata
+                m = ~np.isnan(part) if np.isnan(fb) else part != fb
+                m = np.where(m, 255, 0).astype(np.uint8)
+            else:
+                m = self.src.read_masks(idx, window=sw)
+            out[:, y0 : y0 + int(sw.height), x0 : x0 + int(sw.width)] = m
+        return out[0] if one else out
+
+
 def read_window(
     ds: Any, window: Window, bands: Sequence[int] | None = None, what: str = "image"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +425,17 @@ def read_window(
     """
     if bands is None:
         bands = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+    nodata = ds.nodata
+    from_data = (nodata is not None
+                 and all(list(ds.mask_flag_enums[b - 1]) == [MaskFlags.nodata] for b in bands))
     try:
         data = ds.read(list(bands), window=window, boundless=False)
+        if from_data and data.dtype.kind in "iu" and float(nodata).is_integer() and (
+                np.iinfo(data.dtype).min <= nodata <= np.iinfo(data.dtype).max):
+            # an integer band whose mask is only its nodata value: the mask is ``data !=
+            # nodata`` (GDAL's nodata mask band), derived from the pixels read instead of read
+            # again (a warped view would warp the window a second time)
+            return data, np.any(data != data.dtype.type(nodata), axis=0)
         masks = ds.read_masks(list(bands), window=window)
     except RasterioIOError as exc:
         raise InputError(
