@@ -24,6 +24,21 @@ BUCKET = "eodata"
 KEY_ID, SECRET = "cdse-test-key", "cdse-test-secret"
 
 
+def clear_gdal_network_cache() -> None:
+    """Empty GDAL's per-process cache of network reads (``/vsicurl/``, ``/vsis3/``:
+    ``VSICurlClearCache``, which rasterio does not expose; called on rasterio's own libgdal)."""
+    import ctypes
+
+    import rasterio
+
+    libs = Path(rasterio.__file__).resolve().parent.parent / "rasterio.libs"
+    found = sorted(libs.glob("libgdal*.so*"))
+    if not found:  # a rasterio linked against a system GDAL: that library is already loaded
+        ctypes.CDLL(None).VSICurlClearCache()
+        return
+    ctypes.CDLL(str(found[0])).VSICurlClearCache()
+
+
 class FakeCdseS3:
     """moto's S3 server on 127.0.0.1 (random port) with an ``eodata`` bucket."""
 
@@ -37,6 +52,9 @@ class FakeCdseS3:
     def __enter__(self) -> FakeCdseS3:
         import boto3
 
+        # GDAL caches /vsis3/ reads per bucket and key for the life of the process: a test on
+        # the same worker would otherwise be answered from an earlier fake's bytes
+        clear_gdal_network_cache()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

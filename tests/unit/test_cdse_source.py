@@ -130,3 +130,37 @@ def test_reads_stay_under_cdses_connection_cap(cdse) -> None:  # type: ignore[no
         assert blocks == want and blocks * min(cfg.stac.item_concurrency, 4) <= 4
     # other profiles keep their configured concurrency
     assert month_concurrency(SentinelConfig.model_validate({}), 2) == 8
+
+
+def test_gdal_network_cache_is_cleared_between_fakes(tmp_path: Path) -> None:
+    # GDAL answers a URL it read before from its per-process cache: a later fake serving other
+    # bytes under the same URL (a port reused, the fixed ``eodata`` bucket) is not even asked
+    # until the cache is cleared, which every FakeCdseS3 does when it starts
+    import rasterio
+
+    from tests.fake_cdse import clear_gdal_network_cache
+
+    served = tmp_path / "served"
+    served.mkdir()
+
+    def write(value: int) -> None:
+        with rasterio.open(served / "x.tif", "w", driver="GTiff", width=4, height=4, count=1,
+                           dtype="uint8", crs="EPSG:32649",
+                           transform=rasterio.Affine(10, 0, 0, 0, -10, 0)) as ds:
+            ds.write(np.full((1, 4, 4), value, np.uint8))
+
+    write(7)
+    size = (served / "x.tif").stat().st_size
+    # as the pipeline reads (pipeline.io.scenes): no folder listing (with one, the open hung
+    # against this in-process server)
+    with FakeStac(served) as api, rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        url = "/vsicurl/" + api.file_url(served / "x.tif")
+        with rasterio.open(url) as ds:
+            assert ds.read(1)[0, 0] == 7
+        write(9)  # the same size, other pixels
+        assert (served / "x.tif").stat().st_size == size
+        with rasterio.open(url) as ds:
+            assert ds.read(1)[0, 0] == 7  # GDAL's cache, not the server
+        clear_gdal_network_cache()
+        with rasterio.open(url) as ds:
+            assert ds.read(1)[0, 0] == 9
