@@ -95,6 +95,47 @@ def test_shadows_from_clouds_off_the_cover_are_kept(
     np.testing.assert_array_equal(part.s2[:, keep], whole.s2[:, keep])
 
 
+def test_the_reach_is_exactly_the_post_processing_disks(
+        equivalence_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A designed probability makes one covered pixel's mask depend on the one pixel at the
+    reach's edge (average 4 + dilation 2 = 6 px off the cover): probability 1 on exactly the
+    averaging disk of Q, 2 px right of the cover's edge pixel P, and a 98 % threshold that only
+    the full disk passes (48 / 49 < 0.98). Q is then cloudy, and dilates onto P, only when the
+    disk's far pixel F, 6 px off the cover, is classified: a reach one pixel short leaves P
+    clear where the whole block masks it."""
+    from pipeline.sentinel.cloud_probability import CloudDetector
+
+    recipe = Recipe(cloud_average_over=4, cloud_dilation_size=2,
+                    cloud_probability_threshold=98)
+    halo = 6
+    # the cover: one 10 px footprint, grid cols / rows 30..39; P = (col 39, row 35)
+    cover = FootprintCover.of([30], [30], 10)
+    keep = cover.block_mask(BLOCK)
+    qc, qr = 39 + 2, 35  # Q
+    assert qc + 4 - 39 == halo  # F = (45, 35), the disk's far pixel, lies on the reach's edge
+
+    def designed(self: CloudDetector, bands: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # the block is the whole 72 px test grid: the classified window is it grown by the
+        # halo on every side
+        h, w = bands.shape[1:]
+        off = (h - BLOCK.height) // 2
+        assert (h, w) == (BLOCK.height + 2 * off, BLOCK.width + 2 * off)
+        yy, xx = np.mgrid[0:h, 0:w] - off
+        field = (((xx - qc) ** 2 + (yy - qr) ** 2) <= 16).astype(np.float32)
+        assert field.sum() == 49
+        return np.where(valid, field, np.float32(np.nan))
+
+    monkeypatch.setattr(CloudDetector, "probability", designed)
+    whole = local_source(equivalence_archive).fetch_block("eq", GRID, BLOCK, L2A_MONTH, recipe)
+    part = local_source(equivalence_archive).fetch_block("eq", GRID, BLOCK, L2A_MONTH, recipe,
+                                                         keep)
+    # Q's dilation disk is masked in every scene of the whole block, P with it; its
+    # neighbour 3 px from Q is not; the cover gives the same counts
+    assert whole.s2_count[35, 39] == 0 and whole.s2_count[35, 38] > 0
+    assert whole.s2_count[keep].sum() > 0
+    np.testing.assert_array_equal(part.s2_count[keep], whole.s2_count[keep])
+
+
 def test_the_gee_preset_classifies_only_covered_pixels(equivalence_archive: Path) -> None:
     """No post-processing, no shadows: the covered pixels are all that is classified."""
     cover = _sparse_cover()
