@@ -12,12 +12,13 @@ patches/s of tile + labels + change, peak RSS per stage, and the 4x / 1x ratios 
 RSS ratio near 1 while the area grows 4x; runtime ratio near 4), and the goal: the HR stages
 >= 3x the naive script's patches/s at both sizes (exit 1 when missed).
 
-Baseline (the obvious script, written here, one process): for each patch of the same
-lattice, read the patch window of T1 and of T2 (through a rasterio WarpedVRT onto T1's grid,
-bilinear, as the tile stage co-registers) with plain rasterio, rasterize **all** annotation
-polygons of each date on the patch grid (``rasterio.features.rasterize`` on every polygon,
-no spatial index), derive binary change and write the same five GeoTIFFs (HR t1/t2, labels
-t1/t2, change). By default it runs on every patch of the city, as the pipeline does. With
+Baseline (the obvious script, written here, one process): for each patch of the same lattice,
+read the patch window of T1 and of T2 (through a rasterio WarpedVRT onto T1's grid, bilinear,
+as the obvious way to co-register; the tile stage reads the demo's whole-pixel T2 shift without
+warping since 2026-12-07, the same pixels) with plain rasterio, rasterize **all** annotation
+polygons of each date on the patch grid (``rasterio.features.rasterize`` on every polygon, no
+spatial index), derive binary change and write the same five GeoTIFFs (HR t1/t2, labels t1/t2,
+change). By default it runs on every patch of the city, as the pipeline does. With
 ``--baseline-patches n`` (quicker) its per-patch loop runs on n patches spread over the lattice
 (per-patch cost does not depend on the order) and its time for the whole city is its start-up
 (imports, reading the polygons) + patches x the loop's time per patch. It is reported in

@@ -82,7 +82,8 @@ class DemoConfig(_Model):
     )
     t2_shift_px: tuple[float, float] = Field(
         default=(3.0, -2.0),
-        description="T2 grid shift (x, y) in HR pixels, to exercise co-registration.",
+        description="T2 grid shift (x, y) in HR pixels, to exercise co-registration: whole "
+        "pixels are read shifted, a fractional shift (e.g. [3.5, -2]) is warped.",
     )
     epsg: int = Field(default=32649, description="CRS of the demo imagery (UTM 49N like Xi'an).")
     origin: tuple[float, float] = Field(

@@ -169,6 +169,7 @@ def tile_pair(
         inspect_raster,
         open_on_grid,
         read_window,
+        whole_pixel_offset,
     )
 
     size = int(patch_size_px)
@@ -232,7 +233,12 @@ def tile_pair(
             "their CRS"
         )
     coregister = not info1.same_grid(info2)
-    if coregister:
+    shift = whole_pixel_offset(info2.crs, info2.transform, info1.crs, info1.transform)
+    if coregister and shift is not None:
+        log.info("%s: T2 grid differs from T1 (%s) by a whole-pixel shift (T1's origin is T2's "
+                 "pixel %s): T2's windows are read shifted, not resampled", name,
+                 grid_difference(info1, info2), shift)
+    elif coregister:
         log.info(
             "%s: T2 grid differs from T1 (%s): warping T2 onto T1's grid with %s resampling, "
             "window by window", name, grid_difference(info1, info2), resampling,
