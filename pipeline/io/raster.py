@@ -379,13 +379,18 @@ class ShiftedView:
         one, idx = self._bands(indexes)
         h, w, y0, x0, sw = self._parts(window)
         dtype = np.dtype(out_dtype or self.src.dtypes[idx[0] - 1])
-        out = np.full((len(idx), h, w), self.nodata or 0, dtype=dtype)
+        fill = self.nodata if self.nodata is not None else 0
+        try:
+            out = np.full((len(idx), h, w), fill, dtype=dtype)
+        except (OverflowError, ValueError):  # a nodata value the type cannot hold
+            fill = 0
+            out = np.zeros((len(idx), h, w), dtype=dtype)
         if sw is not None:
             part = self.src.read(idx, window=sw, out_dtype=out_dtype)
             if any(MaskFlags.alpha in f or MaskFlags.per_dataset in f
                    for f in (self.src.mask_flag_enums[i - 1] for i in idx)):
                 # as the warper: no pixel is written where the alpha band or mask is 0
-                part[self.src.read_masks(idx, window=sw) == 0] = self.nodata or 0
+                part[self.src.read_masks(idx, window=sw) == 0] = fill
             out[:, y0 : y0 + int(sw.height), x0 : x0 + int(sw.width)] = part
         return out[0] if one else out
 

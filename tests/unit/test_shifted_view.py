@@ -146,3 +146,28 @@ def test_tiling_a_whole_pixel_shift_warps_nothing(tmp_path: Path,
                                      "coregister_resampling": "bilinear"})
     res = tile_aoi(aoi_spec(t1, t2), cfg, Layout(tmp_path / "out"), progress=False)
     assert res.coregistered and res.n_kept == 6
+
+
+def test_float_scenes_with_nan_nodata(tmp_path: Path) -> None:
+    # a Sentinel-1 backscatter file: float32, NaN = no data; read as the scene reader reads
+    # it (one band, float32 out, on the AOI frame), tolerance ~exact
+    src_tr = T1 @ Affine.translation(-4, 3)
+    data = np.random.default_rng(1).random((1, 50, 70)).astype("float32")
+    data[0, 10:20, 30:40] = np.nan
+    f = tmp_path / "vv.tif"
+    with rasterio.open(f, "w", driver="GTiff", width=70, height=50, count=1, dtype="float32",
+                       crs=CRS, transform=src_tr, nodata=float("nan")) as ds:
+        ds.write(data)
+    W, H = 80, 60
+    with rasterio.open(f) as src, WarpedVRT(
+            src, crs=CRS, transform=T1, width=W, height=H, src_nodata=src.nodata,
+            nodata=src.nodata, tolerance=1e-6, dtype="float32",
+            resampling=rasterio.enums.Resampling.bilinear) as vrt:
+        want, want_m = vrt.read(1, out_dtype="float32"), vrt.read_masks(1)
+    with open_on_grid(f, CRS, T1, W, H, "bilinear", tolerance=1e-6, dtype="float32") as ds:
+        assert isinstance(ds, ShiftedView) and np.isnan(ds.nodata)
+        got, got_m = ds.read(1, out_dtype="float32"), ds.read_masks(1)
+    np.testing.assert_array_equal(got, want)  # NaN where NaN
+    np.testing.assert_array_equal(got_m, want_m)
+    # outside the source (it covers target cols 0..65, rows 3..52) and the NaN block
+    assert np.isnan(got).sum() == (got_m == 0).sum() == W * H - 66 * 50 + 100
