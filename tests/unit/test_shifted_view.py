@@ -171,3 +171,15 @@ def test_float_scenes_with_nan_nodata(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got_m, want_m)
     # outside the source (it covers target cols 0..65, rows 3..52) and the NaN block
     assert np.isnan(got).sum() == (got_m == 0).sum() == W * H - 66 * 50 + 100
+
+
+def test_a_fallback_nodata_the_type_cannot_hold(tmp_path: Path) -> None:
+    # nodata=-9999 given for a uint8 file: the view cannot fill -9999 into uint8, so outside
+    # pixels read 0; the masks (what every reader of these windows uses) are the warper's
+    f = _write(tmp_path / "s.tif", T1 @ Affine.translation(3, 2), nodata=None)
+    _, want_masks = _warped(f, 80, 60, "bilinear", nodata=-9999)
+    with open_on_grid(f, CRS, T1, 80, 60, nodata=-9999) as ds:
+        got = ds.read([1, 2, 3])
+        np.testing.assert_array_equal(ds.read_masks([1, 2, 3]), want_masks)
+    assert got.dtype == np.uint8 and not got[:, :2, :3].any()
+    assert (want_masks == 0).sum() == 3 * (80 * 60 - 70 * 50)
