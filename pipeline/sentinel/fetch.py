@@ -33,6 +33,7 @@ from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
 from pipeline.sentinel.model import (
     Block,
+    BlockResult,
     FootprintCover,
     Recipe,
     SentinelSource,
@@ -401,13 +402,21 @@ def fetch_block_into_mosaic(
 
     One task of :func:`run_month` (top-level, so it pickles for a dask cluster). ``cover``
     (the footprints reaching into the block, None = every pixel): the pixels kept; the
-    others are stored unobserved, whatever the source returned there. Returns the block id.
+    others are stored unobserved, whatever the source returned there; a block it does not
+    reach at all is not fetched (stored unobserved, its marker says ``uncovered``). Returns
+    the block id.
     """
     tb = time.monotonic()
     keep = block_cover(cover, block, key)[1]
-    result = source.fetch_block(aoi, grid, block, month, recipe, keep)
-    if keep is not None:
-        result.within(keep)
+    if keep is not None and not keep.any():
+        # no footprint reaches into the block this month (an expansion group's month needs
+        # only its active samples): nothing is asked of the source, the block is unobserved
+        result = BlockResult.empty(block.height, block.width)
+        result.meta["uncovered"] = True
+    else:
+        result = source.fetch_block(aoi, grid, block, month, recipe, keep)
+        if keep is not None:
+            result.within(keep)
     write_block(store_path, t, block, result)
     # everything JSON can hold: counts, and the lists / dicts the month summary aggregates
     # (skipped items, empty searches, cloud layers)
@@ -452,8 +461,10 @@ def summarize_month(
     search_retries = 0
     observed: dict[str, int] | None = {"s2": 0, "s1": 0}
     not_usable: dict[str, int] = {}
+    uncovered = 0
     for b in blocks:
         m = read_json(_marker(ledger, b))
+        uncovered += bool(m.get("uncovered"))
         if observed is not None and "s2_observed_px" in m:
             observed["s2"] += int(m["s2_observed_px"])
             observed["s1"] += int(m.get("s1_observed_px", 0) or 0)
@@ -484,6 +495,8 @@ def summarize_month(
         "blocks": len(blocks),
         "blocks_done": blocks_done,
         "blocks_skipped": blocks_skipped,
+        # blocks no footprint of the month reaches: not fetched, stored unobserved
+        "blocks_uncovered": uncovered,
         **totals,
         "seconds": round(seconds, 3),
         "fetch_seconds": round(fetch_seconds, 3),

@@ -970,3 +970,37 @@ def test_scl_cloud_mask_on_earth_engine(srv):
     srv.scenes = lambda month: {"L2A": 4, "L1C": 4, "S1": 3}
     res = make_source(srv).fetch_block("xian", GRID, BLOCK, MONTH, recipe)
     assert_matches(res, expected_block(block_grid(GRID, BLOCK), MONTH))
+
+
+def test_a_month_with_a_cover_keeps_earth_engines_values_on_it(srv, tmp_path):
+    # Earth Engine computes whole rectangles (a request is one); the month job keeps its
+    # values on the footprints' pixels and stores the rest as unobserved, as for the scene
+    # sources, so the stores of every source agree
+    from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+    from pipeline.sentinel.fetch import run_month
+    from pipeline.sentinel.model import FootprintCover
+
+    grid = AoiGrid(32649, 10.0, 650040.0, 3795060.0, 192, 128)
+    blocks = [Block(c, r, 64, 64) for r in (0, 64) for c in (0, 64, 128)]
+    cover = FootprintCover.of([5, 70, 150], [3, 40, 90], 30)
+    for name in ("whole", "part"):
+        init_mosaic(tmp_path / f"{name}.zarr", grid, [MONTH], chunk_px=64, aoi="xian")
+    run_month(make_source(srv), "xian", grid, blocks, MONTH, Recipe(), tmp_path / "whole.zarr",
+              tmp_path / "ledger_whole", concurrency=2)
+    srv.reset_counters()
+    summary = run_month(make_source(srv), "xian", grid, blocks, MONTH, Recipe(),
+                        tmp_path / "part.zarr", tmp_path / "ledger_part", concurrency=2,
+                        cover=cover)
+    # only the blocks a footprint reaches into are requested; the others are unobserved
+    reached = [b for b in blocks if cover.block_mask(b).any()]
+    assert srv.counters.requests == len(reached) == 4 < len(blocks)
+    assert summary["blocks_uncovered"] == 2 and summary["s2_product"] == "L2A"
+    whole = read_footprint_cube(tmp_path / "whole.zarr", 0, 0, (grid.height, grid.width))
+    part = read_footprint_cube(tmp_path / "part.zarr", 0, 0, (grid.height, grid.width))
+    keep = cover.mask(0, 0, grid.width, grid.height)
+    assert 0 < keep.sum() < keep.size
+    for k in ("x", "counts"):
+        np.testing.assert_array_equal(part[k][..., keep], whole[k][..., keep], err_msg=k)
+    assert (whole["counts"][..., keep] > 0).any()
+    assert (part["counts"][..., ~keep] == 0).all() and np.isnan(part["x"][..., ~keep]).all()
+    assert (whole["counts"][..., ~keep] > 0).any()

@@ -157,6 +157,21 @@ def test_only_the_cover_is_kept_and_a_changed_cover_is_fetched_again(tmp_path: P
     third = FakeSource()
     run_month(third, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger, cover=moved)
     assert sorted(third.calls) == sorted(changed)
+    # the last footprint dropped (a month only some samples need): the blocks only it reached
+    # are not asked of the source, and what an earlier cover stored there is unobserved now
+    fewer = FootprintCover.of([0, 40, 100], [0, 30, 60], 50)
+    gone = [b for b in blocks if not fewer.block_mask(b).any()]
+    assert gone and all(moved.block_mask(b).any() for b in gone)
+    fourth = FakeSource()
+    summary = run_month(fourth, "demo", GRID, blocks, "2020-02", Recipe(), store, ledger,
+                        cover=fewer)
+    assert not {b.id for b in gone} & set(fourth.calls)
+    assert summary["blocks_uncovered"] == len(gone)
+    cube = read_footprint_cube(store, 0, 0, (GRID.height, GRID.width))
+    for b in gone:
+        win = (slice(b.row0, b.row0 + b.height), slice(b.col0, b.col0 + b.width))
+        assert (cube["counts"][1][(slice(None), *win)] == 0).all()
+        assert np.isnan(cube["x"][1][(slice(None), *win)]).all()
 
 
 def test_quota_exhausted_keeps_finished_blocks(tmp_path: Path) -> None:
