@@ -285,7 +285,8 @@ def open_on_grid(
 
 
 #: A whole-pixel shift: origins this close (in px) to a whole number of pixels apart count as
-#: whole (float noise of coordinates written in decimal).
+#: whole (float noise of coordinates written in decimal); pixel sizes must agree to 1e-3 of
+#: this, relatively (1e-9: a 100,000 px image then drifts by at most 1e-4 px).
 SHIFT_TOLERANCE_PX = 1e-6
 
 
@@ -375,7 +376,9 @@ class ShiftedView:
     def read(self, indexes: int | Sequence[int] | None = None, window: Window | None = None,
              out_dtype: Any = None, boundless: bool = False) -> np.ndarray:
         """Pixels of ``window`` (target grid): ``(h, w)`` for one int index, else
-        ``(bands, h, w)``; in ``out_dtype`` (default: the file's)."""
+        ``(bands, h, w)``; in ``out_dtype`` (default: the file's). ``boundless`` is accepted
+        for rasterio's signature: a window's part outside the source always reads as no
+        data."""
         one, idx = self._bands(indexes)
         h, w, y0, x0, sw = self._parts(window)
         dtype = np.dtype(out_dtype or self.src.dtypes[idx[0] - 1])

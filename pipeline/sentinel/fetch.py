@@ -409,8 +409,9 @@ def fetch_block_into_mosaic(
     tb = time.monotonic()
     keep = block_cover(cover, block, key)[1]
     if keep is not None and not keep.any():
-        # no footprint reaches into the block this month (an expansion group's month needs
-        # only its active samples): nothing is asked of the source, the block is unobserved
+        # no footprint reaches into the block (a block list planned for more footprints than
+        # this cover holds; neither planner makes one today): nothing is asked of the source,
+        # the block is stored unobserved, overwriting what an earlier cover kept there
         result = BlockResult.empty(block.height, block.width)
         result.meta["uncovered"] = True
     else:
