@@ -63,6 +63,14 @@ def test_whole_pixel_offset() -> None:
     assert whole_pixel_offset(c, T1 @ Affine.scale(2), CRS, T1) is None  # another pixel size
     assert whole_pixel_offset(c, T1, "EPSG:32650", T1) is None  # another CRS
     assert whole_pixel_offset(None, T1, CRS, T1) is None
+    # the same CRS spelled otherwise (a WKT without authority codes, PROJ) is the same grid
+    import re
+
+    bare = re.sub(r',AUTHORITY\["EPSG","\d+"\]', "", c.to_wkt())
+    assert "AUTHORITY" not in bare
+    assert whole_pixel_offset(rasterio.crs.CRS.from_wkt(bare), T1, CRS, T1) == (0, 0)
+    proj = "+proj=utm +zone=49 +datum=WGS84 +units=m +no_defs"
+    assert whole_pixel_offset(rasterio.crs.CRS.from_proj4(proj), T1, CRS, T1) == (0, 0)
     rotated = Affine(0.5, 0.01, 650000.0, 0.01, -0.5, 3795000.0)
     assert whole_pixel_offset(c, rotated, CRS, rotated) is None
     # decimal coordinates' float noise still counts as a whole pixel
