@@ -44,8 +44,10 @@ def write_rgb(
     height: int = 64,
     dtype: str = "uint8",
     count: int = 3,
+    tiled: int | None = None,
 ) -> Path:
-    """Write a small RGB GeoTIFF (rendered pattern unless ``data`` is given)."""
+    """Write a small RGB GeoTIFF (rendered pattern unless ``data`` is given); striped (GDAL's
+    default layout) unless ``tiled`` gives a tile side (a multiple of 16)."""
     if transform is None:
         transform = Affine(1.0, 0.0, X0, 0.0, -1.0, Y0)
     if data is None:
@@ -59,6 +61,8 @@ def write_rgb(
         "dtype": dtype,
         "nodata": nodata,
     }
+    if tiled:
+        profile.update(tiled=True, blockxsize=tiled, blockysize=tiled)
     if crs is not None:
         profile["crs"] = crs
     if transform is not None and transform != Affine.identity():

@@ -134,7 +134,8 @@ def tile_pair(
             fraction a kept window may have, the warp resampling of T2 when its grid differs.
         layout: output layout; ``hr_t1`` / ``hr_t2`` index paths are relative to its root.
         progress: show a tqdm progress bar.
-        strip_max_patches: patches per strip segment (memory bound).
+        strip_max_patches: patches per strip segment (memory bound); a striped input (GDAL's
+            default GeoTIFF layout, blocks spanning the width) is read in whole rows instead.
         threads: patches compressed and written at once (GDAL releases the GIL); the next
             segment is read on one more thread meanwhile. Outputs do not depend on it.
 
@@ -299,7 +300,22 @@ def tile_pair(
             write_fingerprint(tmp / RESUME_FILE, fp)
 
         W, H = info1.width, info1.height
-        segments = list(strip_plan(rows, cols, size, stride, strip_max_patches))
+        # a striped file (blocks spanning its width: GDAL's default GeoTIFF layout) decodes a
+        # whole row of strips for any window of it; segments narrower than the row would
+        # decode those rows again for each segment once the block cache (SCENE_CACHE_MB) no
+        # longer holds them, so such files are read in whole rows (memory then grows with
+        # the width)
+        striped = [i for i in (info1, info2) if i.block_shape[1] >= i.width]
+        per_segment = strip_max_patches
+        if striped and cols > strip_max_patches:
+            per_segment = cols
+            log.info("%s: %s %s stored in strips (blocks spanning the width): read in whole "
+                     "rows of %d patches (about %d MB per row of patches, two rows held at "
+                     "once); a tiled copy (`gdal_translate -co TILED=YES`) keeps the tile "
+                     "job's memory flat", name, " and ".join(str(i.path) for i in striped),
+                     "is" if len(striped) == 1 else "are", cols,
+                     -(-2 * 4 * size * W // 2**20))
+        segments = list(strip_plan(rows, cols, size, stride, per_segment))
 
         def read_segment(seg: StripSegment) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
             return (_read_padded(read_window, src1, seg, W, H, sel["t1"],

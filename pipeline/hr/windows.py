@@ -18,7 +18,8 @@ from pipeline.errors import InputError
 #: Patches per strip segment read at once (memory ~ 2 dates x 3 bands x size^2 x this bytes:
 #: 24 MiB for 512 px patches, two segments held: the one written and the one read ahead). 16
 #: rather than 64: a 5 km city's tile job then peaks within 1.1x of a 2.5 km city's
-#: (``benchmarks.hr_stages``, 2026-12-07), at the same speed.
+#: (``benchmarks.hr_stages``, 2026-12-07), at the same speed. Striped scenes are read in whole
+#: rows instead (:func:`pipeline.hr.tiling.tile_pair`).
 STRIP_MAX_PATCHES = 16
 
 

@@ -62,6 +62,8 @@ class RasterInfo:
         nodata: nodata value or None.
         has_alpha: True if a band is an alpha band or the file has an internal/dataset mask.
         res: (x, y) pixel size in CRS units (positive numbers).
+        block_shape: (rows, cols) of band 1's storage blocks (a striped GeoTIFF's blocks
+            span the whole width; (1, 1) when unknown).
     """
 
     path: Path
@@ -74,6 +76,7 @@ class RasterInfo:
     nodata: float | None
     has_alpha: bool
     res: tuple[float, float]
+    block_shape: tuple[int, int] = (1, 1)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -158,6 +161,8 @@ def inspect_raster(path: str | Path, what: str = "image",
                 has_alpha = ColorInterp.alpha in ds.colorinterp or any(
                     MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in ds.mask_flag_enums
                 )
+                block = ((int(ds.block_shapes[0][0]), int(ds.block_shapes[0][1])) if count
+                         else (1, 1))
     except RasterioIOError as exc:
         raise InputError(
             f"{what} {p} cannot be read as a raster ({exc}): re-export it as GeoTIFF"
@@ -169,7 +174,7 @@ def inspect_raster(path: str | Path, what: str = "image",
                           height=height, count=count, dtype=dtype,
                           nodata=None if nodata is None else float(nodata),
                           has_alpha=bool(has_alpha),
-                          res=(abs(transform.a), abs(transform.e)))
+                          res=(abs(transform.a), abs(transform.e)), block_shape=block)
     if crs is None or not crs:
         raise InputError(
             f"{what} {p} has no CRS: assign one, e.g. `gdal_edit.py -a_srs EPSG:32649 {p}` "
@@ -196,6 +201,7 @@ def inspect_raster(path: str | Path, what: str = "image",
         nodata=None if nodata is None else float(nodata),
         has_alpha=bool(has_alpha),
         res=(abs(transform.a), abs(transform.e)),
+        block_shape=block,
     )
 
 
