@@ -247,7 +247,10 @@ def read_on_grid(
     computes whole blocks of the frame (512 x 128 px, aligned to the frame's origin) and the
     window is cut from them. A VRT made per window would round some reprojected pixels
     differently near its edges (one DN, on about 0.2 % of the pixels of a cross-zone scene), so
-    an AOI fetched as one block or as many would differ in bytes.
+    an AOI fetched as one block or as many would differ in bytes. A file on a whole-pixel shift
+    of the frame (S2's 10 m bands on the AOI frame, whose origin is a multiple of 60 m) is read
+    shifted, not warped (:class:`pipeline.io.raster.ShiftedView`): its own pixels, the same
+    bytes the warp gives.
 
     Args:
         files: one single-band GeoTIFF per output band (any CRS / resolution): a path or a
