@@ -357,7 +357,15 @@ class ShiftedView:
         return self.src.colorinterp
 
     @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(self.src.dtypes)
+
+    @property
     def mask_flag_enums(self) -> Any:
+        """The source's mask flags; ``[MaskFlags.nodata]`` per band when the fallback nodata
+        value applies (as the warped VRT made with it as ``src_nodata`` reports)."""
+        if self.fallback_nodata is not None:
+            return tuple([MaskFlags.nodata] for _ in range(self.count))
         return self.src.mask_flag_enums
 
     def _bands(self, indexes: int | Sequence[int] | None) -> tuple[bool, list[int]]:
@@ -413,12 +421,101 @@ class ShiftedView:
             if self.fallback_nodata is not None:
                 part = self.src.read(idx, window=sw)
                 fb = self.fallback_nodata
-                m = ~np.isnan(part) if np.isnan(fb) else part != fb
-                m = np.where(m, 255, 0).astype(np.uint8)
+                valid = nodata_valid(part, fb, self.src.dtypes[idx[0] - 1])
+                if valid is None:
+                    valid = ~np.isnan(part) if np.isnan(fb) else part != fb
+                m = np.where(valid, 255, 0).astype(np.uint8)
             else:
                 m = self.src.read_masks(idx, window=sw)
             out[:, y0 : y0 + int(sw.height), x0 : x0 + int(sw.width)] = m
         return out[0] if one else out
+
+
+#: GDAL's ``ARE_REAL_EQUAL`` tolerance: ``FLT_EPSILON`` times 2 ULP, for float32 and float64
+#: bands alike (gcore/gdal_priv.h).
+_GDAL_EPS = np.float32(np.finfo(np.float32).eps)
+
+
+def nodata_valid(data: np.ndarray, nodata: float, band_dtype: Any) -> np.ndarray | None:
+    """bool ``data`` valid where GDAL's nodata mask band says so, derived from pixels already
+    read (``read_masks`` would read, and for a warped view warp, the window a second time).
+
+    GDAL's rule (gcore/gdalnodatamaskband.cpp): integer bands compare with the nodata value cast
+    to the band's 32-bit work type; float bands use ``ARE_REAL_EQUAL`` (equal within
+    ``FLT_EPSILON * |a + b| * 2``, in the band's precision); a NaN nodata masks NaN pixels only,
+    and a NaN pixel is valid under a finite nodata value.
+
+    Args:
+        data: pixels read from a band of type ``band_dtype`` (any shape), in that type or
+            converted to float32 / float64 without loss.
+        nodata: the band's nodata value (GDAL reports the mask as ``MaskFlags.nodata`` only).
+        band_dtype: the band's own data type (``ds.dtypes[i]``).
+
+    Returns:
+        bool array of ``data``'s shape (True = valid), or None where the mask cannot be derived
+        exactly from ``data`` (32-bit integers read as float32, a float64 band read as float32,
+        a nodata value ``data``'s type cannot hold): read the masks then.
+    """
+    band = np.dtype(band_dtype)
+    nd = float(nodata)
+    if band.kind in "iu":
+        if band.itemsize > 2 and data.dtype != band:
+            return None  # a float32 copy of 32-bit integers may have merged values
+        if np.isnan(nd):
+            return None
+        target = int(nd)  # the C cast truncates toward zero
+        if data.dtype.kind in "iu":
+            info = np.iinfo(data.dtype)
+            if not info.min <= target <= info.max:
+                # no pixel can equal it, but a view's fill outside its source could not hold it
+                # either (ShiftedView fills 0 there, masked): the masks say which
+                return None
+        return np.asarray(data != target)
+    if band.kind != "f" or data.dtype.kind != "f" or data.dtype.itemsize < band.itemsize:
+        return None
+    work = band.type
+    a = data if data.dtype == band else data.astype(band)
+    if np.isnan(nd):
+        return ~np.isnan(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = work(nd)
+        if not np.isfinite(f) and np.isfinite(nd):
+            return None  # nodata beyond the band type's range
+        equal = (a == f) | (np.abs(a - f) < _GDAL_EPS * np.abs(a + f) * work(2))
+    return ~equal
+
+
+def read_with_valid(ds: Any, bands: Sequence[int], window: Window | None = None,
+                    out_dtype: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, valid)`` of ``bands`` (1-based) in one read where the bands' only mask is
+    their nodata value (:func:`nodata_valid`); otherwise the masks are read too (alpha band,
+    dataset mask, a warper's alpha).
+
+    Args:
+        ds: an open rasterio dataset, WarpedVRT or :class:`ShiftedView`.
+        bands: 1-based band indexes.
+        window: pixel window of ``ds`` (None: all of it).
+        out_dtype: type of ``data`` (default: the file's).
+
+    Returns:
+        data ``(len(bands), h, w)``; valid ``(len(bands), h, w)`` bool, as ``read_masks > 0``.
+    """
+    idx = [int(b) for b in bands]
+    data = ds.read(idx, window=window, out_dtype=out_dtype)
+    flags = [list(ds.mask_flag_enums[b - 1]) for b in idx]
+    nodata = ds.nodata
+    if nodata is not None and all(f == [MaskFlags.nodata] for f in flags):
+        valid = nodata_valid(data, nodata, ds.dtypes[idx[0] - 1])
+        if valid is not None and len({ds.dtypes[b - 1] for b in idx}) == 1:
+            return data, valid
+    alpha = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha]
+    if alpha and all(f == [MaskFlags.all_valid] for f in flags):
+        # an alpha band GDAL does not take as the mask: a warped VRT made with add_alpha and a
+        # float32 working type has a float32 alpha band, and GDAL only uses Byte / UInt16 ones
+        # (its masks then call every pixel valid, those outside the source too)
+        a = ds.read(alpha[0], window=window) > 0
+        return data, np.broadcast_to(a, data.shape).copy()
+    return data, ds.read_masks(idx, window=window) > 0
 
 
 def read_window(
@@ -436,29 +533,20 @@ def read_window(
         bool, False where every band is no data (nodata value, alpha = 0, dataset mask = 0,
         or outside the source for a warped view). "Every band" follows the usual RGB reading
         of a per-band nodata value: a dark pixel with one channel equal to nodata stays valid.
+        A mask that is only the nodata value is derived from the pixels read
+        (:func:`read_with_valid`), not read again.
     """
     if bands is None:
         bands = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
-    nodata = ds.nodata
-    from_data = (nodata is not None
-                 and all(list(ds.mask_flag_enums[b - 1]) == [MaskFlags.nodata] for b in bands))
     try:
-        data = ds.read(list(bands), window=window, boundless=False)
-        if from_data and data.dtype.kind in "iu" and float(nodata).is_integer() and (
-                np.iinfo(data.dtype).min <= nodata <= np.iinfo(data.dtype).max):
-            # an integer band whose mask is only its nodata value: the mask is ``data !=
-            # nodata`` (GDAL's nodata mask band), derived from the pixels read instead of read
-            # again (a warped view would warp the window a second time)
-            return data, np.any(data != data.dtype.type(nodata), axis=0)
-        masks = ds.read_masks(list(bands), window=window)
+        data, valid = read_with_valid(ds, list(bands), window)
     except RasterioIOError as exc:
         raise InputError(
             f"{what} {ds.name} cannot be read at rows {int(window.row_off)}.."
             f"{int(window.row_off + window.height)} ({exc}): the file is truncated or corrupt; "
             "re-export or re-download it (`gdalinfo -checksum` finds bad blocks)"
         ) from None
-    valid = np.any(masks > 0, axis=0)
-    return data, valid
+    return data, np.any(valid, axis=0)
 
 
 # --------------------------------------------------------------------------- foreign datasets

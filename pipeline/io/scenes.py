@@ -274,7 +274,7 @@ def read_on_grid(
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    from pipeline.io.raster import open_on_grid
+    from pipeline.io.raster import open_on_grid, read_with_valid
 
     col0, row0, w, h = window if window is not None else (0, 0, width, height)
     win = Window(col0, row0, w, h)
@@ -286,14 +286,15 @@ def read_on_grid(
             with open_on_grid(f, crs, transform, width, height, resampling, nodata=nodata,
                               tolerance=1e-6, dtype="float32") as vrt:
                 src_nodata = vrt.nodata
-                arr = vrt.read(1, window=win, out_dtype="float32")
-                m = vrt.read_masks(1, window=win) > 0
+                # one read: a mask that is only the nodata value comes from the pixels (a
+                # second read_masks pass warped or decoded the window again)
+                arr, m = read_with_valid(vrt, [1], win, out_dtype="float32")
         except (RasterioError, OSError) as exc:
             raise _read_error(f, exc) from None
         if src_nodata is not None and np.isnan(src_nodata):
             m &= np.isfinite(arr)
-        data[i] = arr
-        valid[i] = m
+        data[i] = arr[0]
+        valid[i] = m[0]
     return data, valid
 
 
