@@ -99,6 +99,11 @@ def write_patch_tif(
 
     Returns:
         The final path. A crash never leaves a half-written file under that name.
+
+    Raises:
+        WriteError: GDAL reported an error while encoding, the disk refused the bytes (full,
+            read-only), or the file reads back other bytes than were encoded (it is then
+            never renamed into place).
     """
     arr = np.asarray(array)
     if arr.ndim == 2:
@@ -128,11 +133,13 @@ def write_patch_tif(
     final = Path(path)
     masked = mask is not None and not np.all(mask)
     with (
-        atomic_path(final) as tmp,
-        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"),
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
         gdal_errors() as errors,
+        rasterio.MemoryFile(ext=".tif") as mem,
     ):
-        with rasterio.open(tmp, "w", **profile) as dst:
+        # encoded in memory, then written in one piece: GDAL's many small writes and seeks
+        # never touch the disk, and the write is verified byte for byte
+        with mem.open(**profile) as dst:
             if colormap is not None:  # before the pixels: TIFF tags are fixed once data is written
                 cmap = {int(k): tuple(int(c) for c in v) for k, v in colormap.items()}
                 dst.write_colormap(1, cmap)
@@ -142,8 +149,21 @@ def write_patch_tif(
         if errors:
             raise WriteError(f"GDAL could not write {final}: {errors[0]}: check the disk and "
                              "rerun")
-        _verify(tmp, final, arr, mask if masked else None)
+        encoded = bytes(mem.getbuffer())
+    with atomic_path(final) as tmp:
+        _write_verified(tmp, final, encoded)
     return final
+
+
+def _write_verified(tmp: Path, final: Path, encoded: bytes) -> None:
+    """Write ``encoded`` to ``tmp`` and read it back: the file must hold exactly those bytes
+    before it becomes visible under ``final`` (a short or silently failed write is a
+    WriteError, never a patch that decodes to other pixels)."""
+    with open(tmp, "wb") as fh:
+        fh.write(encoded)
+    if tmp.read_bytes() != encoded:
+        raise WriteError(f"{final} was written but reads back different bytes: check the disk "
+                         "(full? failing?) and rerun")
 
 
 _ERRORS_LOCK = threading.Lock()
@@ -183,23 +203,6 @@ def gdal_errors() -> Iterator[list[str]]:
             _ERRORS_USERS -= 1
             if _ERRORS_USERS == 0:
                 logger.setLevel(_ERRORS_LEVEL)
-
-
-def _verify(tmp: Path, final: Path, arr: np.ndarray, mask: np.ndarray | None) -> None:
-    """Re-open the written temporary and check it holds exactly ``arr`` (and ``mask``) before it
-    becomes visible under ``final``."""
-    try:
-        with rasterio.open(tmp, sharing=False) as ds:
-            ok = (ds.count, ds.height, ds.width) == arr.shape and ds.dtypes[0] == arr.dtype.name
-            ok = ok and np.array_equal(ds.read(), arr, equal_nan=arr.dtype.kind == "f")
-            if ok and mask is not None:
-                ok = np.array_equal(ds.read_masks(1) > 0, np.asarray(mask, dtype=bool))
-    except RasterioIOError as exc:
-        raise WriteError(f"{final} was written but cannot be read back ({exc}): check the disk "
-                         "and rerun") from None
-    if not ok:
-        raise WriteError(f"{final} was written but reads back different pixels: check the disk "
-                         "(full? failing?) and rerun")
 
 
 # --------------------------------------------------------------------------- the patch reader

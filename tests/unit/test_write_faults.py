@@ -4,6 +4,7 @@ final name; a rerun never reuses a broken file (issue: outputs you can trust).""
 
 from __future__ import annotations
 
+import builtins
 import errno
 import logging
 from pathlib import Path
@@ -62,16 +63,38 @@ def test_read_only_file_system_is_a_write_error(tmp_path: Path,
 def test_silently_corrupted_write_is_caught_by_verification(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = rasterio.io.DatasetWriter.write
+    """The file must read back exactly the bytes GDAL encoded: a disk that drops or flips
+    bytes without an error is caught before the file is renamed into place."""
+    real_write = builtins.open
 
-    def lossy(self, arr, *a, **k):  # type: ignore[no-untyped-def]
-        return real(self, np.zeros_like(arr), *a, **k)  # what a failing disk may do
+    class Lossy:
+        def __init__(self, fh: object) -> None:
+            self.fh = fh
 
-    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", lossy)
+        def __enter__(self) -> Lossy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.__exit__(*exc)  # type: ignore[attr-defined]
+
+        def write(self, data: bytes) -> int:
+            flipped = bytearray(data)
+            flipped[len(flipped) // 2] ^= 0xFF  # one byte of the pixel data
+            return self.fh.write(bytes(flipped))  # type: ignore[attr-defined]
+
+    def lossy_open(file: object, mode: str = "r", *a: object, **k: object) -> object:
+        fh = real_write(file, mode, *a, **k)  # type: ignore[call-overload]
+        return Lossy(fh.__enter__()) if "w" in mode else fh
+
+    monkeypatch.setattr(geotiff, "open", lossy_open, raising=False)
     out = tmp_path / "p.tif"
-    with pytest.raises(WriteError, match="reads back different pixels"):
+    with pytest.raises(WriteError, match="reads back different bytes"):
         write_patch_tif(out, ARR, TR, "EPSG:32649", 255)
     assert not out.exists() and _leftovers(tmp_path) == []
+    monkeypatch.undo()
+    write_patch_tif(out, ARR, TR, "EPSG:32649", 255)
+    with rasterio.open(out) as ds:  # the honest disk: the pixels given
+        np.testing.assert_array_equal(ds.read(), ARR)
 
 
 def test_gdal_errors_during_a_write_are_raised(tmp_path: Path,
