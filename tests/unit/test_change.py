@@ -66,6 +66,9 @@ def test_change_errors() -> None:
         fromto_change(np.array([[20]], np.uint8), np.array([[1]], np.uint8))
     with pytest.raises(ValueError, match="too large"):
         fromto_change(Y1, Y2, n_classes=300)
+    # only labelled pixels must fit: a large value where the other date is no data is ignored
+    assert fromto_change(np.array([[20, 3]], np.uint8),
+                         np.array([[255, 4]], np.uint8)).tolist() == [[65535, 3 * 18 + 4]]
 
 
 def test_change_stats() -> None:
