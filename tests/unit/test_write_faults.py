@@ -65,7 +65,7 @@ def test_silently_corrupted_write_is_caught_by_verification(
 ) -> None:
     """The file must read back exactly the bytes GDAL encoded: a disk that drops or flips
     bytes without an error is caught before the file is renamed into place."""
-    real_write = builtins.open
+    real_open = builtins.open
 
     class Lossy:
         def __init__(self, fh: object) -> None:
@@ -83,7 +83,7 @@ def test_silently_corrupted_write_is_caught_by_verification(
             return self.fh.write(bytes(flipped))  # type: ignore[attr-defined]
 
     def lossy_open(file: object, mode: str = "r", *a: object, **k: object) -> object:
-        fh = real_write(file, mode, *a, **k)  # type: ignore[call-overload]
+        fh = real_open(file, mode, *a, **k)  # type: ignore[call-overload]
         return Lossy(fh.__enter__()) if "w" in mode else fh
 
     monkeypatch.setattr(geotiff, "open", lossy_open, raising=False)
@@ -360,3 +360,16 @@ def test_a_patch_changed_in_place_is_caught_by_its_checksum(tmp_path: Path) -> N
     got = invalidate_broken_outputs(covered, layout.root, checksums=True)
     assert got == {"tile": [f"{victim.relative_to(layout.root).as_posix()}: modified"]}
     assert not layout.patches("tiny").exists()
+
+
+def test_a_mask_is_kept_inside_the_written_bytes(tmp_path: Path) -> None:
+    """Patches are encoded in memory: a mask written as a sidecar (GDAL's default before 3.9,
+    forced here from outside) would stay in memory and be lost. The mask must be in the file."""
+    data = np.full((3, 32, 32), 7, np.uint8)
+    mask = np.ones((32, 32), bool)
+    mask[:5] = False
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False):
+        p = write_patch_tif(tmp_path / "m.tif", data, TR, "EPSG:32649", None, mask=mask)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["m.tif"]
+    with rasterio.open(p) as ds:
+        np.testing.assert_array_equal(ds.read_masks(1) > 0, mask)
