@@ -297,6 +297,60 @@ def test_truncated_index_is_rebuilt_not_a_traceback(tmp_path: Path) -> None:
     assert idx.exists()
 
 
+def test_geo_and_plain_tables_read_back_as_written(tmp_path: Path) -> None:
+    """read_geoparquet: a file with geometry comes back as a GeoDataFrame with its CRS and
+    geometries, a plain table as a plain DataFrame with the same values; a truncated plain
+    table is the same InputError as a truncated GeoParquet."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from pipeline.errors import InputError
+    from pipeline.io.parquet import read_geoparquet, write_geoparquet
+
+    geo, plain = tmp_path / "geo.parquet", tmp_path / "plain.parquet"
+    write_geoparquet(gpd.GeoDataFrame({"patch_id": ["a", "b"]},
+                                      geometry=[shapely.Point(1, 2), shapely.Point(3, 4)],
+                                      crs=32649), geo)
+    write_geoparquet(pd.DataFrame({"patch_id": ["a", "b"], "changed_px": [3, 0]}), plain)
+    g = read_geoparquet(geo)
+    assert isinstance(g, gpd.GeoDataFrame) and g.crs.to_epsg() == 32649
+    assert [p.x for p in g.geometry] == [1.0, 3.0]
+    t = read_geoparquet(plain, required=("changed_px",))
+    assert type(t) is pd.DataFrame and t["changed_px"].tolist() == [3, 0]
+    with pytest.raises(InputError, match=r"lacks columns \['geometry'\]"):
+        read_geoparquet(plain, required=("geometry",), what="change index")
+    plain.write_bytes(plain.read_bytes()[:40])
+    with pytest.raises(InputError, match=r"change index .* is truncated or corrupt"):
+        read_geoparquet(plain, what="change index")
+
+
+def test_rule_change_runs_without_geopandas(tmp_path: Path) -> None:
+    """Rule change reads and writes plain tables: its process imports neither geopandas nor
+    pyproj nor pyogrio (about 0.25 s of the job's start-up), with the driver module or when
+    reading the labels index."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from pipeline.io.parquet import write_geoparquet
+
+    plain = tmp_path / "labels.parquet"
+    write_geoparquet(pd.DataFrame({"patch_id": ["a"], "label_t1": ["x"],
+                                   "label_t2": ["y"]}), plain)
+    code = (
+        "import sys\n"
+        "from pipeline.hr.drivers import change_aoi\n"
+        "from pipeline.io.parquet import read_geoparquet\n"
+        f"read_geoparquet({str(plain)!r}, required=('patch_id', 'label_t1'))\n"
+        "print(sorted(m for m in ('geopandas', 'pyproj', 'pyogrio') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_output_folder_linked_to_another_disk(tmp_path: Path) -> None:
     """An output folder that is a symbolic link (patches kept on another disk) is written
     through: the link stays, its target gets the patches (it used to fail with
