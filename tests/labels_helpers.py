@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def make_tiny_aoi(
                 "px_col0": c * SIZE,
                 "px_row0": r * SIZE,
                 "size_px": SIZE,
+                "hr_transform": json.dumps(list(tr)[:6]),  # as the tile stage records it
                 "hr_t1": rel["t1"],
                 "hr_t2": rel["t2"],
                 "nodata_frac_t1": 0.0,

@@ -25,12 +25,14 @@ Outputs (paths from :class:`pipeline.layout.Layout`):
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from affine import Affine
 from tqdm import tqdm
 
 from pipeline.aoi import AoiSpec
@@ -61,6 +63,7 @@ from pipeline.hr.tiling import TileResult, tile_pair
 from pipeline.io.atomic import remove_empty_dir
 from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
 from pipeline.io.geotiff import (
+    PatchRaster,
     clear_patch_tifs,
     quiet_rasterio_geotransform_warning,
     read_patch,
@@ -226,6 +229,20 @@ def _fully_valid(row: Any, date: str) -> bool:
     return frac is not None and float(frac) == 0.0
 
 
+def _index_grid(row: Any) -> PatchRaster | None:
+    """The grid of a patch's HR GeoTIFFs as the tile index records it (``hr_transform``,
+    ``size_px`` square, ``hr_crs``): tile writes both dates' files with exactly that transform
+    (JSON floats round-trip) and CRS, so it is the grid of a file that still holds the bytes
+    tile wrote (:meth:`RecordedFiles.check`). None for an index without the column (written
+    before it existed) or without a CRS."""
+    tr, crs = getattr(row, "hr_transform", None), getattr(row, "hr_crs", None)
+    if not isinstance(tr, str) or not isinstance(crs, str) or not crs:
+        return None
+    size = int(row.size_px)
+    return PatchRaster(None, Affine(*(float(v) for v in json.loads(tr))), crs, None,
+                       (size, size))
+
+
 def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = True,
               threads: int = 1) -> Path:
     """Driver of rule ``labels``: label rasters and ``labels.parquet`` of one AOI
@@ -286,12 +303,15 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
                 reused_here += 1
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
-                tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")
+                verified = tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")
                 # a patch the tile index records without no data needs no mask read (the mask
-                # of a GeoTIFF with a nodata value means decoding every pixel)
+                # of a GeoTIFF with a nodata value means decoding every pixel); when it also
+                # holds the bytes tile wrote, its grid is the index's: no open at all
                 whole = _fully_valid(row, date)
-                grid = read_patch(hr, f"AOI {name!r} {date.upper()} HR patch {pid}", data=False,
-                                  valid=not whole, require_crs=True)
+                grid = _index_grid(row) if whole and verified else None
+                if grid is None:
+                    grid = read_patch(hr, f"AOI {name!r} {date.upper()} HR patch {pid}",
+                                      data=False, valid=not whole, require_crs=True)
                 valid = np.ones(grid.shape, bool) if whole else grid.valid
                 if grid_t1 is None:
                     grid_t1 = grid

@@ -382,6 +382,9 @@ def tile_pair(
                         "nodata_frac_t1": f1,
                         "nodata_frac_t2": f2,
                         "edge_pad_frac": 1.0 - (iw * ih) / (size * size),
+                        # the patch GeoTIFFs' affine (a, b, c, d, e, f; exact: JSON floats
+                        # round-trip): rule labels needs no open for a patch's grid
+                        "hr_transform": json.dumps(list(tr)[:6]),
                         "hr_bands": json.dumps(sel["t1"]),
                         "hr_scale": json.dumps(scale_rule) if scale_rule else "none",
                         "geometry": window_polygon(info1.transform, px_col0, px_row0,

@@ -84,9 +84,11 @@ class RecordedFiles:
         self.stage = str(doc.get("stage", "?")) if isinstance(doc, dict) else "?"
         self._sha = {rel: str(e.get("sha256")) for rel, e in files.items() if isinstance(e, dict)}
 
-    def check(self, path: Path, what: str) -> None:
-        """Raise when ``path`` no longer holds the bytes its stage wrote (a file the manifest
-        does not cover, or an absent manifest, passes).
+    def check(self, path: Path, what: str) -> bool:
+        """Raise when ``path`` no longer holds the bytes its stage wrote. Returns True when it
+        was verified (it holds exactly those bytes), False when nothing was checked: a file
+        the manifest does not cover, an absent manifest, or a missing file (the reader then
+        says it is missing).
 
         Raises:
             InputError: naming the file, the manifest and the command that rebuilds it.
@@ -94,10 +96,12 @@ class RecordedFiles:
         try:
             rel = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
-            return
+            return False
         expected = self._sha.get(rel)
-        if expected is None or not Path(path).is_file() or file_sha256(path) == expected:
-            return
+        if expected is None or not Path(path).is_file():
+            return False
+        if file_sha256(path) == expected:
+            return True
         raise InputError(
             f"{what} {path}: its bytes differ from what rule {self.stage} wrote (SHA-256 in "
             f"{self.manifest}): the file was modified or corrupted in place. Run the workflow "

@@ -6,6 +6,7 @@ labelled without decoding its pixels for the mask, with the same label bytes."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,8 +86,12 @@ def test_index_nodata_fraction_is_the_written_mask(tmp_path: Path, source: str) 
     whole = 0
     for row in res.index.itertuples(index=False):
         for date in ("t1", "t2"):
-            valid = read_patch(lay.root / getattr(row, f"hr_{date}"), valid=True).valid
+            got = read_patch(lay.root / getattr(row, f"hr_{date}"), valid=True)
+            valid = got.valid
             assert valid is not None
+            # the grid rule labels takes from the index is the file's, exactly
+            assert tuple(json.loads(row.hr_transform)) == tuple(got.transform)[:6]
+            assert (row.size_px, row.size_px) == got.shape and row.hr_crs == got.crs
             frac = float(getattr(row, f"nodata_frac_{date}"))
             assert frac == pytest.approx(1.0 - valid.mean(), abs=1e-9), (row.patch_id, date)
             assert (frac == 0.0) == bool(valid.all()), (row.patch_id, date)
@@ -99,23 +104,73 @@ def _label_digests(lay: Layout, name: str) -> dict[str, str]:
             for p in sorted(lay.root.rglob("labels/*/*.tif"))}
 
 
-def test_labels_are_the_same_with_and_without_the_index_shortcut(tmp_path: Path) -> None:
-    """Patches with and without no data, labelled once from the index's fractions and once
-    from an index without them (every mask read from the file): the same label bytes."""
+def _record_tiled(lay: Layout, name: str) -> None:
+    """The tile stage's manifest of the HR patches (their SHA-256), as tile_aoi writes it."""
+    from pipeline.io.manifest import tree_files, write_manifest
+
+    files = [f for d in ("t1", "t2") for f in tree_files(lay.hr_dir(name, d))]
+    write_manifest(lay.manifest(name, "tile"), lay.root, "tile", files)
+
+
+def test_the_index_grid_is_used_only_for_a_patch_that_holds_what_tile_wrote(
+        tmp_path: Path) -> None:
+    """A whole patch that is missing, or that was rewritten on another grid, is never labelled
+    from the index's grid: missing is MissingInputError, changed is the checksum's InputError
+    (without a manifest the file is opened: test_labels.py::test_stage_t2_patch_off_grid)."""
+    from pipeline.errors import InputError, MissingInputError
+    from pipeline.io.geotiff import write_patch_tif
+    from tests.labels_helpers import SIZE, patch_transform
+
+    feats = [(px_box(0, 0, 2, 2, 30, 12), 3)]
+    aoi, lay = make_tiny_aoi(tmp_path, feats, feats, patches=((0, 0),))
+    _record_tiled(lay, aoi.name)
+    t1 = lay.hr_dir(aoi.name, "t1") / "tiny_r000_c000.tif"
+    t1.rename(t1.with_suffix(".bak"))
+    with pytest.raises(MissingInputError, match=r"T1 HR patch .* does not exist"):
+        label_aoi(aoi, LabelsConfig(), lay, progress=False)
+    t1.with_suffix(".bak").rename(t1)
+    t2 = lay.hr_dir(aoi.name, "t2") / "tiny_r000_c000.tif"
+    write_patch_tif(t2, np.ones((3, SIZE, SIZE), np.uint8),
+                    patch_transform(0, 0) @ Affine.translation(0.5, 0), EPSG, 0)
+    with pytest.raises(InputError, match="bytes differ from what rule tile wrote"):
+        label_aoi(aoi, LabelsConfig(), lay, progress=False)
+    assert not lay.labels_index(aoi.name).exists()
+
+
+def test_labels_are_the_same_with_and_without_the_index_shortcut(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patches with and without no data, labelled once from the index's fractions and grids
+    (no HR patch without no data is opened) and once from an index without them (every grid
+    and mask read from the file): the same label bytes."""
+    import pipeline.hr.drivers as drivers
+
     feats = [(px_box(0, 0, 2, 2, 30, 12), 3), (px_box(0, 0, 8, 0, 20, 30), 5)]
-    runs = {}
+    runs, opened = {}, {}
+    real_read_patch = drivers.read_patch
     for how in ("index", "files"):
         aoi, lay = make_tiny_aoi(tmp_path / how, feats, feats, t2_nodata_cols=3,
                                  patches=((0, 0), (0, 1), (1, 0)))
+        _record_tiled(lay, aoi.name)
         if how == "files":
             idx = read_geoparquet(lay.patches(aoi.name))
-            write_geoparquet(idx.drop(columns=["nodata_frac_t1", "nodata_frac_t2"]),
-                             lay.patches(aoi.name))
+            write_geoparquet(idx.drop(columns=["nodata_frac_t1", "nodata_frac_t2",
+                                               "hr_transform"]), lay.patches(aoi.name))
+        seen: list[str] = []
+
+        def counting(path: object, *a: object, _seen: list[str] = seen, **kw: object) -> object:
+            _seen.append(Path(str(path)).parent.name)
+            return real_read_patch(path, *a, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(drivers, "read_patch", counting)
         label_aoi(aoi, LabelsConfig(), lay, progress=False)
+        monkeypatch.setattr(drivers, "read_patch", real_read_patch)
         runs[how] = _label_digests(lay, aoi.name)
+        opened[how] = sorted(seen)
         t2 = pd.read_parquet(lay.labels_index(aoi.name))
         assert len(t2) == 3
     assert runs["index"] == runs["files"] and len(runs["index"]) == 6
+    # from the index only the T2 patches, which hold no data, are opened (for their masks)
+    assert opened == {"index": ["t2"] * 3, "files": ["t1"] * 3 + ["t2"] * 3}
     # the T2 no-data columns are no data in the labels (the file's mask was read for them)
     lay = Layout(tmp_path / "index" / "results" / "ds")
     lab = read_patch(next(iter(sorted(lay.root.rglob("labels/t2/*.tif"))))).band1

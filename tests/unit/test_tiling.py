@@ -31,8 +31,8 @@ from tests.hr_helpers import EPSG, X0, Y0, aoi_spec, render, write_rgb
 
 INDEX_COLUMNS = [
     "patch_id", "aoi", "city", "t1", "t2", "hr_crs", "gsd_m", "px_col0", "px_row0", "size_px",
-    "hr_t1", "hr_t2", "nodata_frac_t1", "nodata_frac_t2", "edge_pad_frac", "hr_bands",
-    "hr_scale", "geometry",
+    "hr_t1", "hr_t2", "nodata_frac_t1", "nodata_frac_t2", "edge_pad_frac", "hr_transform",
+    "hr_bands", "hr_scale", "geometry",
 ]
 
 
