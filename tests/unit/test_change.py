@@ -102,6 +102,10 @@ def test_stage_change_tiny_aoi(tmp_path: Path) -> None:
     assert index == layout.change_index("tiny")
     df = pd.read_parquet(index)
     assert df["patch_id"].tolist() == ["tiny_r000_c000", "tiny_r000_c001"]
+    assert list(df.columns) == ["patch_id", "aoi", "change_bin", "change_fromto", "changed_px",
+                                "valid_px", "change_fraction"]
+    assert [str(df[c].dtype) for c in ("changed_px", "valid_px", "change_fraction")] == [
+        "int64", "int64", "float64"]
     # patch 0: columns 0-1 no data in T2; columns 2-7 changed 4->3; 8-15 unchanged
     assert df.loc[0, "valid_px"] == 14 * 16 and df.loc[0, "changed_px"] == 6 * 16
     assert df.loc[0, "change_fraction"] == pytest.approx(6 / 14)
@@ -150,3 +154,4 @@ def _layout_only(tmp_path: Path):
     from pipeline.layout import Layout
 
     return Layout(tmp_path / "empty")
+
