@@ -154,4 +154,3 @@ def _layout_only(tmp_path: Path):
     from pipeline.layout import Layout
 
     return Layout(tmp_path / "empty")
-
