@@ -29,14 +29,11 @@ from pipeline.config_sections import (
     ExpandConfig,
     ExportConfig,
     FootprintsConfig,
-    GeeConfig,
     LabelsConfig,
     ReportConfig,
-    SentinelConfig,
     SplitRatios,
     SplitsConfig,
     TileConfig,
-    TrainConfig,
     _check_slug,
     _format_validation_error,
     _Model,
@@ -44,6 +41,8 @@ from pipeline.config_sections import (
     is_execution,
     output_settings,
 )
+from pipeline.config_sentinel import GeeConfig, SentinelConfig
+from pipeline.config_train import TrainConfig
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
