@@ -301,6 +301,8 @@ def label_aoi(aoi: AoiSpec, cfg: LabelsConfig, layout: Layout, progress: bool = 
             if reused is not None:
                 label = reused
                 reused_here += 1
+                # a T2 patch labelled after a reused T1 label is still held to the patch grid
+                grid_t1 = grid_t1 or _index_grid(row)
             else:
                 hr = root / str(getattr(row, f"hr_{date}"))
                 verified = tiled.check(hr, f"AOI {name!r} {date.upper()} HR patch")

@@ -137,6 +137,26 @@ def test_the_index_grid_is_used_only_for_a_patch_that_holds_what_tile_wrote(
     assert not lay.labels_index(aoi.name).exists()
 
 
+def test_a_t2_patch_off_grid_is_caught_after_a_reused_t1_label(tmp_path: Path) -> None:
+    """An interrupted run left the T1 label (reused, so T1's file is not opened); the T2 HR
+    patch, rewritten on another grid since and not covered by a manifest, is still compared
+    with the patch grid the index records."""
+    from pipeline.errors import InputError
+    from pipeline.io.geotiff import write_patch_tif
+    from tests.labels_helpers import SIZE, patch_transform
+
+    feats = [(px_box(0, 0, 2, 2, 30, 12), 3)]
+    aoi, lay = make_tiny_aoi(tmp_path, feats, feats, patches=((0, 0),))
+    label_aoi(aoi, LabelsConfig(), lay, progress=False)
+    lay.labels_index(aoi.name).unlink()  # interrupted before the index: the T1 label is kept
+    (lay.labels_dir(aoi.name, "t2") / "tiny_r000_c000.tif").unlink()
+    t2 = lay.hr_dir(aoi.name, "t2") / "tiny_r000_c000.tif"
+    write_patch_tif(t2, np.ones((3, SIZE, SIZE), np.uint8),
+                    patch_transform(0, 0) @ Affine.translation(0.5, 0), EPSG, 0)
+    with pytest.raises(InputError, match="not on the T1 patch grid"):
+        label_aoi(aoi, LabelsConfig(), lay, progress=False)
+
+
 def test_labels_are_the_same_with_and_without_the_index_shortcut(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Patches with and without no data, labelled once from the index's fractions and grids
