@@ -90,7 +90,7 @@ def _fusu_export(job: tuple[str, str, list[dict[str, Any]]]) -> None:
     from pipeline.bands import ALL_BANDS
     from pipeline.grid import AoiGrid
     from pipeline.io.geotiff import read_patch, write_times_tif
-    from pipeline.io.mosaic import read_footprint_cube
+    from pipeline.io.mosaic_read import read_footprint_cube
     from pipeline.io.png import write_png
 
     native, fusu, rows = job

@@ -3,7 +3,7 @@
 Builds a read-optimised cube (``--side`` px, ``--months`` months, random values, 64 px chunks)
 in a temporary folder, then in a fresh process reads one sample-sized window
 (``--window`` px, e.g. an OSCD city with the extent footprint rule: 664 px) over ``--span``
-of its months with :func:`pipeline.io.mosaic.read_footprint_cube`, and prints the growth of the
+of its months with :func:`pipeline.io.mosaic_read.read_footprint_cube`, and prints the growth of the
 process's peak RSS (``VmHWM``) divided by the returned ``x`` bytes (goal <= 1.5), plus numpy's
 own peak (tracemalloc) for comparison.
 
@@ -26,7 +26,8 @@ from benchmarks.goals import Goal, report
 
 CHILD = r"""
 import json, sys, tracemalloc
-from pipeline.io.mosaic import read_footprint_cube, _open_arrays
+from pipeline.io.mosaic import _open_arrays
+from pipeline.io.mosaic_read import read_footprint_cube
 
 def hwm():  # peak RSS of this process image (VmHWM; ru_maxrss would carry the parent's over exec)
     for line in open("/proc/self/status"):

@@ -48,7 +48,7 @@ from pipeline.io.atomic import atomic_path, dir_is_nonempty, write_lines, write_
 from pipeline.io.geotiff import read_patch, write_times_tif
 from pipeline.io.jsonfile import read_json, write_json
 from pipeline.io.manifest import tree_files, write_manifest
-from pipeline.io.mosaic import mosaic_months, read_footprint_cube
+from pipeline.io.mosaic_read import mosaic_months, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet, read_index_geo, read_index_table, write_geoparquet
 from pipeline.io.png import write_int_label_tiff, write_png
 from pipeline.io.stac_catalog import save_stac

@@ -22,7 +22,7 @@ from pipeline.io.atomic import atomic_path, ensure_dir, set_public_modes, write_
 from pipeline.io.geotiff import read_patch
 from pipeline.io.job_benchmarks import read_job_benchmarks
 from pipeline.io.jsonfile import read_json_folder, read_json_if_exists
-from pipeline.io.mosaic import read_cube, read_mosaic_counts
+from pipeline.io.mosaic_read import read_cube, read_mosaic_counts
 from pipeline.io.parquet import read_index_geo
 from pipeline.io.png import save_figure
 from pipeline.layout import Layout

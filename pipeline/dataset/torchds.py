@@ -69,7 +69,7 @@ from pipeline.errors import DatasetError
 from pipeline.hr.footprints import FOOTPRINT_COLUMNS
 from pipeline.io.geotiff import read_patch
 from pipeline.io.jsonfile import read_json_if_exists
-from pipeline.io.mosaic import read_cube
+from pipeline.io.mosaic_read import read_cube
 from pipeline.io.parquet import read_index_table
 from pipeline.layout import Layout
 

@@ -7,7 +7,7 @@ from typing import Any
 from pipeline.errors import InputError
 from pipeline.grid import AoiGrid
 from pipeline.io.jsonfile import read_json
-from pipeline.io.mosaic import month_span, read_footprint_cube
+from pipeline.io.mosaic_read import month_span, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet
 
 
@@ -20,7 +20,7 @@ def read_sample_cube(layout: Any, sample_id: str, index: Any = None) -> dict[str
         index: the sample index (``layout.expand_samples()``), to avoid re-reading it per call.
 
     Returns:
-        :func:`pipeline.io.mosaic.read_footprint_cube` dict restricted to the months
+        :func:`pipeline.io.mosaic_read.read_footprint_cube` dict restricted to the months
         ``month_first..month_last`` of the sample (``x`` (T, 14, S, S) float32, NaN = no data;
         ``counts`` (T, 2, S, S) uint8; ``months``; ``bands``) plus ``group``, ``crs`` (grid
         CRS), ``transform`` (affine of the footprint window, 6-tuple) and ``patch_box_px``

@@ -43,14 +43,8 @@ from pipeline.expand.plan import active, blocks_for_month, months_of
 from pipeline.grid import AoiGrid, FootprintRule
 from pipeline.io.files import copy_originals
 from pipeline.io.jsonfile import read_json, write_json
-from pipeline.io.mosaic import (
-    CHUNK_PX,
-    consolidate_mosaic,
-    init_mosaic,
-    mosaic_months,
-    read_footprint_cube,
-    remove_ledger,
-)
+from pipeline.io.mosaic import CHUNK_PX, consolidate_mosaic, init_mosaic, remove_ledger
+from pipeline.io.mosaic_read import mosaic_months, read_footprint_cube
 from pipeline.io.parquet import read_geoparquet, write_geoparquet
 from pipeline.io.vector import write_footprints_vector
 from pipeline.layout import Layout

@@ -30,7 +30,8 @@ from pipeline.grid import AoiGrid
 from pipeline.io.atomic import ensure_dir
 from pipeline.io.digest import json_digest
 from pipeline.io.jsonfile import read_json, write_json
-from pipeline.io.mosaic import mosaic_months, write_block, write_month_product
+from pipeline.io.mosaic import write_block, write_month_product
+from pipeline.io.mosaic_read import mosaic_months
 from pipeline.sentinel.model import (
     Block,
     BlockResult,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DatasetError
-from pipeline.io.mosaic import read_footprint_cube
+from pipeline.io.mosaic_read import read_footprint_cube
 from tests.torchds_helpers import make_dataset, s2_dn
 
 torch = pytest.importorskip("torch")

@@ -14,7 +14,7 @@ from pipeline.config import ExpandConfig, FootprintsConfig, SentinelConfig
 from pipeline.errors import DatasetError
 from pipeline.expand.drivers import expand_index, expand_init, expand_month, expand_stats
 from pipeline.io.jsonfile import read_json
-from pipeline.io.mosaic import read_footprint_cube
+from pipeline.io.mosaic_read import read_footprint_cube
 from pipeline.io.parquet import read_geoparquet
 from pipeline.layout import Layout
 from pipeline.sentinel.model import Block

@@ -20,7 +20,7 @@ from pipeline.dataset.export_fusu import label_bin_values, sample_paths
 from pipeline.errors import DatasetError
 from pipeline.grid import AoiGrid
 from pipeline.io.jsonfile import read_json
-from pipeline.io.mosaic import read_footprint_cube
+from pipeline.io.mosaic_read import read_footprint_cube
 from pipeline.layout import Layout
 from tests.splits_helpers import FP_PX, HR_PX, make_native_aoi
 

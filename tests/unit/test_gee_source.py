@@ -568,7 +568,7 @@ def test_quota_mid_month_resumes_without_repeating_blocks(srv, tmp_path):
     assert summary["blocks_skipped"] == 2 and summary["blocks_done"] == 2
     assert summary["s2_product"] == "L2A"
     # end to end: what the mosaic holds is the fake's known answer on the AOI grid
-    from pipeline.io.mosaic import read_footprint_cube
+    from pipeline.io.mosaic_read import read_footprint_cube
 
     cube = read_footprint_cube(tmp_path / "m.zarr", 0, 0, 128)
     exp = expected_block(block_grid(grid, Block(0, 0, 128, 128)), MONTH)
@@ -976,7 +976,8 @@ def test_a_month_with_a_cover_keeps_earth_engines_values_on_it(srv, tmp_path):
     # Earth Engine computes whole rectangles (a request is one); the month job keeps its
     # values on the footprints' pixels and stores the rest as unobserved, as for the scene
     # sources, so the stores of every source agree
-    from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.io.mosaic_read import read_footprint_cube
     from pipeline.sentinel.fetch import run_month
     from pipeline.sentinel.model import FootprintCover
 

@@ -13,11 +13,10 @@ from pipeline.io.mosaic import (
     consolidate_mosaic,
     finalize_mosaic,
     init_mosaic,
-    open_mosaic,
-    read_footprint_cube,
     write_block,
     write_month_product,
 )
+from pipeline.io.mosaic_read import open_mosaic, read_footprint_cube
 from pipeline.sentinel.model import Block, BlockResult
 
 GRID = AoiGrid(epsg=32649, res_m=10.0, x0=650040.0, y0=3795000.0, width=160, height=128)

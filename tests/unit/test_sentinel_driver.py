@@ -13,7 +13,8 @@ from pipeline.aoi import AoiSpec
 from pipeline.errors import QuotaExhaustedError, SourceError
 from pipeline.grid import AoiGrid
 from pipeline.io.jsonfile import read_json
-from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+from pipeline.io.mosaic import init_mosaic
+from pipeline.io.mosaic_read import read_footprint_cube
 from pipeline.layout import Layout
 from pipeline.sentinel.blocks import plan_blocks
 from pipeline.sentinel.fetch import run_month

@@ -578,7 +578,8 @@ def test_skips_heal_once_the_catalogue_is_fixed(server: FakeStac, tmp_path: Path
     ledger folder was deleted by hand.)"""
     import copy
 
-    from pipeline.io.mosaic import init_mosaic, read_footprint_cube
+    from pipeline.io.mosaic import init_mosaic
+    from pipeline.io.mosaic_read import read_footprint_cube
     from pipeline.sentinel.fetch import run_month
 
     blocks = [Block(0, 0, 32, 32), Block(32, 0, 32, 32), Block(0, 32, 32, 32),

@@ -14,7 +14,7 @@ from pipeline.config import SplitsConfig
 from pipeline.dataset.drivers import assemble_dataset, dataset_stats
 from pipeline.dataset.stats import RunningMoments, check_sentinel_inputs, class_frequencies
 from pipeline.errors import DatasetError
-from pipeline.io.mosaic import read_footprint_cube
+from pipeline.io.mosaic_read import read_footprint_cube
 from pipeline.layout import Layout
 from tests.splits_helpers import HR_PX, make_native_aoi
 

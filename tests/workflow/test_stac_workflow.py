@@ -113,7 +113,7 @@ def test_source_gee_builds_the_demo_cube_the_static_build_makes(
     float32 ulp can move a DN's rounding), S1 within 8e-6 dB (docs/sources.md)."""
     import numpy as np
 
-    from pipeline.io.mosaic import open_mosaic
+    from pipeline.io.mosaic_read import open_mosaic
 
     ws, run = built
     archive = ws / "inputs" / "tiny" / "scenes"
