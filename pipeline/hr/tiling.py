@@ -163,14 +163,12 @@ def tile_pair(
     from pipeline.io.atomic import adopt_temporary, atomic_path, ensure_dir, remove_tree
     from pipeline.io.digest import read_fingerprint, stat_digest, write_fingerprint
     from pipeline.io.geotiff import quiet_rasterio_geotransform_warning, write_patch_tif
+    from pipeline.io.ongrid import open_on_grid, read_window, whole_pixel_offset
     from pipeline.io.raster import (
         band_percentiles,
         bounded_gdal_cache,
         grid_difference,
         inspect_raster,
-        open_on_grid,
-        read_window,
-        whole_pixel_offset,
     )
 
     size = int(patch_size_px)

@@ -249,7 +249,7 @@ def read_on_grid(
     differently near its edges (one DN, on about 0.2 % of the pixels of a cross-zone scene), so
     an AOI fetched as one block or as many would differ in bytes. A file on a whole-pixel shift
     of the frame (S2's 10 m bands on the AOI frame, whose origin is a multiple of 60 m) is read
-    shifted, not warped (:class:`pipeline.io.raster.ShiftedView`): its own pixels, the same
+    shifted, not warped (:class:`pipeline.io.ongrid.ShiftedView`): its own pixels, the same
     bytes the warp gives.
 
     Args:
@@ -274,7 +274,7 @@ def read_on_grid(
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
-    from pipeline.io.raster import open_on_grid, read_with_valid
+    from pipeline.io.ongrid import open_on_grid, read_with_valid
 
     col0, row0, w, h = window if window is not None else (0, 0, width, height)
     win = Window(col0, row0, w, h)

@@ -1,5 +1,5 @@
 """A band whose only mask is its nodata value gets its validity from the pixels already read
-(``pipeline.io.raster.nodata_valid`` / ``read_with_valid``), not from a second ``read_masks``
+(``pipeline.io.ongrid.nodata_valid`` / ``read_with_valid``), not from a second ``read_masks``
 pass (which, on a warped view, warped the window again: about as costly as the read itself on a
 deflate COG). The derived mask must be GDAL's own, bit for bit: integer bands compare with the
 nodata value, float bands use GDAL's ``ARE_REAL_EQUAL`` (within 2 ULP of FLT_EPSILON), NaN
@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
-from pipeline.io.raster import nodata_valid, open_on_grid, read_with_valid
+from pipeline.io.ongrid import nodata_valid, open_on_grid, read_with_valid
 from pipeline.io.scenes import read_on_grid
 
 CRS = "EPSG:32633"

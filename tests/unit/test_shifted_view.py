@@ -1,5 +1,5 @@
 """A source on the target grid shifted by whole pixels is read, not warped
-(``pipeline.io.raster.open_on_grid`` / ``ShiftedView``): the same pixels and masks as GDAL's
+(``pipeline.io.ongrid.open_on_grid`` / ``ShiftedView``): the same pixels and masks as GDAL's
 warped VRT gives, for every resampling, window and no-data convention."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from rasterio.enums import MaskFlags
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from pipeline.io import raster
-from pipeline.io.raster import ShiftedView, open_on_grid, read_window, whole_pixel_offset
+from pipeline.io import ongrid
+from pipeline.io.ongrid import ShiftedView, open_on_grid, read_window, whole_pixel_offset
 
 CRS = "EPSG:32649"
 T1 = Affine(0.5, 0, 650000.0, 0, -0.5, 3795000.0)
@@ -146,7 +146,7 @@ def test_tiling_a_whole_pixel_shift_warps_nothing(tmp_path: Path,
     def refuse(*a: object, **k: object) -> None:
         raise AssertionError("warped")
 
-    monkeypatch.setattr(raster, "WarpedVRT", refuse)
+    monkeypatch.setattr(ongrid, "WarpedVRT", refuse)
     t1 = write_rgb(tmp_path / "t1.tif")
     t2 = write_rgb(tmp_path / "t2.tif", transform=Affine(1, 0, X0 + 3, 0, -1, Y0 - 2),
                    width=70, height=60)

@@ -253,20 +253,20 @@ def test_rerun_is_deterministic_and_replaces_outputs(tmp_path: Path) -> None:
 
 
 def test_memory_bound_strip_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.io.raster as raster
+    import pipeline.io.ongrid as ongrid
 
     # tiled scenes: a striped one is read in whole rows (next test)
     t1 = write_rgb(tmp_path / "t1.tif", width=96, height=48, tiled=16)
     tr2 = Affine(1, 0, X0 + 2, 0, -1, Y0)
     t2 = write_rgb(tmp_path / "t2.tif", width=96, height=48, transform=tr2, tiled=16)
     seen: list[tuple[int, int]] = []
-    real = raster.read_window
+    real = ongrid.read_window
 
     def spy(ds, window, bands=None, what="image"):  # type: ignore[no-untyped-def]
         seen.append((int(window.height), int(window.width)))
         return real(ds, window, bands)
 
-    monkeypatch.setattr(raster, "read_window", spy)
+    monkeypatch.setattr(ongrid, "read_window", spy)
     spec = aoi_spec(t1, t2, name="m")
     cfg = _cfg()
     la, lb = Layout(tmp_path / "ra"), Layout(tmp_path / "rb")
@@ -289,19 +289,19 @@ def test_striped_scenes_are_read_in_whole_rows(tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     # a striped file decodes whole rows for any window: narrower segments would decode each
     # row again per segment once GDAL's block cache no longer holds them (a wide city)
-    import pipeline.io.raster as raster
+    import pipeline.io.ongrid as ongrid
 
     t1 = write_rgb(tmp_path / "t1.tif", width=96, height=48)  # striped (GDAL's default)
     t2 = write_rgb(tmp_path / "t2.tif", width=96, height=48, tiled=16)
     assert inspect_raster(t1).block_shape[1] == 96 and inspect_raster(t2).block_shape == (16, 16)
     seen: list[int] = []
-    real = raster.read_window
+    real = ongrid.read_window
 
     def spy(ds, window, bands=None, what="image"):  # type: ignore[no-untyped-def]
         seen.append(int(window.width))
         return real(ds, window, bands)
 
-    monkeypatch.setattr(raster, "read_window", spy)
+    monkeypatch.setattr(ongrid, "read_window", spy)
     lay = Layout(tmp_path / "o")
     with caplog.at_level(logging.INFO):
         res = tile_pair(aoi_spec(t1, t2, name="m"), _cfg(), lay, progress=False,
