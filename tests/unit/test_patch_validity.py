@@ -195,3 +195,51 @@ def test_labels_are_the_same_with_and_without_the_index_shortcut(
     lay = Layout(tmp_path / "index" / "results" / "ds")
     lab = read_patch(next(iter(sorted(lay.root.rglob("labels/t2/*.tif"))))).band1
     assert (lab[:, :3] == 255).all() and (lab[:, 3:] != 255).any()
+
+
+#: a Transverse Mercator without an EPSG code (as a reprojection by GDAL leaves it): the tile
+#: index records its WKT, not an ``EPSG:n`` string
+CUSTOM_TM = ('+proj=tmerc +lat_0=0 +lon_0=111.3 +k=0.9996 +x_0=500000 +y_0=0 +ellps=GRS80 '
+             '+units=m +no_defs')
+
+
+@pytest.mark.parametrize("crs", [f"EPSG:{EPSG}", CUSTOM_TM], ids=["epsg", "no-epsg-code"])
+def test_labels_from_the_index_grid_equal_labels_from_the_files_whatever_the_crs(
+        tmp_path: Path, crs: str) -> None:
+    """Tile writes the patches and records their grid (with the CRS as a string: ``EPSG:n``,
+    or WKT for a CRS without a code); labels written from that record and labels written from
+    the files' own grids are the same bytes, and carry the HR patches' CRS."""
+    import geopandas as gpd
+    from rasterio.crs import CRS
+    from shapely.geometry import box
+
+    from pipeline.aoi import AoiSpec
+
+    def build(root: Path, from_index: bool) -> dict[str, str]:
+        root.mkdir(parents=True)
+        t1 = write_rgb(root / "t1.tif", crs=crs, nodata=None)
+        t2 = write_rgb(root / "t2.tif", crs=crs, nodata=None)
+        ann = {}
+        for date, cls in (("t1", 3), ("t2", 5)):
+            gdf = gpd.GeoDataFrame({"class": [cls, 7]}, crs=CRS.from_user_input(crs).to_wkt(),
+                                   geometry=[box(X0 + 3, Y0 - 40, X0 + 30, Y0 - 5),
+                                             box(X0 + 35, Y0 - 60, X0 + 61, Y0 - 33)])
+            ann[date] = str(root / f"ann_{date}.gpkg")
+            gdf.to_file(ann[date], driver="GPKG", engine="pyogrio")
+        aoi = AoiSpec.model_validate({
+            "name": "w", "city": "c", "t1": "2019-08-14", "t2": "2020-08-18",
+            "images": {"t1": str(t1), "t2": str(t2)}, "annotations": ann})
+        lay = Layout(root / "o")
+        tile_aoi(aoi, TileConfig.model_validate({"patch_size_px": 16}), lay, progress=False)
+        if not from_index:
+            idx = read_geoparquet(lay.patches("w"))
+            write_geoparquet(idx.drop(columns=["hr_transform"]), lay.patches("w"))
+        label_aoi(aoi, LabelsConfig(min_coverage=0.0), lay, progress=False)
+        for p in sorted(lay.root.rglob("labels/*/*.tif")):
+            hr = lay.root / "aois" / "w" / "hr" / p.parent.name / p.name
+            with rasterio.open(p) as lab, rasterio.open(hr) as img:
+                assert lab.crs == img.crs and lab.transform == img.transform, p
+        return _label_digests(lay, "w")
+
+    by_index, by_files = build(tmp_path / "a", True), build(tmp_path / "b", False)
+    assert len(by_index) == 2 * 16 and by_index == by_files
